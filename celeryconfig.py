@@ -1,0 +1,45 @@
+"""Celery settings: plain data built from the contract and the environment.
+
+Why these values:
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it ran,
+  so a killed worker's chunk is redelivered; the claim in the log makes the rerun harmless.
+- ``worker_prefetch_multiplier = 1``: a worker holds at most one waiting task per process; the
+  priority pool additionally runs with ``--disable-prefetch``.
+- ``visibility_timeout``: every wait inside a task (rate limit, carrier calls) is bounded far
+  below it; delayed work is parked in the log, never as a Celery ETA/countdown.
+"""
+
+import os
+
+from dispatcher.contract import TASK_RECONCILE, TASK_SEND_CHUNK, Lane, queue_name
+
+broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": int(os.environ.get("SMSDISPATCH_VISIBILITY_TIMEOUT_S", "3600")),
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
+broker_pool_limit = 10
+
+task_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+task_default_queue = queue_name(Lane.BULK)
+task_routes = {
+    TASK_RECONCILE: {"queue": queue_name(Lane.BULK)},
+    TASK_SEND_CHUNK: {"queue": queue_name(Lane.BULK)},
+}
+# A chunk is bounded by the rate-limit wait budget plus its carrier calls; far below visibility.
+task_soft_time_limit = 240
+task_time_limit = 300
+
+worker_prefetch_multiplier = 1
+worker_hijack_root_logger = False
+worker_redirect_stdouts = False
+worker_send_task_events = False
+task_send_sent_event = False

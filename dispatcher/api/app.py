@@ -1,0 +1,150 @@
+"""The FastAPI application: lifespan resources, error envelopes, health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dispatcher import __version__
+from dispatcher.accounts import Authenticator
+from dispatcher.api.context import ApiContext, request_id
+from dispatcher.api.envelope import JsonResponse, error_response
+from dispatcher.api.guard import RequestGuard
+from dispatcher.api.routes_sms import UNAVAILABLE, router
+from dispatcher.broker import Broker
+from dispatcher.config import Settings
+from dispatcher.contract import Lane
+from dispatcher.errors import ApiError
+from dispatcher.store.db import make_engine
+from dispatcher.writer import SubmissionWriter
+
+log = structlog.get_logger(component="api")
+
+
+def build_context(settings: Settings) -> ApiContext:
+    """Open the engine, the broker and the writer for one API process."""
+    engine = make_engine(settings.database_url, pool_size=8)
+    broker = Broker(settings.redis_url)
+    writer = SubmissionWriter(
+        engine, broker,
+        chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
+        max_rows=settings.writer_max_rows,
+    )
+    return ApiContext(settings, engine, broker, writer, Authenticator(engine))
+
+
+def _validation_errors(exc: RequestValidationError) -> list[ApiError]:
+    out: list[ApiError] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        where, path = (loc[0], loc[1:]) if loc else ("body", [])
+        etype = err.get("type", "")
+        msg = str(err.get("msg", "invalid value"))
+        if etype == "json_invalid":
+            out.append(ApiError("invalid_json", "the body is not valid JSON", "body", None))
+            continue
+        if not path:
+            out.append(ApiError("invalid_json", "the body must be a JSON object", "body", None))
+            continue
+        parameter = path[0]
+        source = parameter + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path[1:])
+        value = err.get("input") if etype != "missing" else None
+        if where == "query":
+            out.append(ApiError("invalid_query", msg, parameter, value, source))
+        elif where == "header":
+            out.append(ApiError("invalid_field", msg, parameter, None, source))
+        elif etype == "missing":
+            out.append(ApiError("missing_field", f"{parameter} is required", parameter, None,
+                                source))
+        else:
+            out.append(ApiError("invalid_field", msg, parameter, value, source))
+    return out or [ApiError("invalid_json")]
+
+
+def create_app(settings: Settings | None = None, context: ApiContext | None = None) -> FastAPI:
+    """The API. Resources are opened in the lifespan, not here."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = context or build_context(settings)
+        ctx.writer.start()
+        app.state.ctx = ctx
+        log.info("api.started", port=settings.api_port)
+        try:
+            yield
+        finally:
+            ctx.writer.stop()
+            ctx.broker.close()
+            ctx.engine.dispose()
+
+    app = FastAPI(
+        title="smsdispatch",
+        version=__version__,
+        summary="SMS API compatible with MessageFlow SMS API v2.1",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.include_router(router)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JsonResponse:
+        headers = UNAVAILABLE if exc.status == 503 else None
+        return error_response(request_id(request), [exc], headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JsonResponse:
+        return error_response(request_id(request), _validation_errors(exc), status=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JsonResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        if code is None:
+            code = "invalid_field" if exc.status_code < 500 else "internal_error"
+        return error_response(request_id(request), [ApiError(code)], status=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JsonResponse:
+        log.exception("api.unhandled", error=type(exc).__name__)
+        return error_response(request_id(request), [ApiError("internal_error")])
+
+    @app.get("/healthz", tags=["Operations"], summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["Operations"], summary="Readiness: Redis and database reachable")
+    async def readyz(request: Request) -> JsonResponse:
+        """200 when Redis and the database answer, else 503 naming what failed."""
+        ctx: ApiContext = request.app.state.ctx
+
+        def check() -> dict[str, str]:
+            out = {}
+            try:
+                with ctx.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                out["database"] = "ok"
+            except Exception as exc:  # report, don't raise: this is a probe
+                out["database"] = type(exc).__name__
+            try:
+                ctx.broker.queue_lengths()
+                out["redis"] = "ok"
+            except Exception as exc:
+                out["redis"] = type(exc).__name__
+            return out
+
+        checks = await asyncio.to_thread(check)
+        ok = all(v == "ok" for v in checks.values())
+        return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
+    return app

@@ -1,0 +1,66 @@
+"""What the API process holds for its lifetime, and the dependencies that reach it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import Engine
+
+from dispatcher.accounts import Account, Authenticator
+from dispatcher.broker import Broker
+from dispatcher.config import Settings
+from dispatcher.errors import ApiError
+from dispatcher.writer import SubmissionWriter
+
+
+@dataclass
+class ApiContext:
+    """Built at start-up (lifespan), never at import."""
+
+    settings: Settings
+    engine: Engine
+    broker: Broker
+    writer: SubmissionWriter
+    auth: Authenticator
+
+
+def get_context(request: Request) -> ApiContext:
+    """The process's context."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def request_id(request: Request) -> str:
+    """The id the guard middleware gave this request (``meta.uniqId``)."""
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+async def current_account(
+    ctx: Annotated[ApiContext, Depends(get_context)],
+    application_key: Annotated[
+        str | None, Header(alias="Application-Key", description="Your application key.")
+    ] = None,
+    authorization: Annotated[
+        str | None, Header(description="Your authorization token (no `Bearer` prefix).")
+    ] = None,
+) -> Account:
+    """The calling account; 401 unless both headers form a valid pair."""
+    if not application_key or not authorization:
+        missing = "Application-Key" if not application_key else "Authorization"
+        raise ApiError("unauthorized", f"the {missing} header is required", missing, None)
+    cached = ctx.auth.cached(application_key, authorization)
+    account = (
+        cached
+        if cached is not ctx.auth.MISS
+        else await asyncio.to_thread(ctx.auth.authenticate, application_key, authorization)
+    )
+    if account is None or not isinstance(account, Account):
+        raise ApiError("unauthorized", "unknown or revoked key pair", None, None)
+    return account
+
+
+AccountDep = Annotated[Account, Depends(current_account)]
+ContextDep = Annotated[ApiContext, Depends(get_context)]

@@ -1,0 +1,114 @@
+"""The ``{data, errors, meta}`` envelope and the message view, as plain dicts (fast to dump)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from dispatcher.contract import STATUS_CODES, Status, is_final
+from dispatcher.errors import ApiError
+from dispatcher.store.records import NewMessage
+
+
+class JsonResponse(Response):
+    """orjson-rendered JSON."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """Serialise ``content``."""
+        return orjson.dumps(content)
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds → ISO 8601 UTC with milliseconds."""
+    if ts is None:
+        return None
+    ms = int(round(ts * 1000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def message_view(m: dict[str, Any]) -> dict[str, Any]:
+    """A stored message row as the API shows it."""
+    status = m["status"]
+    error = None
+    if m.get("error_code"):
+        error = {
+            "code": m["error_code"],
+            "description": m.get("error_description"),
+            "permanent": m.get("error_permanent"),
+        }
+    return {
+        "id": m["id"],
+        "externalId": m["external_id"],
+        "phoneNumber": m["phone"],
+        "sender": m["sender"],
+        "status": STATUS_CODES[Status(status)],
+        "statusName": status,
+        "isFinal": is_final(status),
+        "statusTime": iso(m["status_at"]),
+        "createTime": iso(m["created_at"]),
+        "numberOfParts": m["parts"],
+        "encoding": m["encoding"],
+        "lane": m["lane"],
+        "scheduleTime": iso(m.get("scheduled_at")),
+        "sentTime": iso(m.get("sent_at")),
+        "error": error,
+    }
+
+
+def new_message_view(m: NewMessage) -> dict[str, Any]:
+    """A just-accepted message as the API shows it."""
+    return {
+        "id": m.id,
+        "externalId": m.external_id,
+        "phoneNumber": m.phone,
+        "sender": m.sender,
+        "status": STATUS_CODES[Status(m.status)],
+        "statusName": m.status,
+        "isFinal": False,
+        "statusTime": iso(m.created_at),
+        "createTime": iso(m.created_at),
+        "numberOfParts": m.parts,
+        "encoding": m.encoding,
+        "lane": m.lane,
+        "scheduleTime": iso(m.scheduled_at),
+        "sentTime": None,
+        "error": None,
+    }
+
+
+def envelope(
+    request_id: str,
+    status: int,
+    data: list[dict[str, Any]] | None = None,
+    errors: list[ApiError] | None = None,
+    **meta: Any,
+) -> dict[str, Any]:
+    """Build the envelope; ``meta`` extras are merged in."""
+    data = data or []
+    errs = [e.as_dict() for e in errors or []]
+    return {
+        "data": data,
+        "errors": errs,
+        "meta": {
+            "status": status,
+            "uniqId": request_id,
+            "numberOfData": len(data),
+            "numberOfErrors": len(errs),
+            **meta,
+        },
+    }
+
+
+def error_response(
+    request_id: str, errors: list[ApiError], status: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    """An error answer; the status is the first error's unless given."""
+    code = status or errors[0].status
+    return JsonResponse(envelope(request_id, code, errors=errors), status_code=code,
+                        headers=headers)

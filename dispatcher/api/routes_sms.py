@@ -1,0 +1,291 @@
+"""``/v2.1/sms``: send, list, look up, statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher.api.context import AccountDep, ContextDep, request_id
+from dispatcher.api.envelope import JsonResponse, envelope, message_view, new_message_view
+from dispatcher.api.models import Envelope, SendSmsBody
+from dispatcher.contract import STATUS_CODES, Status
+from dispatcher.errors import CATALOGUE, ApiError
+from dispatcher.sms import InvalidPhoneNumber, normalize
+from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.queries import MessageFilter, get_message, list_messages, message_timeline
+from dispatcher.submit import RequestRefused, SendRequest, prepare
+
+router = APIRouter(prefix="/v2.1/sms", tags=["SMS"])
+
+# Requests this large are validated off the event loop, so OTPs are not stuck behind them.
+OFFLOAD_RECIPIENTS = 100
+
+
+def _declared(*codes: str) -> dict[int | str, dict[str, Any]]:
+    by_status: dict[int, list[str]] = {}
+    for c in codes:
+        by_status.setdefault(CATALOGUE[c].status, []).append(c)
+    return {
+        status: {"model": Envelope, "description": "Error codes: " + ", ".join(cs)}
+        for status, cs in by_status.items()
+    }
+
+
+AUTH_ERRORS = ("unauthorized", "service_unavailable", "internal_error")
+SEND_ERRORS = (
+    *AUTH_ERRORS, "invalid_json", "missing_field", "invalid_field", "invalid_phone_number",
+    "no_valid_recipients", "too_many_recipients", "invalid_sender", "empty_message",
+    "message_too_long", "invalid_validity", "invalid_schedule_time", "invalid_type",
+    "short_link_unsupported", "invalid_webhook_url", "invalid_external_id",
+    "priority_not_enabled", "idempotency_key_reused", "idempotency_key_in_flight",
+    "invalid_idempotency_key", "payload_too_large", "unsupported_media_type",
+)
+UNAVAILABLE = {"Retry-After": "5"}
+
+
+@router.post(
+    "",
+    summary="Send an SMS to one or many recipients",
+    response_model=Envelope,
+    responses=_declared(*SEND_ERRORS),
+)
+async def send_sms(
+    request: Request,
+    body: SendSmsBody,
+    account: AccountDep,
+    ctx: ContextDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="Retry safely: the same key and body "
+               "return the first answer; the same key with another body is refused (422)."),
+    ] = None,
+) -> JsonResponse:
+    """Accept a message: it is stored durably, then queued on its lane.
+
+    Partial success answers 200: good recipients in `data`, refused ones in `errors`.
+    """
+    rid = request_id(request)
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= 255 and idempotency_key.isascii()
+        and idempotency_key.isprintable()
+    ):
+        raise ApiError("invalid_idempotency_key", None, "Idempotency-Key", idempotency_key)
+    req = SendRequest(
+        sender=body.sender, message=body.message, phone_numbers=body.phoneNumbers,
+        validity=body.validity, schedule_time=body.scheduleTime, type=body.type,
+        short_link=body.shortLink, webhook_url=body.webhookUrl, external_id=body.externalId,
+        priority=body.priority,
+    )
+    body_hash = hashlib.sha256(
+        orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    now = time.time()
+    args = (req, account, ctx.settings, now)
+    kwargs = {"idempotency_key": idempotency_key, "body_hash": body_hash}
+    try:
+        if len(req.phone_numbers) > OFFLOAD_RECIPIENTS:
+            prepared = await asyncio.to_thread(lambda: prepare(*args, **kwargs))
+        else:
+            prepared = prepare(*args, **kwargs)
+    except RequestRefused as exc:
+        status = exc.errors[0].status if len(exc.errors) == 1 else 400
+        if any(e.status == 403 for e in exc.errors):
+            status = 403
+        return JsonResponse(envelope(rid, status, errors=exc.errors), status_code=status)
+    try:
+        stored = await ctx.writer.submit(prepared.submission)
+    except StoreUnavailable:
+        raise ApiError("service_unavailable", "the message log is unreachable") from None
+    if stored.conflict == "body_mismatch":
+        raise ApiError("idempotency_key_reused", None, "Idempotency-Key", idempotency_key)
+    if stored.conflict == "in_flight":
+        raise ApiError("idempotency_key_in_flight", None, "Idempotency-Key", idempotency_key)
+    if stored.duplicate:
+        data = [message_view(m) for m in stored.messages]
+    else:
+        data = [new_message_view(m) for m in prepared.submission.messages]
+    return JsonResponse(
+        envelope(
+            rid, 200, data, prepared.recipient_errors,
+            sentSms=len(data), notSentSms=len(prepared.recipient_errors),
+            duplicate=stored.duplicate, lane=prepared.submission.lane,
+        )
+    )
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def _statuses(value: str | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _split(value):
+        if item.isdigit():
+            out.extend(s for s, code in STATUS_CODES.items() if code == int(item))
+            if not any(code == int(item) for code in STATUS_CODES.values()):
+                raise ApiError("invalid_query", f"unknown status {item}", "status", item)
+        else:
+            try:
+                out.append(Status(item.lower()))
+            except ValueError:
+                raise ApiError("invalid_query", f"unknown status {item}", "status",
+                               item) from None
+    return tuple(out)
+
+
+def _time(value: str | None, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        from datetime import UTC, datetime
+
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    except ValueError:
+        raise ApiError("invalid_query", "use ISO 8601 (UTC) or unix seconds", name,
+                       value) from None
+
+
+def _filter(
+    external_id: str | None, phone: str | None, status: str | None, sender: str | None,
+    date_from: str | None, date_to: str | None, region: str | None,
+) -> MessageFilter:
+    phones: list[str] = []
+    for p in _split(phone):
+        try:
+            phones.append(normalize(p, region))
+        except InvalidPhoneNumber as exc:
+            raise ApiError("invalid_query", exc.message, "phoneNumber", p) from None
+    senders = _split(sender)
+    if len(senders) > 10:
+        raise ApiError("invalid_query", "at most 10 senders", "sender", len(senders))
+    return MessageFilter(
+        external_id=external_id or None,
+        phone_numbers=tuple(phones),
+        statuses=_statuses(status),
+        senders=senders,
+        date_from=_time(date_from, "dateFrom"),
+        date_to=_time(date_to, "dateTo"),
+    )
+
+
+class ListParams:
+    """Query parameters shared by the listings."""
+
+    def __init__(
+        self,
+        externalId: Annotated[str | None, Query(description="Filter by externalId.")] = None,  # noqa: N803
+        phoneNumber: Annotated[str | None, Query(  # noqa: N803
+            description="Filter by recipient; comma-separated, any common spelling.")] = None,
+        status: Annotated[str | None, Query(
+            description="Numeric v2.1 codes or our names, comma-separated.")] = None,
+        sender: Annotated[str | None, Query(
+            description="Comma-separated, at most 10.")] = None,
+        dateFrom: Annotated[str | None, Query(  # noqa: N803
+            description="Created at or after: ISO 8601 UTC or unix seconds.")] = None,
+        dateTo: Annotated[str | None, Query(  # noqa: N803
+            description="Created at or before: ISO 8601 UTC or unix seconds.")] = None,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        orderBy: Annotated[Literal["createTime", "externalId", "status"], Query()] = "createTime",  # noqa: N803
+        orderDirection: Annotated[Literal["ASC", "DESC", "asc", "desc"], Query()] = "DESC",  # noqa: N803
+    ) -> None:
+        self.raw = (externalId, phoneNumber, status, sender, dateFrom, dateTo)
+        self.offset = offset
+        self.limit = limit
+        self.order_by = orderBy
+        self.descending = orderDirection.upper() == "DESC"
+
+
+async def _listing(
+    request: Request, account_id: int, ctx: ContextDep, params: ListParams
+) -> tuple[str, list[dict[str, Any]], int]:
+    flt = _filter(*params.raw, ctx.settings.default_region or None)
+
+    def query() -> tuple[list[dict[str, Any]], int]:
+        with ctx.engine.connect() as conn:
+            return list_messages(conn, account_id, flt, params.offset, params.limit,
+                                 params.order_by, params.descending)
+
+    try:
+        rows, total = await asyncio.to_thread(query)
+    except SQLAlchemyError:
+        raise ApiError("service_unavailable", "the message log is unreachable") from None
+    rid = request_id(request)
+    if not rows:
+        raise ApiError("no_results", "no message matches the filters")
+    return rid, rows, total
+
+
+LIST_ERRORS = (*AUTH_ERRORS, "invalid_query", "no_results")
+
+
+@router.get("", summary="List messages", response_model=Envelope,
+            responses=_declared(*LIST_ERRORS))
+async def list_sms(
+    request: Request, account: AccountDep, ctx: ContextDep,
+    params: Annotated[ListParams, Depends()],
+) -> JsonResponse:
+    """Messages of your account, newest first by default (404 when nothing matches)."""
+    rid, rows, total = await _listing(request, account.id, ctx, params)
+    data = [message_view(r) for r in rows]
+    return JsonResponse(envelope(rid, 200, data, total=total, offset=params.offset,
+                                 limit=params.limit))
+
+
+@router.get("/statuses", summary="Statuses of messages", response_model=Envelope,
+            responses=_declared(*LIST_ERRORS))
+async def list_statuses(
+    request: Request, account: AccountDep, ctx: ContextDep,
+    params: Annotated[ListParams, Depends()],
+) -> JsonResponse:
+    """The status of each matching message (same filters as the listing)."""
+    rid, rows, total = await _listing(request, account.id, ctx, params)
+    data = [message_view(r) for r in rows]
+    return JsonResponse(envelope(rid, 200, data, total=total, offset=params.offset,
+                                 limit=params.limit))
+
+
+@router.get("/{message_id}", summary="One message with its timeline", response_model=Envelope,
+            responses=_declared(*AUTH_ERRORS, "not_found"))
+async def get_sms(
+    request: Request, message_id: str, account: AccountDep, ctx: ContextDep
+) -> JsonResponse:
+    """A message of your account, with its recorded events (404 for any other id)."""
+    if len(message_id) > 64:
+        raise ApiError("not_found", None, "id", message_id)
+
+    def query() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        with ctx.engine.connect() as conn:
+            row = get_message(conn, account.id, message_id)
+            return row, (message_timeline(conn, message_id) if row else [])
+
+    try:
+        row, events = await asyncio.to_thread(query)
+    except SQLAlchemyError:
+        raise ApiError("service_unavailable", "the message log is unreachable") from None
+    if row is None:
+        raise ApiError("not_found", "no such message in your account", "id", message_id)
+    view = message_view(row)
+    view["carrier"] = {
+        "connection": row["connection"],
+        "messageId": row["carrier_message_id"],
+        "httpStatus": row["http_status"],
+        "latencyMs": row["latency_ms"],
+        "attempts": row["attempts"],
+    }
+    view["events"] = [
+        {"at": e["at"], "kind": e["kind"], "status": e["status"], "detail": e["detail"]}
+        for e in events
+    ]
+    return JsonResponse(envelope(request_id(request), 200, [view]))

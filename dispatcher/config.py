@@ -1,0 +1,89 @@
+"""Settings, read once from the environment (``REDIS_URL``, ``DATABASE_URL``, ``SMSDISPATCH_*``).
+
+Every setting has an embedded default so ``make run`` works with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PREFIX = "SMSDISPATCH_"
+
+
+def _default_db() -> str:
+    return "sqlite:///" + os.path.abspath(os.path.join("var", "smsdispatch.db"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All tunables. The environment variable for ``api_port`` is ``SMSDISPATCH_API_PORT``."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = field(default_factory=_default_db)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_workers: int = 1
+    # The carrier connection used until connection files exist (issue 5): the simulator.
+    carrier_url: str = "http://127.0.0.1:9090"
+    carrier_token: str = ""
+    carrier_tps: float = 1000.0  # per SMS part, global across all workers
+    carrier_batch_size: int = 500  # recipients per batch submit; 1 = one request per message
+    carrier_max_in_flight: int = 64  # concurrent requests per worker process
+    carrier_timeout_s: float = 10.0
+    chunk_size: int = 500  # messages per bulk task
+    max_attempts: int = 6
+    retry_base_s: float = 1.0
+    retry_max_s: float = 300.0
+    rate_wait_max_s: float = 20.0  # longer waits park the rest of a chunk instead of holding it
+    default_validity_min: int = 4320
+    max_parts: int = 10
+    max_recipients: int = 10_000
+    max_body_bytes: int = 1_048_576
+    bulk_threshold: int = 10  # more recipients than this always go to the bulk lane
+    default_region: str = ""  # e.g. "PL" to accept national numbers without a country code
+    writer_max_delay_ms: float = 2.0  # group commit window in the API
+    writer_max_rows: int = 5000
+    scheduler_interval_s: float = 0.25
+    outbox_stale_s: float = 30.0  # a batch not marked enqueued after this is re-enqueued
+    sending_stale_s: float = 120.0  # a claim older than this is reconciled with the carrier
+    orphan_stale_s: float = 120.0  # queued, lane empty, older than this: re-enqueued
+    visibility_timeout_s: int = 3600
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | console
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); ``overrides`` win."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "redis_url":
+                raw = env.get("REDIS_URL")
+            elif f.name == "database_url":
+                raw = env.get("DATABASE_URL")
+            else:
+                raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _coerce(name: str, typ: Any, raw: str) -> Any:
+    kind = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+    except ValueError as exc:
+        env_name = {"redis_url": "REDIS_URL", "database_url": "DATABASE_URL"}.get(
+            name, PREFIX + name.upper()
+        )
+        raise ValueError(f"{env_name}: expected {kind}, got {raw!r}") from exc
+    return raw

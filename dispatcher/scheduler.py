@@ -1,0 +1,131 @@
+"""The scheduler process: releases scheduled and retrying messages, and repairs crash windows.
+
+Each tick (default every 250 ms):
+- held messages (``scheduled``, ``retrying``) that are due are re-batched and published;
+- batches committed but never published (crash or Redis outage between commit and publish) are
+  published after ``outbox_stale_s``;
+- every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
+  with the carrier, and queued messages of a lane whose queue is empty are re-published
+  (their task was lost, e.g. a Redis restart without persistence).
+Only one scheduler acts at a time (a Redis lease), so several can run for availability.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher.broker import Broker, BrokerUnavailable
+from dispatcher.config import Settings
+from dispatcher.contract import SEND_LANES, Lane
+from dispatcher.store import outbox
+from dispatcher.store.messages import mark_enqueued
+from dispatcher.store.records import Batch
+
+log = structlog.get_logger(component="scheduler")
+LEADER_KEY = "smsd:scheduler:leader"
+SLOW_EVERY_S = 10.0
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    released: int = 0
+    expired: int = 0
+    republished: int = 0
+    reconcile_requested: int = 0
+    orphans: int = 0
+
+
+class Scheduler:
+    """One scheduler; call :meth:`tick` in a loop (:meth:`run`)."""
+
+    def __init__(self, settings: Settings, engine: Engine, broker: Broker,
+                 redis_client: redis.Redis) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.broker = broker
+        self.redis = redis_client
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.chunk_sizes = {Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100}
+        self._last_slow = 0.0
+
+    def is_leader(self) -> bool:
+        """Take or renew the lease; False when another scheduler holds it."""
+        ttl_ms = int(max(2.0, self.settings.scheduler_interval_s * 8) * 1000)
+        try:
+            if self.redis.set(LEADER_KEY, self.identity, nx=True, px=ttl_ms):
+                return True
+            if self.redis.get(LEADER_KEY) == self.identity.encode():
+                self.redis.pexpire(LEADER_KEY, ttl_ms)
+                return True
+        except redis.RedisError:
+            return False
+        return False
+
+    def _publish(self, batches: list[Batch]) -> int:
+        if not batches:
+            return 0
+        done, error = self.broker.publish([b for b in batches if b.payloads])
+        empty = [b.id for b in batches if not b.payloads]
+        with self.engine.begin() as conn:
+            mark_enqueued(conn, [*done, *empty], time.time())
+        if error is not None:
+            log.warning("publish.deferred", error=str(error))
+        return sum(len(b.payloads) for b in batches if b.id in set(done))
+
+    def tick(self, now: float | None = None, force_slow: bool = False) -> TickReport:
+        """One round of work."""
+        now = time.time() if now is None else now
+        report = TickReport()
+        with self.engine.begin() as conn:
+            due, report.expired = outbox.release_due(conn, now, self.chunk_sizes)
+        report.released = self._publish(due)
+        with self.engine.begin() as conn:
+            stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
+        report.republished = self._publish(stale)
+        if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
+            self._last_slow = time.monotonic()
+            self._slow(now, report)
+        return report
+
+    def _slow(self, now: float, report: TickReport) -> None:
+        with self.engine.connect() as conn:
+            claims = outbox.stale_claims(conn, now - self.settings.sending_stale_s)
+        if claims:
+            self.broker.publish_reconcile(claims)
+            report.reconcile_requested = len(claims)
+        lengths = self.broker.queue_lengths()
+        for lane in SEND_LANES:
+            if lengths.get(str(lane), 0) > 0:
+                continue
+            with self.engine.begin() as conn:
+                lost = outbox.orphans(conn, lane, now - self.settings.orphan_stale_s, now,
+                                      self.chunk_sizes)
+            report.orphans += self._publish(lost)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Tick until ``stop`` is set; database or Redis trouble only delays the next tick."""
+        stop = stop or threading.Event()
+        log.info("scheduler.started", identity=self.identity)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if self.is_leader():
+                    report = self.tick()
+                    if any(vars(report).values()):
+                        log.info("scheduler.tick", **vars(report))
+            except (SQLAlchemyError, BrokerUnavailable, redis.RedisError) as exc:
+                log.warning("scheduler.tick_failed", error=type(exc).__name__)
+            elapsed = time.monotonic() - started
+            stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))
+        log.info("scheduler.stopped")

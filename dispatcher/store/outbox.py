@@ -1,0 +1,134 @@
+"""The scheduler's queries: release held messages, find unpublished batches, stale claims."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from dispatcher.contract import HELD_STATUSES, Status
+from dispatcher.ids import new_message_id
+from dispatcher.store.messages import insert_batches
+from dispatcher.store.records import Batch
+from dispatcher.store.schema import dispatch_batches, messages
+
+_PAYLOAD_COLS = (
+    messages.c.id, messages.c.account_id, messages.c.phone, messages.c.sender, messages.c.body,
+    messages.c.parts, messages.c.flash, messages.c.valid_until, messages.c.attempts,
+    messages.c.lane,
+)
+
+
+def _payload(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id, "account": r.account_id, "to": r.phone, "sender": r.sender, "text": r.body,
+        "parts": r.parts, "flash": bool(r.flash), "valid_until": r.valid_until,
+        "attempt": r.attempts,
+    }
+
+
+def _rebatch(
+    conn: Connection, rows: Sequence[Any], from_statuses: Sequence[str], now: float,
+    chunk_sizes: dict[str, int],
+) -> list[Batch]:
+    """Give ``rows`` new dispatch batches and mark them queued (compare-and-set)."""
+    by_lane: dict[str, list[Any]] = {}
+    for r in rows:
+        by_lane.setdefault(r.lane, []).append(r)
+    batches: list[Batch] = []
+    m = messages.c
+    for lane, lane_rows in by_lane.items():
+        size = max(1, chunk_sizes.get(lane, 500))
+        for i in range(0, len(lane_rows), size):
+            chunk = lane_rows[i : i + size]
+            batch_id = new_message_id()
+            won = conn.execute(
+                update(messages)
+                .where(and_(m.id.in_([r.id for r in chunk]), m.status.in_(list(from_statuses))))
+                .values(status=Status.QUEUED, status_at=now, queued_at=now, batch_id=batch_id)
+                .returning(m.id)
+            )
+            won_ids = {r[0] for r in won}
+            payloads = [_payload(r) for r in chunk if r.id in won_ids]
+            if payloads:
+                batches.append(Batch(batch_id, lane, payloads))
+    insert_batches(conn, batches, now)
+    return batches
+
+
+def release_due(
+    conn: Connection, now: float, chunk_sizes: dict[str, int], limit: int = 5000
+) -> tuple[list[Batch], int]:
+    """Held messages whose time has come → queued batches; past validity → expired."""
+    m = messages.c
+    stmt = (
+        select(*_PAYLOAD_COLS)
+        .where(and_(m.status.in_(list(HELD_STATUSES)), m.next_attempt_at <= now))
+        .order_by(m.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = conn.execute(stmt).all()
+    expired = [r.id for r in rows if r.valid_until <= now]
+    if expired:
+        conn.execute(
+            update(messages)
+            .where(and_(m.id.in_(expired), m.status.in_(list(HELD_STATUSES))))
+            .values(status=Status.EXPIRED, status_at=now, final_at=now,
+                    error_code="validity_expired",
+                    error_description="validity passed before sending", error_permanent=True)
+        )
+    live = [r for r in rows if r.valid_until > now]
+    return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes), len(expired)
+
+
+def unpublished_batches(conn: Connection, older_than: float, limit: int = 200) -> list[Batch]:
+    """Batches committed but never marked enqueued (a crash or a Redis outage in between)."""
+    b = dispatch_batches.c
+    ids = [
+        r[0]
+        for r in conn.execute(
+            select(b.id)
+            .where(and_(b.enqueued_at.is_(None), b.created_at < older_than))
+            .order_by(b.created_at)
+            .limit(limit)
+        )
+    ]
+    batches: list[Batch] = []
+    for batch_id in ids:
+        rows = conn.execute(
+            select(*_PAYLOAD_COLS).where(
+                and_(messages.c.batch_id == batch_id, messages.c.status == Status.QUEUED)
+            )
+        ).all()
+        lane = rows[0].lane if rows else ""
+        batches.append(Batch(batch_id, lane, [_payload(r) for r in rows]))
+    return batches
+
+
+def stale_claims(conn: Connection, older_than: float, limit: int = 1000) -> list[str]:
+    """Messages claimed ("sending") longer ago than a carrier call can last."""
+    m = messages.c
+    rows = conn.execute(
+        select(m.id)
+        .where(and_(m.status == Status.SENDING, m.status_at < older_than))
+        .order_by(m.status_at)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+def orphans(
+    conn: Connection, lane: str, older_than: float, now: float, chunk_sizes: dict[str, int],
+    limit: int = 5000,
+) -> list[Batch]:
+    """Queued messages of a lane whose queue is empty: their task was lost; re-batch them."""
+    m = messages.c
+    rows = conn.execute(
+        select(*_PAYLOAD_COLS)
+        .where(and_(m.status == Status.QUEUED, m.lane == lane, m.queued_at < older_than))
+        .limit(limit)
+    ).all()
+    return _rebatch(conn, rows, [Status.QUEUED], now, chunk_sizes)

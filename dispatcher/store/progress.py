@@ -1,0 +1,195 @@
+"""State changes the workers make in the message log, batched and compare-and-set.
+
+Every transition names the state it expects (``WHERE status = …``), so a redelivered task, a
+reconciler and a worker can never both move the same message: whoever loses the race changes
+nothing. The successful attempt is recorded on the message row itself (carrier id, HTTP status,
+latency), so the common path writes one row per message; failed attempts, deferrals and
+reconciliations add rows to ``message_events`` for the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
+
+from dispatcher.contract import Status
+from dispatcher.store.schema import message_events, messages
+
+
+@dataclass(slots=True)
+class Sent:
+    """A message the carrier accepted."""
+
+    id: str
+    carrier_message_id: str
+    http_status: int
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class Failure:
+    """A message whose attempt failed; ``status`` is where it goes next."""
+
+    id: str
+    status: str  # retrying | rejected | failed | expired
+    code: str
+    description: str
+    permanent: bool
+    http_status: int | None = None
+    latency_ms: float | None = None
+    next_attempt_at: float | None = None
+
+
+def still_queued(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are still waiting to be claimed (skips work a redelivery already did)."""
+    if not ids:
+        return set()
+    rows = conn.execute(
+        select(messages.c.id).where(
+            and_(messages.c.id.in_(list(ids)), messages.c.status == Status.QUEUED)
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> set[str]:
+    """Move ``ids`` from queued to sending (compare-and-set); returns those this caller won."""
+    if not ids:
+        return set()
+    m = messages.c
+    rows = conn.execute(
+        update(messages)
+        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED))
+        .values(
+            status=Status.SENDING,
+            status_at=now,
+            attempts=m.attempts + 1,
+            connection=connection,
+        )
+        .returning(m.id)
+    )
+    return {r[0] for r in rows}
+
+
+def record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:
+    """sending → sent with the carrier's id; returns the number of rows moved."""
+    if not sent:
+        return 0
+    if conn.dialect.name == "postgresql":
+        # One statement for the whole batch: far cheaper than executemany on the hot path.
+        result = conn.execute(
+            text(
+                "UPDATE messages AS m SET status = 'sent', status_at = :now, sent_at = :now, "
+                "carrier_message_id = v.cid, http_status = v.hs, latency_ms = v.lat "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:cids AS text[]), "
+                "CAST(:hss AS smallint[]), CAST(:lats AS float8[])) AS v(id, cid, hs, lat) "
+                "WHERE m.id = v.id AND m.status = 'sending'"
+            ),
+            {
+                "now": now,
+                "ids": [s.id for s in sent],
+                "cids": [s.carrier_message_id for s in sent],
+                "hss": [s.http_status for s in sent],
+                "lats": [s.latency_ms for s in sent],
+            },
+        )
+        return int(result.rowcount)
+    m = messages.c
+    result = conn.execute(
+        update(messages)
+        .where(and_(m.id == bindparam("b_id"), m.status == Status.SENDING))
+        .values(
+            status=Status.SENT,
+            status_at=now,
+            sent_at=now,
+            carrier_message_id=bindparam("b_cid"),
+            http_status=bindparam("b_hs"),
+            latency_ms=bindparam("b_lat"),
+        ),
+        [
+            {"b_id": s.id, "b_cid": s.carrier_message_id, "b_hs": s.http_status,
+             "b_lat": s.latency_ms}
+            for s in sent
+        ],
+    )
+    return int(result.rowcount)
+
+
+def record_failures(
+    conn: Connection, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
+) -> int:
+    """Move failed attempts to their next state, with an ``attempt`` event each."""
+    if not failures:
+        return 0
+    m = messages.c
+    moved = 0
+    for f in failures:
+        final = f.status not in (Status.RETRYING,)
+        values: dict[str, Any] = {
+            "status": f.status,
+            "status_at": now,
+            "http_status": f.http_status,
+            "latency_ms": f.latency_ms,
+            "error_code": f.code,
+            "error_description": f.description[:255],
+            "error_permanent": f.permanent,
+            "next_attempt_at": f.next_attempt_at,
+        }
+        if final:
+            values["final_at"] = now
+        result = conn.execute(
+            update(messages).where(and_(m.id == f.id, m.status == expected)).values(**values)
+        )
+        moved += int(result.rowcount)
+    add_events(
+        conn,
+        (
+            (
+                f.id,
+                now,
+                "attempt_failed" if expected == Status.SENDING else "not_sent",
+                f.status,
+                {
+                    "code": f.code,
+                    "description": f.description[:255],
+                    "permanent": f.permanent,
+                    "http_status": f.http_status,
+                    "latency_ms": f.latency_ms,
+                    "next_attempt_at": f.next_attempt_at,
+                },
+            )
+            for f in failures
+        ),
+    )
+    return moved
+
+
+def defer(
+    conn: Connection, ids: Sequence[str], until: float, now: float, reason: str
+) -> int:
+    """queued → retrying without spending an attempt (rate-limit waits are not failures)."""
+    if not ids:
+        return 0
+    m = messages.c
+    result = conn.execute(
+        update(messages)
+        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED))
+        .values(status=Status.RETRYING, status_at=now, next_attempt_at=until)
+    )
+    add_events(conn, ((i, now, "deferred", Status.RETRYING, {"reason": reason}) for i in ids))
+    return int(result.rowcount)
+
+
+def add_events(
+    conn: Connection, events: Iterable[tuple[str, float, str, str | None, dict[str, Any] | None]]
+) -> None:
+    """Append timeline events ``(message_id, at, kind, status, detail)``."""
+    rows = [
+        {"message_id": mid, "at": at, "kind": kind, "status": status, "detail": detail}
+        for mid, at, kind, status, detail in events
+    ]
+    if rows:
+        conn.execute(insert(message_events), rows)

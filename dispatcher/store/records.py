@@ -1,0 +1,77 @@
+"""Plain records that cross the message log's boundary (no ORM objects leave it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A validated message about to be written to the log."""
+
+    id: str
+    account_id: int
+    submission_id: str
+    external_id: str
+    phone: str
+    sender: str
+    body: str
+    parts: int
+    encoding: str
+    flash: bool
+    lane: str
+    status: str
+    created_at: float
+    valid_until: float
+    scheduled_at: float | None = None
+    next_attempt_at: float | None = None
+    webhook_url: str | None = None
+
+    def payload(self, attempt: int = 0) -> dict[str, Any]:
+        """The task payload for this message (see :class:`dispatcher.contract.MessagePayload`)."""
+        return {
+            "id": self.id,
+            "account": self.account_id,
+            "to": self.phone,
+            "sender": self.sender,
+            "text": self.body,
+            "parts": self.parts,
+            "flash": self.flash,
+            "valid_until": self.valid_until,
+            "attempt": attempt,
+        }
+
+
+@dataclass(slots=True)
+class NewSubmission:
+    """One API call (or library call, or CSV upload) and the messages it creates."""
+
+    id: str
+    account_id: int
+    body_hash: str
+    lane: str
+    source: str
+    created_at: float
+    external_id: str | None = None
+    idempotency_key: str | None = None
+    messages: list[NewMessage] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StoredSubmission:
+    """What the log returns for a submission: new, or the original of a repeat."""
+
+    id: str
+    duplicate: bool
+    messages: list[dict[str, Any]]
+    conflict: str | None = None  # "body_mismatch" when an Idempotency-Key is reused differently
+
+
+@dataclass(slots=True)
+class Batch:
+    """A dispatch batch: the outbox row for one task that carries these messages."""
+
+    id: str
+    lane: str
+    payloads: list[dict[str, Any]]

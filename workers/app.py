@@ -1,0 +1,34 @@
+"""The Celery application of the workers (the only module, with ``tasks``, importing Celery)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+
+from dispatcher.config import Settings
+from dispatcher.logs import configure
+
+app = Celery("smsdispatch", include=["workers.tasks"])
+app.config_from_object("celeryconfig")
+
+
+@setup_logging.connect
+def _logging(**_kwargs: Any) -> None:
+    settings = Settings.from_env()
+    configure(settings.log_level, settings.log_format)
+
+
+@worker_process_init.connect
+def _process_start(**_kwargs: Any) -> None:
+    from workers.runtime import runtime
+
+    runtime()
+
+
+@worker_process_shutdown.connect
+def _process_stop(**_kwargs: Any) -> None:
+    from workers.runtime import reset_runtime
+
+    reset_runtime()

@@ -1,0 +1,60 @@
+"""The connector interface every carrier protocol implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from workers.errors import CarrierError
+
+
+@dataclass(slots=True, frozen=True)
+class Outbound:
+    """One SMS to submit; ``ref`` is our message id, passed as the carrier's client reference."""
+
+    ref: str
+    to: str
+    sender: str
+    text: str
+    parts: int
+    flash: bool = False
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    """The carrier's answer for one message: a carrier id, or the error."""
+
+    ref: str
+    carrier_id: str | None
+    http_status: int | None
+    latency_ms: float
+    error: CarrierError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the carrier accepted the message."""
+        return self.error is None and self.carrier_id is not None
+
+
+class Connector(Protocol):
+    """A carrier connection. Built with its HTTP client and config; never opens at import."""
+
+    name: str
+    max_batch: int  # recipients per batch submit; 1 means the carrier takes one at a time
+
+    async def submit(self, msg: Outbound) -> SubmitResult:
+        """Submit one message. Never raises: errors come back in the result."""
+        ...
+
+    async def submit_batch(self, msgs: Sequence[Outbound]) -> list[SubmitResult]:
+        """Submit messages sharing sender, text and flash in one request (``len ≤ max_batch``)."""
+        ...
+
+    async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
+        """Carrier ids of the refs it has recorded; ``None`` when the carrier cannot tell."""
+        ...
+
+    async def close(self) -> None:
+        """Release the HTTP client."""
+        ...

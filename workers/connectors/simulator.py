@@ -1,0 +1,172 @@
+"""Connector for the carrier simulator's HTTP JSON API (``docs/simulator.md``).
+
+The hot path uses aiohttp directly rather than httpx: measured on this machine it costs a
+fraction of the CPU per request (``docs/client-choice.md``). aiohttp errors never leave this
+module; they become :mod:`workers.errors` types in :func:`_translate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+
+from workers.connectors.base import Outbound, SubmitResult
+from workers.errors import (
+    AmbiguousCarrierError,
+    CarrierError,
+    PermanentCarrierError,
+    RetryableCarrierError,
+    ThrottledError,
+)
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
+    """Parse ``Retry-After`` given in (possibly fractional) seconds; fall back to ``default``."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+def error_from_status(status: int, body: bytes, headers: Any) -> CarrierError:
+    """Classify a non-2xx answer: 429 throttled, 5xx retryable, other 4xx permanent."""
+    code, description = "carrier_http_%d" % status, "HTTP %d" % status
+    try:
+        err = orjson.loads(body).get("error") or {}
+        code = str(err.get("code") or code)
+        description = str(err.get("message") or description)
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass
+    if status == 429:
+        return ThrottledError(retry_after_seconds(headers.get("Retry-After")))
+    if status >= 500 or status in (408, 425):
+        return RetryableCarrierError(code, description, status)
+    return PermanentCarrierError(code, description, status)
+
+
+def _translate(exc: BaseException) -> CarrierError:
+    """aiohttp/asyncio errors → ours. A request that may have reached the carrier is ambiguous."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return AmbiguousCarrierError("carrier_timeout", "no answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return RetryableCarrierError("carrier_unreachable", "could not connect")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return AmbiguousCarrierError("carrier_disconnected", "connection dropped mid-request")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return AmbiguousCarrierError("carrier_io_error", type(exc).__name__)
+    return AmbiguousCarrierError("carrier_unexpected", type(exc).__name__)
+
+
+class SimulatorConnector:
+    """Talks to ``smsdispatch simulator`` (single and batch submit, lookup by reference)."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        token: str = "",
+        max_batch: int = 500,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.max_batch = max(1, max_batch)
+        self._base = base_url.rstrip("/")
+        self._session = session
+        self._headers = dict(JSON_HEADERS)
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes, Any, float]:
+        started = time.perf_counter()
+        async with self._session.post(
+            self._base + path, data=orjson.dumps(body), headers=self._headers,
+            timeout=self._timeout,
+        ) as resp:
+            data = await resp.read()
+            return resp.status, data, resp.headers, (time.perf_counter() - started) * 1000
+
+    async def submit(self, msg: Outbound) -> SubmitResult:
+        """Submit one message."""
+        body = {
+            "to": msg.to, "from": msg.sender, "text": msg.text, "ref": msg.ref,
+            "parts": msg.parts, "flash": msg.flash,
+        }
+        started = time.perf_counter()
+        try:
+            status, data, headers, latency = await self._post("/v1/sms", body)
+        except Exception as exc:  # translated at the boundary, never raised past it
+            return SubmitResult(msg.ref, None, None, _ms_since(started), _translate(exc))
+        if status == 200:
+            try:
+                carrier_id = str(orjson.loads(data)["id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                err = AmbiguousCarrierError("carrier_bad_response", "unparseable 200 answer", 200)
+                return SubmitResult(msg.ref, None, status, latency, err)
+            return SubmitResult(msg.ref, carrier_id, status, latency)
+        return SubmitResult(msg.ref, None, status, latency, error_from_status(status, data, headers))
+
+    async def submit_batch(self, msgs: Sequence[Outbound]) -> list[SubmitResult]:
+        """Submit recipients of one text in one request; per-recipient results."""
+        first = msgs[0]
+        body = {
+            "from": first.sender, "text": first.text, "parts": first.parts, "flash": first.flash,
+            "recipients": [{"to": m.to, "ref": m.ref} for m in msgs],
+        }
+        started = time.perf_counter()
+        try:
+            status, data, headers, latency = await self._post("/v1/sms/batch", body)
+        except Exception as exc:
+            err = _translate(exc)
+            return [SubmitResult(m.ref, None, None, _ms_since(started), err) for m in msgs]
+        if status != 200:
+            err = error_from_status(status, data, headers)
+            return [SubmitResult(m.ref, None, status, latency, err) for m in msgs]
+        try:
+            results = {r["ref"]: r for r in orjson.loads(data)["results"]}
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            err = AmbiguousCarrierError("carrier_bad_response", "unparseable batch answer", 200)
+            return [SubmitResult(m.ref, None, status, latency, err) for m in msgs]
+        out: list[SubmitResult] = []
+        for m in msgs:
+            r = results.get(m.ref)
+            if r is None:
+                err = AmbiguousCarrierError("carrier_missing_result", "no result for recipient")
+                out.append(SubmitResult(m.ref, None, status, latency, err))
+            elif r.get("status") == "accepted" and r.get("id"):
+                out.append(SubmitResult(m.ref, str(r["id"]), status, latency))
+            else:
+                e = r.get("error") or {}
+                err = PermanentCarrierError(
+                    str(e.get("code") or "carrier_rejected"), str(e.get("message") or ""), status
+                )
+                out.append(SubmitResult(m.ref, None, status, latency, err))
+        return out
+
+    async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
+        """Ask the carrier which refs it recorded (reconciling claims left by a crash)."""
+        try:
+            status, data, _headers, _lat = await self._post("/v1/sms/lookup", {"refs": list(refs)})
+        except Exception as exc:
+            raise _translate(exc) from exc
+        if status != 200:
+            raise RetryableCarrierError("carrier_lookup_failed", f"HTTP {status}", status)
+        found = orjson.loads(data).get("found") or {}
+        return {str(k): str(v) for k, v in found.items()}
+
+    async def close(self) -> None:
+        """Nothing to do: the session belongs to the worker process."""
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,44 @@
+"""The workers' own error tree; third-party errors are translated into it at the boundary."""
+
+from __future__ import annotations
+
+
+class DispatchError(Exception):
+    """Root of the consumer side's errors."""
+
+
+class CarrierError(DispatchError):
+    """A carrier call failed. ``code`` is ours (stable, for the log and the panel)."""
+
+    retryable = False
+    ambiguous = False  # the carrier may have accepted it: check before resending
+
+    def __init__(self, code: str, description: str, http_status: int | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.http_status = http_status
+
+
+class RetryableCarrierError(CarrierError):
+    """Connect errors, 5xx: try again later."""
+
+    retryable = True
+
+
+class AmbiguousCarrierError(RetryableCarrierError):
+    """A timeout or a dropped connection after the request was sent."""
+
+    ambiguous = True
+
+
+class ThrottledError(RetryableCarrierError):
+    """The carrier answered 429; ``retry_after`` seconds is its wish."""
+
+    def __init__(self, retry_after: float, http_status: int = 429) -> None:
+        super().__init__("carrier_throttled", "carrier asked us to slow down", http_status)
+        self.retry_after = retry_after
+
+
+class PermanentCarrierError(CarrierError):
+    """The carrier refused the message for good (4xx reject)."""

@@ -1,0 +1,56 @@
+"""The sender's :class:`~workers.sending.ProgressStore` on a SQLAlchemy engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher.contract import Status
+from dispatcher.store import progress
+from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.progress import Failure, Sent
+
+T = TypeVar("T")
+
+
+class SqlProgress:
+    """Each call is one short transaction; database errors become :class:`StoreUnavailable`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(exc.__class__.__name__) from exc
+
+    def still_queued(self, ids: Sequence[str]) -> set[str]:
+        """See :func:`dispatcher.store.progress.still_queued`."""
+        return self._call(progress.still_queued, ids)
+
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> set[str]:
+        """See :func:`dispatcher.store.progress.claim`."""
+        return self._call(progress.claim, ids, connection, now)
+
+    def record_sent(self, sent: Sequence[Sent], now: float) -> int:
+        """See :func:`dispatcher.store.progress.record_sent`."""
+        return self._call(progress.record_sent, sent, now)
+
+    def record_failures(
+        self, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
+    ) -> int:
+        """See :func:`dispatcher.store.progress.record_failures`."""
+        return self._call(progress.record_failures, failures, now, expected)
+
+    def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
+        """See :func:`dispatcher.store.progress.defer`."""
+        return self._call(progress.defer, ids, until, now, reason)
+
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one transaction (for the reconciler's multi-step work)."""
+        return self._call(fn)

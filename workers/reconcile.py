@@ -1,0 +1,90 @@
+"""Claims left in "sending" by a crash: ask the carrier, never blindly resend.
+
+A message stuck in ``sending`` may or may not have reached the carrier. We look it up by our
+client reference: found → ``sent`` with the carrier's id; not found → back to ``retrying`` (due
+now, the attempt already counted). A carrier that cannot answer look-ups gets no resend: the
+message becomes ``failed`` with ``send_state_unknown``, visible in the log, because sending an SMS
+twice is the worse failure for a one-time code or a paid campaign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, select, update
+
+from dispatcher.contract import Status
+from dispatcher.store.progress import Failure, Sent, add_events, record_sent
+from dispatcher.store.schema import messages
+from workers.connectors.base import Connector
+from workers.progress_store import SqlProgress
+
+
+@dataclass
+class ReconcileReport:
+    """Counts of one reconciliation."""
+
+    checked: int = 0
+    found_sent: int = 0
+    requeued: int = 0
+    unknown: int = 0
+
+
+def _still_sending(conn: Connection, ids: Sequence[str], older_than: float) -> list[str]:
+    rows = conn.execute(
+        select(messages.c.id).where(
+            and_(
+                messages.c.id.in_(list(ids)),
+                messages.c.status == Status.SENDING,
+                messages.c.status_at < older_than,
+            )
+        )
+    )
+    return [r[0] for r in rows]
+
+
+def _requeue(conn: Connection, ids: Sequence[str], now: float) -> int:
+    m = messages.c
+    result = conn.execute(
+        update(messages)
+        .where(and_(m.id.in_(list(ids)), m.status == Status.SENDING))
+        .values(status=Status.RETRYING, status_at=now, next_attempt_at=now)
+    )
+    add_events(
+        conn, ((i, now, "reconciled", Status.RETRYING, {"carrier": "not_found"}) for i in ids)
+    )
+    return int(result.rowcount)
+
+
+async def reconcile(
+    store: SqlProgress, connector: Connector, ids: Sequence[str], older_than: float, now: float
+) -> ReconcileReport:
+    """Resolve stale claims among ``ids`` using the carrier's own records."""
+    report = ReconcileReport()
+    stale = store.run(lambda conn: _still_sending(conn, ids, older_than))
+    report.checked = len(stale)
+    if not stale:
+        return report
+    found = await connector.lookup(stale)  # CarrierError propagates: the task retries later
+    if found is None:
+        failures = [
+            Failure(i, Status.FAILED, "send_state_unknown",
+                    "worker lost during the carrier call; carrier cannot be asked", False)
+            for i in stale
+        ]
+        report.unknown = store.record_failures(failures, now)
+        return report
+    sent = [Sent(i, found[i], 200, 0.0) for i in stale if i in found]
+    missing = [i for i in stale if i not in found]
+
+    def apply(conn: Connection) -> tuple[int, int]:
+        n_sent = record_sent(conn, sent, now)
+        add_events(
+            conn, ((s.id, now, "reconciled", Status.SENT, {"carrier": "found"}) for s in sent)
+        )
+        return n_sent, _requeue(conn, missing, now) if missing else 0
+
+    report.found_sent, report.requeued = store.run(apply)
+    return report
+

@@ -1,0 +1,253 @@
+"""Sending a chunk of messages: plain Python, no Celery, tested without a broker.
+
+Order of work per sub-batch, and why:
+1. take rate-limit tokens (charged per SMS part) — waiting here is not an attempt;
+2. claim the messages (queued → sending, compare-and-set) — a redelivered chunk claims nothing
+   it already sent, so it cannot send twice;
+3. call the carrier with our message id as client reference;
+4. record the outcome (sent / retrying / rejected / failed / expired) in the log.
+Claims are taken only after the tokens, so a message is in "sending" only for the length of a
+carrier call, and a crash leaves few claims for the reconciler to check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from dispatcher.contract import Status
+from dispatcher.store.progress import Failure, Sent
+from workers.connectors.base import Connector, Outbound, SubmitResult
+from workers.errors import CarrierError, PermanentCarrierError, ThrottledError
+from workers.retry import RetryPolicy
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ProgressStore(Protocol):
+    """The message-log operations the sender needs (sync; run off the event loop)."""
+
+    def still_queued(self, ids: Sequence[str]) -> set[str]: ...
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> set[str]: ...
+    def record_sent(self, sent: Sequence[Sent], now: float) -> int: ...
+    def record_failures(
+        self, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
+    ) -> int: ...
+    def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
+
+
+class TokenSource(Protocol):
+    """The rate limiter as the sender sees it."""
+
+    async def wait_for(self, costs: Sequence[int], max_wait: float) -> tuple[int, float]:
+        """Grant a prefix of ``costs``; ``(0, retry_after)`` when ``max_wait`` ran out."""
+        ...
+
+
+@dataclass
+class ChunkReport:
+    """What happened to a chunk (for logs, metrics and tests)."""
+
+    total: int = 0
+    skipped: int = 0  # already claimed or done (redelivery)
+    sent: int = 0
+    retrying: int = 0
+    rejected: int = 0
+    failed: int = 0
+    expired: int = 0
+    deferred: int = 0
+    reconciled: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SenderOptions:
+    """Knobs of one sender (per lane)."""
+
+    sub_batch: int = 200
+    max_in_flight: int = 64
+    rate_wait_max_s: float = 20.0
+    defer_s: float = 1.0
+
+
+async def run_pool(items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: int) -> list[R]:
+    """Apply ``fn`` to ``items`` with at most ``width`` running at once; results in order."""
+    results: list[Any] = [None] * len(items)
+    it = iter(range(len(items)))
+
+    async def worker() -> None:
+        for i in it:
+            results[i] = await fn(items[i])
+
+    await asyncio.gather(*(worker() for _ in range(min(width, len(items)))))
+    return results
+
+
+class ChunkSender:
+    """Sends the messages of one chunk through one connector."""
+
+    def __init__(
+        self,
+        store: ProgressStore,
+        connector: Connector,
+        tokens: TokenSource,
+        policy: RetryPolicy,
+        options: SenderOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.connector = connector
+        self.tokens = tokens
+        self.policy = policy
+        self.options = options or SenderOptions()
+        self.clock = clock
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        # The log is sync (SQLAlchemy); keep the event loop free for in-flight carrier calls.
+        return await asyncio.to_thread(fn, *args)
+
+    async def run(self, messages: Sequence[dict[str, Any]]) -> ChunkReport:
+        """Send ``messages`` (task payload dicts); every one ends recorded in some state."""
+        report = ChunkReport(total=len(messages))
+        live = await self._db(self.store.still_queued, [m["id"] for m in messages])
+        todo = [m for m in messages if m["id"] in live]
+        report.skipped = len(messages) - len(todo)
+        now = self.clock()
+        expired = [m for m in todo if m["valid_until"] <= now]
+        if expired:
+            report.expired += await self._db(
+                self.store.record_failures,
+                [Failure(m["id"], Status.EXPIRED, "validity_expired",
+                         "validity passed before sending", True) for m in expired],
+                now,
+                Status.QUEUED,
+            )
+            todo = [m for m in todo if m["valid_until"] > now]
+
+        deadline = time.monotonic() + self.options.rate_wait_max_s
+        pos = 0
+        recording: list[asyncio.Task[None]] = []
+        while pos < len(todo):
+            window = todo[pos : pos + self.options.sub_batch]
+            budget = max(0.0, deadline - time.monotonic())
+            granted, retry_after = await self.tokens.wait_for([m["parts"] for m in window], budget)
+            if granted == 0:
+                rest = [m["id"] for m in todo[pos:]]
+                now = self.clock()
+                until = now + max(self.options.defer_s, retry_after)
+                report.deferred += await self._db(
+                    self.store.defer, rest, until, now, "rate_limited"
+                )
+                break
+            take = window[:granted]
+            pos += granted
+            claimed = await self._db(
+                self.store.claim, [m["id"] for m in take], self.connector.name, self.clock()
+            )
+            take = [m for m in take if m["id"] in claimed]
+            report.skipped += granted - len(take)
+            if not take:
+                continue
+            results = await self._send(take, report)
+            # Record while the next sub-batch is already on its way to the carrier.
+            recording.append(asyncio.ensure_future(self._record(take, results, report)))
+        if recording:
+            await asyncio.gather(*recording)
+        return report
+
+    async def _send(
+        self, msgs: Sequence[dict[str, Any]], report: ChunkReport
+    ) -> dict[str, SubmitResult]:
+        out: dict[str, SubmitResult] = {}
+        # A retried message may have reached the carrier before a timeout: ask before resending.
+        retried = [m["id"] for m in msgs if m.get("attempt", 0) > 0]
+        if retried:
+            try:
+                found = await self.connector.lookup(retried)
+            except CarrierError:
+                found = None
+            for ref, cid in (found or {}).items():
+                out[ref] = SubmitResult(ref, cid, 200, 0.0)
+                report.reconciled += 1
+        pending = [_outbound(m) for m in msgs if m["id"] not in out]
+        if self.connector.max_batch > 1:
+            groups: dict[tuple[str, str, bool], list[Outbound]] = {}
+            for o in pending:
+                groups.setdefault((o.sender, o.text, o.flash), []).append(o)
+            singles = [g[0] for g in groups.values() if len(g) == 1]
+            batches = [
+                g[i : i + self.connector.max_batch]
+                for g in groups.values()
+                if len(g) > 1
+                for i in range(0, len(g), self.connector.max_batch)
+            ]
+            batch_results = await run_pool(
+                batches, self.connector.submit_batch, max(1, self.options.max_in_flight // 8)
+            )
+            for rs in batch_results:
+                out.update((r.ref, r) for r in rs)
+        else:
+            singles = pending
+        single_results = await run_pool(
+            singles, self.connector.submit, self.options.max_in_flight
+        )
+        out.update((r.ref, r) for r in single_results)
+        return out
+
+    async def _record(
+        self, msgs: Sequence[dict[str, Any]], results: dict[str, SubmitResult], report: ChunkReport
+    ) -> None:
+        now = self.clock()
+        sent: list[Sent] = []
+        failures: list[Failure] = []
+        for m in msgs:
+            r = results[m["id"]]
+            if r.ok:
+                assert r.carrier_id is not None
+                sent.append(Sent(m["id"], r.carrier_id, r.http_status or 200, r.latency_ms))
+                continue
+            err = r.error
+            assert err is not None
+            report.errors[err.code] = report.errors.get(err.code, 0) + 1
+            failures.append(self._failure(m, r, err, now))
+        if sent:
+            report.sent += await self._db(self.store.record_sent, sent, now)
+        if failures:
+            await self._db(self.store.record_failures, failures, now)
+            for f in failures:
+                if f.status == Status.RETRYING:
+                    report.retrying += 1
+                elif f.status == Status.REJECTED:
+                    report.rejected += 1
+                elif f.status == Status.EXPIRED:
+                    report.expired += 1
+                else:
+                    report.failed += 1
+
+    def _failure(
+        self, m: dict[str, Any], r: SubmitResult, err: CarrierError, now: float
+    ) -> Failure:
+        base = {
+            "code": err.code,
+            "description": err.description,
+            "http_status": r.http_status,
+            "latency_ms": r.latency_ms,
+        }
+        if isinstance(err, PermanentCarrierError) or not err.retryable:
+            return Failure(m["id"], Status.REJECTED, permanent=True, **base)
+        attempt = int(m.get("attempt", 0)) + 1
+        if self.policy.exhausted(attempt):
+            return Failure(m["id"], Status.FAILED, permanent=False, **base)
+        retry_after = err.retry_after if isinstance(err, ThrottledError) else None
+        next_at = now + self.policy.delay(attempt, retry_after)
+        if next_at >= m["valid_until"]:
+            return Failure(m["id"], Status.EXPIRED, permanent=True, **base)
+        return Failure(m["id"], Status.RETRYING, permanent=False, next_attempt_at=next_at, **base)
+
+
+def _outbound(m: dict[str, Any]) -> Outbound:
+    return Outbound(m["id"], m["to"], m["sender"], m["text"], m["parts"], m.get("flash", False))
