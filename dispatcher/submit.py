@@ -140,6 +140,51 @@ def _recipients(
     return good, errors
 
 
+def prepare_personalised(
+    account: Account,
+    settings: Settings,
+    sender: str,
+    items: Sequence[tuple[str, str]],
+    now: float,
+    *,
+    validity_min: int | None = None,
+    priority: bool = False,
+    source: str = "library",
+) -> Prepared:
+    """Many recipients, each with its own text (mail merge); bad rows are reported, not sent."""
+    try:
+        validate_sender(sender)
+    except InvalidSender as exc:
+        raise RequestRefused([ApiError("invalid_sender", exc.message, "sender", sender)]) from None
+    lane = choose_lane(account, priority, len(items), settings.bulk_threshold)
+    sub = NewSubmission(new_message_id(), account.id, "", lane, source, now)
+    external_id = uuid.uuid4().hex
+    valid_until = now + 60 * (validity_min or settings.default_validity_min)
+    errors: list[ApiError] = []
+    region = settings.default_region or None
+    for i, (raw, text) in enumerate(items):
+        try:
+            phone = normalize(raw, region)
+            info = check_parts(text, settings.max_parts)
+        except InvalidPhoneNumber as exc:
+            errors.append(ApiError("invalid_phone_number", exc.message, "phoneNumbers", raw,
+                                   f"items[{i}]"))
+            continue
+        except (EmptyMessage, TooManyParts) as exc:
+            code = "empty_message" if isinstance(exc, EmptyMessage) else "message_too_long"
+            errors.append(ApiError(code, exc.message, "message", None, f"items[{i}]"))
+            continue
+        sub.messages.append(NewMessage(
+            id=new_message_id(), account_id=account.id, submission_id=sub.id,
+            external_id=external_id, phone=phone, sender=sender.strip(), body=text,
+            parts=info.parts, encoding=str(info.encoding), flash=False, lane=lane,
+            status=Status.QUEUED, created_at=now, valid_until=valid_until,
+        ))
+    if not sub.messages:
+        raise RequestRefused([*errors, ApiError("no_valid_recipients", None, "items", None)])
+    return Prepared(sub, errors)
+
+
 def prepare(
     req: SendRequest,
     account: Account,

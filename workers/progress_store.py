@@ -29,7 +29,7 @@ class SqlProgress:
         except SQLAlchemyError as exc:
             raise StoreUnavailable(exc.__class__.__name__) from exc
 
-    def still_queued(self, ids: Sequence[str]) -> set[str]:
+    def still_queued(self, ids: Sequence[str]) -> dict[str, float]:
         """See :func:`dispatcher.store.progress.still_queued`."""
         return self._call(progress.still_queued, ids)
 

@@ -31,7 +31,7 @@ R = TypeVar("R")
 class ProgressStore(Protocol):
     """The message-log operations the sender needs (sync; run off the event loop)."""
 
-    def still_queued(self, ids: Sequence[str]) -> set[str]: ...
+    def still_queued(self, ids: Sequence[str]) -> dict[str, float]: ...
     def claim(self, ids: Sequence[str], connection: str, now: float) -> set[str]: ...
     def record_sent(self, sent: Sequence[Sent], now: float) -> int: ...
     def record_failures(
@@ -114,7 +114,7 @@ class ChunkSender:
         """Send ``messages`` (task payload dicts); every one ends recorded in some state."""
         report = ChunkReport(total=len(messages))
         live = await self._db(self.store.still_queued, [m["id"] for m in messages])
-        todo = [m for m in messages if m["id"] in live]
+        todo = [{**m, "valid_until": live[m["id"]]} for m in messages if m["id"] in live]
         report.skipped = len(messages) - len(todo)
         now = self.clock()
         expired = [m for m in todo if m["valid_until"] <= now]

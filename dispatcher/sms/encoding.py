@@ -94,8 +94,9 @@ def _char_class(chars: str, negate: bool = False) -> re.Pattern[str]:
 
 _NON_GSM_RE: Final[re.Pattern[str]] = _char_class(_BASIC + _EXTENSION, negate=True)
 _EXT_RE: Final[re.Pattern[str]] = _char_class(_EXTENSION)
-_ESC: Final[str] = "\x1b"
-_ESC_TEMPLATE: Final[str] = _ESC + r"\g<0>"
+# ASCII fast path: bytes.translate(None, delete) scans in C without per-character lookups.
+_ASCII_NON_GSM: Final[bytes] = bytes(c for c in range(128) if chr(c) not in GSM7_CHARS)
+_ASCII_EXTENSION: Final[bytes] = bytes(ord(c) for c in _EXTENSION if ord(c) < 128)
 
 
 class Encoding(StrEnum):
@@ -127,32 +128,73 @@ class SegmentInfo:
     remaining: int
 
 
+_INFO_CACHE: dict[tuple[Encoding, int, int, int], SegmentInfo] = {}
+_INFO_CACHE_MAX: Final[int] = 8192
+
+
+def _segment_info(
+    encoding: Encoding, units: int, parts: int, per_part: int, remaining: int
+) -> SegmentInfo:
+    """Return a (shared, immutable) SegmentInfo; building a frozen dataclass costs ~1 us."""
+    key = (encoding, units, parts, remaining)  # per_part follows from encoding and parts
+    info = _INFO_CACHE.get(key)
+    if info is None:
+        info = SegmentInfo(encoding, units, parts, per_part, remaining)
+        if len(_INFO_CACHE) < _INFO_CACHE_MAX:
+            _INFO_CACHE[key] = info
+    return info
+
+
+def _extension_count(text: str) -> int:
+    """Return how many extension characters ``text`` has, or -1 when it is not GSM-7."""
+    if text.isascii():  # O(1) in CPython
+        data = text.encode("ascii")
+        size = len(data)
+        if len(data.translate(None, _ASCII_NON_GSM)) != size:
+            return -1
+        return size - len(data.translate(None, _ASCII_EXTENSION))
+    if _NON_GSM_RE.search(text) is not None:
+        return -1
+    return len(_EXT_RE.findall(text))
+
+
 def is_gsm7(text: str) -> bool:
     """Return True when every character of ``text`` is in the GSM-7 basic or extension set."""
-    return _NON_GSM_RE.search(text) is None
+    return _extension_count(text) >= 0
 
 
 def detect_encoding(text: str) -> Encoding:
     """Return :attr:`Encoding.GSM7` when ``text`` fits the GSM-7 alphabet, else UCS-2."""
-    return Encoding.GSM7 if _NON_GSM_RE.search(text) is None else Encoding.UCS2
+    return Encoding.GSM7 if _extension_count(text) >= 0 else Encoding.UCS2
 
 
-def _gsm7_cuts(septets: str) -> list[int]:
-    """Cut points of greedy 153-septet segmentation of a septet string.
+def _extension_in(chunk: str) -> int:
+    """Number of extension characters in a GSM-7 ``chunk``."""
+    if chunk.isascii():
+        data = chunk.encode("ascii")
+        return len(data) - len(data.translate(None, _ASCII_EXTENSION))
+    return len(_EXT_RE.findall(chunk))
 
-    ``septets`` is the text with an escape character before each extension character; a part
-    never ends just after an escape, so the pair stays together.
+
+def _gsm7_cuts(text: str) -> list[int]:
+    """Cut points (character offsets) of greedy 153-septet segmentation of GSM-7 ``text``.
+
+    Each part takes as many characters as fit in 153 septets; an extension character (2
+    septets) that does not fit whole moves to the next part.
     """
     cuts: list[int] = []
     pos = 0
-    total = len(septets)
-    while total - pos > GSM7_MULTI_PART:
+    total = len(text)
+    while True:
         end = pos + GSM7_MULTI_PART
-        if septets[end - 1] == _ESC:
+        used = min(end, total) - pos + _extension_in(text[pos:end])
+        if end >= total and used <= GSM7_MULTI_PART:
+            return cuts
+        while used > GSM7_MULTI_PART:  # drop characters from the end until the part fits
             end -= 1
+            used -= 2 if text[end] in GSM7_EXTENSION_CHARS else 1
         cuts.append(end)
         pos = end
-    return cuts
 
 
 def _ucs2_cuts(data: bytes) -> list[int]:
@@ -181,23 +223,24 @@ def count_parts(text: str) -> SegmentInfo:
     """
     if not text:
         raise EmptyMessage(text)
-    if _NON_GSM_RE.search(text) is None:
-        extended = len(_EXT_RE.findall(text))
+    extended = _extension_count(text)
+    if extended >= 0:
         units = len(text) + extended
         if units <= GSM7_SINGLE_PART:
-            return SegmentInfo(Encoding.GSM7, units, 1, GSM7_SINGLE_PART, GSM7_SINGLE_PART - units)
+            remaining = GSM7_SINGLE_PART - units
+            return _segment_info(Encoding.GSM7, units, 1, GSM7_SINGLE_PART, remaining)
         if not extended:
             parts = -(-units // GSM7_MULTI_PART)
             last = units - (parts - 1) * GSM7_MULTI_PART
         else:
-            cuts = _gsm7_cuts(_EXT_RE.sub(_ESC_TEMPLATE, text))
+            cuts = _gsm7_cuts(text)
             parts = len(cuts) + 1
-            last = units - cuts[-1]
-        return SegmentInfo(Encoding.GSM7, units, parts, GSM7_MULTI_PART, GSM7_MULTI_PART - last)
+            last = len(text) - cuts[-1] + _extension_in(text[cuts[-1] :])
+        return _segment_info(Encoding.GSM7, units, parts, GSM7_MULTI_PART, GSM7_MULTI_PART - last)
     data = text.encode("utf-16-le")
     units = len(data) >> 1
     if units <= UCS2_SINGLE_PART:
-        return SegmentInfo(Encoding.UCS2, units, 1, UCS2_SINGLE_PART, UCS2_SINGLE_PART - units)
+        return _segment_info(Encoding.UCS2, units, 1, UCS2_SINGLE_PART, UCS2_SINGLE_PART - units)
     if units == len(text):  # no surrogate pairs
         parts = -(-units // UCS2_MULTI_PART)
         last = units - (parts - 1) * UCS2_MULTI_PART
@@ -205,7 +248,7 @@ def count_parts(text: str) -> SegmentInfo:
         cuts = _ucs2_cuts(data)
         parts = len(cuts) + 1
         last = units - (cuts[-1] >> 1)
-    return SegmentInfo(Encoding.UCS2, units, parts, UCS2_MULTI_PART, UCS2_MULTI_PART - last)
+    return _segment_info(Encoding.UCS2, units, parts, UCS2_MULTI_PART, UCS2_MULTI_PART - last)
 
 
 def split_parts(text: str) -> list[str]:
@@ -218,17 +261,17 @@ def split_parts(text: str) -> list[str]:
     """
     if not text:
         raise EmptyMessage(text)
-    if _NON_GSM_RE.search(text) is None:
-        if _EXT_RE.search(text) is None:
+    extended = _extension_count(text)
+    if extended >= 0:
+        if not extended:
             if len(text) <= GSM7_SINGLE_PART:
                 return [text]
             step = GSM7_MULTI_PART
             return [text[i : i + step] for i in range(0, len(text), step)]
-        septets = _EXT_RE.sub(_ESC_TEMPLATE, text)
-        if len(septets) <= GSM7_SINGLE_PART:
+        if len(text) + extended <= GSM7_SINGLE_PART:
             return [text]
-        edges = [0, *_gsm7_cuts(septets), len(septets)]
-        return [septets[a:b].replace(_ESC, "") for a, b in pairwise(edges)]
+        edges = [0, *_gsm7_cuts(text), len(text)]
+        return [text[a:b] for a, b in pairwise(edges)]
     data = text.encode("utf-16-le")
     units = len(data) >> 1
     if units <= UCS2_SINGLE_PART:

@@ -43,16 +43,19 @@ class Failure:
     next_attempt_at: float | None = None
 
 
-def still_queued(conn: Connection, ids: Sequence[str]) -> set[str]:
-    """Which of ``ids`` are still waiting to be claimed (skips work a redelivery already did)."""
+def still_queued(conn: Connection, ids: Sequence[str]) -> dict[str, float]:
+    """Which of ``ids`` still wait to be claimed, with their validity as the log has it.
+
+    Skips work a redelivery already did; the log, not the task payload, decides validity.
+    """
     if not ids:
-        return set()
+        return {}
     rows = conn.execute(
-        select(messages.c.id).where(
+        select(messages.c.id, messages.c.valid_until).where(
             and_(messages.c.id.in_(list(ids)), messages.c.status == Status.QUEUED)
         )
     )
-    return {r[0] for r in rows}
+    return {r[0]: r[1] for r in rows}
 
 
 def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> set[str]:

@@ -1,0 +1,71 @@
+"""Real services for tests: a fresh database (SQLite or PostgreSQL) and a Redis database."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+PG_URL = os.environ.get("SMSD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_BASE = os.environ.get("SMSD_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+def backend() -> str:
+    """Which database the suite runs on: ``sqlite`` (default) or ``postgres``."""
+    return os.environ.get("SMSD_TEST_DB", "sqlite")
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, migrated, empty database; dropped afterwards."""
+    from dispatcher.store.migrate import upgrade
+
+    if backend() == "postgres":
+        import psycopg
+
+        name = "smsd_t_" + uuid.uuid4().hex[:12]
+        admin = PG_URL.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = PG_URL.rsplit("/", 1)[0] + "/" + name
+        upgrade(url)
+        try:
+            yield url
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        with tempfile.TemporaryDirectory(prefix="smsd-db-") as d:
+            url = f"sqlite:///{d}/log.sqlite"
+            upgrade(url)
+            yield url
+
+
+_next_db = itertools.cycle(range(1, 16))
+
+
+@contextmanager
+def fresh_redis() -> Iterator[str]:
+    """A flushed Redis logical database of the shared server (1-15, rotating)."""
+    n = next(_next_db)
+    url = f"{REDIS_BASE}/{n}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()

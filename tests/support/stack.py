@@ -1,0 +1,204 @@
+"""The whole pipeline as real processes: simulator, API, worker pools, scheduler."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import psutil
+
+from dispatcher.accounts import create_account
+from dispatcher.store.db import make_engine
+from tests.support.services import free_port, fresh_database, fresh_redis
+
+T = TypeVar("T")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def wait_until(pred: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
+               what: str = "condition") -> T:
+    """Poll ``pred`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class ApiClient:
+    """An account's view of the API."""
+
+    base: str
+    keys: dict[str, str]
+    account_id: int
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.base, headers=self.keys, timeout=30)
+
+    def send(self, body: dict[str, Any], **headers: str) -> httpx.Response:
+        """POST /v2.1/sms."""
+        return self.http.post("/v2.1/sms", json=body, headers=headers)
+
+    def get(self, message_id: str) -> dict[str, Any]:
+        """GET /v2.1/sms/{id} → the message view."""
+        r = self.http.get(f"/v2.1/sms/{message_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json()["data"][0])
+
+    def status(self, message_id: str) -> str:
+        """The message's status name."""
+        return str(self.get(message_id)["statusName"])
+
+
+@dataclass
+class Stack:
+    """Handles on the running processes; :func:`running_stack` builds it."""
+
+    env: dict[str, str]
+    database_url: str
+    api_url: str
+    sim_url: str
+    logdir: str
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    # -- processes -------------------------------------------------------------------------------
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start a process with the stack's environment, logging to ``logdir/name.log``."""
+        log = open(os.path.join(self.logdir, f"{name}.log"), "ab")  # noqa: SIM115
+        p = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                             cwd=ROOT, start_new_session=True)
+        self.procs[name] = p
+        return p
+
+    def start_worker(self, lane: str, concurrency: int = 2, name: str | None = None) -> None:
+        """Start a worker pool for ``lane`` and wait until it consumes."""
+        name = name or f"worker-{lane}"
+        self.spawn(name, [sys.executable, "-m", "dispatcher.cli", "worker", "--lane", lane,
+                          "--concurrency", str(concurrency)])
+        wait_until(lambda: "ready." in self.log(name), 30, what=f"{name} ready")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Stop one process (its whole group)."""
+        p = self.procs.pop(name)
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+                p.wait(timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+    def worker_children(self, name: str) -> list[int]:
+        """PIDs of a worker's prefork children."""
+        return [c.pid for c in psutil.Process(self.procs[name].pid).children(recursive=True)]
+
+    def log(self, name: str) -> str:
+        """The process's output so far."""
+        path = os.path.join(self.logdir, f"{name}.log")
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def logs(self) -> str:
+        """All logs (for failures and for the no-secrets check)."""
+        out = []
+        for f in sorted(os.listdir(self.logdir)):
+            with open(os.path.join(self.logdir, f), encoding="utf-8", errors="replace") as fh:
+                out.append(f"==== {f}\n{fh.read()}")
+        return "\n".join(out)
+
+    # -- accounts -------------------------------------------------------------------------------
+    def account(self, name: str | None = None, priority: bool = True) -> ApiClient:
+        """A new account and a client holding its keys."""
+        engine = make_engine(self.database_url, pool_size=1)
+        account, pair = create_account(engine, name or f"acct-{time.monotonic_ns()}", priority)
+        engine.dispose()
+        keys = {"Application-Key": pair.application_key, "Authorization": pair.authorization}
+        return ApiClient(self.api_url, keys, account.id)
+
+    # -- simulator ------------------------------------------------------------------------------
+    def sim(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """Call the simulator's control API."""
+        return httpx.request(method, self.sim_url + path, timeout=30, **kw)
+
+    def sim_config(self, **config: Any) -> dict[str, Any]:
+        """Change the simulator's behaviour now."""
+        r = self.sim("POST", "/_sim/config", json=config)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def sim_stats(self) -> dict[str, Any]:
+        """The simulator's counters."""
+        return dict(self.sim("GET", "/_sim/stats").json())
+
+    def sim_submits(self) -> list[dict[str, Any]]:
+        """Every submit the simulator recorded."""
+        text = self.sim("GET", "/_sim/submits").text
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def db(self) -> Any:
+        """A short-lived engine on the stack's database."""
+        return make_engine(self.database_url, pool_size=1)
+
+
+@contextmanager
+def running_stack(
+    workers: dict[str, int] | None = None, scheduler: bool = True, **settings: Any
+):  # type: ignore[no-untyped-def]
+    """Start simulator, API, workers (lane → concurrency) and scheduler on fresh data."""
+    workers = {"priority": 1, "bulk": 2} if workers is None else workers
+    with fresh_database() as db_url, fresh_redis() as redis_url, \
+            tempfile.TemporaryDirectory(prefix="smsd-stack-") as logdir:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
+        api_port = free_port()
+        sim_port = free_port()
+        env.update({
+            "DATABASE_URL": db_url,
+            "REDIS_URL": redis_url,
+            "PYTHONPATH": ROOT,
+            "SMSDISPATCH_API_PORT": str(api_port),
+            "SMSDISPATCH_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
+            "SMSDISPATCH_SCHEDULER_INTERVAL_S": "0.1",
+            "SMSDISPATCH_LOG_LEVEL": "INFO",
+        })
+        env.update({"SMSDISPATCH_" + k.upper(): str(v) for k, v in settings.items()})
+        stack = Stack(env, db_url, f"http://127.0.0.1:{api_port}",
+                      f"http://127.0.0.1:{sim_port}", logdir)
+        try:
+            stack.spawn("simulator", [sys.executable, "-m", "simulator", "--host", "127.0.0.1",
+                                      "--port", str(sim_port)])
+            stack.spawn("api", [sys.executable, "-m", "dispatcher.cli", "api"])
+            if scheduler:
+                stack.spawn("scheduler", [sys.executable, "-m", "dispatcher.cli", "scheduler"])
+            for lane, n in workers.items():
+                stack.start_worker(lane, n)
+            wait_until(lambda: _ok(stack.sim_url + "/healthz"), 20, what="simulator")
+            wait_until(lambda: _ok(stack.api_url + "/readyz"), 30, what="api ready")
+            yield stack
+        except BaseException:
+            print(stack.logs()[-20000:], file=sys.stderr)
+            raise
+        finally:
+            for name in list(stack.procs):
+                stack.stop(name)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
