@@ -69,7 +69,14 @@ class Settings:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
         values.update(overrides)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.sending_stale_s < settings.carrier_timeout_s + 1.2:
+            raise ValueError(
+                "SMSDISPATCH_SENDING_STALE_S must exceed SMSDISPATCH_CARRIER_TIMEOUT_S by more "
+                "than 1.2 s: the reconciler must not ask the carrier about a request still in "
+                "flight"
+            )
+        return settings
 
 
 def _coerce(name: str, typ: Any, raw: str) -> Any:

@@ -42,3 +42,11 @@ class ThrottledError(RetryableCarrierError):
 
 class PermanentCarrierError(CarrierError):
     """The carrier refused the message for good (4xx reject)."""
+
+
+class ClaimExpired(CarrierError):
+    """Too long passed since the claim to call the carrier safely: the reconciler may already
+    be looking at this message. Nothing was sent; the claim is left for the reconciler."""
+
+    def __init__(self) -> None:
+        super().__init__("claim_expired", "claim too old to send safely")

@@ -51,6 +51,10 @@ class SqlProgress:
         """See :func:`dispatcher.store.progress.defer`."""
         return self._call(progress.defer, ids, until, now, reason)
 
+    def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
+        """See :func:`dispatcher.store.progress.release`."""
+        return self._call(progress.release, ids, until, now, reason)
+
     def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one transaction (for the reconciler's multi-step work)."""
         return self._call(fn)

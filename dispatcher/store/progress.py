@@ -186,6 +186,23 @@ def defer(
     return int(result.rowcount)
 
 
+def release(
+    conn: Connection, ids: Sequence[str], until: float, now: float, reason: str
+) -> int:
+    """sending → retrying for claims never sent (rate limit saturated); the attempt is refunded."""
+    if not ids:
+        return 0
+    m = messages.c
+    result = conn.execute(
+        update(messages)
+        .where(and_(m.id.in_(list(ids)), m.status == Status.SENDING))
+        .values(status=Status.RETRYING, status_at=now, next_attempt_at=until,
+                attempts=m.attempts - 1)
+    )
+    add_events(conn, ((i, now, "deferred", Status.RETRYING, {"reason": reason}) for i in ids))
+    return int(result.rowcount)
+
+
 def add_events(
     conn: Connection, events: Iterable[tuple[str, float, str, str | None, dict[str, Any] | None]]
 ) -> None:

@@ -97,7 +97,12 @@ class Stack:
         p = self.procs.pop(name)
         if p.poll() is None:
             try:
-                os.killpg(p.pid, sig)
+                # SIGTERM goes to the main process only (as an orchestrator sends it), so a
+                # Celery pool does its warm shutdown; SIGKILL takes the whole group.
+                if sig == signal.SIGKILL:
+                    os.killpg(p.pid, sig)
+                else:
+                    os.kill(p.pid, sig)
                 p.wait(timeout)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(p.pid, signal.SIGKILL)
@@ -173,6 +178,7 @@ def running_stack(
             "SMSDISPATCH_API_PORT": str(api_port),
             "SMSDISPATCH_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
             "SMSDISPATCH_SCHEDULER_INTERVAL_S": "0.1",
+            "SMSDISPATCH_CARRIER_TIMEOUT_S": "1",
             "SMSDISPATCH_LOG_LEVEL": "INFO",
         })
         env.update({"SMSDISPATCH_" + k.upper(): str(v) for k, v in settings.items()})
