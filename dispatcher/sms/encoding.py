@@ -39,7 +39,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Final
 
-from dispatcher.sms.errors import EmptyMessage, TooManyParts
+from dispatcher.sms.errors import EmptyMessage, InvalidMessage, TooManyParts
 
 __all__ = [
     "GSM7_BASIC_CHARS",
@@ -307,10 +307,13 @@ def check_parts(text: str, max_parts: int = MAX_PARTS) -> SegmentInfo:
     Raises:
         EmptyMessage: when ``text`` is empty.
         TooManyParts: when ``text`` needs more than ``max_parts`` parts.
+        InvalidMessage: with ``reason == "not_a_string"`` when ``text`` is not a ``str``.
         ValueError: when ``max_parts`` is less than 1.
     """
     if max_parts < 1:
         raise ValueError(f"max_parts must be at least 1, got {max_parts}")
+    if not isinstance(text, str):
+        raise InvalidMessage(text, "not_a_string", "message must be a string")
     info = count_parts(text)
     if info.parts > max_parts:
         raise TooManyParts(text, info.parts, max_parts)
