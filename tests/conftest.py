@@ -6,7 +6,34 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import ACTIVE, Stack, running_stack
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """On a failed test, attach the logs of every running stack to the report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for st in ACTIVE:
+            rep.sections.append(("stack logs", st.logs()[-30000:]))
+            rep.sections.append(("stack redis", st.redis_summary()))
+        rep.sections.append(("processes", _processes()))
+
+
+def _processes() -> str:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if any(k in cmd for k in ("dispatcher.cli", "simulator", "smsdispatch")):
+            try:
+                env = p.environ()
+            except psutil.Error:
+                env = {}
+            out.append(f"{p.pid} {env.get('REDIS_URL')} {cmd[:120]}")
+    return "\n".join(out)
 
 
 @pytest.fixture(scope="module")

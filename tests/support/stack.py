@@ -38,6 +38,9 @@ def wait_until(pred: Callable[[], T], timeout: float = 30.0, interval: float = 0
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+ACTIVE: list[Stack] = []  # running stacks, so a failing test can print their logs
+
+
 @dataclass
 class ApiClient:
     """An account's view of the API."""
@@ -126,6 +129,29 @@ class Stack:
                 out.append(f"==== {f}\n{fh.read()}")
         return "\n".join(out)
 
+    def redis_summary(self) -> str:
+        """Keys of the stack's Redis database with their types and sizes (for failures)."""
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        out = []
+        for key in sorted(client.keys("*")):
+            kind = client.type(key).decode()
+            size = {"list": client.llen, "set": client.scard, "hash": client.hlen,
+                    "zset": client.zcard}.get(kind)
+            out.append(f"{key!r} {kind} {size(key) if size else ''}")
+        client.close()
+        engine = self.db()
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            for q in ("SELECT status, lane, count(*) FROM messages GROUP BY status, lane",
+                      "SELECT lane, size, created_at, enqueued_at FROM dispatch_batches "
+                      "ORDER BY created_at DESC LIMIT 5"):
+                out.extend(str(tuple(r)) for r in conn.execute(text(q)))
+        engine.dispose()
+        return "\n".join(out)
+
     # -- accounts -------------------------------------------------------------------------------
     def account(self, name: str | None = None, priority: bool = True) -> ApiClient:
         """A new account and a client holding its keys."""
@@ -184,6 +210,7 @@ def running_stack(
         env.update({"SMSDISPATCH_" + k.upper(): str(v) for k, v in settings.items()})
         stack = Stack(env, db_url, f"http://127.0.0.1:{api_port}",
                       f"http://127.0.0.1:{sim_port}", logdir)
+        ACTIVE.append(stack)
         try:
             stack.spawn("simulator", [sys.executable, "-m", "simulator", "--host", "127.0.0.1",
                                       "--port", str(sim_port)])
@@ -199,6 +226,7 @@ def running_stack(
             print(stack.logs()[-20000:], file=sys.stderr)
             raise
         finally:
+            ACTIVE.remove(stack)
             for name in list(stack.procs):
                 stack.stop(name)
 
