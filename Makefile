@@ -44,3 +44,11 @@ test: $(STAMP) services
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (issue 3): everything on this machine; results in bench/results/latest.json and
+# docs/benchmarks.md. SCENARIO=B runs one scenario.
+bench: $(STAMP) services
+	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO),)
+
+bench-quick: $(STAMP) services
+	$(BIN)/python -m bench.run --quick $(if $(SCENARIO),--scenario $(SCENARIO),)
