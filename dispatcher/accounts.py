@@ -99,7 +99,7 @@ class Authenticator:
 
     MISS = object()
 
-    def cached(self, application_key: str, authorization: str) -> Account | None | object:
+    def cached(self, application_key: str, authorization: str) -> Account | object | None:
         """Like :meth:`authenticate` from the cache alone; :attr:`MISS` when it must load."""
         app_hash = key_hash(application_key)
         hit = self._cache.get(app_hash)
@@ -125,8 +125,12 @@ class Authenticator:
         now = time.time()
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(api_keys.c.secret_hash, accounts.c.id, accounts.c.name,
-                       accounts.c.priority_enabled)
+                select(
+                    api_keys.c.secret_hash,
+                    accounts.c.id,
+                    accounts.c.name,
+                    accounts.c.priority_enabled,
+                )
                 .join(accounts, accounts.c.id == api_keys.c.account_id)
                 .where(
                     and_(

@@ -41,14 +41,16 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a Celery worker pool for one lane."""
+    """Run a Celery worker pool for one lane (replaces this process with Celery's own CLI, so
+    the producer side never imports worker code and signals reach Celery directly)."""
     from dispatcher.contract import Lane, queue_name
-
-    _settings()
-    from workers.app import app
 
     lane = Lane(args.lane)
     argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app=workers.app",
         "worker",
         f"--queues={queue_name(lane)}",
         f"--hostname={lane}@%h",
@@ -61,8 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if lane == Lane.PRIORITY:
         argv.append("--disable-prefetch")
-    app.worker_main(argv)
-    return 0
+    os.execv(sys.executable, argv)
 
 
 def cmd_scheduler(_args: argparse.Namespace) -> int:
@@ -111,14 +112,20 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     s = _settings()
     engine = make_engine(s.database_url, pool_size=1)
     account, pair = create_account(engine, args.name, priority=args.priority)
-    out = {"account": account.name, "id": account.id, "priority": account.priority_enabled,
-           "Application-Key": pair.application_key, "Authorization": pair.authorization}
+    out = {
+        "account": account.name,
+        "id": account.id,
+        "priority": account.priority_enabled,
+        "Application-Key": pair.application_key,
+        "Authorization": pair.authorization,
+    }
     text = json.dumps(out, indent=2)
     if args.write:
         os.makedirs(os.path.dirname(os.path.abspath(args.write)), exist_ok=True)
         with open(args.write, "w", encoding="utf-8") as fh:
-            json.dump({"Application-Key": pair.application_key,
-                       "Authorization": pair.authorization}, fh)
+            json.dump(
+                {"Application-Key": pair.application_key, "Authorization": pair.authorization}, fh
+            )
         os.chmod(args.write, 0o600)
     print(text)
     return 0
@@ -147,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--concurrency", type=int, default=2)
     w.set_defaults(func=cmd_worker)
 
-    sub.add_parser("scheduler", help="release scheduled/retrying messages, repair crash "
-                   "windows").set_defaults(func=cmd_scheduler)
+    sub.add_parser(
+        "scheduler", help="release scheduled/retrying messages, repair crash windows"
+    ).set_defaults(func=cmd_scheduler)
 
     sim = sub.add_parser("simulator", help="run the carrier simulator")
     sim.add_argument("rest", nargs=argparse.REMAINDER)

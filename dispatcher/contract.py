@@ -40,7 +40,8 @@ class Status(StrEnum):
 
     SCHEDULED = "scheduled"  # held in the log until its scheduleTime
     QUEUED = "queued"  # committed and handed to a lane
-    RETRYING = "retrying"  # a retryable failure or a rate-limit deferral; held until next_attempt_at
+    # A retryable failure or a rate-limit deferral; held until next_attempt_at.
+    RETRYING = "retrying"
     SENDING = "sending"  # claimed by a worker; the carrier call is under way
     SENT = "sent"  # the carrier accepted it (not yet a handset report)
     DELIVERED = "delivered"
@@ -112,6 +113,8 @@ class ChunkPayload(TypedDict):
     messages: list[MessagePayload]
 
 
-def chunk_payload(batch: str, lane: Lane | str, messages: list[MessagePayload]) -> dict[str, Any]:
+def chunk_payload(
+    batch: str, lane: Lane | str, messages: list[MessagePayload] | list[dict[str, Any]]
+) -> dict[str, Any]:
     """Build the task argument for a chunk of messages."""
     return {"v": PAYLOAD_VERSION, "batch": batch, "lane": str(lane), "messages": messages}

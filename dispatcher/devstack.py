@@ -8,6 +8,7 @@ account is created (its keys in ``var/demo-account.json``) and a ready curl comm
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -46,8 +47,9 @@ def wait_http(url: str, timeout: float = 30.0) -> bool:
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], procs: list[Any]) -> None:
     log = open(os.path.join(VAR, "logs", f"{name}.log"), "ab")  # noqa: SIM115 - lives with child
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     procs.append((name, proc))
 
 
@@ -82,8 +84,9 @@ def _demo_keys(env: dict[str, str], port: int) -> dict[str, str]:
 
 def curl_command(port: int, keys: dict[str, str]) -> str:
     """The hello-world request for the printed instructions."""
-    body = json.dumps({"sender": "Demo", "message": "Hello from smsdispatch",
-                       "phoneNumbers": ["+48111222333"]})
+    body = json.dumps(
+        {"sender": "Demo", "message": "Hello from smsdispatch", "phoneNumbers": ["+48111222333"]}
+    )
     return (
         f"curl -s -X POST http://127.0.0.1:{port}/v2.1/sms "
         f"-H 'Content-Type: application/json' "
@@ -106,30 +109,56 @@ def run_stack(args: argparse.Namespace) -> int:
         if not env.get("REDIS_URL"):
             redis_bin = shutil.which("redis-server")
             if redis_bin is None:
-                print("redis-server not found: install it (apt-get install redis-server) or set "
-                      "REDIS_URL", file=sys.stderr)
+                print(
+                    "redis-server not found: install it (apt-get install redis-server) or set "
+                    "REDIS_URL",
+                    file=sys.stderr,
+                )
                 return 2
             rport = free_port()
             os.makedirs(os.path.join(VAR, "redis"), exist_ok=True)
-            _spawn("redis", [redis_bin, "--port", str(rport), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "yes", "--dir",
-                             os.path.join(VAR, "redis")], env, procs)
+            _spawn(
+                "redis",
+                [
+                    redis_bin,
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--dir",
+                    os.path.join(VAR, "redis"),
+                ],
+                env,
+                procs,
+            )
             env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
             _wait_port(rport)
         sim_port = free_port()
         env["SMSDISPATCH_CARRIER_URL"] = f"http://127.0.0.1:{sim_port}"
         env.setdefault("SMSDISPATCH_CARRIER_TPS", "100")
-        _spawn("simulator", [py, "-m", "simulator", "--host", "127.0.0.1", "--port",
-                             str(sim_port)], env, procs)
-        subprocess.run([py, "-m", "dispatcher.cli", "migrate"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        _spawn(
+            "simulator",
+            [py, "-m", "simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
+            env,
+            procs,
+        )
+        subprocess.run(
+            [py, "-m", "dispatcher.cli", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         keys = _demo_keys(env, port)
         cli = [py, "-m", "dispatcher.cli"]
         _spawn("api", [*cli, "api", "--port", str(port)], env, procs)
-        _spawn("worker-priority", [*cli, "worker", "--lane", "priority", "--concurrency", "1"],
-               env, procs)
-        _spawn("worker-bulk", [*cli, "worker", "--lane", "bulk", "--concurrency", "2"], env,
-               procs)
+        _spawn(
+            "worker-priority",
+            [*cli, "worker", "--lane", "priority", "--concurrency", "1"],
+            env,
+            procs,
+        )
+        _spawn("worker-bulk", [*cli, "worker", "--lane", "bulk", "--concurrency", "2"], env, procs)
         _spawn("scheduler", [*cli, "scheduler"], env, procs)
         if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
             print("the API did not become ready; see var/logs/api.log", file=sys.stderr)
@@ -137,10 +166,12 @@ def run_stack(args: argparse.Namespace) -> int:
         print(f"\nsmsdispatch is running: API http://127.0.0.1:{port}  (logs in var/logs/)")
         print(f"demo account keys: {DEMO_FILE}\n\nSend an SMS:\n")
         print(curl_command(port, keys))
-        print(f"\nThen look it up:\n  curl -s http://127.0.0.1:{port}/v2.1/sms "
-              f"-H 'Application-Key: {keys['Application-Key']}' "
-              f"-H 'Authorization: {keys['Authorization']}'\n\nCtrl-C stops everything.",
-              flush=True)
+        print(
+            f"\nThen look it up:\n  curl -s http://127.0.0.1:{port}/v2.1/sms "
+            f"-H 'Application-Key: {keys['Application-Key']}' "
+            f"-H 'Authorization: {keys['Authorization']}'\n\nCtrl-C stops everything.",
+            flush=True,
+        )
         stop = {"now": False}
 
         def _stop(*_a: Any) -> None:
@@ -151,8 +182,10 @@ def run_stack(args: argparse.Namespace) -> int:
         while not stop["now"]:
             for name, p in procs:
                 if p.poll() is not None:
-                    print(f"{name} exited with {p.returncode}; see var/logs/{name}.log",
-                          file=sys.stderr)
+                    print(
+                        f"{name} exited with {p.returncode}; see var/logs/{name}.log",
+                        file=sys.stderr,
+                    )
                     stop["now"] = True
             time.sleep(0.2)
         return 0
@@ -173,10 +206,8 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 def _terminate(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     for _name, p in reversed(procs):
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + 15
     for _name, p in reversed(procs):
         try:

@@ -35,7 +35,8 @@ class Producer:
         self.engine = make_engine(self.settings.database_url, pool_size=2)
         self.broker = Broker(self.settings.redis_url)
         self.writer = SubmissionWriter(
-            self.engine, self.broker,
+            self.engine,
+            self.broker,
             {Lane.BULK: self.settings.chunk_size, Lane.PRIORITY: 100},
             self.settings.writer_max_rows,
         )
@@ -73,10 +74,17 @@ class Producer:
 
         Raises :class:`dispatcher.submit.RequestRefused` when nothing could be accepted.
         """
-        req = SendRequest(sender, message, phone_numbers, validity_min, schedule_time,
-                          webhook_url=webhook_url, external_id=external_id, priority=priority)
-        prepared = prepare(req, self.account(account), self.settings, time.time(),
-                           source="library")
+        req = SendRequest(
+            sender,
+            message,
+            phone_numbers,
+            validity_min,
+            schedule_time,
+            webhook_url=webhook_url,
+            external_id=external_id,
+            priority=priority,
+        )
+        prepared = prepare(req, self.account(account), self.settings, time.time(), source="library")
         return self._store(prepared)
 
     def send_bulk(
@@ -101,10 +109,12 @@ class Producer:
             ids += self._bulk(acct, sender, pending, validity_min)
         return ids
 
-    def _bulk(self, acct: Account, sender: str, items: list[tuple[str, str]],
-              validity_min: int | None) -> list[str]:
-        prepared = prepare_personalised(acct, self.settings, sender, items, time.time(),
-                                        validity_min=validity_min)
+    def _bulk(
+        self, acct: Account, sender: str, items: list[tuple[str, str]], validity_min: int | None
+    ) -> list[str]:
+        prepared = prepare_personalised(
+            acct, self.settings, sender, items, time.time(), validity_min=validity_min
+        )
         return self._store(prepared)
 
     def close(self) -> None:

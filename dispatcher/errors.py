@@ -20,60 +20,105 @@ class ErrorKind:
 
 
 CATALOGUE: dict[str, ErrorKind] = {
-    "unauthorized": ErrorKind(401, "Unauthorized",
-        "Send both `Application-Key` and `Authorization` headers with a valid key pair."),
-    "invalid_json": ErrorKind(400, "Invalid JSON",
-        "Send a UTF-8 JSON object as the request body."),
-    "missing_field": ErrorKind(400, "Missing field",
-        "Add the field named in `meta.parameter`."),
-    "invalid_field": ErrorKind(400, "Invalid field",
-        "Correct the field named in `meta.parameter`; `message` says what is expected."),
-    "invalid_phone_number": ErrorKind(400, "Invalid phone number",
-        "Use E.164 (`+48111222333`); the recipient was not sent, the others were."),
-    "duplicate_phone_number": ErrorKind(400, "Duplicate phone number",
-        "Each number is sent once per request; remove the repeat."),
-    "no_valid_recipients": ErrorKind(400, "No valid recipients",
-        "Every number in `phoneNumbers` was refused; see the other errors."),
-    "too_many_recipients": ErrorKind(400, "Too many recipients",
-        "Send at most 10,000 `phoneNumbers` per request (split larger campaigns)."),
-    "invalid_sender": ErrorKind(400, "Invalid sender",
-        "Use 1-11 letters/digits (at least one letter) or a number of 3-15 digits."),
+    "unauthorized": ErrorKind(
+        401,
+        "Unauthorized",
+        "Send both `Application-Key` and `Authorization` headers with a valid key pair.",
+    ),
+    "invalid_json": ErrorKind(400, "Invalid JSON", "Send a UTF-8 JSON object as the request body."),
+    "missing_field": ErrorKind(400, "Missing field", "Add the field named in `meta.parameter`."),
+    "invalid_field": ErrorKind(
+        400,
+        "Invalid field",
+        "Correct the field named in `meta.parameter`; `message` says what is expected.",
+    ),
+    "invalid_phone_number": ErrorKind(
+        400,
+        "Invalid phone number",
+        "Use E.164 (`+48111222333`); the recipient was not sent, the others were.",
+    ),
+    "duplicate_phone_number": ErrorKind(
+        400, "Duplicate phone number", "Each number is sent once per request; remove the repeat."
+    ),
+    "no_valid_recipients": ErrorKind(
+        400,
+        "No valid recipients",
+        "Every number in `phoneNumbers` was refused; see the other errors.",
+    ),
+    "too_many_recipients": ErrorKind(
+        400,
+        "Too many recipients",
+        "Send at most 10,000 `phoneNumbers` per request (split larger campaigns).",
+    ),
+    "invalid_sender": ErrorKind(
+        400,
+        "Invalid sender",
+        "Use 1-11 letters/digits (at least one letter) or a number of 3-15 digits.",
+    ),
     "empty_message": ErrorKind(400, "Empty message", "Send a non-empty `message`."),
-    "message_too_long": ErrorKind(400, "Message too long",
-        "Shorten the text: at most 10 parts (1530 GSM-7 or 670 Unicode characters)."),
-    "invalid_validity": ErrorKind(400, "Invalid validity",
-        "`validity` is in minutes, from 1 to 4320 (3 days)."),
-    "invalid_schedule_time": ErrorKind(400, "Invalid scheduleTime",
-        "`scheduleTime` is unix seconds, at most 14 days ahead."),
+    "message_too_long": ErrorKind(
+        400,
+        "Message too long",
+        "Shorten the text: at most 10 parts (1530 GSM-7 or 670 Unicode characters).",
+    ),
+    "invalid_validity": ErrorKind(
+        400, "Invalid validity", "`validity` is in minutes, from 1 to 4320 (3 days)."
+    ),
+    "invalid_schedule_time": ErrorKind(
+        400, "Invalid scheduleTime", "`scheduleTime` is unix seconds, at most 14 days ahead."
+    ),
     "invalid_type": ErrorKind(400, "Invalid type", "`type` is 0 (normal) or 1 (flash)."),
-    "short_link_unsupported": ErrorKind(400, "Link shortening not available",
-        "Send `shortLink: false` or omit it; this server does not shorten links yet."),
-    "invalid_webhook_url": ErrorKind(400, "Invalid webhookUrl",
-        "Use an absolute http(s) URL of at most 2048 characters."),
-    "invalid_external_id": ErrorKind(400, "Invalid externalId",
-        "Use 1-128 printable characters."),
-    "priority_not_enabled": ErrorKind(403, "Priority lane not enabled",
-        "Ask the operator to enable the priority add-on for the account, or omit `priority`."),
-    "idempotency_key_reused": ErrorKind(422, "Idempotency-Key reused with another body",
-        "Use a new Idempotency-Key for a different request."),
-    "idempotency_key_in_flight": ErrorKind(409, "Request with this key still in progress",
-        "Retry after a moment with the same key."),
-    "invalid_idempotency_key": ErrorKind(400, "Invalid Idempotency-Key",
-        "Use 1-255 printable ASCII characters."),
-    "payload_too_large": ErrorKind(413, "Request body too large",
-        "Keep the body under the documented limit (1 MiB by default)."),
-    "unsupported_media_type": ErrorKind(415, "Unsupported media type",
-        "Send `Content-Type: application/json`."),
+    "short_link_unsupported": ErrorKind(
+        400,
+        "Link shortening not available",
+        "Send `shortLink: false` or omit it; this server does not shorten links yet.",
+    ),
+    "invalid_webhook_url": ErrorKind(
+        400, "Invalid webhookUrl", "Use an absolute http(s) URL of at most 2048 characters."
+    ),
+    "invalid_external_id": ErrorKind(400, "Invalid externalId", "Use 1-128 printable characters."),
+    "priority_not_enabled": ErrorKind(
+        403,
+        "Priority lane not enabled",
+        "Ask the operator to enable the priority add-on for the account, or omit `priority`.",
+    ),
+    "idempotency_key_reused": ErrorKind(
+        422,
+        "Idempotency-Key reused with another body",
+        "Use a new Idempotency-Key for a different request.",
+    ),
+    "idempotency_key_in_flight": ErrorKind(
+        409, "Request with this key still in progress", "Retry after a moment with the same key."
+    ),
+    "invalid_idempotency_key": ErrorKind(
+        400, "Invalid Idempotency-Key", "Use 1-255 printable ASCII characters."
+    ),
+    "payload_too_large": ErrorKind(
+        413,
+        "Request body too large",
+        "Keep the body under the documented limit (1 MiB by default).",
+    ),
+    "unsupported_media_type": ErrorKind(
+        415, "Unsupported media type", "Send `Content-Type: application/json`."
+    ),
     "not_found": ErrorKind(404, "Not found", "Check the id: it must belong to your account."),
-    "no_results": ErrorKind(404, "No results",
-        "Nothing matches the filters (the original API answers 404 for an empty result)."),
-    "invalid_query": ErrorKind(400, "Invalid query parameter",
-        "Correct the query parameter named in `meta.parameter`."),
+    "no_results": ErrorKind(
+        404,
+        "No results",
+        "Nothing matches the filters (the original API answers 404 for an empty result).",
+    ),
+    "invalid_query": ErrorKind(
+        400, "Invalid query parameter", "Correct the query parameter named in `meta.parameter`."
+    ),
     "method_not_allowed": ErrorKind(405, "Method not allowed", "See the API reference."),
-    "service_unavailable": ErrorKind(503, "Service temporarily unavailable",
-        "Retry after the number of seconds in `Retry-After`; nothing was stored."),
-    "internal_error": ErrorKind(500, "Internal error",
-        "Retry later and report `meta.uniqId` to the operator."),
+    "service_unavailable": ErrorKind(
+        503,
+        "Service temporarily unavailable",
+        "Retry after the number of seconds in `Retry-After`; nothing was stored.",
+    ),
+    "internal_error": ErrorKind(
+        500, "Internal error", "Retry later and report `meta.uniqId` to the operator."
+    ),
 }
 
 

@@ -49,14 +49,15 @@ class TickReport:
 class Scheduler:
     """One scheduler; call :meth:`tick` in a loop (:meth:`run`)."""
 
-    def __init__(self, settings: Settings, engine: Engine, broker: Broker,
-                 redis_client: redis.Redis) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, broker: Broker, redis_client: redis.Redis
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.broker = broker
         self.redis = redis_client
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
-        self.chunk_sizes = {Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100}
+        self.chunk_sizes: dict[str, int] = {Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100}
         self._last_slow = 0.0
 
     def is_leader(self) -> bool:
@@ -109,8 +110,9 @@ class Scheduler:
             if lengths.get(str(lane), 0) > 0:
                 continue
             with self.engine.begin() as conn:
-                lost = outbox.orphans(conn, lane, now - self.settings.orphan_stale_s, now,
-                                      self.chunk_sizes)
+                lost = outbox.orphans(
+                    conn, lane, now - self.settings.orphan_stale_s, now, self.chunk_sizes
+                )
             report.orphans += self._publish(lost)
 
     def run(self, stop: threading.Event | None = None) -> None:

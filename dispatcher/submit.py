@@ -75,9 +75,9 @@ def choose_lane(account: Account, wants_priority: bool, recipients: int, thresho
     return Lane.BULK
 
 
-def _check_request(req: SendRequest, account: Account, settings: Settings, now: float) -> list[
-    ApiError
-]:
+def _check_request(
+    req: SendRequest, account: Account, settings: Settings, now: float
+) -> list[ApiError]:
     errors: list[ApiError] = []
     try:
         validate_sender(req.sender)
@@ -91,9 +91,7 @@ def _check_request(req: SendRequest, account: Account, settings: Settings, now: 
         errors.append(ApiError("message_too_long", exc.message, "message", None))
     if req.validity is not None and not 1 <= req.validity <= MAX_VALIDITY_MIN:
         errors.append(ApiError("invalid_validity", None, "validity", req.validity))
-    if req.schedule_time is not None and not (
-        0 < req.schedule_time <= now + MAX_SCHEDULE_AHEAD_S
-    ):
+    if req.schedule_time is not None and not (0 < req.schedule_time <= now + MAX_SCHEDULE_AHEAD_S):
         errors.append(ApiError("invalid_schedule_time", None, "scheduleTime", req.schedule_time))
     if req.type not in (None, 0, 1):
         errors.append(ApiError("invalid_type", None, "type", req.type))
@@ -108,18 +106,24 @@ def _check_request(req: SendRequest, account: Account, settings: Settings, now: 
     if req.priority and not account.priority_enabled:
         errors.append(ApiError("priority_not_enabled", None, "priority", True))
     if not req.phone_numbers:
-        errors.append(ApiError("missing_field", "phoneNumbers must list at least one number",
-                               "phoneNumbers", None))
+        errors.append(
+            ApiError(
+                "missing_field", "phoneNumbers must list at least one number", "phoneNumbers", None
+            )
+        )
     elif len(req.phone_numbers) > settings.max_recipients:
-        errors.append(ApiError("too_many_recipients",
-                               f"at most {settings.max_recipients} phoneNumbers per request",
-                               "phoneNumbers", len(req.phone_numbers)))
+        errors.append(
+            ApiError(
+                "too_many_recipients",
+                f"at most {settings.max_recipients} phoneNumbers per request",
+                "phoneNumbers",
+                len(req.phone_numbers),
+            )
+        )
     return errors
 
 
-def _recipients(
-    numbers: Sequence[str], region: str | None
-) -> tuple[list[str], list[ApiError]]:
+def _recipients(numbers: Sequence[str], region: str | None) -> tuple[list[str], list[ApiError]]:
     good: list[str] = []
     errors: list[ApiError] = []
     seen: set[str] = set()
@@ -128,12 +132,20 @@ def _recipients(
         try:
             e164 = normalize(raw, region)
         except InvalidPhoneNumber as exc:
-            errors.append(ApiError("invalid_phone_number", exc.message, "phoneNumbers", raw,
-                                   source))
+            errors.append(
+                ApiError("invalid_phone_number", exc.message, "phoneNumbers", raw, source)
+            )
             continue
         if e164 in seen:
-            errors.append(ApiError("duplicate_phone_number", f"{e164} appears more than once",
-                                   "phoneNumbers", raw, source))
+            errors.append(
+                ApiError(
+                    "duplicate_phone_number",
+                    f"{e164} appears more than once",
+                    "phoneNumbers",
+                    raw,
+                    source,
+                )
+            )
             continue
         seen.add(e164)
         good.append(e164)
@@ -167,19 +179,32 @@ def prepare_personalised(
             phone = normalize(raw, region)
             info = check_parts(text, settings.max_parts)
         except InvalidPhoneNumber as exc:
-            errors.append(ApiError("invalid_phone_number", exc.message, "phoneNumbers", raw,
-                                   f"items[{i}]"))
+            errors.append(
+                ApiError("invalid_phone_number", exc.message, "phoneNumbers", raw, f"items[{i}]")
+            )
             continue
         except (EmptyMessage, TooManyParts) as exc:
             code = "empty_message" if isinstance(exc, EmptyMessage) else "message_too_long"
             errors.append(ApiError(code, exc.message, "message", None, f"items[{i}]"))
             continue
-        sub.messages.append(NewMessage(
-            id=new_message_id(), account_id=account.id, submission_id=sub.id,
-            external_id=external_id, phone=phone, sender=sender.strip(), body=text,
-            parts=info.parts, encoding=str(info.encoding), flash=False, lane=lane,
-            status=Status.QUEUED, created_at=now, valid_until=valid_until,
-        ))
+        sub.messages.append(
+            NewMessage(
+                id=new_message_id(),
+                account_id=account.id,
+                submission_id=sub.id,
+                external_id=external_id,
+                phone=phone,
+                sender=sender.strip(),
+                body=text,
+                parts=info.parts,
+                encoding=str(info.encoding),
+                flash=False,
+                lane=lane,
+                status=Status.QUEUED,
+                created_at=now,
+                valid_until=valid_until,
+            )
+        )
     if not sub.messages:
         raise RequestRefused([*errors, ApiError("no_valid_recipients", None, "items", None)])
     return Prepared(sub, errors)

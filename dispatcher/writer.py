@@ -63,8 +63,7 @@ class SubmissionWriter:
             done, error = self.broker.publish(batches)
             if error is not None:
                 # Stored, not yet enqueued: the scheduler's outbox sweep will publish the rest.
-                log.warning("publish.deferred", batches=len(batches) - len(done),
-                            error=str(error))
+                log.warning("publish.deferred", batches=len(batches) - len(done), error=str(error))
             if done:
                 try:
                     with self.engine.begin() as conn:
@@ -77,8 +76,9 @@ class SubmissionWriter:
     def start(self) -> None:
         """Start the writer thread."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="submission-writer",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="submission-writer", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:

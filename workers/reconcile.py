@@ -69,8 +69,13 @@ async def reconcile(
     found = await connector.lookup(stale)  # CarrierError propagates: the task retries later
     if found is None:
         failures = [
-            Failure(i, Status.FAILED, "send_state_unknown",
-                    "worker lost during the carrier call; carrier cannot be asked", False)
+            Failure(
+                i,
+                Status.FAILED,
+                "send_state_unknown",
+                "worker lost during the carrier call; carrier cannot be asked",
+                False,
+            )
             for i in stale
         ]
         report.unknown = store.record_failures(failures, now)
@@ -87,4 +92,3 @@ async def reconcile(
 
     report.found_sent, report.requeued = store.run(apply)
     return report
-

@@ -75,8 +75,9 @@ class Runtime:
         self.tokens = ConnectionTokens(self.limiter, DEFAULT_CONNECTION, rate)
         self.policies = {
             Lane.PRIORITY: RetryPolicy(settings.max_attempts, base_s=0.5, cap_s=30.0),
-            Lane.BULK: RetryPolicy(settings.max_attempts, settings.retry_base_s,
-                                   settings.retry_max_s),
+            Lane.BULK: RetryPolicy(
+                settings.max_attempts, settings.retry_base_s, settings.retry_max_s
+            ),
         }
 
     async def _session(self) -> aiohttp.ClientSession:

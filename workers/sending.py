@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent
 from workers.connectors.base import Connector, Outbound, SubmitResult
-from workers.errors import ClaimExpired, CarrierError, PermanentCarrierError, ThrottledError
+from workers.errors import CarrierError, ClaimExpired, PermanentCarrierError, ThrottledError
 from workers.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -127,8 +127,16 @@ class ChunkSender:
         if expired:
             report.expired += await self._db(
                 self.store.record_failures,
-                [Failure(m["id"], Status.EXPIRED, "validity_expired",
-                         "validity passed before sending", True) for m in expired],
+                [
+                    Failure(
+                        m["id"],
+                        Status.EXPIRED,
+                        "validity_expired",
+                        "validity passed before sending",
+                        True,
+                    )
+                    for m in expired
+                ],
                 now,
                 Status.QUEUED,
             )
@@ -209,6 +217,7 @@ class ChunkSender:
                 if len(g) > 1
                 for i in range(0, len(g), self.connector.max_batch)
             ]
+
             async def one_batch(batch: list[Outbound]) -> list[SubmitResult]:
                 if time.monotonic() > deadline:
                     return [SubmitResult(o.ref, None, None, 0.0, ClaimExpired()) for o in batch]
@@ -221,6 +230,7 @@ class ChunkSender:
                 out.update((r.ref, r) for r in rs)
         else:
             singles = pending
+
         async def one(o: Outbound) -> SubmitResult:
             if time.monotonic() > deadline:
                 return SubmitResult(o.ref, None, None, 0.0, ClaimExpired())
@@ -266,22 +276,28 @@ class ChunkSender:
     def _failure(
         self, m: dict[str, Any], r: SubmitResult, err: CarrierError, now: float
     ) -> Failure:
-        base = {
-            "code": err.code,
-            "description": err.description,
-            "http_status": r.http_status,
-            "latency_ms": r.latency_ms,
-        }
+        def failure(status: str, permanent: bool, next_at: float | None = None) -> Failure:
+            return Failure(
+                m["id"],
+                status,
+                err.code,
+                err.description,
+                permanent,
+                r.http_status,
+                r.latency_ms,
+                next_at,
+            )
+
         if isinstance(err, PermanentCarrierError) or not err.retryable:
-            return Failure(m["id"], Status.REJECTED, permanent=True, **base)
+            return failure(Status.REJECTED, True)
         attempt = int(m.get("attempt", 0)) + 1
         if self.policy.exhausted(attempt):
-            return Failure(m["id"], Status.FAILED, permanent=False, **base)
+            return failure(Status.FAILED, False)
         retry_after = err.retry_after if isinstance(err, ThrottledError) else None
         next_at = now + self.policy.delay(attempt, retry_after)
         if next_at >= m["valid_until"]:
-            return Failure(m["id"], Status.EXPIRED, permanent=True, **base)
-        return Failure(m["id"], Status.RETRYING, permanent=False, next_attempt_at=next_at, **base)
+            return failure(Status.EXPIRED, True)
+        return failure(Status.RETRYING, False, next_at)
 
 
 def _outbound(m: dict[str, Any]) -> Outbound:

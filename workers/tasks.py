@@ -22,8 +22,14 @@ log = structlog.get_logger(component="worker")
 INFRA_ERRORS = (StoreUnavailable, RateLimitUnavailable)
 
 
-@app.task(name=TASK_SEND_CHUNK, bind=True, acks_late=True, reject_on_worker_lost=True,
-          ignore_result=True, max_retries=None)
+@app.task(
+    name=TASK_SEND_CHUNK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
+)
 def send_chunk(self: Any, payload: dict[str, Any]) -> None:
     """Send one chunk of messages (see :class:`workers.sending.ChunkSender`)."""
     rt = runtime()
@@ -43,8 +49,14 @@ def send_chunk(self: Any, payload: dict[str, Any]) -> None:
     )
 
 
-@app.task(name=TASK_RECONCILE, bind=True, acks_late=True, reject_on_worker_lost=True,
-          ignore_result=True, max_retries=None)
+@app.task(
+    name=TASK_RECONCILE,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
+)
 def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
     """Resolve claims left in "sending" by a crashed worker (ids found by the scheduler)."""
     rt = runtime()

@@ -34,7 +34,8 @@ def build_context(settings: Settings) -> ApiContext:
     engine = make_engine(settings.database_url, pool_size=8)
     broker = Broker(settings.redis_url)
     writer = SubmissionWriter(
-        engine, broker,
+        engine,
+        broker,
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
     )
@@ -62,8 +63,9 @@ def _validation_errors(exc: RequestValidationError) -> list[ApiError]:
         elif where == "header":
             out.append(ApiError("invalid_field", msg, parameter, None, source))
         elif etype == "missing":
-            out.append(ApiError("missing_field", f"{parameter} is required", parameter, None,
-                                source))
+            out.append(
+                ApiError("missing_field", f"{parameter} is required", parameter, None, source)
+            )
         else:
             out.append(ApiError("invalid_field", msg, parameter, value, source))
     return out or [ApiError("invalid_json")]
@@ -143,8 +145,10 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
 
         checks = await asyncio.to_thread(check)
         ok = all(v == "ok" for v in checks.values())
-        return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JsonResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
     return app

@@ -27,7 +27,7 @@ def iso(ts: float | None) -> str | None:
     """Unix seconds → ISO 8601 UTC with milliseconds."""
     if ts is None:
         return None
-    ms = int(round(ts * 1000))
+    ms = round(ts * 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
@@ -105,10 +105,13 @@ def envelope(
 
 
 def error_response(
-    request_id: str, errors: list[ApiError], status: int | None = None,
+    request_id: str,
+    errors: list[ApiError],
+    status: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> JsonResponse:
     """An error answer; the status is the first error's unless given."""
     code = status or errors[0].status
-    return JsonResponse(envelope(request_id, code, errors=errors), status_code=code,
-                        headers=headers)
+    return JsonResponse(
+        envelope(request_id, code, errors=errors), status_code=code, headers=headers
+    )

@@ -40,9 +40,16 @@ class RequestGuard:
         if scope["path"].startswith(self.json_prefixes):
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if ctype != b"application/json":
-                await _reply(send, request_id, ApiError(
-                    "unsupported_media_type", "send Content-Type: application/json",
-                    "Content-Type", ctype.decode("latin-1") or None))
+                await _reply(
+                    send,
+                    request_id,
+                    ApiError(
+                        "unsupported_media_type",
+                        "send Content-Type: application/json",
+                        "Content-Type",
+                        ctype.decode("latin-1") or None,
+                    ),
+                )
                 return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -81,11 +88,15 @@ def _too_large(limit: int) -> ApiError:
 
 async def _reply(send: Any, request_id: str, error: ApiError) -> None:
     body = orjson.dumps(envelope(request_id, error.status, errors=[error]))
-    await send({
-        "type": "http.response.start",
-        "status": error.status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

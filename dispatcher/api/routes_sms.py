@@ -19,7 +19,7 @@ from dispatcher.errors import CATALOGUE, ApiError
 from dispatcher.sms import InvalidPhoneNumber, normalize
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.queries import MessageFilter, get_message, list_messages, message_timeline
-from dispatcher.submit import RequestRefused, SendRequest, prepare
+from dispatcher.submit import Prepared, RequestRefused, SendRequest, prepare
 
 router = APIRouter(prefix="/v2.1/sms", tags=["SMS"])
 
@@ -39,12 +39,28 @@ def _declared(*codes: str) -> dict[int | str, dict[str, Any]]:
 
 AUTH_ERRORS = ("unauthorized", "service_unavailable", "internal_error")
 SEND_ERRORS = (
-    *AUTH_ERRORS, "invalid_json", "missing_field", "invalid_field", "invalid_phone_number",
-    "no_valid_recipients", "too_many_recipients", "invalid_sender", "empty_message",
-    "message_too_long", "invalid_validity", "invalid_schedule_time", "invalid_type",
-    "short_link_unsupported", "invalid_webhook_url", "invalid_external_id",
-    "priority_not_enabled", "idempotency_key_reused", "idempotency_key_in_flight",
-    "invalid_idempotency_key", "payload_too_large", "unsupported_media_type",
+    *AUTH_ERRORS,
+    "invalid_json",
+    "missing_field",
+    "invalid_field",
+    "invalid_phone_number",
+    "no_valid_recipients",
+    "too_many_recipients",
+    "invalid_sender",
+    "empty_message",
+    "message_too_long",
+    "invalid_validity",
+    "invalid_schedule_time",
+    "invalid_type",
+    "short_link_unsupported",
+    "invalid_webhook_url",
+    "invalid_external_id",
+    "priority_not_enabled",
+    "idempotency_key_reused",
+    "idempotency_key_in_flight",
+    "invalid_idempotency_key",
+    "payload_too_large",
+    "unsupported_media_type",
 )
 UNAVAILABLE = {"Retry-After": "5"}
 
@@ -62,8 +78,11 @@ async def send_sms(
     ctx: ContextDep,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="Retry safely: the same key and body "
-               "return the first answer; the same key with another body is refused (422)."),
+        Header(
+            alias="Idempotency-Key",
+            description="Retry safely: the same key and body "
+            "return the first answer; the same key with another body is refused (422).",
+        ),
     ] = None,
 ) -> JsonResponse:
     """Accept a message: it is stored durably, then queued on its lane.
@@ -72,27 +91,38 @@ async def send_sms(
     """
     rid = request_id(request)
     if idempotency_key is not None and not (
-        0 < len(idempotency_key) <= 255 and idempotency_key.isascii()
+        0 < len(idempotency_key) <= 255
+        and idempotency_key.isascii()
         and idempotency_key.isprintable()
     ):
         raise ApiError("invalid_idempotency_key", None, "Idempotency-Key", idempotency_key)
     req = SendRequest(
-        sender=body.sender, message=body.message, phone_numbers=body.phoneNumbers,
-        validity=body.validity, schedule_time=body.scheduleTime, type=body.type,
-        short_link=body.shortLink, webhook_url=body.webhookUrl, external_id=body.externalId,
+        sender=body.sender,
+        message=body.message,
+        phone_numbers=body.phoneNumbers,
+        validity=body.validity,
+        schedule_time=body.scheduleTime,
+        type=body.type,
+        short_link=body.shortLink,
+        webhook_url=body.webhookUrl,
+        external_id=body.externalId,
         priority=body.priority,
     )
     body_hash = hashlib.sha256(
         orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
     now = time.time()
-    args = (req, account, ctx.settings, now)
-    kwargs = {"idempotency_key": idempotency_key, "body_hash": body_hash}
+
+    def validate() -> Prepared:
+        return prepare(
+            req, account, ctx.settings, now, idempotency_key=idempotency_key, body_hash=body_hash
+        )
+
     try:
         if len(req.phone_numbers) > OFFLOAD_RECIPIENTS:
-            prepared = await asyncio.to_thread(lambda: prepare(*args, **kwargs))
+            prepared = await asyncio.to_thread(validate)
         else:
-            prepared = prepare(*args, **kwargs)
+            prepared = validate()
     except RequestRefused as exc:
         status = exc.errors[0].status if len(exc.errors) == 1 else 400
         if any(e.status == 403 for e in exc.errors):
@@ -112,9 +142,14 @@ async def send_sms(
         data = [new_message_view(m) for m in prepared.submission.messages]
     return JsonResponse(
         envelope(
-            rid, 200, data, prepared.recipient_errors,
-            sentSms=len(data), notSentSms=len(prepared.recipient_errors),
-            duplicate=stored.duplicate, lane=prepared.submission.lane,
+            rid,
+            200,
+            data,
+            prepared.recipient_errors,
+            sentSms=len(data),
+            notSentSms=len(prepared.recipient_errors),
+            duplicate=stored.duplicate,
+            lane=prepared.submission.lane,
         )
     )
 
@@ -134,8 +169,7 @@ def _statuses(value: str | None) -> tuple[str, ...]:
             try:
                 out.append(Status(item.lower()))
             except ValueError:
-                raise ApiError("invalid_query", f"unknown status {item}", "status",
-                               item) from None
+                raise ApiError("invalid_query", f"unknown status {item}", "status", item) from None
     return tuple(out)
 
 
@@ -152,13 +186,17 @@ def _time(value: str | None, name: str) -> float | None:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     except ValueError:
-        raise ApiError("invalid_query", "use ISO 8601 (UTC) or unix seconds", name,
-                       value) from None
+        raise ApiError("invalid_query", "use ISO 8601 (UTC) or unix seconds", name, value) from None
 
 
 def _filter(
-    external_id: str | None, phone: str | None, status: str | None, sender: str | None,
-    date_from: str | None, date_to: str | None, region: str | None,
+    external_id: str | None,
+    phone: str | None,
+    status: str | None,
+    sender: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    region: str | None,
 ) -> MessageFilter:
     phones: list[str] = []
     for p in _split(phone):
@@ -184,21 +222,25 @@ class ListParams:
 
     def __init__(
         self,
-        externalId: Annotated[str | None, Query(description="Filter by externalId.")] = None,  # noqa: N803
-        phoneNumber: Annotated[str | None, Query(  # noqa: N803
-            description="Filter by recipient; comma-separated, any common spelling.")] = None,
-        status: Annotated[str | None, Query(
-            description="Numeric v2.1 codes or our names, comma-separated.")] = None,
-        sender: Annotated[str | None, Query(
-            description="Comma-separated, at most 10.")] = None,
-        dateFrom: Annotated[str | None, Query(  # noqa: N803
-            description="Created at or after: ISO 8601 UTC or unix seconds.")] = None,
-        dateTo: Annotated[str | None, Query(  # noqa: N803
-            description="Created at or before: ISO 8601 UTC or unix seconds.")] = None,
+        externalId: Annotated[str | None, Query(description="Filter by externalId.")] = None,
+        phoneNumber: Annotated[
+            str | None,
+            Query(description="Filter by recipient; comma-separated, any common spelling."),
+        ] = None,
+        status: Annotated[
+            str | None, Query(description="Numeric v2.1 codes or our names, comma-separated.")
+        ] = None,
+        sender: Annotated[str | None, Query(description="Comma-separated, at most 10.")] = None,
+        dateFrom: Annotated[
+            str | None, Query(description="Created at or after: ISO 8601 UTC or unix seconds.")
+        ] = None,
+        dateTo: Annotated[
+            str | None, Query(description="Created at or before: ISO 8601 UTC or unix seconds.")
+        ] = None,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        orderBy: Annotated[Literal["createTime", "externalId", "status"], Query()] = "createTime",  # noqa: N803
-        orderDirection: Annotated[Literal["ASC", "DESC", "asc", "desc"], Query()] = "DESC",  # noqa: N803
+        orderBy: Annotated[Literal["createTime", "externalId", "status"], Query()] = "createTime",
+        orderDirection: Annotated[Literal["ASC", "DESC", "asc", "desc"], Query()] = "DESC",
     ) -> None:
         self.raw = (externalId, phoneNumber, status, sender, dateFrom, dateTo)
         self.offset = offset
@@ -214,8 +256,15 @@ async def _listing(
 
     def query() -> tuple[list[dict[str, Any]], int]:
         with ctx.engine.connect() as conn:
-            return list_messages(conn, account_id, flt, params.offset, params.limit,
-                                 params.order_by, params.descending)
+            return list_messages(
+                conn,
+                account_id,
+                flt,
+                params.offset,
+                params.limit,
+                params.order_by,
+                params.descending,
+            )
 
     try:
         rows, total = await asyncio.to_thread(query)
@@ -230,34 +279,47 @@ async def _listing(
 LIST_ERRORS = (*AUTH_ERRORS, "invalid_query", "no_results")
 
 
-@router.get("", summary="List messages", response_model=Envelope,
-            responses=_declared(*LIST_ERRORS))
+@router.get("", summary="List messages", response_model=Envelope, responses=_declared(*LIST_ERRORS))
 async def list_sms(
-    request: Request, account: AccountDep, ctx: ContextDep,
+    request: Request,
+    account: AccountDep,
+    ctx: ContextDep,
     params: Annotated[ListParams, Depends()],
 ) -> JsonResponse:
     """Messages of your account, newest first by default (404 when nothing matches)."""
     rid, rows, total = await _listing(request, account.id, ctx, params)
     data = [message_view(r) for r in rows]
-    return JsonResponse(envelope(rid, 200, data, total=total, offset=params.offset,
-                                 limit=params.limit))
+    return JsonResponse(
+        envelope(rid, 200, data, total=total, offset=params.offset, limit=params.limit)
+    )
 
 
-@router.get("/statuses", summary="Statuses of messages", response_model=Envelope,
-            responses=_declared(*LIST_ERRORS))
+@router.get(
+    "/statuses",
+    summary="Statuses of messages",
+    response_model=Envelope,
+    responses=_declared(*LIST_ERRORS),
+)
 async def list_statuses(
-    request: Request, account: AccountDep, ctx: ContextDep,
+    request: Request,
+    account: AccountDep,
+    ctx: ContextDep,
     params: Annotated[ListParams, Depends()],
 ) -> JsonResponse:
     """The status of each matching message (same filters as the listing)."""
     rid, rows, total = await _listing(request, account.id, ctx, params)
     data = [message_view(r) for r in rows]
-    return JsonResponse(envelope(rid, 200, data, total=total, offset=params.offset,
-                                 limit=params.limit))
+    return JsonResponse(
+        envelope(rid, 200, data, total=total, offset=params.offset, limit=params.limit)
+    )
 
 
-@router.get("/{message_id}", summary="One message with its timeline", response_model=Envelope,
-            responses=_declared(*AUTH_ERRORS, "not_found"))
+@router.get(
+    "/{message_id}",
+    summary="One message with its timeline",
+    response_model=Envelope,
+    responses=_declared(*AUTH_ERRORS, "not_found"),
+)
 async def get_sms(
     request: Request, message_id: str, account: AccountDep, ctx: ContextDep
 ) -> JsonResponse:

@@ -122,8 +122,7 @@ def insert_message_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> No
     if not rows:
         return
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
+        raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
         cols = ", ".join(MESSAGE_COLUMNS)
         with raw.cursor() as cur, cur.copy(f"COPY messages ({cols}) FROM STDIN") as copy:
             for row in rows:

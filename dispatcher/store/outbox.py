@@ -14,22 +14,38 @@ from dispatcher.store.records import Batch
 from dispatcher.store.schema import dispatch_batches, messages
 
 _PAYLOAD_COLS = (
-    messages.c.id, messages.c.account_id, messages.c.phone, messages.c.sender, messages.c.body,
-    messages.c.parts, messages.c.flash, messages.c.valid_until, messages.c.attempts,
+    messages.c.id,
+    messages.c.account_id,
+    messages.c.phone,
+    messages.c.sender,
+    messages.c.body,
+    messages.c.parts,
+    messages.c.flash,
+    messages.c.valid_until,
+    messages.c.attempts,
     messages.c.lane,
 )
 
 
 def _payload(r: Any) -> dict[str, Any]:
     return {
-        "id": r.id, "account": r.account_id, "to": r.phone, "sender": r.sender, "text": r.body,
-        "parts": r.parts, "flash": bool(r.flash), "valid_until": r.valid_until,
+        "id": r.id,
+        "account": r.account_id,
+        "to": r.phone,
+        "sender": r.sender,
+        "text": r.body,
+        "parts": r.parts,
+        "flash": bool(r.flash),
+        "valid_until": r.valid_until,
         "attempt": r.attempts,
     }
 
 
 def _rebatch(
-    conn: Connection, rows: Sequence[Any], from_statuses: Sequence[str], now: float,
+    conn: Connection,
+    rows: Sequence[Any],
+    from_statuses: Sequence[str],
+    now: float,
     chunk_sizes: dict[str, int],
 ) -> list[Batch]:
     """Give ``rows`` new dispatch batches and mark them queued (compare-and-set)."""
@@ -76,9 +92,14 @@ def release_due(
         conn.execute(
             update(messages)
             .where(and_(m.id.in_(expired), m.status.in_(list(HELD_STATUSES))))
-            .values(status=Status.EXPIRED, status_at=now, final_at=now,
-                    error_code="validity_expired",
-                    error_description="validity passed before sending", error_permanent=True)
+            .values(
+                status=Status.EXPIRED,
+                status_at=now,
+                final_at=now,
+                error_code="validity_expired",
+                error_description="validity passed before sending",
+                error_permanent=True,
+            )
         )
     live = [r for r in rows if r.valid_until > now]
     return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes), len(expired)
@@ -121,7 +142,11 @@ def stale_claims(conn: Connection, older_than: float, limit: int = 1000) -> list
 
 
 def orphans(
-    conn: Connection, lane: str, older_than: float, now: float, chunk_sizes: dict[str, int],
+    conn: Connection,
+    lane: str,
+    older_than: float,
+    now: float,
+    chunk_sizes: dict[str, int],
     limit: int = 5000,
 ) -> list[Batch]:
     """Queued messages of a lane whose queue is empty: their task was lost; re-batch them."""

@@ -113,8 +113,12 @@ def record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:
             latency_ms=bindparam("b_lat"),
         ),
         [
-            {"b_id": s.id, "b_cid": s.carrier_message_id, "b_hs": s.http_status,
-             "b_lat": s.latency_ms}
+            {
+                "b_id": s.id,
+                "b_cid": s.carrier_message_id,
+                "b_hs": s.http_status,
+                "b_lat": s.latency_ms,
+            }
             for s in sent
         ],
     )
@@ -170,9 +174,7 @@ def record_failures(
     return moved
 
 
-def defer(
-    conn: Connection, ids: Sequence[str], until: float, now: float, reason: str
-) -> int:
+def defer(conn: Connection, ids: Sequence[str], until: float, now: float, reason: str) -> int:
     """queued → retrying without spending an attempt (rate-limit waits are not failures)."""
     if not ids:
         return 0
@@ -186,9 +188,7 @@ def defer(
     return int(result.rowcount)
 
 
-def release(
-    conn: Connection, ids: Sequence[str], until: float, now: float, reason: str
-) -> int:
+def release(conn: Connection, ids: Sequence[str], until: float, now: float, reason: str) -> int:
     """sending → retrying for claims never sent (rate limit saturated); the attempt is refunded."""
     if not ids:
         return 0
@@ -196,8 +196,9 @@ def release(
     result = conn.execute(
         update(messages)
         .where(and_(m.id.in_(list(ids)), m.status == Status.SENDING))
-        .values(status=Status.RETRYING, status_at=now, next_attempt_at=until,
-                attempts=m.attempts - 1)
+        .values(
+            status=Status.RETRYING, status_at=now, next_attempt_at=until, attempts=m.attempts - 1
+        )
     )
     add_events(conn, ((i, now, "deferred", Status.RETRYING, {"reason": reason}) for i in ids))
     return int(result.rowcount)

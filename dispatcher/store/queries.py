@@ -31,7 +31,9 @@ class MessageFilter:
 def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str, Any] | None:
     """One message of the account, or ``None`` (also for another account's id)."""
     row = conn.execute(
-        select(messages).where(and_(messages.c.id == message_id, messages.c.account_id == account_id))
+        select(messages).where(
+            and_(messages.c.id == message_id, messages.c.account_id == account_id)
+        )
     ).first()
     return dict(row._mapping) if row is not None else None
 

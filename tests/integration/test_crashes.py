@@ -35,8 +35,12 @@ def _send_many(stack: Stack, n: int) -> set[str]:
 
 
 def _assert_exactly_once(stack: Stack, ids: set[str]) -> None:
-    wait_until(lambda: _statuses(stack).get("sent", 0) == len(ids), 120, interval=0.5,
-               what="every message sent")
+    wait_until(
+        lambda: _statuses(stack).get("sent", 0) == len(ids),
+        120,
+        interval=0.5,
+        what="every message sent",
+    )
     refs = Counter(s["ref"] for s in stack.sim_submits())
     assert set(refs) == ids, "lost or foreign messages at the carrier"
     dupes = {r: c for r, c in refs.items() if c > 1}
@@ -46,13 +50,19 @@ def _assert_exactly_once(stack: Stack, ids: set[str]) -> None:
 
 def test_sigkill_worker_children_mid_chunk() -> None:
     """SIGKILL the prefork children repeatedly while chunks are in flight."""
-    with running_stack(workers={"bulk": 2}, carrier_tps=600, carrier_batch_size=1,
-                       sending_stale_s=3, orphan_stale_s=4) as stack:
+    with running_stack(
+        workers={"bulk": 2},
+        carrier_tps=600,
+        carrier_batch_size=1,
+        sending_stale_s=3,
+        orphan_stale_s=4,
+    ) as stack:
         stack.sim_config(latency_ms=20)
         ids = _send_many(stack, 3000)
         kills = 0
         for _ in range(3):
-            wait_until(lambda: stack.sim_stats()["submits"] > 300 * (kills + 1), 30)
+            target = 300 * (kills + 1)
+            wait_until(lambda t=target: stack.sim_stats()["submits"] > t, 30)
             for pid in stack.worker_children("worker-bulk"):
                 os.kill(pid, signal.SIGKILL)
                 kills += 1
@@ -64,8 +74,13 @@ def test_sigkill_worker_children_mid_chunk() -> None:
 
 def test_sigkill_whole_worker_pool_then_restart() -> None:
     """The whole pool dies (tasks it held are unacked); a new pool finishes the work."""
-    with running_stack(workers={"bulk": 2}, carrier_tps=600, carrier_batch_size=1,
-                       sending_stale_s=3, orphan_stale_s=4) as stack:
+    with running_stack(
+        workers={"bulk": 2},
+        carrier_tps=600,
+        carrier_batch_size=1,
+        sending_stale_s=3,
+        orphan_stale_s=4,
+    ) as stack:
         stack.sim_config(latency_ms=20)
         ids = _send_many(stack, 2000)
         wait_until(lambda: stack.sim_stats()["submits"] > 400, 30)
@@ -78,8 +93,13 @@ def test_sigkill_whole_worker_pool_then_restart() -> None:
 
 def test_sigterm_finishes_in_flight_chunk() -> None:
     """A warm shutdown (SIGTERM) loses and duplicates nothing."""
-    with running_stack(workers={"bulk": 2}, carrier_tps=600, carrier_batch_size=1,
-                       sending_stale_s=3, orphan_stale_s=4) as stack:
+    with running_stack(
+        workers={"bulk": 2},
+        carrier_tps=600,
+        carrier_batch_size=1,
+        sending_stale_s=3,
+        orphan_stale_s=4,
+    ) as stack:
         stack.sim_config(latency_ms=20)
         ids = _send_many(stack, 2000)
         wait_until(lambda: stack.sim_stats()["submits"] > 400, 30)
@@ -104,8 +124,10 @@ def test_rate_limit_held_across_worker_processes() -> None:
             worst = max(worst, i - j + 1)
         steady = [t for t in times if times[0] + 1 <= t <= times[-1] - 1]
         mean = len(steady) / (steady[-1] - steady[0])
-        print(f"\nlimit {limit}/s: max 1-s window {worst}, steady mean {mean:.1f}/s over "
-              f"{times[-1] - times[0]:.1f}s")
+        print(
+            f"\nlimit {limit}/s: max 1-s window {worst}, steady mean {mean:.1f}/s over "
+            f"{times[-1] - times[0]:.1f}s"
+        )
         burst = max(2, limit // 100)
         assert worst <= limit * 1.02 + burst
         assert mean >= limit * 0.9

@@ -56,8 +56,10 @@ def test_expired_message_is_never_sent(stack: Stack) -> None:
         mid = r.json()["data"][0]["id"]
         engine = stack.db()
         with engine.begin() as conn:
-            conn.execute(text("UPDATE messages SET valid_until = :t WHERE id = :i"),
-                         {"t": time.time() - 1, "i": mid})
+            conn.execute(
+                text("UPDATE messages SET valid_until = :t WHERE id = :i"),
+                {"t": time.time() - 1, "i": mid},
+            )
         engine.dispose()
     finally:
         stack.start_worker("bulk", 2)
@@ -69,8 +71,9 @@ def test_expired_message_is_never_sent(stack: Stack) -> None:
 def test_scheduled_message_waits_then_sends(stack: Stack) -> None:
     client = stack.account()
     at = int(time.time()) + 3
-    r = client.send({"sender": "ACME", "message": "later", "phoneNumbers": ["+48111222003"],
-                     "scheduleTime": at})
+    r = client.send(
+        {"sender": "ACME", "message": "later", "phoneNumbers": ["+48111222003"], "scheduleTime": at}
+    )
     msg = r.json()["data"][0]
     assert msg["statusName"] == "scheduled"
     time.sleep(1)
@@ -82,8 +85,13 @@ def test_scheduled_message_waits_then_sends(stack: Stack) -> None:
 
 def test_partial_success(stack: Stack) -> None:
     client = stack.account()
-    r = client.send({"sender": "ACME", "message": "hi",
-                     "phoneNumbers": ["+48111222004", "not-a-number", "+48111222004", "+1"]})
+    r = client.send(
+        {
+            "sender": "ACME",
+            "message": "hi",
+            "phoneNumbers": ["+48111222004", "not-a-number", "+48111222004", "+1"],
+        }
+    )
     assert r.status_code == 200
     body = r.json()
     assert [m["phoneNumber"] for m in body["data"]] == ["+48111222004"]
@@ -100,8 +108,10 @@ def test_nothing_valid_is_refused_and_nothing_stored(stack: Stack) -> None:
     client = stack.account()
     r = client.send({"sender": "ACME", "message": "hi", "phoneNumbers": ["123", "abc"]})
     assert r.status_code == 400
-    assert {e["code"] for e in r.json()["errors"]} == {"invalid_phone_number",
-                                                       "no_valid_recipients"}
+    assert {e["code"] for e in r.json()["errors"]} == {
+        "invalid_phone_number",
+        "no_valid_recipients",
+    }
     assert client.http.get("/v2.1/sms").status_code == 404  # nothing stored
 
 
@@ -125,8 +135,9 @@ def test_nothing_valid_is_refused_and_nothing_stored(stack: Stack) -> None:
         ({"sender": None}, "invalid_field", "sender"),
     ],
 )
-def test_validation_errors_name_the_field(stack: Stack, patch: dict, code: str,
-                                          parameter: str) -> None:
+def test_validation_errors_name_the_field(
+    stack: Stack, patch: dict, code: str, parameter: str
+) -> None:
     client = stack.account(priority=False)
     body = {"sender": "ACME", "message": "hi", "phoneNumbers": ["+48111222333"], **patch}
     r = client.send(body)
@@ -141,19 +152,23 @@ def test_missing_fields_and_bad_bodies(stack: Stack) -> None:
     r = client.send({"message": "hi"})
     assert r.status_code == 400
     assert {e["meta"]["parameter"] for e in r.json()["errors"]} == {"sender", "phoneNumbers"}
-    r = client.http.post("/v2.1/sms", content=b"{not json",
-                         headers={"Content-Type": "application/json"})
+    r = client.http.post(
+        "/v2.1/sms", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_json"
-    r = client.http.post("/v2.1/sms", content=b"[1,2]",
-                         headers={"Content-Type": "application/json"})
+    r = client.http.post(
+        "/v2.1/sms", content=b"[1,2]", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_json"
-    r = client.http.post("/v2.1/sms", content=b"\xff\xfe{}",
-                         headers={"Content-Type": "application/json"})
+    r = client.http.post(
+        "/v2.1/sms", content=b"\xff\xfe{}", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400
     r = client.http.post("/v2.1/sms", content=b"sender=x", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415 and r.json()["errors"][0]["code"] == "unsupported_media_type"
-    r = client.http.post("/v2.1/sms", content=b"x" * 2_000_000,
-                         headers={"Content-Type": "application/json"})
+    r = client.http.post(
+        "/v2.1/sms", content=b"x" * 2_000_000, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["errors"][0]["code"] == "payload_too_large"
     nested = b"[" * 100_000 + b"]" * 100_000
     r = client.http.post("/v2.1/sms", content=nested, headers={"Content-Type": "application/json"})
@@ -162,16 +177,16 @@ def test_missing_fields_and_bad_bodies(stack: Stack) -> None:
 
 def test_priority_needs_the_add_on(stack: Stack) -> None:
     client = stack.account(priority=False)
-    r = client.send({"sender": "ACME", "message": "hi", "phoneNumbers": ["+48111222333"],
-                     "priority": True})
+    r = client.send(
+        {"sender": "ACME", "message": "hi", "phoneNumbers": ["+48111222333"], "priority": True}
+    )
     assert r.status_code == 403 and r.json()["errors"][0]["code"] == "priority_not_enabled"
 
 
 def test_many_recipients_go_to_bulk_even_when_priority_asked(stack: Stack) -> None:
     client = stack.account()
     numbers = [f"+4811122{i:04d}" for i in range(11)]
-    r = client.send({"sender": "ACME", "message": "hi", "phoneNumbers": numbers,
-                     "priority": True})
+    r = client.send({"sender": "ACME", "message": "hi", "phoneNumbers": numbers, "priority": True})
     assert r.status_code == 200 and r.json()["meta"]["lane"] == "bulk"
 
 
@@ -179,9 +194,12 @@ def test_unauthenticated_and_cross_account(stack: Stack) -> None:
     a = stack.account()
     b = stack.account()
     body = {"sender": "ACME", "message": "hi", "phoneNumbers": ["+48111222005"]}
-    for headers in ({}, {"Application-Key": a.keys["Application-Key"]},
-                    {"Application-Key": a.keys["Application-Key"], "Authorization": "wrong"},
-                    {"Application-Key": "wrong", "Authorization": a.keys["Authorization"]}):
+    for headers in (
+        {},
+        {"Application-Key": a.keys["Application-Key"]},
+        {"Application-Key": a.keys["Application-Key"], "Authorization": "wrong"},
+        {"Application-Key": "wrong", "Authorization": a.keys["Authorization"]},
+    ):
         import httpx
 
         r = httpx.post(stack.api_url + "/v2.1/sms", json=body, headers=headers)
@@ -197,8 +215,12 @@ def test_unauthenticated_and_cross_account(stack: Stack) -> None:
 
 def test_idempotency(stack: Stack) -> None:
     client = stack.account()
-    body = {"sender": "ACME", "message": "once", "phoneNumbers": ["+48111222006"],
-            "externalId": "order-77"}
+    body = {
+        "sender": "ACME",
+        "message": "once",
+        "phoneNumbers": ["+48111222006"],
+        "externalId": "order-77",
+    }
     first = client.send(body).json()["data"][0]["id"]
     again = client.send(body).json()
     assert again["data"][0]["id"] == first and again["meta"]["duplicate"] is True
@@ -214,12 +236,17 @@ def test_idempotency(stack: Stack) -> None:
 
 def test_listing_filters(stack: Stack) -> None:
     client = stack.account()
-    ids = [client.send({"sender": f"S{i}", "message": "x", "phoneNumbers": [f"+4811133300{i}"]})
-           .json()["data"][0]["id"] for i in range(3)]
+    ids = [
+        client.send(
+            {"sender": f"S{i}", "message": "x", "phoneNumbers": [f"+4811133300{i}"]}
+        ).json()["data"][0]["id"]
+        for i in range(3)
+    ]
     r = client.http.get("/v2.1/sms", params={"phoneNumber": "0048 111 333 001"})
     assert [m["id"] for m in r.json()["data"]] == [ids[1]]
-    r = client.http.get("/v2.1/sms", params={"sender": "S0,S2", "orderBy": "createTime",
-                                             "orderDirection": "ASC"})
+    r = client.http.get(
+        "/v2.1/sms", params={"sender": "S0,S2", "orderBy": "createTime", "orderDirection": "ASC"}
+    )
     assert [m["id"] for m in r.json()["data"]] == [ids[0], ids[2]]
     r = client.http.get("/v2.1/sms", params={"limit": 1})
     assert len(r.json()["data"]) == 1 and r.json()["meta"]["total"] == 3

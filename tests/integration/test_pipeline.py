@@ -38,8 +38,14 @@ def test_otp_overtakes_bulk_backlog(stack: Stack) -> None:
         r = client.send({"sender": "Shop", "message": "Sale today", "phoneNumbers": numbers})
         assert r.status_code == 200 and r.json()["meta"]["sentSms"] == 10_000
     accepted = time.time()
-    r = client.send({"sender": "Bank", "message": "Code 123456", "phoneNumbers": ["+48111000111"],
-                     "priority": True})
+    r = client.send(
+        {
+            "sender": "Bank",
+            "message": "Code 123456",
+            "phoneNumbers": ["+48111000111"],
+            "priority": True,
+        }
+    )
     assert r.status_code == 200 and r.json()["meta"]["lane"] == "priority"
     otp_id = r.json()["data"][0]["id"]
 
@@ -50,12 +56,15 @@ def test_otp_overtakes_bulk_backlog(stack: Stack) -> None:
         return None
 
     otp_received = wait_until(otp_at, 30, what="OTP at carrier")
-    wait_until(lambda: stack.sim_stats()["unique_refs"] >= 20_001, 120, interval=0.5,
-               what="bulk drained")
+    wait_until(
+        lambda: stack.sim_stats()["unique_refs"] >= 20_001, 120, interval=0.5, what="bulk drained"
+    )
     bulk_last = max(float(s["at"]) for s in stack.sim_submits() if s["ref"] != otp_id)
     bulk_before_otp = sum(1 for s in stack.sim_submits() if float(s["at"]) < otp_received)
-    print(f"\nOTP accept→carrier {1000 * (otp_received - accepted):.0f} ms; "
-          f"bulk drained {bulk_last - t0:.1f} s after the first bulk request; "
-          f"{bulk_before_otp} bulk messages reached the carrier before the OTP")
+    print(
+        f"\nOTP accept→carrier {1000 * (otp_received - accepted):.0f} ms; "
+        f"bulk drained {bulk_last - t0:.1f} s after the first bulk request; "
+        f"{bulk_before_otp} bulk messages reached the carrier before the OTP"
+    )
     assert otp_received < bulk_last - 1.0
     assert otp_received - accepted < 2.0

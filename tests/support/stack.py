@@ -25,8 +25,9 @@ T = TypeVar("T")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def wait_until(pred: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
-               what: str = "condition") -> T:
+def wait_until(
+    pred: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll ``pred`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -83,16 +84,33 @@ class Stack:
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         """Start a process with the stack's environment, logging to ``logdir/name.log``."""
         log = open(os.path.join(self.logdir, f"{name}.log"), "ab")  # noqa: SIM115
-        p = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                             cwd=ROOT, start_new_session=True)
+        p = subprocess.Popen(
+            argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         self.procs[name] = p
         return p
 
     def start_worker(self, lane: str, concurrency: int = 2, name: str | None = None) -> None:
         """Start a worker pool for ``lane`` and wait until it consumes."""
         name = name or f"worker-{lane}"
-        self.spawn(name, [sys.executable, "-m", "dispatcher.cli", "worker", "--lane", lane,
-                          "--concurrency", str(concurrency)])
+        self.spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "dispatcher.cli",
+                "worker",
+                "--lane",
+                lane,
+                "--concurrency",
+                str(concurrency),
+            ],
+        )
         wait_until(lambda: "ready." in self.log(name), 30, what=f"{name} ready")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
@@ -137,17 +155,23 @@ class Stack:
         out = []
         for key in sorted(client.keys("*")):
             kind = client.type(key).decode()
-            size = {"list": client.llen, "set": client.scard, "hash": client.hlen,
-                    "zset": client.zcard}.get(kind)
+            size = {
+                "list": client.llen,
+                "set": client.scard,
+                "hash": client.hlen,
+                "zset": client.zcard,
+            }.get(kind)
             out.append(f"{key!r} {kind} {size(key) if size else ''}")
         client.close()
         engine = self.db()
         from sqlalchemy import text
 
         with engine.connect() as conn:
-            for q in ("SELECT status, lane, count(*) FROM messages GROUP BY status, lane",
-                      "SELECT lane, size, created_at, enqueued_at FROM dispatch_batches "
-                      "ORDER BY created_at DESC LIMIT 5"):
+            for q in (
+                "SELECT status, lane, count(*) FROM messages GROUP BY status, lane",
+                "SELECT lane, size, created_at, enqueued_at FROM dispatch_batches "
+                "ORDER BY created_at DESC LIMIT 5",
+            ):
                 out.extend(str(tuple(r)) for r in conn.execute(text(q)))
         engine.dispose()
         return "\n".join(out)
@@ -187,33 +211,39 @@ class Stack:
 
 
 @contextmanager
-def running_stack(
-    workers: dict[str, int] | None = None, scheduler: bool = True, **settings: Any
-):  # type: ignore[no-untyped-def]
+def running_stack(workers: dict[str, int] | None = None, scheduler: bool = True, **settings: Any):  # type: ignore[no-untyped-def]
     """Start simulator, API, workers (lane → concurrency) and scheduler on fresh data."""
     workers = {"priority": 1, "bulk": 2} if workers is None else workers
-    with fresh_database() as db_url, fresh_redis() as redis_url, \
-            tempfile.TemporaryDirectory(prefix="smsd-stack-") as logdir:
+    with (
+        fresh_database() as db_url,
+        fresh_redis() as redis_url,
+        tempfile.TemporaryDirectory(prefix="smsd-stack-") as logdir,
+    ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
         api_port = free_port()
         sim_port = free_port()
-        env.update({
-            "DATABASE_URL": db_url,
-            "REDIS_URL": redis_url,
-            "PYTHONPATH": ROOT,
-            "SMSDISPATCH_API_PORT": str(api_port),
-            "SMSDISPATCH_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
-            "SMSDISPATCH_SCHEDULER_INTERVAL_S": "0.1",
-            "SMSDISPATCH_CARRIER_TIMEOUT_S": "1",
-            "SMSDISPATCH_LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "DATABASE_URL": db_url,
+                "REDIS_URL": redis_url,
+                "PYTHONPATH": ROOT,
+                "SMSDISPATCH_API_PORT": str(api_port),
+                "SMSDISPATCH_CARRIER_URL": f"http://127.0.0.1:{sim_port}",
+                "SMSDISPATCH_SCHEDULER_INTERVAL_S": "0.1",
+                "SMSDISPATCH_CARRIER_TIMEOUT_S": "1",
+                "SMSDISPATCH_LOG_LEVEL": "INFO",
+            }
+        )
         env.update({"SMSDISPATCH_" + k.upper(): str(v) for k, v in settings.items()})
-        stack = Stack(env, db_url, f"http://127.0.0.1:{api_port}",
-                      f"http://127.0.0.1:{sim_port}", logdir)
+        stack = Stack(
+            env, db_url, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", logdir
+        )
         ACTIVE.append(stack)
         try:
-            stack.spawn("simulator", [sys.executable, "-m", "simulator", "--host", "127.0.0.1",
-                                      "--port", str(sim_port)])
+            stack.spawn(
+                "simulator",
+                [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
+            )
             stack.spawn("api", [sys.executable, "-m", "dispatcher.cli", "api"])
             if scheduler:
                 stack.spawn("scheduler", [sys.executable, "-m", "dispatcher.cli", "scheduler"])

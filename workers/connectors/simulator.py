@@ -39,7 +39,7 @@ def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
 
 def error_from_status(status: int, body: bytes, headers: Any) -> CarrierError:
     """Classify a non-2xx answer: 429 throttled, 5xx retryable, other 4xx permanent."""
-    code, description = "carrier_http_%d" % status, "HTTP %d" % status
+    code, description = f"carrier_http_{status}", f"HTTP {status}"
     try:
         err = orjson.loads(body).get("error") or {}
         code = str(err.get("code") or code)
@@ -90,7 +90,9 @@ class SimulatorConnector:
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes, Any, float]:
         started = time.perf_counter()
         async with self._session.post(
-            self._base + path, data=orjson.dumps(body), headers=self._headers,
+            self._base + path,
+            data=orjson.dumps(body),
+            headers=self._headers,
             timeout=self._timeout,
         ) as resp:
             data = await resp.read()
@@ -99,8 +101,12 @@ class SimulatorConnector:
     async def submit(self, msg: Outbound) -> SubmitResult:
         """Submit one message."""
         body = {
-            "to": msg.to, "from": msg.sender, "text": msg.text, "ref": msg.ref,
-            "parts": msg.parts, "flash": msg.flash,
+            "to": msg.to,
+            "from": msg.sender,
+            "text": msg.text,
+            "ref": msg.ref,
+            "parts": msg.parts,
+            "flash": msg.flash,
         }
         started = time.perf_counter()
         try:
@@ -114,13 +120,18 @@ class SimulatorConnector:
                 err = AmbiguousCarrierError("carrier_bad_response", "unparseable 200 answer", 200)
                 return SubmitResult(msg.ref, None, status, latency, err)
             return SubmitResult(msg.ref, carrier_id, status, latency)
-        return SubmitResult(msg.ref, None, status, latency, error_from_status(status, data, headers))
+        return SubmitResult(
+            msg.ref, None, status, latency, error_from_status(status, data, headers)
+        )
 
     async def submit_batch(self, msgs: Sequence[Outbound]) -> list[SubmitResult]:
         """Submit recipients of one text in one request; per-recipient results."""
         first = msgs[0]
         body = {
-            "from": first.sender, "text": first.text, "parts": first.parts, "flash": first.flash,
+            "from": first.sender,
+            "text": first.text,
+            "parts": first.parts,
+            "flash": first.flash,
             "recipients": [{"to": m.to, "ref": m.ref} for m in msgs],
         }
         started = time.perf_counter()

@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-26 13:19:55.416655
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -16,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -160,11 +159,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_submissions_account_created", "submissions", ["account_id", "created_at"], unique=False
     )
-    
 
 
 def downgrade() -> None:
-    
+
     op.drop_index("ix_submissions_account_created", table_name="submissions")
     op.drop_table("submissions")
     op.drop_index("ix_messages_submission", table_name="messages")
@@ -203,4 +201,3 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_api_keys_account_id"), table_name="api_keys")
     op.drop_table("api_keys")
     op.drop_table("accounts")
-    
