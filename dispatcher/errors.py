@@ -166,3 +166,29 @@ def _printable(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return None
     return value
+
+
+def render_catalogue() -> str:
+    """``docs/errors.md``: the catalogue as Markdown (kept in step by a test)."""
+    lines = [
+        "# Error catalogue",
+        "",
+        "Every error in an API response has a stable `code`; its `docs` field points here.",
+        "`meta.parameter` names the field, `meta.source` the exact place (`phoneNumbers[3]`),",
+        "`meta.value` echoes the offending value (truncated). Generated from",
+        "`dispatcher/errors.py`; do not edit by hand.",
+        "",
+        "| code | HTTP | meaning | fix |",
+        "|---|---|---|---|",
+    ]
+    for code, kind in CATALOGUE.items():
+        lines.append(f"| <a id=\"{code.replace('_', '-')}\"></a>`{code}` | {kind.status} | "
+                     f"{kind.title} | {kind.fix} |")
+    lines += [
+        "",
+        "Per-recipient errors (`invalid_phone_number`, `duplicate_phone_number`) come with HTTP",
+        "200 when at least one recipient was accepted (partial success, as the original API);",
+        "when none was, the answer is 400 with `no_valid_recipients` added.",
+        "",
+    ]
+    return "\n".join(lines)

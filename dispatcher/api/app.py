@@ -94,6 +94,10 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
         summary="SMS API compatible with MessageFlow SMS API v2.1",
         lifespan=lifespan,
         default_response_class=JsonResponse,
+        # The stock docs pages load their assets from a CDN; an offline page comes with the
+        # developer-experience issue. The schema itself is served at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(router)
 
