@@ -182,8 +182,10 @@ def render_catalogue() -> str:
         "|---|---|---|---|",
     ]
     for code, kind in CATALOGUE.items():
-        lines.append(f"| <a id=\"{code.replace('_', '-')}\"></a>`{code}` | {kind.status} | "
-                     f"{kind.title} | {kind.fix} |")
+        lines.append(
+            f'| <a id="{code.replace("_", "-")}"></a>`{code}` | {kind.status} | '
+            f"{kind.title} | {kind.fix} |"
+        )
     lines += [
         "",
         "Per-recipient errors (`invalid_phone_number`, `duplicate_phone_number`) come with HTTP",

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import structlog
+
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent
 from workers.connectors.base import Connector, Outbound, SubmitResult
@@ -25,6 +27,7 @@ from workers.errors import CarrierError, ClaimExpired, PermanentCarrierError, Th
 from workers.retry import RetryPolicy
 
 T = TypeVar("T")
+log = structlog.get_logger(component="sender")
 R = TypeVar("R")
 
 
@@ -246,6 +249,7 @@ class ChunkSender:
         now = self.clock()
         sent: list[Sent] = []
         failures: list[Failure] = []
+        by_id = {m["id"]: m for m in msgs}
         for m in msgs:
             r = results[m["id"]]
             if r.ok:
@@ -263,6 +267,16 @@ class ChunkSender:
             report.sent += await self._db(self.store.record_sent, sent, now)
         if failures:
             await self._db(self.store.record_failures, failures, now)
+            for f, m in zip(failures, (by_id[f.id] for f in failures), strict=True):
+                log.info(
+                    "message.attempt_failed",
+                    message_id=f.id,
+                    account=m["account"],
+                    connection=self.connector.name,
+                    code=f.code,
+                    next_status=f.status,
+                    http_status=f.http_status,
+                )
             for f in failures:
                 if f.status == Status.RETRYING:
                     report.retrying += 1

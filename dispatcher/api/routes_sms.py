@@ -12,7 +12,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.api.context import AccountDep, ContextDep, request_id
-from dispatcher.api.envelope import JsonResponse, envelope, message_view, new_message_view
+from dispatcher.api.envelope import (
+    JsonResponse,
+    envelope,
+    iso,
+    message_view,
+    new_message_view,
+)
 from dispatcher.api.models import Envelope, SendSmsBody
 from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
@@ -20,6 +26,7 @@ from dispatcher.sms import InvalidPhoneNumber, normalize
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.queries import MessageFilter, get_message, list_messages, message_timeline
 from dispatcher.submit import Prepared, RequestRefused, SendRequest, prepare
+from dispatcher.timeline import build_timeline
 
 router = APIRouter(prefix="/v2.1/sms", tags=["SMS"])
 
@@ -346,8 +353,5 @@ async def get_sms(
         "latencyMs": row["latency_ms"],
         "attempts": row["attempts"],
     }
-    view["events"] = [
-        {"at": e["at"], "kind": e["kind"], "status": e["status"], "detail": e["detail"]}
-        for e in events
-    ]
+    view["events"] = [{**e, "at": iso(e["at"])} for e in build_timeline(row, events)]
     return JsonResponse(envelope(request_id(request), 200, [view]))

@@ -22,6 +22,11 @@ def test_message_is_sent_and_visible(stack: Stack) -> None:
     wait_until(lambda: client.status(msg["id"]) == "sent", 20, what="sent")
     view = client.get(msg["id"])
     assert view["status"] == 3 and view["carrier"]["messageId"]
+    kinds = [e["kind"] for e in view["events"]]
+    assert kinds == ["accepted", "queued", "sent"], kinds
+    sent_event = view["events"][-1]["detail"]
+    assert sent_event["carrier_message_id"] == view["carrier"]["messageId"]
+    assert sent_event["http_status"] == 200 and sent_event["latency_ms"] > 0
     submits = [s for s in stack.sim_submits() if s["ref"] == msg["id"]]
     assert len(submits) == 1 and submits[0]["to"] == "+48111222333"
     listed = client.http.get("/v2.1/sms", params={"externalId": msg["externalId"]}).json()
