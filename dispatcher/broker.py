@@ -50,6 +50,10 @@ class Broker:
             done.append(b.id)
         return done, None
 
+    def publish_task(self, name: str, payload: dict[str, Any], lane: Lane) -> None:
+        """Publish one task by name on a lane's queue; raises :class:`BrokerUnavailable`."""
+        self._send(name, payload, queue_name(lane))
+
     def publish_reconcile(self, ids: Sequence[str]) -> None:
         """Ask a bulk worker to resolve stale claims."""
         self._send(TASK_RECONCILE, {"ids": list(ids)}, queue_name(Lane.BULK))

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_api)
 
     w = sub.add_parser("worker", help="run a worker pool for one lane")
-    w.add_argument("--lane", required=True, choices=["priority", "bulk"])
+    w.add_argument("--lane", required=True, choices=["priority", "bulk", "dlr", "webhooks"])
     w.add_argument("--concurrency", type=int, default=2)
     w.set_defaults(func=cmd_worker)
 

@@ -50,6 +50,18 @@ class Settings:
     sending_stale_s: float = 120.0  # a claim older than this is reconciled with the carrier
     orphan_stale_s: float = 120.0  # queued, lane empty, older than this: re-enqueued
     visibility_timeout_s: int = 3600
+    # Callbacks from carriers (delivery reports, inbound): the bearer token the default
+    # connection must present. Empty refuses every callback (nothing is open by default).
+    carrier_callback_token: str = ""
+    report_grace_h: float = 72.0  # no final report this long after validity → expired by us
+    report_retry_s: float = 600.0  # how long a report for an unknown message is retried
+    # Customer webhooks.
+    webhook_allow_private: bool = False  # allow loopback/private targets (tests, make run)
+    webhook_timeout_s: float = 5.0
+    webhook_retry_window_h: float = 26.0  # retried with backoff for at least this long
+    webhook_suspend_after_h: float = 24.0  # an endpoint failing this long is suspended
+    optout_keywords: str = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,NIE,REZYGNUJE"
+    optin_keywords: str = "START,UNSTOP,TAK"
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
 

@@ -33,6 +33,16 @@ def queue_name(lane: Lane | str) -> str:
 # Task names: the producer sends by name, the worker registers under these names.
 TASK_SEND_CHUNK = "smsdispatch.send_chunk"
 TASK_RECONCILE = "smsdispatch.reconcile_sending"  # args: {"ids": [...]}: claims left by a crash
+# Delivery reports and inbound messages posted by carriers, raw, applied on the dlr lane:
+# args {"connection": name, "items": [raw JSON objects], "received_at": unix seconds}.
+TASK_APPLY_REPORTS = "smsdispatch.apply_reports"
+TASK_APPLY_INBOUND = "smsdispatch.apply_inbound"
+# Customer webhooks, on the webhooks lane: args {"ids": [webhook delivery ids]}.
+TASK_DELIVER_WEBHOOKS = "smsdispatch.deliver_webhooks"
+
+# Webhook event names (the ``type`` of a webhook payload).
+EVENT_MESSAGE_STATUS = "message.status"
+EVENT_MESSAGE_INBOUND = "message.inbound"
 
 
 class Status(StrEnum):

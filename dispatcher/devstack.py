@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -140,12 +141,14 @@ def run_stack(args: argparse.Namespace) -> int:
         sim_port = free_port()
         env["SMSDISPATCH_CARRIER_URL"] = f"http://127.0.0.1:{sim_port}"
         env.setdefault("SMSDISPATCH_CARRIER_TPS", "100")
-        _spawn(
-            "simulator",
-            [py, "-m", "simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
-            env,
-            procs,
-        )
+        # Local defaults: webhooks may target loopback (never in the production example).
+        env.setdefault("SMSDISPATCH_WEBHOOK_ALLOW_PRIVATE", "1")
+        token = env.setdefault("SMSDISPATCH_CARRIER_CALLBACK_TOKEN", secrets.token_urlsafe(16))
+        callbacks = f"http://127.0.0.1:{port}/carrier/default"
+        sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
+        sim += ["--dlr-url", f"{callbacks}/reports", "--dlr-token", token]
+        sim += ["--mo-url", f"{callbacks}/inbound", "--mo-token", token]
+        _spawn("simulator", [py, "-m", "simulator", *sim], env, procs)
         subprocess.run(
             [py, "-m", "dispatcher.cli", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
         )
@@ -159,6 +162,10 @@ def run_stack(args: argparse.Namespace) -> int:
             procs,
         )
         _spawn("worker-bulk", [*cli, "worker", "--lane", "bulk", "--concurrency", "2"], env, procs)
+        for lane, n in (("dlr", "1"), ("webhooks", "1")):
+            _spawn(
+                f"worker-{lane}", [*cli, "worker", "--lane", lane, "--concurrency", n], env, procs
+            )
         _spawn("scheduler", [*cli, "scheduler"], env, procs)
         if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
             print("the API did not become ready; see var/logs/api.log", file=sys.stderr)

@@ -40,6 +40,13 @@ CATALOGUE: dict[str, ErrorKind] = {
     "duplicate_phone_number": ErrorKind(
         400, "Duplicate phone number", "Each number is sent once per request; remove the repeat."
     ),
+    "recipient_opted_out": ErrorKind(
+        400,
+        "Recipient opted out",
+        "The number replied STOP to this account: marketing (bulk) messages are not sent to it. "
+        "Transactional messages on the priority lane still are. It is removed from the list "
+        "when it replies START, or by DELETE /v2.1/suppressions/{phone}.",
+    ),
     "no_valid_recipients": ErrorKind(
         400,
         "No valid recipients",

@@ -8,12 +8,19 @@ from typing import Any
 
 import structlog
 
-from dispatcher.contract import TASK_RECONCILE, TASK_SEND_CHUNK
+from dispatcher.contract import (
+    TASK_APPLY_REPORTS,
+    TASK_RECONCILE,
+    TASK_SEND_CHUNK,
+    Lane,
+    queue_name,
+)
 from dispatcher.store.db import StoreUnavailable
 from workers.app import app
 from workers.errors import CarrierError
 from workers.rate_limits import RateLimitUnavailable
 from workers.reconcile import reconcile
+from workers.reports import apply_batch, parse_reports, retry_delay
 from workers.runtime import runtime
 
 log = structlog.get_logger(component="worker")
@@ -67,3 +74,46 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
     except (*INFRA_ERRORS, CarrierError) as exc:
         raise self.retry(exc=exc, countdown=10) from exc
     log.info("reconcile.done", **dataclasses.asdict(report))
+
+
+@app.task(
+    name=TASK_APPLY_REPORTS,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
+)
+def apply_reports(self: Any, payload: dict[str, Any]) -> None:
+    """Apply carrier delivery reports; early ones go round again for ``report_retry_s``."""
+    rt = runtime()
+    items = payload["items"]
+    connection = payload["connection"]
+    batch = parse_reports(rt.connector.parse_report, items)
+    now = time.time()
+    try:
+        result = rt.store.run(lambda conn: apply_batch(conn, connection, batch, now))
+    except INFRA_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=5) from exc
+    early = [items[batch.source[i]] for i in result.early]
+    first = float(payload.get("first_received", payload.get("received_at", now)))
+    attempt = int(payload.get("attempt", 0)) + 1
+    if early and now - first < rt.settings.report_retry_s:
+        self.app.send_task(
+            TASK_APPLY_REPORTS,
+            args=[{**payload, "items": early, "first_received": first, "attempt": attempt}],
+            queue=queue_name(Lane.DLR),
+            countdown=retry_delay(attempt),
+        )
+    elif early:
+        log.warning("reports.dropped_unmatched", count=len(early), connection=connection)
+    log.info(
+        "reports.applied",
+        connection=connection,
+        applied=len(result.applied),
+        early=len(early),
+        duplicates=result.duplicates,
+        intermediate=result.intermediate,
+        ignored=result.ignored,
+        unreadable=batch.unreadable,
+    )

@@ -15,9 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher import __version__
 from dispatcher.accounts import Authenticator
+from dispatcher.api.callbacks import CallbackPublisher
 from dispatcher.api.context import ApiContext, request_id
 from dispatcher.api.envelope import JsonResponse, error_response
 from dispatcher.api.guard import RequestGuard
+from dispatcher.api.routes_carrier import router as carrier_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
@@ -39,7 +41,9 @@ def build_context(settings: Settings) -> ApiContext:
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
     )
-    return ApiContext(settings, engine, broker, writer, Authenticator(engine))
+    return ApiContext(
+        settings, engine, broker, writer, Authenticator(engine), CallbackPublisher(broker)
+    )
 
 
 def _validation_errors(exc: RequestValidationError) -> list[ApiError]:
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
         docs_url=None,
         redoc_url=None,
     )
+    app.include_router(carrier_router)
     app.include_router(router)
 
     @app.exception_handler(ApiError)

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
 from dispatcher.accounts import Account, Authenticator
+from dispatcher.api.callbacks import CallbackPublisher
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
@@ -25,6 +26,7 @@ class ApiContext:
     broker: Broker
     writer: SubmissionWriter
     auth: Authenticator
+    callbacks: CallbackPublisher
 
 
 def get_context(request: Request) -> ApiContext:

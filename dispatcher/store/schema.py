@@ -37,6 +37,13 @@ accounts = Table(
     Column("webhook_url", Text),
     Column("webhook_url_secondary", Text),
     Column("created_at", Double, nullable=False),
+    # Delivery-report and inbound webhooks (Standard Webhooks signatures, see docs/webhooks.md).
+    Column("webhook_secret", String(128)),
+    Column("webhook_secret_previous", String(128)),  # still signed with during rotation
+    Column("webhook_secret_previous_until", Double),
+    Column("webhook_on_sent", Boolean, nullable=False, server_default=text("false")),
+    Column("inbound_webhook_url", Text),
+    Column("inbound_webhook_url_secondary", Text),
 )
 
 api_keys = Table(
@@ -101,7 +108,12 @@ messages = Table(
     Column("error_description", String(255)),
     Column("error_permanent", Boolean),
     Column("webhook_url", Text),
+    # The handset report as the carrier gave it (our mapped status is ``status``).
+    Column("report_stat", String(16)),
+    Column("report_error", String(32)),
+    Column("report_at", Double),
     Index("ix_messages_account_created", "account_id", "created_at"),
+    Index("ix_messages_carrier_id", "connection", "carrier_message_id"),
     Index("ix_messages_account_phone", "account_id", "phone"),
     Index("ix_messages_account_external", "account_id", "external_id"),
     Index("ix_messages_submission", "submission_id"),
@@ -152,4 +164,114 @@ dispatch_batches = Table(
         postgresql_where=text("enqueued_at IS NULL"),
         sqlite_where=text("enqueued_at IS NULL"),
     ),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),  # also the ``webhook-id`` header
+    Column("account_id", Integer, nullable=False),
+    Column("message_id", String(36)),  # outgoing message, or inbound message id
+    Column("event", String(32), nullable=False),  # message.status | message.inbound
+    Column("status_key", String(16)),  # which status this reports: one webhook per final status
+    Column("url", Text, nullable=False),
+    Column("url_secondary", Text),
+    Column("payload", Text, nullable=False),  # the exact JSON body that is signed
+    Column("state", String(12), nullable=False),  # pending | delivered | failed | disabled
+    Column("attempts", SmallInteger, nullable=False, default=0),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double),
+    Column("delivered_at", Double),
+    Column("last_status_code", SmallInteger),
+    UniqueConstraint("message_id", "event", "status_key", name="uq_webhook_once"),
+    Index("ix_webhook_deliveries_message", "message_id"),
+    Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("state = 'pending'"),
+        sqlite_where=text("state = 'pending'"),
+    ),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), nullable=False, index=True),
+    Column("at", Double, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status_code", SmallInteger),  # null: no HTTP answer (timeout, refused)
+    Column("latency_ms", Double),
+    Column("error", String(64)),
+    Column("body", String(512)),  # the receiver's answer, truncated
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", String(12), nullable=False),  # active | suspended | disabled
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("failing_since", Double),
+    Column("changed_at", Double, nullable=False),
+    Column("reason", String(255)),
+    UniqueConstraint("account_id", "url", name="uq_webhook_endpoint"),
+)
+
+numbers = Table(
+    "numbers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(16), nullable=False, unique=True),  # E.164 or a short code
+    Column("account_id", Integer, nullable=False, index=True),
+    Column("kind", String(12), nullable=False),  # short_code | long_number
+    Column("created_at", Double, nullable=False),
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", Integer, nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("number", String(16), nullable=False),  # our dedicated number it was sent to
+    Column("phone", String(16), nullable=False),  # the sender (E.164)
+    Column("body", Text, nullable=False),
+    Column("parts", SmallInteger, nullable=False),
+    Column("carrier_message_id", String(64), nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("keyword", String(16)),  # opt-out / opt-in keyword it matched, if any
+    UniqueConstraint("connection", "carrier_message_id", name="uq_inbound_carrier_id"),
+    Index("ix_inbound_account_received", "account_id", "received_at"),
+)
+
+inbound_parts = Table(
+    "inbound_parts",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("connection", String(64), nullable=False),
+    Column("carrier_message_id", String(64), nullable=False),
+    Column("phone", String(16), nullable=False),
+    Column("number", String(16), nullable=False),
+    Column("ref", String(32), nullable=False),  # concatenation reference (UDH)
+    Column("seq", SmallInteger, nullable=False),
+    Column("total", SmallInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("received_at", Double, nullable=False),
+    UniqueConstraint("connection", "carrier_message_id", name="uq_inbound_part_carrier_id"),
+    Index("ix_inbound_parts_group", "connection", "phone", "number", "ref"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("phone", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("source", String(16), nullable=False),  # keyword | api
+    Column("keyword", String(16)),
+    UniqueConstraint("account_id", "phone", name="uq_suppression"),
 )

@@ -23,13 +23,22 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     clone = os.path.join(str(tmp_path), "smsdispatch")
     subprocess.run(["git", "clone", "--quiet", ROOT, clone], check=True)
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")
-           and not k.startswith("SMSDISPATCH_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")
+        and not k.startswith("SMSDISPATCH_")
+    }
     env["SMSDISPATCH_API_PORT"] = str(port)
     started = time.monotonic()
-    proc = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["make", "run"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     output: list[str] = []
     curl = None
@@ -45,8 +54,9 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
                     curl = line.strip()
         assert curl, "make run printed no curl command:\n" + "".join(output[-50:])
         ready = time.monotonic()
-        answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True,
-                                check=True, timeout=30)
+        answer = subprocess.run(
+            ["bash", "-c", curl], capture_output=True, text=True, check=True, timeout=30
+        )
         message = json.loads(answer.stdout)["data"][0]
         with open(os.path.join(clone, "var", "demo-account.json")) as fh:
             keys = json.load(fh)
@@ -59,8 +69,10 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
 
         wait_until(status, 30, interval=0.1, what="hello-world message sent")
         sent = time.monotonic()
-        print(f"\nfresh clone: make run ready in {ready - started:.1f} s "
-              f"(venv install included); curl → sent in {sent - ready:.2f} s")
+        print(
+            f"\nfresh clone: make run ready in {ready - started:.1f} s "
+            f"(venv install included); curl → sent in {sent - ready:.2f} s"
+        )
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -211,7 +211,12 @@ class Stack:
 
 
 @contextmanager
-def running_stack(workers: dict[str, int] | None = None, scheduler: bool = True, **settings: Any):  # type: ignore[no-untyped-def]
+def running_stack(  # type: ignore[no-untyped-def]
+    workers: dict[str, int] | None = None,
+    scheduler: bool = True,
+    reports: bool = True,
+    **settings: Any,
+):
     """Start simulator, API, workers (lane → concurrency) and scheduler on fresh data."""
     workers = {"priority": 1, "bulk": 2} if workers is None else workers
     with (
@@ -240,10 +245,14 @@ def running_stack(workers: dict[str, int] | None = None, scheduler: bool = True,
         )
         ACTIVE.append(stack)
         try:
-            stack.spawn(
-                "simulator",
-                [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
-            )
+            sim_args = ["--host", "127.0.0.1", "--port", str(sim_port)]
+            token = env.get("SMSDISPATCH_CARRIER_CALLBACK_TOKEN")
+            if token and reports:
+                callbacks = f"http://127.0.0.1:{api_port}/carrier/default"
+                sim_args += ["--dlr-url", f"{callbacks}/reports", "--dlr-token", token]
+                sim_args += ["--mo-url", f"{callbacks}/inbound", "--mo-token", token]
+                sim_args += ["--dlr-delay-ms", "50"]
+            stack.spawn("simulator", [sys.executable, "-m", "simulator", *sim_args])
             stack.spawn("api", [sys.executable, "-m", "dispatcher.cli", "api"])
             if scheduler:
                 stack.spawn("scheduler", [sys.executable, "-m", "dispatcher.cli", "scheduler"])

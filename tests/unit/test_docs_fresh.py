@@ -11,8 +11,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def test_error_catalogue_is_current() -> None:
     current = (ROOT / "docs" / "errors.md").read_text()
-    assert current == render_catalogue(), "run: python -c 'from dispatcher.errors import " \
-        "render_catalogue; open(\"docs/errors.md\",\"w\").write(render_catalogue())'"
+    assert current == render_catalogue(), (
+        "run: python -c 'from dispatcher.errors import "
+        'render_catalogue; open("docs/errors.md","w").write(render_catalogue())\''
+    )
 
 
 def test_every_code_used_in_the_source_is_catalogued() -> None:

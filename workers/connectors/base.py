@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from workers.errors import CarrierError
 
@@ -58,3 +58,41 @@ class Connector(Protocol):
     async def close(self) -> None:
         """Release the HTTP client."""
         ...
+
+    def parse_report(self, raw: Mapping[str, Any]) -> Report:
+        """A delivery report posted by this carrier (its status map); :class:`CallbackError`."""
+        ...
+
+    def parse_inbound(self, raw: Mapping[str, Any]) -> InboundPart:
+        """An inbound message (or part) posted by this carrier; :class:`CallbackError`."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class Report:
+    """A delivery report as a connector understood it (its status map applied)."""
+
+    carrier_message_id: str | None
+    ref: str | None  # our message id, when the carrier echoes it
+    status: str  # ours: delivered | undelivered | expired | rejected, or "" for non-final
+    carrier_status: str  # the carrier's own word (DELIVRD, UNDELIV, …)
+    error_code: str | None
+    done_at: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class InboundPart:
+    """One inbound (mobile-originated) message or one part of a concatenated one."""
+
+    carrier_message_id: str
+    phone: str  # sender, E.164 (the connector normalises)
+    number: str  # our dedicated number it was sent to
+    text: str
+    ref: str | None  # concatenation reference; None for a single-part message
+    seq: int
+    total: int
+    received_at: float | None
+
+
+class CallbackError(ValueError):
+    """A carrier callback (report or inbound) the connector cannot read; it is dropped."""

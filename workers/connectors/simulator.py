@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 
-from workers.connectors.base import Outbound, SubmitResult
+from workers.connectors.base import InboundPart, Outbound, Report, SubmitResult
+from workers.connectors.callbacks import parse_simple_inbound, parse_smpp_style_report
 from workers.errors import (
     AmbiguousCarrierError,
     CarrierError,
@@ -177,6 +178,14 @@ class SimulatorConnector:
 
     async def close(self) -> None:
         """Nothing to do: the session belongs to the worker process."""
+
+    def parse_report(self, raw: Mapping[str, Any]) -> Report:
+        """The simulator posts SMPP-style reports (``docs/simulator.md``)."""
+        return parse_smpp_style_report(raw)
+
+    def parse_inbound(self, raw: Mapping[str, Any]) -> InboundPart:
+        """The simulator posts one JSON object per part, with a UDH-like ``udh`` object."""
+        return parse_simple_inbound(raw)
 
 
 def _ms_since(started: float) -> float:
