@@ -29,13 +29,13 @@ class SqlProgress:
         except SQLAlchemyError as exc:
             raise StoreUnavailable(exc.__class__.__name__) from exc
 
-    def still_queued(self, ids: Sequence[str]) -> dict[str, float]:
-        """See :func:`dispatcher.store.progress.still_queued`."""
-        return self._call(progress.still_queued, ids)
-
-    def claim(self, ids: Sequence[str], connection: str, now: float) -> set[str]:
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:
         """See :func:`dispatcher.store.progress.claim`."""
         return self._call(progress.claim, ids, connection, now)
+
+    def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]:
+        """See :func:`dispatcher.store.progress.expire_overdue`."""
+        return self._call(progress.expire_overdue, ids, now)
 
     def record_sent(self, sent: Sequence[Sent], now: float) -> int:
         """See :func:`dispatcher.store.progress.record_sent`."""

@@ -34,8 +34,8 @@ R = TypeVar("R")
 class ProgressStore(Protocol):
     """The message-log operations the sender needs (sync; run off the event loop)."""
 
-    def still_queued(self, ids: Sequence[str]) -> dict[str, float]: ...
-    def claim(self, ids: Sequence[str], connection: str, now: float) -> set[str]: ...
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, float]: ...
+    def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]: ...
     def record_sent(self, sent: Sequence[Sent], now: float) -> int: ...
     def record_failures(
         self, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
@@ -122,41 +122,27 @@ class ChunkSender:
     async def run(self, messages: Sequence[dict[str, Any]]) -> ChunkReport:
         """Send ``messages`` (task payload dicts); every one ends recorded in some state."""
         report = ChunkReport(total=len(messages))
-        live = await self._db(self.store.still_queued, [m["id"] for m in messages])
-        todo = [{**m, "valid_until": live[m["id"]]} for m in messages if m["id"] in live]
-        report.skipped = len(messages) - len(todo)
-        now = self.clock()
-        expired = [m for m in todo if m["valid_until"] <= now]
-        if expired:
-            report.expired += await self._db(
-                self.store.record_failures,
-                [
-                    Failure(
-                        m["id"],
-                        Status.EXPIRED,
-                        "validity_expired",
-                        "validity passed before sending",
-                        True,
-                    )
-                    for m in expired
-                ],
-                now,
-                Status.QUEUED,
-            )
-            todo = [m for m in todo if m["valid_until"] > now]
-
+        todo = list(messages)
         wait_limit = time.monotonic() + self.options.rate_wait_max_s
         pos = 0
         recording: list[asyncio.Task[None]] = []
         while pos < len(todo):
             window = todo[pos : pos + self.options.sub_batch]
             pos += len(window)
+            now = self.clock()
             claimed = await self._db(
-                self.store.claim, [m["id"] for m in window], self.connector.name, self.clock()
+                self.store.claim, [m["id"] for m in window], self.connector.name, now
             )
             send_by = time.monotonic() + self.options.send_deadline_s
-            take = [m for m in window if m["id"] in claimed]
-            report.skipped += len(window) - len(take)
+            if len(claimed) < len(window):
+                # Not claimable: past validity (expire it, never send), or already taken or
+                # done by an earlier delivery of this chunk (skip it).
+                rest = [m["id"] for m in window if m["id"] not in claimed]
+                expired = await self._db(self.store.expire_overdue, rest, now)
+                report.expired += len(expired)
+                report.skipped += len(rest) - len(expired)
+            # The log's validity, not the payload's, bounds retries.
+            take = [{**m, "valid_until": claimed[m["id"]]} for m in window if m["id"] in claimed]
             # Tokens are taken right before each send, so what the carrier sees follows the
             # limiter's schedule; sends of granted messages run while we wait for more tokens.
             sends: list[asyncio.Future[dict[str, SubmitResult]]] = []

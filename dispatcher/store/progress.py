@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, text, update
 
 from dispatcher.contract import Status
 from dispatcher.store.schema import message_events, messages
@@ -43,38 +43,50 @@ class Failure:
     next_attempt_at: float | None = None
 
 
-def still_queued(conn: Connection, ids: Sequence[str]) -> dict[str, float]:
-    """Which of ``ids`` still wait to be claimed, with their validity as the log has it.
+def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:
+    """Move ``ids`` from queued to sending (compare-and-set) unless past their validity.
 
-    Skips work a redelivery already did; the log, not the task payload, decides validity.
+    Returns the ids this caller won, with their validity as the log has it (the log, not the
+    task payload, is the authority). A redelivered chunk wins nothing it already sent.
     """
     if not ids:
         return {}
-    rows = conn.execute(
-        select(messages.c.id, messages.c.valid_until).where(
-            and_(messages.c.id.in_(list(ids)), messages.c.status == Status.QUEUED)
-        )
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> set[str]:
-    """Move ``ids`` from queued to sending (compare-and-set); returns those this caller won."""
-    if not ids:
-        return set()
     m = messages.c
     rows = conn.execute(
         update(messages)
-        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED))
+        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED, m.valid_until > now))
         .values(
             status=Status.SENDING,
             status_at=now,
             attempts=m.attempts + 1,
             connection=connection,
         )
+        .returning(m.id, m.valid_until)
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def expire_overdue(conn: Connection, ids: Sequence[str], now: float) -> list[str]:
+    """queued → expired for those of ``ids`` whose validity has passed; never sent."""
+    if not ids:
+        return []
+    m = messages.c
+    rows = conn.execute(
+        update(messages)
+        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED, m.valid_until <= now))
+        .values(
+            status=Status.EXPIRED,
+            status_at=now,
+            final_at=now,
+            error_code="validity_expired",
+            error_description="validity passed before sending",
+            error_permanent=True,
+        )
         .returning(m.id)
     )
-    return {r[0] for r in rows}
+    expired = [r[0] for r in rows]
+    add_events(conn, ((i, now, "not_sent", Status.EXPIRED, None) for i in expired))
+    return expired
 
 
 def record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:

@@ -44,17 +44,24 @@ class MemoryLog:
 
     rows: dict[str, Row] = field(default_factory=dict)
 
-    def still_queued(self, ids: Sequence[str]) -> dict[str, float]:
-        return {i: self.rows[i].valid_until for i in ids if self.rows[i].status == Status.QUEUED}
-
-    def claim(self, ids: Sequence[str], connection: str, now: float) -> set[str]:
-        won = set()
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:
+        won = {}
         for i in ids:
-            if self.rows[i].status == Status.QUEUED:
-                self.rows[i].status = Status.SENDING
-                self.rows[i].attempts += 1
-                won.add(i)
+            row = self.rows[i]
+            if row.status == Status.QUEUED and row.valid_until > now:
+                row.status = Status.SENDING
+                row.attempts += 1
+                won[i] = row.valid_until
         return won
+
+    def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]:
+        out = []
+        for i in ids:
+            row = self.rows[i]
+            if row.status == Status.QUEUED and row.valid_until <= now:
+                row.status, row.error = Status.EXPIRED, "validity_expired"
+                out.append(i)
+        return out
 
     def record_sent(self, sent: Sequence[Sent], now: float) -> int:
         n = 0
