@@ -114,6 +114,13 @@ messages = Table(
     Column("report_at", Double),
     Index("ix_messages_account_created", "account_id", "created_at"),
     Index("ix_messages_carrier_id", "connection", "carrier_message_id"),
+    # The report-timeout sweep scans sent messages by validity.
+    Index(
+        "ix_messages_sent_valid",
+        "valid_until",
+        postgresql_where=text("status = 'sent'"),
+        sqlite_where=text("status = 'sent'"),
+    ),
     Index("ix_messages_account_phone", "account_id", "phone"),
     Index("ix_messages_account_external", "account_id", "external_id"),
     Index("ix_messages_submission", "submission_id"),

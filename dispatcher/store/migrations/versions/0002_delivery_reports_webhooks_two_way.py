@@ -167,10 +167,19 @@ def upgrade() -> None:
     op.create_index(
         "ix_messages_carrier_id", "messages", ["connection", "carrier_message_id"], unique=False
     )
+    op.create_index(
+        "ix_messages_sent_valid",
+        "messages",
+        ["valid_until"],
+        unique=False,
+        postgresql_where=sa.text("status = 'sent'"),
+        sqlite_where=sa.text("status = 'sent'"),
+    )
 
 
 def downgrade() -> None:
 
+    op.drop_index("ix_messages_sent_valid", table_name="messages")
     op.drop_index("ix_messages_carrier_id", table_name="messages")
     op.drop_column("messages", "report_at")
     op.drop_column("messages", "report_error")
