@@ -11,7 +11,15 @@ Why these values:
 
 import os
 
-from dispatcher.contract import TASK_RECONCILE, TASK_SEND_CHUNK, Lane, queue_name
+from dispatcher.contract import (
+    TASK_APPLY_INBOUND,
+    TASK_APPLY_REPORTS,
+    TASK_DELIVER_WEBHOOKS,
+    TASK_RECONCILE,
+    TASK_SEND_CHUNK,
+    Lane,
+    queue_name,
+)
 
 broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 broker_connection_retry_on_startup = True
@@ -33,6 +41,9 @@ task_default_queue = queue_name(Lane.BULK)
 task_routes = {
     TASK_RECONCILE: {"queue": queue_name(Lane.BULK)},
     TASK_SEND_CHUNK: {"queue": queue_name(Lane.BULK)},
+    TASK_APPLY_REPORTS: {"queue": queue_name(Lane.DLR)},
+    TASK_APPLY_INBOUND: {"queue": queue_name(Lane.DLR)},
+    TASK_DELIVER_WEBHOOKS: {"queue": queue_name(Lane.WEBHOOKS)},
 }
 # A chunk is bounded by the rate-limit wait budget plus its carrier calls; far below visibility.
 task_soft_time_limit = 240

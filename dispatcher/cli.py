@@ -10,6 +10,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from dispatcher.cli_numbers import register as register_numbers
+from dispatcher.cli_webhooks import add_account_webhook_parser
 from dispatcher.config import Settings
 from dispatcher.logs import configure
 
@@ -171,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--priority", action="store_true", help="enable the priority add-on")
     c.add_argument("--write", metavar="FILE", help="also write the key pair to FILE (0600)")
     c.set_defaults(func=cmd_accounts_create)
+    add_account_webhook_parser(acc_sub)
+
+    register_numbers(sub)
 
     r = sub.add_parser("run", help="run the whole stack locally (make run)")
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")

@@ -25,8 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.broker import Broker, BrokerUnavailable
 from dispatcher.config import Settings
-from dispatcher.contract import SEND_LANES, Lane
-from dispatcher.store import outbox
+from dispatcher.contract import SEND_LANES, TASK_DELIVER_WEBHOOKS, Lane
+from dispatcher.store import outbox, reports, webhooks
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
 
@@ -44,6 +44,9 @@ class TickReport:
     republished: int = 0
     reconcile_requested: int = 0
     orphans: int = 0
+    webhooks: int = 0
+    webhooks_recovered: int = 0
+    report_timeouts: int = 0
 
 
 class Scheduler:
@@ -94,12 +97,24 @@ class Scheduler:
         with self.engine.begin() as conn:
             stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
         report.republished = self._publish(stale)
+        with self.engine.begin() as conn:
+            hooks = webhooks.due_deliveries(conn, now)
+        for i in range(0, len(hooks), 100):
+            # A failed publish is harmless: the rows come back after their lease.
+            self.broker.publish_task(
+                TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
+            )
+        report.webhooks = len(hooks)
         if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
             self._last_slow = time.monotonic()
             self._slow(now, report)
         return report
 
     def _slow(self, now: float, report: TickReport) -> None:
+        with self.engine.begin() as conn:
+            report.webhooks_recovered = webhooks.recover_stale_deliveries(conn, now)
+            grace = self.settings.report_grace_h * 3600
+            report.report_timeouts = len(reports.expire_unreported(conn, now - grace, now))
         with self.engine.connect() as conn:
             claims = outbox.stale_claims(conn, now - self.settings.sending_stale_s)
         if claims:

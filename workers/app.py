@@ -10,7 +10,9 @@ from celery.signals import setup_logging, worker_process_init, worker_process_sh
 from dispatcher.config import Settings
 from dispatcher.logs import configure
 
-app = Celery("smsdispatch", include=["workers.tasks"])
+app = Celery(
+    "smsdispatch", include=["workers.tasks", "workers.tasks_inbound", "workers.tasks_webhooks"]
+)
 app.config_from_object("celeryconfig")
 
 
@@ -30,5 +32,7 @@ def _process_start(**_kwargs: Any) -> None:
 @worker_process_shutdown.connect
 def _process_stop(**_kwargs: Any) -> None:
     from workers.runtime import reset_runtime
+    from workers.webhooks.runtime import reset_webhook_runtime
 
     reset_runtime()
+    reset_webhook_runtime()

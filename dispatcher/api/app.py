@@ -20,6 +20,7 @@ from dispatcher.api.context import ApiContext, request_id
 from dispatcher.api.envelope import JsonResponse, error_response
 from dispatcher.api.guard import RequestGuard
 from dispatcher.api.routes_carrier import router as carrier_router
+from dispatcher.api.routes_inbound import router as inbound_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
         redoc_url=None,
     )
     app.include_router(carrier_router)
+    app.include_router(inbound_router)  # before the sms router: /v2.1/sms/inbound ≠ /{id}
     app.include_router(router)
 
     @app.exception_handler(ApiError)

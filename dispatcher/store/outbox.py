@@ -12,6 +12,7 @@ from dispatcher.ids import new_message_id
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.records import Batch
 from dispatcher.store.schema import dispatch_batches, messages
+from dispatcher.store.webhooks import create_status_webhooks
 
 _PAYLOAD_COLS = (
     messages.c.id,
@@ -101,6 +102,7 @@ def release_due(
                 error_permanent=True,
             )
         )
+        create_status_webhooks(conn, expired, now)
     live = [r for r in rows if r.valid_until > now]
     return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes), len(expired)
 

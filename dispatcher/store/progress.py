@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, text, update
 
 from dispatcher.contract import Status
 from dispatcher.store.schema import message_events, messages
+from dispatcher.store.webhooks import create_status_webhooks
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ def expire_overdue(conn: Connection, ids: Sequence[str], now: float) -> list[str
     )
     expired = [r[0] for r in rows]
     add_events(conn, ((i, now, "not_sent", Status.EXPIRED, None) for i in expired))
+    create_status_webhooks(conn, expired, now)
     return expired
 
 
@@ -183,6 +185,8 @@ def record_failures(
             for f in failures
         ),
     )
+    # The customer hears of every final status: the webhook is created in this transaction.
+    create_status_webhooks(conn, [f.id for f in failures if f.status != Status.RETRYING], now)
     return moved
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 from dispatcher.contract import Status
 from dispatcher.store.progress import add_events
 from dispatcher.store.schema import messages
+from dispatcher.store.webhooks import create_status_webhooks
 
 # A report for a message in one of these states came before the submit was recorded.
 NOT_YET_SENT = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING})
@@ -156,4 +157,5 @@ def expire_unreported(
     )
     done = [r[0] for r in rows]
     add_events(conn, ((i, now, "report_timeout", Status.EXPIRED, None) for i in done))
+    create_status_webhooks(conn, done, now)
     return done

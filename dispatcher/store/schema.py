@@ -184,7 +184,8 @@ webhook_deliveries = Table(
     Column("url", Text, nullable=False),
     Column("url_secondary", Text),
     Column("payload", Text, nullable=False),  # the exact JSON body that is signed
-    Column("state", String(12), nullable=False),  # pending | delivered | failed | disabled
+    # pending | queued | sending | delivered | failed | disabled
+    Column("state", String(12), nullable=False),
     Column("attempts", SmallInteger, nullable=False, default=0),
     Column("created_at", Double, nullable=False),
     Column("next_attempt_at", Double),
@@ -192,6 +193,12 @@ webhook_deliveries = Table(
     Column("last_status_code", SmallInteger),
     UniqueConstraint("message_id", "event", "status_key", name="uq_webhook_once"),
     Index("ix_webhook_deliveries_message", "message_id"),
+    Index(
+        "ix_webhook_deliveries_leased",
+        "next_attempt_at",
+        postgresql_where=text("state IN ('queued', 'sending')"),
+        sqlite_where=text("state IN ('queued', 'sending')"),
+    ),
     Index(
         "ix_webhook_deliveries_due",
         "next_attempt_at",

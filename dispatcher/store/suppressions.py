@@ -1,14 +1,23 @@
-"""Opt-outs: numbers that asked an account to stop sending them marketing (bulk) messages."""
+"""Opt-outs: numbers that asked an account to stop sending them marketing (bulk) messages.
+
+Rows are added by an opt-out keyword (``source = "keyword"``) or by an operator
+(``source = "api"``), and removed by an opt-in keyword or ``DELETE /v2.1/suppressions/{phone}``.
+Phones are E.164; every query is scoped to one account.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store.schema import suppressions
 
 _CHUNK = 1000
+SOURCE_KEYWORD = "keyword"
+SOURCE_API = "api"
 
 
 def suppressed(conn: Connection, account_id: int, phones: Sequence[str]) -> set[str]:
@@ -23,3 +32,52 @@ def suppressed(conn: Connection, account_id: int, phones: Sequence[str]) -> set[
         )
         out.update(r[0] for r in rows)
     return out
+
+
+def add_suppression(
+    conn: Connection,
+    account_id: int,
+    phone: str,
+    now: float,
+    source: str = SOURCE_API,
+    keyword: str | None = None,
+) -> bool:
+    """Put ``phone`` on the account's list; ``False`` when it already was (row unchanged)."""
+    ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        ins(suppressions)
+        .values(account_id=account_id, phone=phone, created_at=now, source=source, keyword=keyword)
+        .on_conflict_do_nothing()
+        .returning(suppressions.c.id)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+def remove_suppression(conn: Connection, account_id: int, phone: str) -> dict[str, Any] | None:
+    """Take ``phone`` off the account's list; the removed row, or ``None`` if absent."""
+    where = and_(suppressions.c.account_id == account_id, suppressions.c.phone == phone)
+    row = conn.execute(delete(suppressions).where(where).returning(*suppressions.c)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def list_suppressions(
+    conn: Connection,
+    account_id: int,
+    offset: int = 0,
+    limit: int = 100,
+    phones: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the account's list, newest first, and how many rows match."""
+    conds = [suppressions.c.account_id == account_id]
+    if phones:
+        conds.append(suppressions.c.phone.in_(list(phones)))
+    where = and_(*conds)
+    total = conn.execute(select(func.count()).select_from(suppressions).where(where)).scalar_one()
+    rows = conn.execute(
+        select(suppressions)
+        .where(where)
+        .order_by(suppressions.c.created_at.desc(), suppressions.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows], int(total)

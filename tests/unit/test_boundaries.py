@@ -6,12 +6,16 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The contract, the message log, settings, logging, and pure rule libraries (never the API).
 WORKER_MAY_IMPORT = (
     "dispatcher.contract",
     "dispatcher.store",
     "dispatcher.config",
     "dispatcher.logs",
     "dispatcher.ids",
+    "dispatcher.webhooks",
+    "dispatcher.optout",
+    "dispatcher.sms",
 )
 
 

@@ -125,6 +125,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id", "event", "status_key", name="uq_webhook_once"),
     )
     op.create_index(
+        "ix_webhook_deliveries_leased",
+        "webhook_deliveries",
+        ["next_attempt_at"],
+        unique=False,
+        postgresql_where=sa.text("state IN ('queued', 'sending')"),
+        sqlite_where=sa.text("state IN ('queued', 'sending')"),
+    )
+    op.create_index(
         "ix_webhook_deliveries_due",
         "webhook_deliveries",
         ["next_attempt_at"],
@@ -198,6 +206,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("state = 'pending'"),
         sqlite_where=sa.text("state = 'pending'"),
     )
+    op.drop_index("ix_webhook_deliveries_leased", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_index(op.f("ix_webhook_attempts_delivery_id"), table_name="webhook_attempts")
     op.drop_table("webhook_attempts")

@@ -1,0 +1,270 @@
+"""Two-way SMS and opt-outs: ``/v2.1/sms/inbound``, ``/v2.1/numbers``, ``/v2.1/suppressions``.
+
+Everything is scoped to the calling account. Listings follow ``GET /v2.1/sms``: the
+``{data, errors, meta}`` envelope with ``meta.total/offset/limit``, and 404 ``no_results`` when
+nothing matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher.api.context import AccountDep, ContextDep, request_id
+from dispatcher.api.envelope import JsonResponse, envelope, iso
+from dispatcher.api.models import ErrorItem, Meta
+from dispatcher.errors import CATALOGUE, ApiError
+from dispatcher.sms import InvalidPhoneNumber, normalize
+from dispatcher.store.inbound import InboundFilter, list_inbound
+from dispatcher.store.numbers import list_numbers, lookup_forms
+from dispatcher.store.suppressions import list_suppressions, remove_suppression
+
+router = APIRouter()
+T = TypeVar("T")
+
+
+class InboundView(BaseModel):
+    """A message a subscriber sent to one of your numbers."""
+
+    id: str = Field(examples=["0192f7a4-8b1c-7cde-8f00-1234567890ab"])
+    phoneNumber: str = Field(description="The sender (E.164).", examples=["+48600111222"])
+    number: str = Field(description="Your dedicated number it was sent to.", examples=["4321"])
+    message: str = Field(examples=["What time do you open?"])
+    numberOfParts: int = Field(description="Parts joined into this message.", examples=[1])
+    receiveTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
+    keyword: str | None = Field(
+        None, description="The opt-out/opt-in keyword the body is, if any.", examples=[None]
+    )
+
+
+class NumberView(BaseModel):
+    """A dedicated number of your account."""
+
+    number: str = Field(examples=["+48500100200"])
+    kind: str = Field(description="short_code or long_number.", examples=["long_number"])
+    createTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
+
+
+class SuppressionView(BaseModel):
+    """A number bulk messages of your account are not sent to."""
+
+    phoneNumber: str = Field(examples=["+48600111222"])
+    source: str = Field(description="keyword (the subscriber) or api.", examples=["keyword"])
+    keyword: str | None = Field(None, examples=["STOP"])
+    createTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
+
+
+class InboundEnvelope(BaseModel):
+    """``{data, errors, meta}`` of inbound messages."""
+
+    data: list[InboundView]
+    errors: list[ErrorItem]
+    meta: Meta
+
+
+class NumbersEnvelope(BaseModel):
+    """``{data, errors, meta}`` of numbers."""
+
+    data: list[NumberView]
+    errors: list[ErrorItem]
+    meta: Meta
+
+
+class SuppressionsEnvelope(BaseModel):
+    """``{data, errors, meta}`` of suppressions."""
+
+    data: list[SuppressionView]
+    errors: list[ErrorItem]
+    meta: Meta
+
+
+def _declared(*codes: str) -> dict[int | str, dict[str, Any]]:
+    by_status: dict[int, list[str]] = {}
+    for c in ("unauthorized", "service_unavailable", "internal_error", *codes):
+        by_status.setdefault(CATALOGUE[c].status, []).append(c)
+    return {s: {"description": "Error codes: " + ", ".join(cs)} for s, cs in by_status.items()}
+
+
+async def _query(ctx: ContextDep, fn: Callable[[Connection], T], write: bool = False) -> T:
+    def run() -> T:
+        with ctx.engine.begin() if write else ctx.engine.connect() as conn:
+            return fn(conn)
+
+    try:
+        return await asyncio.to_thread(run)
+    except SQLAlchemyError:
+        raise ApiError("service_unavailable", "the message log is unreachable") from None
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _phones(value: str | None, region: str | None) -> tuple[str, ...]:
+    out = []
+    for p in _split(value):
+        try:
+            out.append(normalize(p, region))
+        except InvalidPhoneNumber as exc:
+            raise ApiError("invalid_query", exc.message, "phoneNumber", p) from None
+    return tuple(out)
+
+
+def _time(value: str | None, name: str) -> float | None:
+    if not value:
+        return None
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError("invalid_query", "use ISO 8601 (UTC) or unix seconds", name, value) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def inbound_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored inbound message as the API shows it."""
+    return {
+        "id": row["id"],
+        "phoneNumber": row["phone"],
+        "number": row["number"],
+        "message": row["body"],
+        "numberOfParts": row["parts"],
+        "receiveTime": iso(row["received_at"]),
+        "keyword": row["keyword"],
+    }
+
+
+def suppression_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A suppression row as the API shows it."""
+    return {
+        "phoneNumber": row["phone"],
+        "source": row["source"],
+        "keyword": row["keyword"],
+        "createTime": iso(row["created_at"]),
+    }
+
+
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+PhoneFilter = Annotated[str | None, Query(description="Comma-separated, any common spelling.")]
+
+
+@router.get(
+    "/v2.1/sms/inbound",
+    tags=["Two-way"],
+    summary="List inbound messages",
+    response_model=InboundEnvelope,
+    responses=_declared("invalid_query", "no_results"),
+)
+async def list_inbound_sms(
+    request: Request,
+    account: AccountDep,
+    ctx: ContextDep,
+    phoneNumber: PhoneFilter = None,
+    number: Annotated[str | None, Query(description="Your numbers, comma-separated.")] = None,
+    dateFrom: Annotated[str | None, Query(description="ISO 8601 UTC or unix seconds.")] = None,
+    dateTo: Annotated[str | None, Query(description="ISO 8601 UTC or unix seconds.")] = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+    orderDirection: Annotated[Literal["ASC", "DESC", "asc", "desc"], Query()] = "DESC",
+) -> JsonResponse:
+    """Messages subscribers sent to your numbers, newest first (404 when nothing matches)."""
+    flt = InboundFilter(
+        phones=_phones(phoneNumber, ctx.settings.default_region or None),
+        numbers=tuple(f for n in _split(number) for f in lookup_forms(n)),
+        date_from=_time(dateFrom, "dateFrom"),
+        date_to=_time(dateTo, "dateTo"),
+    )
+    descending = orderDirection.upper() == "DESC"
+    rows, total = await _query(
+        ctx, lambda c: list_inbound(c, account.id, flt, offset, limit, descending)
+    )
+    if not rows:
+        raise ApiError("no_results", "no inbound message matches the filters")
+    data = [inbound_view(r) for r in rows]
+    return JsonResponse(
+        envelope(request_id(request), 200, data, total=total, offset=offset, limit=limit)
+    )
+
+
+@router.get(
+    "/v2.1/numbers",
+    tags=["Two-way"],
+    summary="Your dedicated numbers",
+    response_model=NumbersEnvelope,
+    responses=_declared("no_results"),
+)
+async def list_account_numbers(
+    request: Request, account: AccountDep, ctx: ContextDep
+) -> JsonResponse:
+    """Short codes and long numbers assigned to your account (404 when there are none)."""
+    rows = await _query(ctx, lambda c: list_numbers(c, account.id))
+    if not rows:
+        raise ApiError("no_results", "no dedicated number is assigned to your account")
+    data = [
+        {"number": r["number"], "kind": r["kind"], "createTime": iso(r["created_at"])} for r in rows
+    ]
+    return JsonResponse(envelope(request_id(request), 200, data, total=len(data)))
+
+
+@router.get(
+    "/v2.1/suppressions",
+    tags=["Opt-out"],
+    summary="Numbers that opted out",
+    response_model=SuppressionsEnvelope,
+    responses=_declared("invalid_query", "no_results"),
+)
+async def list_account_suppressions(
+    request: Request,
+    account: AccountDep,
+    ctx: ContextDep,
+    phoneNumber: PhoneFilter = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> JsonResponse:
+    """Your suppression list, newest first (404 when nothing matches).
+
+    Bulk messages to these numbers are refused with `recipient_opted_out`.
+    """
+    phones = _phones(phoneNumber, ctx.settings.default_region or None)
+    rows, total = await _query(
+        ctx, lambda c: list_suppressions(c, account.id, offset, limit, phones)
+    )
+    if not rows:
+        raise ApiError("no_results", "no suppressed number matches")
+    data = [suppression_view(r) for r in rows]
+    return JsonResponse(
+        envelope(request_id(request), 200, data, total=total, offset=offset, limit=limit)
+    )
+
+
+@router.delete(
+    "/v2.1/suppressions/{phone}",
+    tags=["Opt-out"],
+    summary="Take a number off your suppression list",
+    response_model=SuppressionsEnvelope,
+    responses=_declared("invalid_phone_number", "not_found"),
+)
+async def delete_suppression(
+    request: Request, phone: str, account: AccountDep, ctx: ContextDep
+) -> JsonResponse:
+    """Bulk messages to the number are sent again; answers the removed entry.
+
+    Only do this when the subscriber asked for it (e.g. they opted in another way).
+    """
+    try:
+        e164 = normalize(phone, ctx.settings.default_region or None)
+    except InvalidPhoneNumber as exc:
+        raise ApiError("invalid_phone_number", exc.message, "phone", phone) from None
+    row = await _query(ctx, lambda c: remove_suppression(c, account.id, e164), write=True)
+    if row is None:
+        raise ApiError("not_found", "the number is not on your suppression list", "phone", e164)
+    return JsonResponse(envelope(request_id(request), 200, [suppression_view(row)]))
