@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import tempfile
@@ -54,13 +53,30 @@ def fresh_database() -> Iterator[str]:
             yield url
 
 
-_next_db = itertools.cycle(range(1, 16))
+LEASE_KEY = "smsdispatch:test-redis-db:{}"
+
+
+def _lease_db(admin: redis.Redis, timeout: float = 120.0) -> int:
+    """Claim a logical database 1-13 no other test process is using (a lease in db 0)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for n in range(1, 14):  # 14: benchmarks; 15: rate-limit tests (no flush)
+            if admin.set(LEASE_KEY.format(n), os.getpid(), nx=True, ex=3600):
+                return n
+        time.sleep(0.5)
+    raise RuntimeError("no free Redis logical database for tests (1-13 all in use)")
 
 
 @contextmanager
 def fresh_redis() -> Iterator[str]:
-    """A flushed Redis logical database of the shared server (1-15, rotating)."""
-    n = next(_next_db)
+    """A flushed Redis logical database of the shared server, leased for this test's life.
+
+    Concurrent test runs (two developers, CI and a benchmark) never share a database.
+    """
+    admin = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    n = _lease_db(admin)
     url = f"{REDIS_BASE}/{n}"
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -69,3 +85,5 @@ def fresh_redis() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+        admin.delete(LEASE_KEY.format(n))
+        admin.close()
