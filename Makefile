@@ -3,22 +3,27 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: run test test-sqlite test-postgres unit lint typecheck services install bench bench-quick clean
 
-$(STAMP): pyproject.toml
+# `make run` needs only the runtime dependencies; `make test` adds the development tools.
+$(RUN_STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
-	@test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@test -d $(VENV) || $(PY) -m venv $(VENV) || { echo "install python3-venv"; exit 1; }
+	$(BIN)/pip install -q --disable-pip-version-check -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 # Redis is needed by `make run` only when REDIS_URL is unset (a private redis-server is started).
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@command -v redis-server >/dev/null || [ -n "$$REDIS_URL" ] || scripts/ensure-services.sh redis
 	$(BIN)/smsdispatch run
 
@@ -35,11 +40,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-# The whole suite twice: on SQLite (the default log) and on PostgreSQL, with a real Redis.
+# The suite on SQLite (the default log) and on PostgreSQL (production), with a real Redis.
+# Long crash and accuracy tests (marked slow) run once, on PostgreSQL.
 test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/mypy dispatcher workers simulator celeryconfig.py
-	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider tests
+	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 clean:

@@ -15,9 +15,10 @@ import pytest
 from tests.support.services import backend, free_port
 from tests.support.stack import ROOT, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)  # a fresh virtualenv is installed, as a new user would
 @pytest.mark.skipif(backend() == "postgres", reason="make run uses its own SQLite and Redis")
 def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     clone = os.path.join(str(tmp_path), "smsdispatch")
