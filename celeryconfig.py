@@ -36,7 +36,6 @@ task_ignore_result = True
 result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
 task_default_queue = queue_name(Lane.BULK)
 task_routes = {
     TASK_RECONCILE: {"queue": queue_name(Lane.BULK)},
