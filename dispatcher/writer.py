@@ -35,7 +35,12 @@ class _Pending:
 
 
 class SubmissionWriter:
-    """Stores submissions durably, then enqueues them."""
+    """Stores submissions durably, then enqueues them.
+
+    Marking published batches as enqueued is folded into the next group's transaction (or done
+    after ``mark_idle_s`` of quiet), so a group costs one transaction, not two. An unmarked
+    batch is only ever published again, which claims make harmless.
+    """
 
     def __init__(
         self,
@@ -43,50 +48,83 @@ class SubmissionWriter:
         broker: Broker,
         chunk_sizes: dict[str, int],
         max_rows: int = 5000,
+        threads: int = 2,
+        mark_idle_s: float = 0.2,
     ) -> None:
         self.engine = engine
         self.broker = broker
         self.chunk_sizes = chunk_sizes
         self.max_rows = max_rows
+        self.threads = threads
+        self.mark_idle_s = mark_idle_s
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._marks: list[str] = []
+        self._marks_lock = threading.Lock()
 
-    # -- synchronous path (library, CLI, scheduler-free callers) ------------------------------
+    # -- synchronous path (library, CLI) -------------------------------------------------------
     def write(self, subs: Sequence[NewSubmission]) -> list[StoredSubmission]:
         """Commit ``subs`` in one transaction, then publish; raises :class:`StoreUnavailable`."""
+        results, done = self._commit_and_publish(subs, carry_marks=False)
+        self._mark_now(done)
+        return results
+
+    def _commit_and_publish(
+        self, subs: Sequence[NewSubmission], carry_marks: bool
+    ) -> tuple[list[StoredSubmission], list[str]]:
+        marks = self._take_marks() if carry_marks else []
         try:
             with self.engine.begin() as conn:
+                mark_enqueued(conn, marks, time.time())
                 results, batches = write_submissions(conn, subs, self.chunk_sizes)
         except SQLAlchemyError as exc:
+            self._keep_marks(marks)
             raise StoreUnavailable(type(exc).__name__) from exc
+        done: list[str] = []
         if batches:
             done, error = self.broker.publish(batches)
             if error is not None:
                 # Stored, not yet enqueued: the scheduler's outbox sweep will publish the rest.
                 log.warning("publish.deferred", batches=len(batches) - len(done), error=str(error))
-            if done:
-                try:
-                    with self.engine.begin() as conn:
-                        mark_enqueued(conn, done, time.time())
-                except SQLAlchemyError as exc:  # harmless: republished later, claims dedupe
-                    log.warning("mark_enqueued.failed", error=type(exc).__name__)
-        return results
+        return results, done
+
+    def _mark_now(self, batch_ids: list[str]) -> None:
+        if not batch_ids:
+            return
+        try:
+            with self.engine.begin() as conn:
+                mark_enqueued(conn, batch_ids, time.time())
+        except SQLAlchemyError as exc:  # harmless: republished later, claims dedupe
+            log.warning("mark_enqueued.failed", error=type(exc).__name__)
+
+    def _take_marks(self) -> list[str]:
+        with self._marks_lock:
+            marks, self._marks = self._marks, []
+        return marks
+
+    def _keep_marks(self, marks: list[str]) -> None:
+        if marks:
+            with self._marks_lock:
+                self._marks.extend(marks)
 
     # -- asynchronous path (API) ---------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name="submission-writer", daemon=True
+        """Start the writer threads (several, so one group commits while the next forms)."""
+        while len(self._threads) < self.threads:
+            t = threading.Thread(
+                target=self._loop, name=f"submission-writer-{len(self._threads)}", daemon=True
             )
-            self._thread.start()
+            t.start()
+            self._threads.append(t)
 
     def stop(self) -> None:
-        """Finish what is queued, then stop the thread."""
-        if self._thread is not None:
+        """Finish what is queued, record pending marks, then stop the threads."""
+        for _ in self._threads:
             self._queue.put(None)
-            self._thread.join(timeout=30)
-            self._thread = None
+        for t in self._threads:
+            t.join(timeout=30)
+        self._threads = []
+        self._mark_now(self._take_marks())
 
     async def submit(self, sub: NewSubmission) -> StoredSubmission:
         """Store and enqueue ``sub`` together with whatever else is waiting."""
@@ -96,13 +134,17 @@ class SubmissionWriter:
         return await fut
 
     def _loop(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
+        while True:
+            try:
+                first = self._queue.get(timeout=self.mark_idle_s)
+            except queue.Empty:
+                self._mark_now(self._take_marks())  # quiet: record marks on their own
+                continue
             if first is None:
-                break
+                return
             group = [first]
             rows = len(first.sub.messages)
+            stop = False
             while rows < self.max_rows:
                 try:
                     item = self._queue.get_nowait()
@@ -114,10 +156,12 @@ class SubmissionWriter:
                 group.append(item)
                 rows += len(item.sub.messages)
             self._write_group(group)
+            if stop:
+                return
 
     def _write_group(self, group: list[_Pending]) -> None:
         try:
-            results = self.write([p.sub for p in group])
+            results, done = self._commit_and_publish([p.sub for p in group], carry_marks=True)
         except StoreUnavailable as exc:
             if len(group) > 1:
                 # Isolate: one bad submission must not fail its neighbours.
@@ -131,6 +175,7 @@ class SubmissionWriter:
             for p in group:
                 _resolve(p, exc)
             return
+        self._keep_marks(done)
         for p, r in zip(group, results, strict=True):
             _resolve(p, r)
 

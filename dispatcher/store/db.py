@@ -51,6 +51,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip on every transaction); a connection broken by a
+        # database restart fails once, is invalidated with its pool, and callers retry
+        # (tasks retry, the API answers 503 with Retry-After).
+        pool_pre_ping=False,
         pool_recycle=1800,
     )
