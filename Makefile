@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres unit lint typecheck services install bench bench-quick clean
+.PHONY: run test unit lint typecheck services install bench bench-quick monitoring-check clean
 
 # `make run` needs only the runtime dependencies; `make test` adds the development tools.
 $(RUN_STAMP): pyproject.toml
@@ -47,6 +47,10 @@ test: $(STAMP) services
 	$(BIN)/mypy dispatcher workers simulator celeryconfig.py
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+# promtool: alert-rule unit tests and `check metrics` over a real scrape of a running stack.
+monitoring-check: $(STAMP) services
+	scripts/promtool-check.sh
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

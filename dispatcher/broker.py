@@ -8,6 +8,7 @@ Redis, and never answers 200 for a message that is not durably stored.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,14 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
-from dispatcher.contract import TASK_RECONCILE, TASK_SEND_CHUNK, Lane, chunk_payload, queue_name
+from dispatcher.contract import (
+    HEADER_PUBLISHED_AT,
+    TASK_RECONCILE,
+    TASK_SEND_CHUNK,
+    Lane,
+    chunk_payload,
+    queue_name,
+)
 from dispatcher.store.records import Batch
 
 
@@ -33,7 +41,13 @@ class Broker:
 
     def _send(self, name: str, payload: dict[str, Any], queue: str) -> None:
         try:
-            self.app.send_task(name, args=[payload], queue=queue, retry=False)
+            self.app.send_task(
+                name,
+                args=[payload],
+                queue=queue,
+                retry=False,
+                headers={HEADER_PUBLISHED_AT: time.time()},
+            )
         except (OperationalError, KombuError, RedisError, OSError) as exc:
             raise BrokerUnavailable(type(exc).__name__) from exc
 

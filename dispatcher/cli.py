@@ -27,12 +27,17 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     s = _settings()
+    workers = args.workers or s.api_workers
+    if workers > 1:  # every uvicorn process writes its metrics where /metrics can sum them
+        from dispatcher.metrics import use_multiprocess_dir
+
+        use_multiprocess_dir("api")
     uvicorn.run(
         "dispatcher.api.app:create_app",
         factory=True,
         host=args.host or s.api_host,
         port=args.port or s.api_port,
-        workers=args.workers or s.api_workers,
+        workers=workers,
         loop="uvloop",
         http="httptools",
         access_log=False,
@@ -94,6 +99,13 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
     rest = list(args.rest)
     return sim_main(rest[1:] if rest[:1] == ["--"] else rest)
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    """Serve the broker-side metrics (queues, schedule, outbox, webhooks) on /metrics."""
+    from dispatcher.exporter import cmd_exporter as run_exporter
+
+    return run_exporter(args)
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -163,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="run the carrier simulator")
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=cmd_simulator)
+
+    e = sub.add_parser("exporter", help="serve queue, schedule and webhook gauges on /metrics")
+    e.add_argument("--host")
+    e.add_argument("--port", type=int)
+    e.set_defaults(func=cmd_exporter)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
 

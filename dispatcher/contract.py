@@ -23,6 +23,8 @@ class Lane(StrEnum):
 
 SEND_LANES = (Lane.PRIORITY, Lane.BULK)
 QUEUE_PREFIX = "smsd."
+# Header (unix seconds) every publisher stamps on a task: the exporter's queue age.
+HEADER_PUBLISHED_AT = "smsd_published_at"
 
 
 def queue_name(lane: Lane | str) -> str:
@@ -111,6 +113,7 @@ class MessagePayload(TypedDict):
     flash: bool
     valid_until: float  # unix seconds; past it the message is expired, never sent
     attempt: int  # attempts already made
+    due_at: NotRequired[float]  # accepted, or the scheduled time: send latency counts from it
     connection: NotRequired[str | None]  # route chosen at accept time, when known
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from dispatcher.config import Settings
 from dispatcher.logs import configure
+from workers import observability
 
 app = Celery(
     "smsdispatch", include=["workers.tasks", "workers.tasks_inbound", "workers.tasks_webhooks"]
 )
 app.config_from_object("celeryconfig")
+observability.connect(signals)  # /metrics, /healthz, /readyz of the pool
 
 
 @setup_logging.connect

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.store.db import make_engine
+from workers import metrics
 from workers.connectors.base import Connector
 from workers.connectors.simulator import SimulatorConnector
 from workers.progress_store import SqlProgress
@@ -62,7 +63,9 @@ class Runtime:
         self.store = SqlProgress(self.engine)
         self.session: aiohttp.ClientSession = self.loop.run_until_complete(self._session())
         self.redis = aioredis.Redis.from_url(settings.redis_url)
-        self.limiter = AsyncLimiter(AsyncRedisRateLimitBackend(self.redis))
+        self.limiter = AsyncLimiter(
+            AsyncRedisRateLimitBackend(self.redis), on_wait=metrics.record_rate_wait
+        )
         self.connector: Connector = SimulatorConnector(
             DEFAULT_CONNECTION,
             settings.carrier_url,
@@ -73,6 +76,7 @@ class Runtime:
         )
         rate = Rate(settings.carrier_tps)  # default burst: 1 % of a second, at least 2
         self.tokens = ConnectionTokens(self.limiter, DEFAULT_CONNECTION, rate)
+        metrics.set_rate_limit(DEFAULT_CONNECTION, settings.carrier_tps)
         self.policies = {
             Lane.PRIORITY: RetryPolicy(settings.max_attempts, base_s=0.5, cap_s=30.0),
             Lane.BULK: RetryPolicy(
@@ -89,6 +93,7 @@ class Runtime:
     def sender(self, lane: str) -> ChunkSender:
         """A sender for one chunk of ``lane``."""
         options = SenderOptions(
+            lane=str(lane),
             sub_batch=sub_batch_for(self.settings, lane),
             max_in_flight=self.settings.carrier_max_in_flight,
             rate_wait_max_s=self.settings.rate_wait_max_s,

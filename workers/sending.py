@@ -22,6 +22,7 @@ import structlog
 
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent
+from workers import metrics
 from workers.connectors.base import Connector, Outbound, SubmitResult
 from workers.errors import CarrierError, ClaimExpired, PermanentCarrierError, ThrottledError
 from workers.retry import RetryPolicy
@@ -81,6 +82,7 @@ class SenderOptions:
     # only after ``sending_stale_s`` ≥ this + the carrier timeout, so it never races a request
     # that is still on its way (a process stalled between claim and send cannot send late).
     send_deadline_s: float = 60.0
+    lane: str = "bulk"  # the lane it sends for (metrics labels)
 
 
 async def run_pool(items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: int) -> list[R]:
@@ -140,6 +142,7 @@ class ChunkSender:
                 rest = [m["id"] for m in window if m["id"] not in claimed]
                 expired = await self._db(self.store.expire_overdue, rest, now)
                 report.expired += len(expired)
+                metrics.record_expired(self.options.lane, self.connector.name, len(expired))
                 report.skipped += len(rest) - len(expired)
             # The log's validity, not the payload's, bounds retries.
             take = [{**m, "valid_until": claimed[m["id"]]} for m in window if m["id"] in claimed]
@@ -174,6 +177,9 @@ class ChunkSender:
                 later = [m["id"] for m in todo[pos:]]
                 report.deferred += await self._db(
                     self.store.defer, later, until, now, "rate_limited"
+                )
+                metrics.record_deferred(
+                    self.options.lane, self.connector.name, len(unsent) + len(later)
                 )
                 break
         if recording:
@@ -210,7 +216,9 @@ class ChunkSender:
             async def one_batch(batch: list[Outbound]) -> list[SubmitResult]:
                 if time.monotonic() > deadline:
                     return [SubmitResult(o.ref, None, None, 0.0, ClaimExpired()) for o in batch]
-                return await self.connector.submit_batch(batch)
+                rs = await self.connector.submit_batch(batch)
+                metrics.record_carrier_call(self.connector.name, "batch", rs)
+                return rs
 
             batch_results = await run_pool(
                 batches, one_batch, max(1, self.options.max_in_flight // 8)
@@ -223,7 +231,9 @@ class ChunkSender:
         async def one(o: Outbound) -> SubmitResult:
             if time.monotonic() > deadline:
                 return SubmitResult(o.ref, None, None, 0.0, ClaimExpired())
-            return await self.connector.submit(o)
+            r = await self.connector.submit(o)
+            metrics.record_carrier_call(self.connector.name, "single", [r])
+            return r
 
         single_results = await run_pool(singles, one, self.options.max_in_flight)
         out.update((r.ref, r) for r in single_results)
@@ -251,8 +261,12 @@ class ChunkSender:
             failures.append(self._failure(m, r, err, now))
         if sent:
             report.sent += await self._db(self.store.record_sent, sent, now)
+            metrics.record_sent(
+                self.options.lane, self.connector.name, [by_id[s.id] for s in sent], now
+            )
         if failures:
             await self._db(self.store.record_failures, failures, now)
+            metrics.record_failures(self.options.lane, self.connector.name, failures)
             for f, m in zip(failures, (by_id[f.id] for f in failures), strict=True):
                 log.info(
                     "message.attempt_failed",

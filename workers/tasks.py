@@ -16,6 +16,7 @@ from dispatcher.contract import (
     queue_name,
 )
 from dispatcher.store.db import StoreUnavailable
+from workers import metrics
 from workers.app import app
 from workers.errors import CarrierError
 from workers.rate_limits import RateLimitUnavailable
@@ -73,6 +74,7 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
         report = rt.run(reconcile(rt.store, rt.connector, payload["ids"], older_than, now))
     except (*INFRA_ERRORS, CarrierError) as exc:
         raise self.retry(exc=exc, countdown=10) from exc
+    metrics.record_reconcile(report.found_sent, report.requeued, report.unknown)
     log.info("reconcile.done", **dataclasses.asdict(report))
 
 
@@ -97,6 +99,7 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
         raise self.retry(exc=exc, countdown=5) from exc
     early = [items[batch.source[i]] for i in result.early]
     first = float(payload.get("first_received", payload.get("received_at", now)))
+    metrics.record_reports(rt.engine, connection, result.applied, first)
     attempt = int(payload.get("attempt", 0)) + 1
     if early and now - first < rt.settings.report_retry_s:
         self.app.send_task(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from workers import metrics
 from workers.rate_limits import AsyncLimiter, Rate
 
 
@@ -18,4 +19,5 @@ class ConnectionTokens:
     async def wait_for(self, costs: Sequence[int], max_wait: float) -> tuple[int, float]:
         """Grant a prefix of ``costs``, waiting up to ``max_wait``; ``(0, 0.0)`` when it ran out."""
         granted = await self.limiter.wait_for(self.connection, self.rate, costs, max_wait)
+        metrics.record_granted(self.connection, costs[:granted])
         return granted, 0.0

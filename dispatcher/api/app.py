@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dispatcher import __version__
+from dispatcher import __version__, metrics
 from dispatcher.accounts import Authenticator
 from dispatcher.api.callbacks import CallbackPublisher
 from dispatcher.api.context import ApiContext, request_id
@@ -161,5 +161,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
             status_code=200 if ok else 503,
         )
 
+    app.add_route("/metrics", metrics.metrics_endpoint, include_in_schema=False)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
+    app.add_middleware(metrics.MetricsMiddleware)  # added last: outermost, sees the guard's 413/415
     return app

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher import metrics
 from dispatcher.api.context import AccountDep, ContextDep, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
@@ -156,6 +157,9 @@ async def send_sms(
         data = [message_view(m) for m in stored.messages]
     else:
         data = [new_message_view(m) for m in prepared.submission.messages]
+        metrics.record_accepted(
+            prepared.submission.lane, prepared.submission.messages, time.time() - now
+        )
     return JsonResponse(
         envelope(
             rid,

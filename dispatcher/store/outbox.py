@@ -25,6 +25,8 @@ _PAYLOAD_COLS = (
     messages.c.valid_until,
     messages.c.attempts,
     messages.c.lane,
+    messages.c.created_at,
+    messages.c.scheduled_at,
 )
 
 
@@ -39,6 +41,7 @@ def _payload(r: Any) -> dict[str, Any]:
         "flash": bool(r.flash),
         "valid_until": r.valid_until,
         "attempt": r.attempts,
+        "due_at": max(r.created_at, r.scheduled_at or 0.0),
     }
 
 

@@ -40,6 +40,7 @@ class NewMessage:
             "flash": self.flash,
             "valid_until": self.valid_until,
             "attempt": attempt,
+            "due_at": self.created_at,
         }
 
 

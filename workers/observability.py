@@ -1,0 +1,344 @@
+"""A worker pool's ``/metrics``, ``/healthz`` and ``/readyz``, driven by Celery's signals.
+
+``smsdispatch worker`` execs Celery, so nothing on the producer side can start this server: the
+handlers below do it inside the pool. They are plain functions (this module does not import
+Celery; ``workers/app.py`` calls :func:`connect` with ``celery.signals``), called in this order:
+
+1. ``import_modules`` — main process, before the task modules (and so the metrics) are imported:
+   :func:`on_import_modules` gives the pool an empty multiprocess directory
+   (``$SMSDISPATCH_METRICS_DIR/worker-<pid>``, default under the temporary directory; stale
+   directories of dead pools are removed) and exports ``PROMETHEUS_MULTIPROC_DIR``.
+2. ``worker_init`` — main process, before the pool forks: :func:`on_worker_init` learns the lane
+   and concurrency and starts the HTTP server on ``SMSDISPATCH_WORKER_METRICS_HOST``
+   (127.0.0.1) : ``SMSDISPATCH_WORKER_METRICS_PORT`` (default per lane: priority 9101, bulk 9102,
+   dlr 9103, webhooks 9104; ``0`` turns the server off).
+3. ``worker_ready`` / ``worker_shutting_down`` — readiness on and off.
+4. ``worker_process_init`` — each prefork child: closes its inherited copy of the listening
+   socket and counts itself as an idle slot.
+5. ``task_prerun`` / ``task_postrun`` — children: busy/idle slots, task counts and run times.
+
+Why multiprocess mode rather than another pool model: the prefork pool is what isolates a
+crashing or leaking chunk from its siblings and what the crash tests exercise; threads would put
+every chunk's event loop in one interpreter. Each child writes its values to its own mmap file
+and the main process sums the files at each scrape; live-gauge files of children that died
+(even by SIGKILL) are dropped at the next scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import redis
+import structlog
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from dispatcher.config import Settings
+from dispatcher.contract import QUEUE_PREFIX, Lane
+from dispatcher.store.db import normalize_url
+
+log = structlog.get_logger(component="worker-observability")
+
+DEFAULT_PORTS = {Lane.PRIORITY: 9101, Lane.BULK: 9102, Lane.DLR: 9103, Lane.WEBHOOKS: 9104}
+DIR_PREFIX = "worker-"
+
+
+@dataclass
+class _State:
+    """This process's view of its pool (copied into the children by fork)."""
+
+    lane: str = "unknown"
+    concurrency: int = 0
+    ready: bool = False
+    shutting_down: bool = False
+    server: ThreadingHTTPServer | None = None
+    prepared_pid: int = 0
+    started: dict[str, float] = field(default_factory=dict)  # task id → prerun time (children)
+
+
+STATE = _State()
+
+
+# -- 1. the multiprocess directory ---------------------------------------------------------------
+def metrics_root() -> str:
+    """Where pools keep their per-process metric files."""
+    return os.environ.get("SMSDISPATCH_METRICS_DIR") or os.path.join(
+        tempfile.gettempdir(), "smsdispatch-metrics"
+    )
+
+
+def prepare_multiprocess(root: str | None = None) -> str:
+    """Create this pool's empty directory, remove dead pools' ones, export the variable."""
+    if STATE.prepared_pid == os.getpid():
+        return os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if "workers.metrics" in sys.modules or "prometheus_client.values" in sys.modules:
+        # Values created before this point live in this process only: children's counts
+        # would never reach /metrics. Say so loudly rather than serve wrong numbers.
+        log.error(
+            "worker.metrics_imported_too_early",
+            hint="import workers.metrics / prometheus_client only from task modules",
+        )
+    root = root or metrics_root()
+    os.makedirs(root, exist_ok=True)
+    for entry in os.listdir(root):
+        pid = entry[len(DIR_PREFIX) :]
+        if entry.startswith(DIR_PREFIX) and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+    path = os.path.join(root, f"{DIR_PREFIX}{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    STATE.prepared_pid = os.getpid()
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_import_modules(**_kwargs: Any) -> None:
+    """``import_modules`` handler (fires before Celery imports the task modules)."""
+    prepare_multiprocess()
+
+
+# -- 2./3. the server in the main process ---------------------------------------------------------
+def lane_of(hostname: str, queues: Any) -> str:
+    """The pool's lane, from the queues it consumes (else its ``lane@host`` node name)."""
+    names = [str(q) for q in (queues or ())]
+    lanes = {n[len(QUEUE_PREFIX) :] for n in names if n.startswith(QUEUE_PREFIX)}
+    if len(lanes) == 1:
+        return lanes.pop()
+    head = hostname.split("@", 1)[0]
+    return head if head in {str(lane) for lane in Lane} else "unknown"
+
+
+def listen_address(lane: str, env: dict[str, str] | None = None) -> tuple[str, int]:
+    """Host and port of the pool's server; port 0 means no server."""
+    env = dict(os.environ) if env is None else env
+    host = env.get("SMSDISPATCH_WORKER_METRICS_HOST") or "127.0.0.1"
+    raw = env.get("SMSDISPATCH_WORKER_METRICS_PORT", "").strip()
+    if raw:
+        try:
+            return host, int(raw)
+        except ValueError:
+            log.error("worker.metrics_port_invalid", value=raw)
+            return host, 0
+    return host, DEFAULT_PORTS.get(Lane(lane), 9100) if lane in set(Lane) else 9100
+
+
+def on_worker_init(sender: Any = None, **_kwargs: Any) -> None:
+    """``worker_init`` handler: remember the pool's shape and start the HTTP server."""
+    prepare_multiprocess()
+    hostname = str(getattr(sender, "hostname", "") or "")
+    queues = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)
+    consume = getattr(queues, "consume_from", None) or {}
+    STATE.lane = lane_of(hostname, list(consume))
+    STATE.concurrency = int(getattr(sender, "concurrency", 0) or 0)
+    host, port = listen_address(STATE.lane)
+    if port == 0:
+        return
+    try:
+        STATE.server = serve(host, port)
+    except OSError as exc:
+        # Sending must not stop because a port is taken; the probes will say so.
+        log.error("worker.metrics_unavailable", host=host, port=port, error=str(exc))
+        return
+    log.info("worker.metrics_listening", lane=STATE.lane, host=host, port=port)
+
+
+def on_worker_ready(**_kwargs: Any) -> None:
+    """``worker_ready`` handler: the consumer is running."""
+    STATE.ready = True
+
+
+def on_worker_shutting_down(**_kwargs: Any) -> None:
+    """``worker_shutting_down`` handler: no longer ready (in-flight tasks still finish)."""
+    STATE.shutting_down = True
+
+
+def on_worker_shutdown(**_kwargs: Any) -> None:
+    """``worker_shutdown`` handler: release the port."""
+    if STATE.server is not None:
+        STATE.server.shutdown()
+        STATE.server.server_close()
+        STATE.server = None
+
+
+# -- 4./5. the children ---------------------------------------------------------------------------
+def on_process_init(**_kwargs: Any) -> None:
+    """``worker_process_init`` handler (each child)."""
+    if STATE.server is not None:
+        # The child's copy of the listening socket only; the parent keeps serving.
+        STATE.server.socket.close()
+        STATE.server = None
+    STATE.started = {}
+    from workers import metrics
+
+    metrics.SLOTS.labels(STATE.lane, "busy").set(0)
+    metrics.SLOTS.labels(STATE.lane, "idle").set(1)
+
+
+def on_task_prerun(task_id: str = "", **_kwargs: Any) -> None:
+    """``task_prerun`` handler: this slot is busy."""
+    from workers import metrics
+
+    STATE.started[task_id] = time.perf_counter()
+    metrics.SLOTS.labels(STATE.lane, "busy").set(1)
+    metrics.SLOTS.labels(STATE.lane, "idle").set(0)
+
+
+def on_task_postrun(
+    task_id: str = "", task: Any = None, state: str | None = None, **_kwargs: Any
+) -> None:
+    """``task_postrun`` handler: count the task, time it, this slot is idle again."""
+    from workers import metrics
+
+    name = str(getattr(task, "name", "unknown"))
+    started = STATE.started.pop(task_id, None)
+    if started is not None:
+        metrics.TASK_DURATION.labels(STATE.lane, name).observe(time.perf_counter() - started)
+    metrics.TASKS.labels(STATE.lane, name, str(state or "UNKNOWN")).inc()
+    metrics.SLOTS.labels(STATE.lane, "busy").set(0)
+    metrics.SLOTS.labels(STATE.lane, "idle").set(1)
+
+
+def connect(signals: Any) -> None:
+    """Connect every handler to ``celery.signals`` (passed in: this module stays Celery-free).
+
+    Call it at import time of the Celery app module, so ``import_modules`` is caught.
+    """
+    signals.import_modules.connect(on_import_modules, weak=False)
+    signals.worker_init.connect(on_worker_init, weak=False)
+    signals.worker_ready.connect(on_worker_ready, weak=False)
+    signals.worker_shutting_down.connect(on_worker_shutting_down, weak=False)
+    signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+    signals.worker_process_init.connect(on_process_init, weak=False)
+    signals.task_prerun.connect(on_task_prerun, weak=False)
+    signals.task_postrun.connect(on_task_postrun, weak=False)
+
+
+# -- the HTTP server ------------------------------------------------------------------------------
+def render_metrics() -> bytes:
+    """Every process's values summed (children dead or alive), plus the pool's concurrency."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client.core import GaugeMetricFamily
+
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    forget_dead_processes(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+
+    class _Pool:
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            g = GaugeMetricFamily(
+                "smsdispatch_worker_concurrency",
+                "Configured prefork processes (task slots) of a worker pool.",
+                labels=["lane"],
+            )
+            g.add_metric([STATE.lane], STATE.concurrency)
+            yield g
+
+    registry.register(_Pool())
+    return generate_latest(registry)
+
+
+def forget_dead_processes(path: str) -> None:
+    """Drop live-gauge files of children that exited, however they died."""
+    from prometheus_client import multiprocess
+
+    pids: set[int] = set()
+    for name in os.listdir(path):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            digits = name[: -len(".db")].rsplit("_", 1)[-1]
+            if digits.isdigit():
+                pids.add(int(digits))
+    for pid in pids:
+        if not pid_alive(pid):
+            multiprocess.mark_process_dead(pid, path)
+
+
+def readiness() -> dict[str, str]:
+    """Redis and the database answer, and the consumer is running (fresh connections each
+    time: nothing is held open in the main process that a forked child could inherit)."""
+    settings = Settings.from_env()
+    checks = {"consumer": "ok" if STATE.ready and not STATE.shutting_down else "not_running"}
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        try:
+            client.ping()
+            checks["redis"] = "ok"
+        finally:
+            client.close()
+    except Exception as exc:  # a probe reports, it does not raise
+        checks["redis"] = type(exc).__name__
+    try:
+        engine = create_engine(normalize_url(settings.database_url), poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        checks["database"] = type(exc).__name__
+    return checks
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        import json
+
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        path = self.path.split("?", 1)[0]
+        routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, render_metrics()),
+            "/healthz": lambda: (200, "application/json", b'{"status": "ok"}'),
+        }
+        if path == "/readyz":
+            checks = readiness()
+            ok = all(v == "ok" for v in checks.values())
+            body = json.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
+            reply = (200 if ok else 503, "application/json", body.encode())
+        elif path in routes:
+            try:
+                reply = routes[path]()
+            except Exception as exc:  # keep serving probes whatever a collector does
+                reply = (500, "text/plain", f"{type(exc).__name__}\n".encode())
+        else:
+            reply = (404, "text/plain", b"not found\n")
+        status, ctype, body_bytes = reply
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body_bytes)))
+        self.end_headers()
+        self.wfile.write(body_bytes)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: scrapes and probes are not log events."""
+
+
+def serve(host: str, port: int) -> ThreadingHTTPServer:
+    """Start the pool's HTTP server in a daemon thread."""
+    httpd = ThreadingHTTPServer((host, port), _Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, name="worker-metrics", daemon=True).start()
+    return httpd
