@@ -1,0 +1,114 @@
+"""E. API accept: single-recipient ``POST /v2.1/sms`` from 32 concurrent keep-alive clients.
+
+``wrk -t1 -c32`` with ``bench/wrk_sms.lua`` (or an aiohttp closed loop when wrk is missing),
+2 s of warm-up, then the measured run. Worker pools are stopped: this is what the API, the
+group-commit writer, PostgreSQL and Redis accept; the messages stay queued. Accepted messages
+per second over time come from ``messages.created_at`` in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import aiohttp
+
+from bench.chart import render
+from bench.common import API_WORKERS, Ctx, latency_figures
+from bench.profiling import Profiler
+from bench.stack import ROOT, BenchStack, CpuMeter, db_query
+
+CONNECTIONS = 32
+BODY = {"sender": "BENCH", "message": "Your code is 123456", "phoneNumbers": ["+48500100200"]}
+
+
+def wrk(url: str, keys: dict[str, str], seconds: int) -> dict[str, Any]:
+    """One wrk run; its JSON line (latencies in µs)."""
+    env = {**os.environ, "BENCH_APP_KEY": keys["Application-Key"],
+           "BENCH_AUTH": keys["Authorization"]}
+    p = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
+                        "-s", str(ROOT / "bench" / "wrk_sms.lua"), url + "/v2.1/sms"],
+                       env=env, capture_output=True, text=True, check=True)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1]
+    r = json.loads(line)
+    errors = sum(r[k] for k in ("connect_errors", "read_errors", "write_errors",
+                                "status_errors", "timeouts"))
+    return {"tool": "wrk -t1 -c32", "requests": r["requests"],
+            "req_per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+            "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
+            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000, "errors": errors}
+
+
+async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[str, Any]:
+    """Fallback closed-loop client: 32 coroutines, one request in flight each."""
+    lat: list[float] = []
+    errors = 0
+    conn = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(url, headers=keys, connector=conn) as session:
+        end = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal errors
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                async with session.post("/v2.1/sms", json=BODY) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                lat.append((time.perf_counter() - t) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(CONNECTIONS)))
+        took = time.perf_counter() - t0
+    f = latency_figures(lat)
+    return {"tool": "aiohttp x32", "requests": len(lat), "req_per_s": round(len(lat) / took, 1),
+            "p50_ms": f["p50"], "p99_ms": f["p99"], "max_ms": f["max"], "errors": errors}
+
+
+def run(ctx: Ctx) -> dict[str, Any]:
+    """Run E (no baseline: the naive design has no accepting API)."""
+    seconds = 8 if ctx.quick else 30
+    use_wrk = shutil.which("wrk") is not None
+    with BenchStack("E", ctx.logdir) as st:
+        st.start_api(API_WORKERS)
+        st.wait_ready()
+        keys = st.create_account("bench")
+        if use_wrk:
+            wrk(st.api_url, keys, 1)
+        else:
+            asyncio.run(aiohttp_load(st.api_url, keys, 1))
+        t_start = time.time()
+        meter, prof = CpuMeter(st), Profiler(ctx.profile, ctx.profdir, f"{ctx.run_id}-E")
+        meter.start()
+        prof.start({"api": st.procs["api"].popen.pid})
+        res = (wrk(st.api_url, keys, seconds) if use_wrk
+               else asyncio.run(aiohttp_load(st.api_url, keys, seconds)))
+        profile = prof.stop()
+        cpu = meter.stop()
+        created = [r[0] for r in db_query(
+            "SELECT created_at FROM messages WHERE created_at >= %s", (t_start,))]
+        stored = db_query("SELECT count(*) FROM messages")[0][0]
+    out: dict[str, Any] = {
+        **res,
+        "seconds": seconds,
+        "connections": CONNECTIONS,
+        "api_workers": API_WORKERS,
+        "workers": "stopped (accept path only)",
+        "stored_messages": stored,
+        "cpu": cpu,
+        "profile": profile,
+        "baseline": None,
+        "ratio": None,
+        "baseline_note": "n/a: the naive design has no accepting API (callers .delay() directly)",
+    }
+    out["chart"] = str(render(
+        ctx.chart("E"), f"E. POST /v2.1/sms, {CONNECTIONS} clients, {res['tool']}",
+        series={"accepted (messages.created_at)": (created, t_start)},
+        latency={"ours": {"p50": res["p50_ms"], "p99": res["p99_ms"], "max": res["max_ms"]}},
+        bin_s=1.0))
+    return out
