@@ -24,7 +24,7 @@ def start_pipeline(st: BenchStack, api: bool = False, bulk_concurrency: int = 2)
     st.start_simulator()
     if api:
         st.start_api(API_WORKERS)
-    st.start_worker("priority", 1)
+    st.start_worker("priority", 2)  # as the Procfile
     st.start_worker("bulk", bulk_concurrency, nice=10)
     st.start_scheduler()
     st.wait_ready()

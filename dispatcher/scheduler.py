@@ -33,6 +33,7 @@ from dispatcher.store.records import Batch
 log = structlog.get_logger(component="scheduler")
 LEADER_KEY = "smsd:scheduler:leader"
 SLOW_EVERY_S = 10.0
+AUDIT_START_S = 3600.0  # after a restart, batches of the last hour are audited again
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Scheduler:
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.chunk_sizes: dict[str, int] = {Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100}
         self._last_slow = 0.0
+        # Orphan audit position per lane: (enqueued_at, batch id) of the last batch checked.
+        self._audit: dict[str, tuple[float, str]] = {}
 
     def is_leader(self) -> bool:
         """Take or renew the lease; False when another scheduler holds it."""
@@ -125,8 +128,13 @@ class Scheduler:
             if lengths.get(str(lane), 0) > 0:
                 continue
             with self.engine.begin() as conn:
-                lost = outbox.orphans(
-                    conn, lane, now - self.settings.orphan_stale_s, now, self.chunk_sizes
+                lost, self._audit[lane] = outbox.audit_batches(
+                    conn,
+                    lane,
+                    self._audit.get(lane, (now - AUDIT_START_S, "")),
+                    now - self.settings.orphan_stale_s,
+                    now,
+                    self.chunk_sizes,
                 )
             report.orphans += self._publish(lost)
 

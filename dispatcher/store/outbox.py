@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from dispatcher.contract import HELD_STATUSES, Status
 from dispatcher.ids import new_message_id
@@ -146,19 +146,51 @@ def stale_claims(conn: Connection, older_than: float, limit: int = 1000) -> list
     return [r[0] for r in rows]
 
 
-def orphans(
+def audit_batches(
     conn: Connection,
     lane: str,
-    older_than: float,
+    cursor: tuple[float, str],
+    until: float,
     now: float,
     chunk_sizes: dict[str, int],
-    limit: int = 5000,
-) -> list[Batch]:
-    """Queued messages of a lane whose queue is empty: their task was lost; re-batch them."""
-    m = messages.c
-    rows = conn.execute(
-        select(*_PAYLOAD_COLS)
-        .where(and_(m.status == Status.QUEUED, m.lane == lane, m.queued_at < older_than))
+    limit: int = 2000,
+) -> tuple[list[Batch], tuple[float, str]]:
+    """Messages still queued in batches enqueued after ``cursor`` and before ``until``.
+
+    Called only while the lane's queue is empty, so such messages lost their task (e.g. Redis
+    restarted without its append-only file); they are re-batched. Each batch is audited once
+    (keyset on ``(enqueued_at, id)``), so the work is proportional to what was sent, and no
+    index over queued messages is needed: such an index, with stale planner statistics right
+    after a large insert, used to be picked for the workers' claims and made them slow.
+    """
+    b = dispatch_batches.c
+    after, after_id = cursor
+    found = conn.execute(
+        select(b.id, b.enqueued_at)
+        .where(
+            and_(
+                b.lane == lane,
+                b.enqueued_at < until,
+                or_(b.enqueued_at > after, and_(b.enqueued_at == after, b.id > after_id)),
+            )
+        )
+        .order_by(b.enqueued_at, b.id)
         .limit(limit)
     ).all()
-    return _rebatch(conn, rows, [Status.QUEUED], now, chunk_sizes)
+    if not found:
+        return [], cursor
+    rows: list[Any] = []
+    ids = [r.id for r in found]
+    for i in range(0, len(ids), 500):
+        rows.extend(
+            conn.execute(
+                select(*_PAYLOAD_COLS).where(
+                    and_(
+                        messages.c.batch_id.in_(ids[i : i + 500]),
+                        messages.c.status == Status.QUEUED,
+                    )
+                )
+            ).all()
+        )
+    last = found[-1]
+    return _rebatch(conn, rows, [Status.QUEUED], now, chunk_sizes), (last.enqueued_at, last.id)

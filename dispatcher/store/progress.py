@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, text, update
+from sqlalchemy import ARRAY, Connection, String, and_, any_, bindparam, insert, text, update
 
 from dispatcher.contract import Status
 from dispatcher.store.schema import message_events, messages
@@ -44,6 +44,14 @@ class Failure:
     next_attempt_at: float | None = None
 
 
+def id_in(conn: Connection, column: Any, ids: Sequence[str]) -> Any:
+    """``column IN ids``: one array parameter on PostgreSQL (one plan for any batch size),
+    an expanded list elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("id_list", list(ids), type_=ARRAY(String)))
+    return column.in_(list(ids))
+
+
 def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:
     """Move ``ids`` from queued to sending (compare-and-set) unless past their validity.
 
@@ -55,7 +63,7 @@ def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> 
     m = messages.c
     rows = conn.execute(
         update(messages)
-        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED, m.valid_until > now))
+        .where(and_(id_in(conn, m.id, ids), m.status == Status.QUEUED, m.valid_until > now))
         .values(
             status=Status.SENDING,
             status_at=now,

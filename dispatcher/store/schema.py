@@ -138,12 +138,6 @@ messages = Table(
         postgresql_where=text("status = 'sending'"),
         sqlite_where=text("status = 'sending'"),
     ),
-    Index(
-        "ix_messages_queued",
-        "queued_at",
-        postgresql_where=text("status = 'queued'"),
-        sqlite_where=text("status = 'queued'"),
-    ),
 )
 
 message_events = Table(
@@ -165,6 +159,7 @@ dispatch_batches = Table(
     Column("size", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("enqueued_at", Double),
+    Index("ix_dispatch_batches_lane_enqueued", "lane", "enqueued_at", "id"),
     Index(
         "ix_dispatch_batches_pending",
         "created_at",
