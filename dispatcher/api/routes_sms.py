@@ -21,12 +21,11 @@ from dispatcher.api.envelope import (
     new_message_view,
 )
 from dispatcher.api.models import Envelope, SendSmsBody
-from dispatcher.contract import STATUS_CODES, Lane, Status
+from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
 from dispatcher.sms import InvalidPhoneNumber, normalize
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.queries import MessageFilter, get_message, list_messages, message_timeline
-from dispatcher.store.suppressions import suppressed
 from dispatcher.submit import Prepared, RequestRefused, SendRequest, prepare
 from dispatcher.timeline import build_timeline
 
@@ -137,18 +136,24 @@ async def send_sms(
         if any(e.status == 403 for e in exc.errors):
             status = 403
         return JsonResponse(envelope(rid, status, errors=exc.errors), status_code=status)
-    if prepared.submission.lane == Lane.BULK:
-        await _drop_opted_out(ctx, prepared)
-        if not prepared.submission.messages:
-            errors = [
-                *prepared.recipient_errors,
-                ApiError("no_valid_recipients", None, "phoneNumbers", None),
-            ]
-            return JsonResponse(envelope(rid, 400, errors=errors), status_code=400)
     try:
         stored = await ctx.writer.submit(prepared.submission)
     except StoreUnavailable:
         raise ApiError("service_unavailable", "the message log is unreachable") from None
+    # Bulk (marketing) messages to numbers that opted out were dropped in the same transaction;
+    # priority (transactional) ones never are.
+    prepared.recipient_errors.extend(
+        ApiError(
+            "recipient_opted_out", f"{p} opted out of messages from this account", "phoneNumbers", p
+        )
+        for p in sorted(stored.opted_out)
+    )
+    if stored.refused:
+        errors = [
+            *prepared.recipient_errors,
+            ApiError("no_valid_recipients", None, "phoneNumbers", None),
+        ]
+        return JsonResponse(envelope(rid, 400, errors=errors), status_code=400)
     if stored.conflict == "body_mismatch":
         raise ApiError("idempotency_key_reused", None, "Idempotency-Key", idempotency_key)
     if stored.conflict == "in_flight":
@@ -171,34 +176,6 @@ async def send_sms(
             duplicate=stored.duplicate,
             lane=prepared.submission.lane,
         )
-    )
-
-
-async def _drop_opted_out(ctx: ContextDep, prepared: Prepared) -> None:
-    """Bulk (marketing) messages to numbers that opted out are refused per recipient.
-
-    Priority (transactional) messages are not checked: an OTP asked for by the user must
-    arrive even after they unsubscribed from marketing.
-    """
-    sub = prepared.submission
-    phones = [m.phone for m in sub.messages]
-
-    def lookup() -> set[str]:
-        with ctx.engine.connect() as conn:
-            return suppressed(conn, sub.account_id, phones)
-
-    try:
-        blocked = await asyncio.to_thread(lookup)
-    except SQLAlchemyError:
-        raise ApiError("service_unavailable", "the message log is unreachable") from None
-    if not blocked:
-        return
-    sub.messages = [m for m in sub.messages if m.phone not in blocked]
-    prepared.recipient_errors.extend(
-        ApiError(
-            "recipient_opted_out", f"{p} opted out of messages from this account", "phoneNumbers", p
-        )
-        for p in sorted(blocked)
     )
 
 

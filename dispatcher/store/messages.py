@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dispatcher.contract import Status
+from dispatcher.contract import Lane, Status
 from dispatcher.ids import new_message_id
 from dispatcher.store.records import Batch, NewMessage, NewSubmission, StoredSubmission
 from dispatcher.store.schema import dispatch_batches, messages, submissions
+from dispatcher.store.suppressions import suppressed
 
 MESSAGE_COLUMNS = (
     "id",
@@ -141,11 +142,17 @@ def write_submissions(
     results: list[StoredSubmission] = []
     fresh: list[NewSubmission] = []
     plain_rows: list[dict[str, Any]] = []
+    opted_out = _drop_opted_out(conn, subs)
     for sub in subs:
+        if sub.id in opted_out and not sub.messages:
+            results.append(
+                StoredSubmission(sub.id, False, [], opted_out=opted_out[sub.id], refused=True)
+            )
+            continue
         if sub.external_id is None and sub.idempotency_key is None:
             plain_rows.append(_submission_row(sub))
             fresh.append(sub)
-            results.append(StoredSubmission(sub.id, False, []))
+            results.append(StoredSubmission(sub.id, False, [], opted_out=opted_out.get(sub.id, [])))
             continue
         # A client-chosen key may repeat: insert-or-nothing, then read the original.
         stmt = (
@@ -156,7 +163,7 @@ def write_submissions(
         )
         if conn.execute(stmt).first() is not None:
             fresh.append(sub)
-            results.append(StoredSubmission(sub.id, False, []))
+            results.append(StoredSubmission(sub.id, False, [], opted_out=opted_out.get(sub.id, [])))
             continue
         existing = _find_existing(conn, sub)
         if existing is None:  # conflict on a key we did not look up: treat as in flight
@@ -184,6 +191,31 @@ def write_submissions(
     insert_message_rows(conn, rows)
     insert_batches(conn, batches)
     return results, batches
+
+
+def _drop_opted_out(conn: Connection, subs: Sequence[NewSubmission]) -> dict[str, list[str]]:
+    """Remove bulk messages to numbers on their account's suppression list, in place.
+
+    One query per account per group commit. Priority (transactional) messages are never
+    dropped: an OTP the user asked for must arrive even after they left marketing lists.
+    Returns the phones dropped per submission id.
+    """
+    by_account: dict[int, list[NewSubmission]] = {}
+    for sub in subs:
+        if sub.lane == Lane.BULK and sub.messages:
+            by_account.setdefault(sub.account_id, []).append(sub)
+    dropped: dict[str, list[str]] = {}
+    for account_id, account_subs in by_account.items():
+        phones = list({m.phone for s in account_subs for m in s.messages})
+        blocked = suppressed(conn, account_id, phones)
+        if not blocked:
+            continue
+        for s in account_subs:
+            gone = [m.phone for m in s.messages if m.phone in blocked]
+            if gone:
+                s.messages = [m for m in s.messages if m.phone not in blocked]
+                dropped[s.id] = gone
+    return dropped
 
 
 def insert_batches(conn: Connection, batches: Iterable[Batch], now: float | None = None) -> None:

@@ -67,6 +67,8 @@ class StoredSubmission:
     duplicate: bool
     messages: list[dict[str, Any]]
     conflict: str | None = None  # "body_mismatch" when an Idempotency-Key is reused differently
+    opted_out: list[str] = field(default_factory=list)  # bulk recipients on the suppression list
+    refused: bool = False  # every recipient had opted out: nothing was stored
 
 
 @dataclass(slots=True)
