@@ -47,6 +47,10 @@ class Broker:
                 queue=queue,
                 retry=False,
                 headers={HEADER_PUBLISHED_AT: time.time()},
+                # Celery would otherwise build a repr of the whole payload (message texts) for
+                # its own bookkeeping: costly, and bodies have no business in task metadata.
+                argsrepr=f"<{len(payload.get('messages') or payload.get('ids') or ())} items>",
+                kwargsrepr="{}",
             )
         except (OperationalError, KombuError, RedisError, OSError) as exc:
             raise BrokerUnavailable(type(exc).__name__) from exc

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, String, and_, any_, bindparam, insert, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, text, update
 
 from dispatcher.contract import Status
 from dispatcher.store.schema import message_events, messages
+from dispatcher.store.sql import id_in
 from dispatcher.store.webhooks import create_status_webhooks
 
 
@@ -42,14 +43,6 @@ class Failure:
     http_status: int | None = None
     latency_ms: float | None = None
     next_attempt_at: float | None = None
-
-
-def id_in(conn: Connection, column: Any, ids: Sequence[str]) -> Any:
-    """``column IN ids``: one array parameter on PostgreSQL (one plan for any batch size),
-    an expanded list elsewhere."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam("id_list", list(ids), type_=ARRAY(String)))
-    return column.in_(list(ids))
 
 
 def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.store.schema import suppressions
+from dispatcher.store.sql import id_in
 
 _CHUNK = 1000
 SOURCE_KEYWORD = "keyword"
@@ -27,7 +28,10 @@ def suppressed(conn: Connection, account_id: int, phones: Sequence[str]) -> set[
         chunk = list(phones[i : i + _CHUNK])
         rows = conn.execute(
             select(suppressions.c.phone).where(
-                and_(suppressions.c.account_id == account_id, suppressions.c.phone.in_(chunk))
+                and_(
+                    suppressions.c.account_id == account_id,
+                    id_in(conn, suppressions.c.phone, chunk),
+                )
             )
         )
         out.update(r[0] for r in rows)

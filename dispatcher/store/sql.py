@@ -1,0 +1,16 @@
+"""Small SQL helpers shared by the message-log modules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, Connection, String, any_, bindparam
+
+
+def id_in(conn: Connection, column: Any, ids: Sequence[str]) -> Any:
+    """``column IN ids``: one array parameter on PostgreSQL (one cached plan and statement for
+    any list length), an expanded list elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(String)))
+    return column.in_(list(ids))
