@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from dispatcher.store.schema import accounts
+from dispatcher.webhooks import admin
+from dispatcher.webhooks.verify import verify
+from tests.support.receiver import Receiver
 from tests.support.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -89,3 +96,45 @@ def test_callbacks_need_the_connection_token(dlr_stack: Stack) -> None:
     )
     bad = httpx.post(url, content=b"[1, 2]", headers={"Authorization": f"Bearer {TOKEN}"})
     assert bad.status_code == 400
+
+
+def test_delivered_report_produces_one_signed_webhook(dlr_stack: Stack) -> None:
+    """send → report → delivered in the API → a signed webhook, verified with our helper;
+    duplicated and reordered reports still give exactly one webhook per message."""
+    with Receiver() as rx:
+        client = dlr_stack.account()
+        engine = dlr_stack.db()
+        with engine.begin() as conn:
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.id == client.account_id)
+                .values(webhook_url=rx.url("/dlr"))
+            )
+            secret = admin.ensure_secret(conn, client.account_id)
+        engine.dispose()
+        assert secret
+        r = client.send({"sender": "ACME", "message": "hi", "phoneNumbers": ["+48111222399"]})
+        mid = r.json()["data"][0]["id"]
+        wait_until(lambda: client.status(mid) == "delivered", 20, what="delivered")
+        req = rx.wait_for(1, "/dlr", timeout=30)[0]
+        verify(req.body, req.headers, [secret])
+        payload = json.loads(req.body)
+        assert (payload["id"], payload["status"], payload["statusName"]) == (
+            mid,
+            "Delivered",
+            "delivered",
+        )
+
+        dlr_stack.sim_config(dlr_duplicate_rate=1.0, dlr_reorder=True)
+        try:
+            numbers = [f"+4850022{i:04d}" for i in range(50)]
+            r = client.send({"sender": "ACME", "message": "dup", "phoneNumbers": numbers})
+            ids = {m["id"] for m in r.json()["data"]}
+            got = rx.wait_for(51, "/dlr", timeout=60)
+        finally:
+            dlr_stack.sim_config(dlr_duplicate_rate=0.0, dlr_reorder=False)
+        time.sleep(2)  # any duplicate webhook would arrive by now
+        per_message = Counter(json.loads(q.body)["id"] for q in rx.requests("/dlr"))
+        assert set(per_message) == ids | {mid}
+        assert max(per_message.values()) == 1, "a final status produced two webhooks"
+        assert len(got) >= 51
