@@ -301,6 +301,16 @@ async def _listing(
     return rid, rows, total
 
 
+async def _page(
+    request: Request, account_id: int, ctx: ContextDep, params: ListParams
+) -> JsonResponse:
+    rid, rows, total = await _listing(request, account_id, ctx, params)
+    data = [message_view(r) for r in rows]
+    return JsonResponse(
+        envelope(rid, 200, data, total=total, offset=params.offset, limit=params.limit)
+    )
+
+
 LIST_ERRORS = (*AUTH_ERRORS, "invalid_query", "no_results")
 
 
@@ -312,11 +322,7 @@ async def list_sms(
     params: Annotated[ListParams, Depends()],
 ) -> JsonResponse:
     """Messages of your account, newest first by default (404 when nothing matches)."""
-    rid, rows, total = await _listing(request, account.id, ctx, params)
-    data = [message_view(r) for r in rows]
-    return JsonResponse(
-        envelope(rid, 200, data, total=total, offset=params.offset, limit=params.limit)
-    )
+    return await _page(request, account.id, ctx, params)
 
 
 @router.get(
@@ -332,11 +338,7 @@ async def list_statuses(
     params: Annotated[ListParams, Depends()],
 ) -> JsonResponse:
     """The status of each matching message (same filters as the listing)."""
-    rid, rows, total = await _listing(request, account.id, ctx, params)
-    data = [message_view(r) for r in rows]
-    return JsonResponse(
-        envelope(rid, 200, data, total=total, offset=params.offset, limit=params.limit)
-    )
+    return await _page(request, account.id, ctx, params)
 
 
 @router.get(

@@ -10,9 +10,9 @@ from sqlalchemy import Connection, and_, or_, select, update
 from dispatcher.contract import HELD_STATUSES, Status
 from dispatcher.ids import new_message_id
 from dispatcher.store.messages import insert_batches
+from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import Batch
 from dispatcher.store.schema import dispatch_batches, messages
-from dispatcher.store.webhooks import create_status_webhooks
 
 _PAYLOAD_COLS = (
     messages.c.id,
@@ -91,21 +91,8 @@ def release_due(
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     rows = conn.execute(stmt).all()
-    expired = [r.id for r in rows if r.valid_until <= now]
-    if expired:
-        conn.execute(
-            update(messages)
-            .where(and_(m.id.in_(expired), m.status.in_(list(HELD_STATUSES))))
-            .values(
-                status=Status.EXPIRED,
-                status_at=now,
-                final_at=now,
-                error_code="validity_expired",
-                error_description="validity passed before sending",
-                error_permanent=True,
-            )
-        )
-        create_status_webhooks(conn, expired, now)
+    overdue = [r.id for r in rows if r.valid_until <= now]
+    expired = expire_overdue(conn, overdue, now, waiting=list(HELD_STATUSES))
     live = [r for r in rows if r.valid_until > now]
     return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes), len(expired)
 

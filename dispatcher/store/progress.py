@@ -68,14 +68,17 @@ def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> 
     return {r[0]: r[1] for r in rows}
 
 
-def expire_overdue(conn: Connection, ids: Sequence[str], now: float) -> list[str]:
-    """queued → expired for those of ``ids`` whose validity has passed; never sent."""
+def expire_overdue(
+    conn: Connection, ids: Sequence[str], now: float, waiting: Sequence[str] = (Status.QUEUED,)
+) -> list[str]:
+    """Waiting (by default queued) → expired for those of ``ids`` whose validity has passed;
+    they are never sent. Creates their status webhooks."""
     if not ids:
         return []
     m = messages.c
     rows = conn.execute(
         update(messages)
-        .where(and_(m.id.in_(list(ids)), m.status == Status.QUEUED, m.valid_until <= now))
+        .where(and_(m.id.in_(list(ids)), m.status.in_(list(waiting)), m.valid_until <= now))
         .values(
             status=Status.EXPIRED,
             status_at=now,
