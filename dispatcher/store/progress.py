@@ -9,14 +9,15 @@ reconciliations add rows to ``message_events`` for the timeline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 
 from dispatcher.contract import Status
-from dispatcher.store.schema import message_events, messages
+from dispatcher.store.schema import accounts, message_events, messages
 from dispatcher.store.sql import id_in
 from dispatcher.store.webhooks import create_status_webhooks
 
@@ -96,9 +97,39 @@ def expire_overdue(
 
 
 def record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:
-    """sending → sent with the carrier's id; returns the number of rows moved."""
+    """sending → sent with the carrier's id; returns the number of rows moved.
+
+    Accounts that asked for webhooks on ``sent`` get them, created in this transaction.
+    """
     if not sent:
         return 0
+    moved = _record_sent(conn, sent, now)
+    if _any_account_wants_sent(conn):
+        create_status_webhooks(conn, [s.id for s in sent], now)
+    return moved
+
+
+_ON_SENT_TTL_S = 10.0
+_on_sent_cache: tuple[float, bool] = (0.0, False)
+
+
+def _any_account_wants_sent(conn: Connection) -> bool:
+    """Whether any account has ``webhook_on_sent`` (cached briefly: the hot path skips the
+    webhook look-up entirely while no account uses it)."""
+    global _on_sent_cache
+    checked_at, wanted = _on_sent_cache
+    if time.monotonic() - checked_at > _ON_SENT_TTL_S:
+        wanted = (
+            conn.execute(
+                select(accounts.c.id).where(accounts.c.webhook_on_sent.is_(True)).limit(1)
+            ).first()
+            is not None
+        )
+        _on_sent_cache = (time.monotonic(), wanted)
+    return wanted
+
+
+def _record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:
     if conn.dialect.name == "postgresql":
         # One statement for the whole batch: far cheaper than executemany on the hot path.
         result = conn.execute(

@@ -196,3 +196,14 @@ def test_logs_hold_no_secret_signature_or_message_text(wstack: Stack, rx: Receiv
     for sig in req.headers["webhook-signature"].split():
         assert sig.split(",", 1)[1] not in logs
     assert "hook test 107" not in logs
+
+
+def test_webhook_on_sent_when_the_account_asks(wstack: Stack, rx: Receiver) -> None:
+    client, secret = hooked_account(wstack, webhook_url=rx.url("/sent"), webhook_on_sent=True)
+    time.sleep(10.5)  # workers re-check within 10 s whether any account wants `sent` webhooks
+    r = client.send({"sender": "ACME", "message": "hello", "phoneNumbers": ["+48111222777"]})
+    mid = r.json()["data"][0]["id"]
+    req = rx.wait_for(1, "/sent", timeout=30)[0]
+    verify(req.body, req.headers, [secret])
+    payload = json.loads(req.body)
+    assert (payload["id"], payload["statusName"], payload["isFinal"]) == (mid, "sent", False)
