@@ -146,8 +146,8 @@ def run_stack(args: argparse.Namespace) -> int:
         token = env.setdefault("SMSDISPATCH_CARRIER_CALLBACK_TOKEN", secrets.token_urlsafe(16))
         callbacks = f"http://127.0.0.1:{port}/carrier/default"
         sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
-        sim += ["--dlr-url", f"{callbacks}/reports", "--dlr-token", token]
-        sim += ["--mo-url", f"{callbacks}/inbound", "--mo-token", token]
+        sim += ["--dlr-url", f"{callbacks}/reports", f"--dlr-token={token}"]
+        sim += ["--mo-url", f"{callbacks}/inbound", f"--mo-token={token}"]
         _spawn("simulator", [py, "-m", "simulator", *sim], env, procs)
         subprocess.run(
             [py, "-m", "dispatcher.cli", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
@@ -169,6 +169,15 @@ def run_stack(args: argparse.Namespace) -> int:
         _spawn("scheduler", [*cli, "scheduler"], env, procs)
         if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
             print("the API did not become ready; see var/logs/api.log", file=sys.stderr)
+            return 1
+        if not wait_http(f"http://127.0.0.1:{sim_port}/healthz", 30):
+            print(
+                "the carrier simulator did not start; see var/logs/simulator.log", file=sys.stderr
+            )
+            return 1
+        dead = [name for name, p in procs if p.poll() is not None]
+        if dead:
+            print(f"{', '.join(dead)} exited at start; see var/logs/", file=sys.stderr)
             return 1
         print(f"\nsmsdispatch is running: API http://127.0.0.1:{port}  (logs in var/logs/)")
         print(f"demo account keys: {DEMO_FILE}\n\nSend an SMS:\n")
