@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import signal
 import subprocess
+import threading
 import time
 
 import httpx
@@ -43,16 +44,25 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     assert proc.stdout is not None
     output: list[str] = []
     curl = None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    # A reader thread: select() on the pipe would miss lines already sitting in Python's buffer.
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+
+    def pump() -> None:
+        for raw in iter(stdout.readline, b""):
+            lines.put(raw.decode(errors="replace"))
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         deadline = time.monotonic() + 600
         while curl is None and time.monotonic() < deadline and proc.poll() is None:
-            if sel.select(timeout=1):
-                line = proc.stdout.readline().decode(errors="replace")
-                output.append(line)
-                if line.startswith("curl -s -X POST"):
-                    curl = line.strip()
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            output.append(line)
+            if line.startswith("curl -s -X POST"):
+                curl = line.strip()
         assert curl, "make run printed no curl command:\n" + "".join(output[-50:])
         ready = time.monotonic()
         answer = subprocess.run(
