@@ -66,8 +66,6 @@ class Status(StrEnum):
 FINAL_STATUSES = frozenset(
     {Status.DELIVERED, Status.UNDELIVERED, Status.EXPIRED, Status.REJECTED, Status.FAILED}
 )
-# States a worker may claim from (compare-and-set); anything else is already taken or done.
-CLAIMABLE_STATUSES = frozenset({Status.QUEUED})
 # Held states the scheduler releases when next_attempt_at is due.
 HELD_STATUSES = frozenset({Status.SCHEDULED, Status.RETRYING})
 
@@ -83,16 +81,6 @@ STATUS_CODES: dict[Status, int] = {
     Status.UNDELIVERED: 22,
     Status.EXPIRED: 23,
     Status.FAILED: 24,
-}
-STATUS_NAMES_V21: dict[int, str] = {
-    1: "new",
-    2: "moved to send",
-    3: "sent",
-    9: "rejected",
-    21: "delivered",
-    22: "undelivered",
-    23: "expired",
-    24: "failed",
 }
 
 
