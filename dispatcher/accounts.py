@@ -11,8 +11,9 @@ import hmac
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from dispatcher.ids import new_token
 from dispatcher.store.schema import accounts, api_keys
@@ -32,6 +33,9 @@ class Account:
     id: int
     name: str
     priority_enabled: bool
+    # Per-account limits: ``None`` = the settings' default, 0 = unlimited.
+    api_rate_per_s: float | None = None
+    daily_cap: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,76 @@ def find_account(engine: Engine, name: str) -> Account | None:
     """Look an account up by name."""
     with engine.connect() as conn:
         row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
-    return Account(row.id, row.name, bool(row.priority_enabled)) if row else None
+    return _account(row) if row else None
 
 
-def _verify(hit: tuple[float, str, Account | None], secret_hash: str) -> Account | None:
-    _, stored, account = hit
+def _account(row: Any) -> Account:
+    return Account(
+        row.id,
+        row.name,
+        bool(row.priority_enabled),
+        None if row.api_rate_per_s is None else float(row.api_rate_per_s),
+        None if row.daily_cap is None else int(row.daily_cap),
+    )
+
+
+def rotate_key(engine: Engine, account_id: int, overlap_s: float) -> KeyPair:
+    """Issue a new key pair; every older pair stops working ``overlap_s`` seconds from now.
+
+    A pair that already expires sooner keeps its earlier expiry (rotating twice never extends
+    a leaked key's life). ``overlap_s=0`` revokes the old pairs at once.
+    """
+    if overlap_s < 0:
+        raise ValueError("overlap must not be negative")
+    now = time.time()
+    until = now + overlap_s
+    with engine.begin() as conn:
+        conn.execute(
+            update(api_keys)
+            .where(
+                and_(
+                    api_keys.c.account_id == account_id,
+                    or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > until),
+                )
+            )
+            .values(expires_at=until)
+        )
+        return _add_key(conn, account_id, now)
+
+
+def set_limits(
+    engine: Engine,
+    account_id: int,
+    api_rate_per_s: float | None,
+    daily_cap: int | None,
+) -> None:
+    """Set an account's limits (``None`` = the settings' default, 0 = unlimited).
+
+    API processes see the change within :data:`AUTH_CACHE_TTL_S`.
+    """
+    if (api_rate_per_s is not None and api_rate_per_s < 0) or (
+        daily_cap is not None and daily_cap < 0
+    ):
+        raise ValueError("limits must not be negative")
+    with engine.begin() as conn:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(api_rate_per_s=api_rate_per_s, daily_cap=daily_cap)
+        )
+
+
+# (cache deadline on the monotonic clock, secret hash, account, key expiry on the wall clock)
+_Hit = tuple[float, str, Account | None, float | None]
+
+
+def _verify(hit: _Hit, secret_hash: str) -> Account | None:
+    _, stored, account, expires_at = hit
     # Compare even when the key is unknown, so timing does not reveal which half was wrong.
     ok = hmac.compare_digest(stored or "0" * 64, secret_hash)
-    return account if ok and account is not None else None
+    # The cache may hold a pair past its rotation deadline: the deadline wins over the cache.
+    live = expires_at is None or expires_at > time.time()
+    return account if ok and live and account is not None else None
 
 
 class Authenticator:
@@ -94,7 +160,7 @@ class Authenticator:
     def __init__(self, engine: Engine, ttl_s: float = AUTH_CACHE_TTL_S) -> None:
         self.engine = engine
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, str, Account | None]] = {}
+        self._cache: dict[str, _Hit] = {}
         self._lock = threading.Lock()
 
     MISS = object()
@@ -113,23 +179,26 @@ class Authenticator:
         now = time.monotonic()
         hit = self._cache.get(app_hash)
         if hit is None or hit[0] < now:
-            stored, account = self._load(app_hash)
-            hit = (now + self.ttl_s, stored, account)
+            stored, account, expires_at = self._load(app_hash)
+            hit = (now + self.ttl_s, stored, account, expires_at)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
                 self._cache[app_hash] = hit
         return _verify(hit, key_hash(authorization))
 
-    def _load(self, app_hash: str) -> tuple[str, Account | None]:
+    def _load(self, app_hash: str) -> tuple[str, Account | None, float | None]:
         now = time.time()
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(
                     api_keys.c.secret_hash,
+                    api_keys.c.expires_at,
                     accounts.c.id,
                     accounts.c.name,
                     accounts.c.priority_enabled,
+                    accounts.c.api_rate_per_s,
+                    accounts.c.daily_cap,
                 )
                 .join(accounts, accounts.c.id == api_keys.c.account_id)
                 .where(
@@ -140,5 +209,5 @@ class Authenticator:
                 )
             ).first()
         if row is None:
-            return "", None
-        return row.secret_hash, Account(row.id, row.name, bool(row.priority_enabled))
+            return "", None, None
+        return row.secret_hash, _account(row), row.expires_at

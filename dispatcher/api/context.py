@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from dispatcher.api.callbacks import CallbackPublisher
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
+from dispatcher.quotas import AccountQuotas
 from dispatcher.writer import SubmissionWriter
 
 
@@ -27,10 +29,11 @@ class ApiContext:
     writer: SubmissionWriter
     auth: Authenticator
     callbacks: CallbackPublisher
+    quotas: AccountQuotas | None = None  # per-account request rate and daily cap
 
 
-def get_context(request: Request) -> ApiContext:
-    """The process's context."""
+async def get_context(request: Request) -> ApiContext:
+    """The process's context (``async``: FastAPI runs a plain ``def`` dependency in a thread)."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -61,6 +64,15 @@ async def current_account(
     )
     if account is None or not isinstance(account, Account):
         raise ApiError("unauthorized", "unknown or revoked key pair", None, None)
+    if ctx.quotas is not None:
+        throttled = await ctx.quotas.requests.check(account)
+        if throttled is not None:
+            retry = max(1, math.ceil(throttled.retry_after))
+            raise ApiError(
+                "rate_limited",
+                f"over the account's request rate; retry in {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
     return account
 
 

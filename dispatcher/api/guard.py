@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -12,10 +13,21 @@ from dispatcher.errors import ApiError
 
 Scope = dict[str, Any]
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+MAX_JSON_DEPTH = 32  # our deepest document is 2 levels; generous for clients' extras
+_STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+"')  # possessive: linear on any input
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_UNIFY = bytes.maketrans(b"{}", b"[]")
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or the reverse: JSON lets it
+# through, but it is not text (the log's encoders refuse it later: a 500).
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 class RequestGuard:
-    """Assigns the request id, refuses oversized bodies (413) and non-JSON bodies (415).
+    """Assigns the request id, refuses oversized bodies (413), non-JSON bodies (415), and
+    JSON bodies that are not UTF-8 or nest too deep (400).
 
     The body is read here, bounded, and replayed to the app: a client cannot make the API
     buffer more than ``max_body`` bytes, with or without a Content-Length.
@@ -33,6 +45,10 @@ class RequestGuard:
             return
         request_id = secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
+        nul = nul_problem(scope)
+        if nul is not None:
+            await _reply(send, request_id, nul)
+            return
         if scope["method"].encode() not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
@@ -70,16 +86,86 @@ class RequestGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        replayed = False
+        if scope["path"].startswith(self.json_prefixes):
+            problem = json_problem(body)
+            if problem is not None:
+                await _reply(send, request_id, problem)
+                return
+        await self.app(scope, replaying(body, receive), send)
 
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+def replaying(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that hands out ``body`` (already read) once, then defers."""
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def nul_problem(scope: Scope) -> ApiError | None:
+    """A clear 4xx for a NUL character in the path or the query string, else ``None``.
+
+    No id, number or filter contains one, and PostgreSQL refuses NUL in text parameters: left
+    to the database, it would surface as a 5xx.
+    """
+    if "\x00" in scope["path"]:
+        return ApiError("not_found", "no such resource (the path holds a NUL character)")
+    query: bytes = scope.get("query_string") or b""
+    if b"%00" in query or b"\x00" in query:
+        for pair in query.split(b"&"):
+            name, _, value = pair.partition(b"=")
+            if b"%00" in value or b"\x00" in value or b"%00" in name:
+                parameter = name.decode("latin-1")[:64]
+                return ApiError("invalid_query", "NUL characters are not allowed", parameter, None)
+    return None
+
+
+def json_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> ApiError | None:
+    """A 400 for a body that is not UTF-8 or nests deeper than ``max_depth``, else ``None``.
+
+    Both are checked before any parser runs: Python's ``json`` recurses once per level (a few
+    thousand ``[`` exhaust the stack: a 500), and a non-UTF-8 body would otherwise surface as
+    an obscure field error. Every step runs at C speed; the depth check only when the body
+    holds more brackets than ``max_depth`` at all.
+    """
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ApiError(
+            "invalid_json", f"the body is not valid UTF-8 (byte {exc.start})", "body", None
+        )
+    if b"\\u0000" in body:
+        return ApiError("invalid_json", "NUL characters (\\u0000) are not allowed", "body", None)
+    lone = _LONE_SURROGATE.search(body)
+    if lone is not None:
+        return ApiError(
+            "invalid_json",
+            f"{lone.group().decode()} is half of a UTF-16 surrogate pair, not a character",
+            "body",
+            None,
+        )
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return None
+    structure = _STRINGS.sub(b"", body).translate(_UNIFY, _NOT_BRACKETS)
+    # Each pass removes the innermost level; an empty pair left after max_depth passes
+    # means the document is deeper (an unbalanced one is left to the parser).
+    run = b"[" * (max_depth + 1)
+    for _ in range(max_depth):
+        if run in structure:  # the common attack ([[[[…) is found in the first pass
+            break
+        shorter = structure.replace(b"[]", b"")
+        if len(shorter) == len(structure):
+            break
+        structure = shorter
+    if run in structure or b"[]" in structure:
+        return ApiError("invalid_json", f"JSON nested deeper than {max_depth} levels", "body", None)
+    return None
 
 
 def _too_large(limit: int) -> ApiError:

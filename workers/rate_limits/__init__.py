@@ -1,33 +1,9 @@
 """Global per-carrier-connection rate limiting shared by every worker process (GCRA).
 
-Layout: :mod:`.gcra` is the pure algorithm, :mod:`.memory` and :mod:`.redis_backend` are
-backends (the latter a Lua port using Redis server time), :mod:`.limiter` is the facade the
-workers use. Nothing connects at import time.
+The implementation lives in :mod:`dispatcher.ratelimit` (the API's per-account limits use the
+same one, and the producer side must not import ``workers``); this package keeps the names the
+workers have always imported. Nothing connects at import time.
 """
 
-from .backend import AsyncRateLimitBackend, RateLimitBackend
-from .errors import InvalidRequest, RateLimitError, RateLimitUnavailable
-from .gcra import Decision, Rate, decide, decide_prefix
-from .limiter import DEFAULT_KEY_PREFIX, AsyncLimiter, Limiter, WaitHook
-from .memory import AsyncMemoryRateLimitBackend, MemoryRateLimitBackend
-from .redis_backend import AsyncRedisRateLimitBackend, RedisRateLimitBackend
-
-__all__ = [
-    "DEFAULT_KEY_PREFIX",
-    "AsyncLimiter",
-    "AsyncMemoryRateLimitBackend",
-    "AsyncRateLimitBackend",
-    "AsyncRedisRateLimitBackend",
-    "Decision",
-    "InvalidRequest",
-    "Limiter",
-    "MemoryRateLimitBackend",
-    "Rate",
-    "RateLimitBackend",
-    "RateLimitError",
-    "RateLimitUnavailable",
-    "RedisRateLimitBackend",
-    "WaitHook",
-    "decide",
-    "decide_prefix",
-]
+from dispatcher.ratelimit import *  # noqa: F403
+from dispatcher.ratelimit import __all__ as __all__
