@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
@@ -18,6 +19,7 @@ from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent, add_events, record_sent
 from dispatcher.store.schema import messages
 from workers.connectors.base import Connector
+from workers.connectors.registry import ConnectorSet
 from workers.progress_store import SqlProgress
 
 
@@ -57,10 +59,48 @@ def _requeue(conn: Connection, ids: Sequence[str], now: float) -> int:
     return int(result.rowcount)
 
 
+def _connections(conn: Connection, ids: Sequence[str]) -> dict[str, str]:
+    rows = conn.execute(select(messages.c.id, messages.c.connection).where(messages.c.id.in_(ids)))
+    return {r[0]: r[1] or "" for r in rows}
+
+
 async def reconcile(
-    store: SqlProgress, connector: Connector, ids: Sequence[str], older_than: float, now: float
+    store: SqlProgress,
+    connector: Connector | ConnectorSet,
+    ids: Sequence[str],
+    older_than: float,
+    now: float,
 ) -> ReconcileReport:
-    """Resolve stale claims among ``ids`` using the carrier's own records."""
+    """Resolve stale claims among ``ids`` using the carrier's own records.
+
+    With several connections each claim is asked of the connection it was sent over.
+    """
+    if isinstance(connector, ConnectorSet):
+        report = ReconcileReport()
+        owners = store.run(lambda conn: _connections(conn, list(ids)))
+        groups: dict[str, list[str]] = {}
+        for i in ids:
+            groups.setdefault(owners.get(i, ""), []).append(i)
+        for name, group in groups.items():
+            # A connection removed from the configuration cannot be asked.
+            one: Any = connector.get(name) or _Unknown()
+            part = await _reconcile_one(store, one, group, older_than, now)
+            for f in ("checked", "found_sent", "requeued", "unknown"):
+                setattr(report, f, getattr(report, f) + getattr(part, f))
+        return report
+    return await _reconcile_one(store, connector, ids, older_than, now)
+
+
+class _Unknown:
+    """A connection no longer configured: it cannot be asked."""
+
+    async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
+        return None
+
+
+async def _reconcile_one(
+    store: SqlProgress, connector: Any, ids: Sequence[str], older_than: float, now: float
+) -> ReconcileReport:
     report = ReconcileReport()
     stale = store.run(lambda conn: _still_sending(conn, ids, older_than))
     report.checked = len(stale)

@@ -1,33 +1,42 @@
 """Per-process resources, built once when a worker process starts (never at import).
 
 One event loop, one pooled aiohttp session, one database engine and one Redis client per
-process; the tasks borrow them.
+process; the tasks borrow them. The connections come from the routing configuration
+(``SMSDISPATCH_CONNECTIONS``); without one, a single ``default`` connection on the configured
+carrier URL sends everything, exactly as before routing existed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
 import redis.asyncio as aioredis
+from sqlalchemy import Connection, select
 
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
+from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
 from dispatcher.store.db import make_engine
+from dispatcher.store.progress import Failure, add_events
+from dispatcher.store.schema import accounts, messages
 from workers import metrics
+from workers.breaker import Breakers, State
 from workers.connectors.base import Connector
-from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.chooser import RouteChooser
+from workers.connectors.registry import ConnectorSet, build_connector
+from workers.connectors.window import InFlightWindow
 from workers.progress_store import SqlProgress
 from workers.rate_limits import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
 from workers.retry import RetryPolicy
-from workers.sending import ChunkSender, SenderOptions
+from workers.sending import ChunkSender, Route, SenderOptions
 from workers.tokens import ConnectionTokens
 
 T = TypeVar("T")
 
-DEFAULT_CONNECTION = "default"
+__all__ = ["DEFAULT_CONNECTION", "Runtime", "reset_runtime", "runtime"]
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -40,16 +49,73 @@ def new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def sub_batch_for(settings: Settings, lane: str) -> int:
+def sub_batch_for(settings: Settings, lane: str, config: RoutingConfig | None = None) -> int:
     """Messages claimed at a time: enough to fill batch submits, but no more than a quarter
-    second of the connection's rate, so claims never wait long for tokens."""
-    want = max(200, settings.carrier_batch_size) if lane == Lane.BULK else 50
-    return max(1, min(want, int(settings.carrier_tps * 0.25)))
+    second of the fastest connection's rate, so claims never wait long for tokens."""
+    conns = config.connections if config else ()
+    batch = max((c.batch_size for c in conns), default=settings.carrier_batch_size)
+    tps = max((c.tps for c in conns), default=settings.carrier_tps)
+    want = max(200, batch) if lane == Lane.BULK else 50
+    return max(1, min(want, int(tps * 0.25)))
 
 
 def send_deadline(settings: Settings) -> float:
     """How long after a claim a carrier call may still start (see ``SenderOptions``)."""
     return max(0.2, settings.sending_stale_s - settings.carrier_timeout_s - 1.0)
+
+
+class RoutedProgress(SqlProgress):
+    """The log as the routing sender needs it: failed attempts also note their connection on
+    the timeline, and retried messages tell which connection their last attempt used."""
+
+    def record_failures(
+        self,
+        failures: Sequence[Failure],
+        now: float,
+        expected: str = "sending",
+        connection: str | None = None,
+    ) -> int:
+        """See :func:`dispatcher.store.progress.record_failures`; plus a ``routed`` event."""
+        if connection is None:
+            return super().record_failures(failures, now, expected)
+
+        def both(conn: Connection) -> int:
+            from dispatcher.store import progress
+
+            moved = progress.record_failures(conn, failures, now, expected)
+            add_events(
+                conn, ((f.id, now, "routed", None, {"connection": connection}) for f in failures)
+            )
+            return moved
+
+        return self.run(both)
+
+    def last_connections(self, ids: Sequence[str]) -> dict[str, str]:
+        """The connection each message's previous attempt used."""
+        m = messages.c
+        rows = self.run(
+            lambda conn: conn.execute(
+                select(m.id, m.connection).where(m.id.in_(list(ids)), m.connection.is_not(None))
+            ).all()
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def account_names(self, ids: Sequence[int]) -> dict[int, str]:
+        """Account names by id (routes may filter by account)."""
+        rows = self.run(
+            lambda conn: conn.execute(
+                select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(list(ids)))
+            ).all()
+        )
+        return {int(r[0]): str(r[1]) for r in rows}
+
+
+def _transition(connection: str, old: State, new: State) -> None:
+    metrics.record_breaker_transition(connection, old.name.lower(), new.name.lower())
+
+
+def _seen(connection: str, state: State) -> None:
+    metrics.set_breaker_state(connection, state.name.lower())
 
 
 class Runtime:
@@ -60,29 +126,53 @@ class Runtime:
         self.loop = new_loop()
         asyncio.set_event_loop(self.loop)
         self.engine = make_engine(settings.database_url, pool_size=4)
-        self.store = SqlProgress(self.engine)
+        self.store = RoutedProgress(self.engine)
         self.session: aiohttp.ClientSession = self.loop.run_until_complete(self._session())
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.limiter = AsyncLimiter(
             AsyncRedisRateLimitBackend(self.redis), on_wait=metrics.record_rate_wait
         )
-        self.connector: Connector = SimulatorConnector(
-            DEFAULT_CONNECTION,
-            settings.carrier_url,
-            self.session,
-            token=settings.carrier_token,
-            max_batch=settings.carrier_batch_size,
-            timeout_s=settings.carrier_timeout_s,
-        )
-        rate = Rate(settings.carrier_tps)  # default burst: 1 % of a second, at least 2
-        self.tokens = ConnectionTokens(self.limiter, DEFAULT_CONNECTION, rate)
-        metrics.set_rate_limit(DEFAULT_CONNECTION, settings.carrier_tps)
+        self.table = current_table(settings)
+        self.config = self.table.config
+        self.routes: list[Route] = []
+        for cfg in self.config.connections:
+            window = None
+            if cfg.max_in_flight is not None:
+                window = InFlightWindow(
+                    self.redis, cfg.name, cfg.max_in_flight, lease_s=cfg.timeout_s + 5
+                )
+            tokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.tps))
+            self.routes.append(Route(cfg.name, build_connector(cfg, self.session), tokens, window))
+            metrics.set_rate_limit(cfg.name, cfg.tps)
+        self.connectors = ConnectorSet({r.name: r.connector for r in self.routes})
+        self.breakers: Breakers | None = None
+        self.chooser: RouteChooser | None = None
+        # The tasks' one-connector face: the connector itself while there is only the implicit
+        # default (behaviour unchanged), the set of all of them with a connections file.
+        self.connector: Connector | ConnectorSet = self.routes[0].connector
+        if not self.config.implicit:
+            self.connector = self.connectors
+            self.breakers = Breakers(
+                self.redis,
+                self.config.breaker,
+                on_transition=_transition,
+                on_seen=_seen,
+                lease_s=max(c.timeout_s for c in self.config.connections) + 5,
+            )
+            self.chooser = RouteChooser(self.table, self.breakers, self._account_names)
         self.policies = {
             Lane.PRIORITY: RetryPolicy(settings.max_attempts, base_s=0.5, cap_s=30.0),
             Lane.BULK: RetryPolicy(
                 settings.max_attempts, settings.retry_base_s, settings.retry_max_s
             ),
         }
+        self._names: dict[int, str] = {}
+
+    async def _account_names(self, ids: Sequence[int]) -> Mapping[int, str]:
+        missing = [i for i in ids if i not in self._names]
+        if missing:
+            self._names.update(await asyncio.to_thread(self.store.account_names, missing))
+        return self._names
 
     async def _session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -94,13 +184,14 @@ class Runtime:
         """A sender for one chunk of ``lane``."""
         options = SenderOptions(
             lane=str(lane),
-            sub_batch=sub_batch_for(self.settings, lane),
+            sub_batch=sub_batch_for(self.settings, lane, self.config),
             max_in_flight=self.settings.carrier_max_in_flight,
             rate_wait_max_s=self.settings.rate_wait_max_s,
             send_deadline_s=send_deadline(self.settings),
+            route_wait_s=self.config.breaker.wait_s,
         )
         policy = self.policies.get(Lane(lane), self.policies[Lane.BULK])
-        return ChunkSender(self.store, self.connector, self.tokens, policy, options)
+        return ChunkSender(self.store, self.routes, policy, options, chooser=self.chooser)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on this process's loop."""

@@ -1,18 +1,21 @@
 """Sending a chunk of messages: plain Python, no Celery, tested without a broker.
 
 Order of work per sub-batch, and why:
-1. take rate-limit tokens (charged per SMS part) — waiting here is not an attempt;
-2. claim the messages (queued → sending, compare-and-set) — a redelivered chunk claims nothing
-   it already sent, so it cannot send twice;
-3. call the carrier with our message id as client reference;
-4. record the outcome (sent / retrying / rejected / failed / expired) in the log.
-Claims are taken only after the tokens, so a message is in "sending" only for the length of a
-carrier call, and a crash leaves few claims for the reconciler to check.
+1. choose a connection per message (routing table, breakers; :mod:`workers.connectors.chooser`)
+   — a message whose every route is down waits, without spending an attempt;
+2. per connection: claim the messages (queued → sending, compare-and-set) — a redelivered
+   chunk claims nothing it already sent, so it cannot send twice;
+3. take that connection's rate-limit tokens (charged per SMS part) right before each send —
+   waiting here is not an attempt;
+4. call the carrier with our message id as client reference (inside the connection's in-flight
+   window), and count the call's health in the connection's breaker;
+5. record the outcome (sent / retrying / rejected / failed / expired) in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,10 @@ import structlog
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent
 from workers import metrics
+from workers.breaker import is_health_failure
 from workers.connectors.base import Connector, Outbound, SubmitResult
+from workers.connectors.chooser import Plan, RouteChooser
+from workers.connectors.window import InFlightWindow, WindowFull
 from workers.errors import CarrierError, ClaimExpired, PermanentCarrierError, ThrottledError
 from workers.retry import RetryPolicy
 
@@ -39,10 +45,15 @@ class ProgressStore(Protocol):
     def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]: ...
     def record_sent(self, sent: Sequence[Sent], now: float) -> int: ...
     def record_failures(
-        self, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
+        self,
+        failures: Sequence[Failure],
+        now: float,
+        expected: str = Status.SENDING,
+        connection: str | None = None,
     ) -> int: ...
     def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
     def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
+    def last_connections(self, ids: Sequence[str]) -> dict[str, str]: ...
 
 
 class TokenSource(Protocol):
@@ -51,6 +62,24 @@ class TokenSource(Protocol):
     async def wait_for(self, costs: Sequence[int], max_wait: float) -> tuple[int, float]:
         """Grant a prefix of ``costs``; ``(0, _)`` when ``max_wait`` ran out."""
         ...
+
+
+@dataclass
+class Route:
+    """What the sender needs to send over one connection."""
+
+    name: str
+    connector: Connector
+    tokens: TokenSource
+    window: InFlightWindow | None = None  # None: only the per-process limit applies
+
+
+class WindowFullError(CarrierError):
+    """No in-flight slot of the connection came free in time: nothing was sent; the claim is
+    handed back without spending the attempt."""
+
+    def __init__(self) -> None:
+        super().__init__("window_full", "connection's in-flight window stayed full")
 
 
 @dataclass
@@ -65,9 +94,12 @@ class ChunkReport:
     failed: int = 0
     expired: int = 0
     deferred: int = 0
+    waiting: int = 0  # every route down: parked without an attempt
+    unroutable: int = 0
     reconciled: int = 0
     abandoned: int = 0  # claim aged past the send deadline (a stalled process): reconciler's
     errors: dict[str, int] = field(default_factory=dict)
+    connections: dict[str, int] = field(default_factory=dict)  # messages handed to each
 
 
 @dataclass
@@ -83,6 +115,7 @@ class SenderOptions:
     # that is still on its way (a process stalled between claim and send cannot send late).
     send_deadline_s: float = 60.0
     lane: str = "bulk"  # the lane it sends for (metrics labels)
+    route_wait_s: float = 2.0  # longest wait of a message whose every route is down
 
 
 async def run_pool(items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: int) -> list[R]:
@@ -99,27 +132,38 @@ async def run_pool(items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: i
 
 
 class ChunkSender:
-    """Sends the messages of one chunk through one connector."""
+    """Sends the messages of one chunk over the connections their routes choose.
+
+    With one route and no chooser every message goes to that route (the implicit ``default``
+    connection, and the unit tests).
+    """
 
     def __init__(
         self,
         store: ProgressStore,
-        connector: Connector,
-        tokens: TokenSource,
+        routes: Route | Sequence[Route],
         policy: RetryPolicy,
         options: SenderOptions | None = None,
         clock: Callable[[], float] = time.time,
+        chooser: RouteChooser | None = None,
     ) -> None:
         self.store = store
-        self.connector = connector
-        self.tokens = tokens
+        self.routes = {r.name: r for r in ([routes] if isinstance(routes, Route) else routes)}
+        self.chooser = chooser
         self.policy = policy
         self.options = options or SenderOptions()
         self.clock = clock
+        self._recording: list[asyncio.Future[None]] = []
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         # The log is sync (SQLAlchemy); keep the event loop free for in-flight carrier calls.
         return await asyncio.to_thread(fn, *args)
+
+    async def _plan(self, window: Sequence[dict[str, Any]]) -> Plan:
+        if self.chooser is None:
+            (only,) = self.routes.values()
+            return Plan(by_connection={only.name: list(window)})
+        return await self.chooser.plan(window, self.options.lane)
 
     async def run(self, messages: Sequence[dict[str, Any]]) -> ChunkReport:
         """Send ``messages`` (task payload dicts); every one ends recorded in some state."""
@@ -127,98 +171,231 @@ class ChunkSender:
         todo = list(messages)
         wait_limit = time.monotonic() + self.options.rate_wait_max_s
         pos = 0
-        recording: list[asyncio.Task[None]] = []
+        saturated: set[str] = set()
         while pos < len(todo):
             window = todo[pos : pos + self.options.sub_batch]
             pos += len(window)
-            now = self.clock()
-            claimed = await self._db(
-                self.store.claim, [m["id"] for m in window], self.connector.name, now
+            plan = await self._plan(window)
+            await self._unsendable(plan, report)
+            parked = [m for n in saturated for m in plan.by_connection.pop(n, [])]
+            if parked:
+                await self._park(parked, "rate_limited", report, "+".join(sorted(saturated)))
+            names = list(plan.by_connection)
+            full = await asyncio.gather(
+                *(
+                    self._over(
+                        self.routes[n],
+                        plan.by_connection[n],
+                        plan.probes.get(n, set()),
+                        report,
+                        wait_limit,
+                    )
+                    for n in names
+                )
             )
-            send_by = time.monotonic() + self.options.send_deadline_s
-            if len(claimed) < len(window):
-                # Not claimable: past validity (expire it, never send), or already taken or
-                # done by an earlier delivery of this chunk (skip it).
-                rest = [m["id"] for m in window if m["id"] not in claimed]
-                expired = await self._db(self.store.expire_overdue, rest, now)
-                report.expired += len(expired)
-                metrics.record_expired(self.options.lane, self.connector.name, len(expired))
-                report.skipped += len(rest) - len(expired)
-            # The log's validity, not the payload's, bounds retries.
-            take = [{**m, "valid_until": claimed[m["id"]]} for m in window if m["id"] in claimed]
-            # Tokens are taken right before each send, so what the carrier sees follows the
-            # limiter's schedule; sends of granted messages run while we wait for more tokens.
-            sends: list[asyncio.Future[dict[str, SubmitResult]]] = []
-            granted_total = 0
-            while granted_total < len(take):
-                budget = min(wait_limit, send_by) - time.monotonic()
-                rest = take[granted_total:]
-                granted, _ = await self.tokens.wait_for([m["parts"] for m in rest], max(0, budget))
-                if granted == 0:
-                    break
-                part = rest[:granted]
-                sends.append(asyncio.ensure_future(self._send(part, report, send_by)))
-                granted_total += granted
-            results: dict[str, SubmitResult] = {}
-            for done in await asyncio.gather(*sends):
-                results.update(done)
-            sent_msgs = take[:granted_total]
-            if sent_msgs:
-                recording.append(asyncio.ensure_future(self._record(sent_msgs, results, report)))
-            if granted_total < len(take):
-                # The limiter is saturated: hand back what we claimed but could not send, and
-                # park the rest of the chunk, without spending attempts on either.
-                now = self.clock()
-                until = now + self.options.defer_s
-                unsent = [m["id"] for m in take[granted_total:]]
-                report.deferred += await self._db(
-                    self.store.release, unsent, until, now, "rate_limited"
-                )
-                later = [m["id"] for m in todo[pos:]]
-                report.deferred += await self._db(
-                    self.store.defer, later, until, now, "rate_limited"
-                )
-                metrics.record_deferred(
-                    self.options.lane, self.connector.name, len(unsent) + len(later)
-                )
+            saturated.update(n for n, f in zip(names, full, strict=True) if f)
+            if saturated and saturated >= set(self.routes):
+                # Every connection's limiter is saturated: park the rest of the chunk at once,
+                # without spending attempts.
+                later = todo[pos:]
+                if later:
+                    await self._park(later, "rate_limited", report, "+".join(sorted(saturated)))
                 break
-        if recording:
-            await asyncio.gather(*recording)
+        if self._recording:
+            await asyncio.gather(*self._recording)
+            self._recording.clear()
         return report
 
+    async def _park(
+        self,
+        msgs: Sequence[dict[str, Any]],
+        reason: str,
+        report: ChunkReport,
+        label: str,
+        wait_s: float | None = None,
+    ) -> int:
+        now = self.clock()
+        until = now + (self.options.defer_s if wait_s is None else wait_s)
+        n = await self._db(self.store.defer, [m["id"] for m in msgs], until, now, reason)
+        report.deferred += n
+        metrics.record_deferred(self.options.lane, label, len(msgs))
+        return n
+
+    async def _unsendable(self, plan: Plan, report: ChunkReport) -> None:
+        if plan.waiting:
+            # Every route is down: wait for the first breaker to allow a probe, within bounds.
+            wait = max(self.options.defer_s, min(plan.wait_s, self.options.route_wait_s))
+            report.waiting += await self._park(
+                plan.waiting, "no_route_available", report, "none", wait
+            )
+            log.warning(
+                "route.all_down", lane=self.options.lane, messages=len(plan.waiting), wait_s=wait
+            )
+        if plan.unroutable:
+            # Accepted while a route existed; the configuration no longer has one.
+            now = self.clock()
+            failures = [
+                Failure(
+                    m["id"],
+                    Status.REJECTED,
+                    "no_route",
+                    "no carrier connection serves this destination",
+                    True,
+                )
+                for m in plan.unroutable
+            ]
+            report.unroutable += await self._db(
+                self.store.record_failures, failures, now, Status.QUEUED, None
+            )
+            report.rejected += len(failures)
+            metrics.record_failures(self.options.lane, "none", failures)
+            log.warning("route.none", lane=self.options.lane, messages=len(failures))
+
+    async def _over(
+        self,
+        route: Route,
+        window: Sequence[dict[str, Any]],
+        probes: set[str],
+        report: ChunkReport,
+        wait_limit: float,
+    ) -> bool:
+        """Claim, send and record ``window`` over ``route``; True when its limiter saturated."""
+        retried = [m["id"] for m in window if m.get("attempt", 0) > 0]
+        previous: dict[str, str] = {}
+        if retried and len(self.routes) > 1:
+            previous = await self._db(self.store.last_connections, retried)
+        now = self.clock()
+        claimed = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
+        send_by = time.monotonic() + self.options.send_deadline_s
+        report.connections[route.name] = report.connections.get(route.name, 0) + len(claimed)
+        if len(claimed) < len(window):
+            # Not claimable: past validity (expire it, never send), or already taken or
+            # done by an earlier delivery of this chunk (skip it).
+            rest = [m["id"] for m in window if m["id"] not in claimed]
+            expired = await self._db(self.store.expire_overdue, rest, now)
+            report.expired += len(expired)
+            metrics.record_expired(self.options.lane, route.name, len(expired))
+            report.skipped += len(rest) - len(expired)
+            await self._release_probes(route, [i for i in rest if i in probes])
+        # The log's validity, not the payload's, bounds retries.
+        take = [{**m, "valid_until": claimed[m["id"]]} for m in window if m["id"] in claimed]
+        # Tokens are taken right before each send, so what the carrier sees follows the
+        # limiter's schedule; sends of granted messages run while we wait for more tokens.
+        sends: list[asyncio.Future[dict[str, SubmitResult]]] = []
+        granted_total = 0
+        while granted_total < len(take):
+            budget = min(wait_limit, send_by) - time.monotonic()
+            rest_msgs = take[granted_total:]
+            granted, _ = await route.tokens.wait_for(
+                [m["parts"] for m in rest_msgs], max(0, budget)
+            )
+            if granted == 0:
+                break
+            part = rest_msgs[:granted]
+            sends.append(
+                asyncio.ensure_future(self._send(route, part, report, send_by, probes, previous))
+            )
+            granted_total += granted
+        results: dict[str, SubmitResult] = {}
+        for done in await asyncio.gather(*sends):
+            results.update(done)
+        sent_msgs = take[:granted_total]
+        if sent_msgs:
+            self._recording.append(
+                asyncio.ensure_future(self._record(route, sent_msgs, results, report))
+            )
+        if granted_total == len(take):
+            return False
+        # The limiter is saturated: hand back what we claimed but could not send, without
+        # spending attempts.
+        now = self.clock()
+        unsent = [m["id"] for m in take[granted_total:]]
+        report.deferred += await self._db(
+            self.store.release, unsent, now + self.options.defer_s, now, "rate_limited"
+        )
+        metrics.record_deferred(self.options.lane, route.name, len(unsent))
+        await self._release_probes(route, [i for i in unsent if i in probes])
+        return True
+
+    async def _release_probes(self, route: Route, ids: Sequence[str]) -> None:
+        if self.chooser is not None and self.chooser.breakers is not None:
+            for _ in ids:
+                await self.chooser.breakers.release_probe(route.name)
+
+    async def _health(self, route: Route, rs: Sequence[SubmitResult], probes: set[str]) -> None:
+        """Count one carrier call in the connection's breaker."""
+        breakers = self.chooser.breakers if self.chooser is not None else None
+        if breakers is None or not rs or isinstance(rs[0].error, ClaimExpired | WindowFullError):
+            return
+        ok = not any(is_health_failure(r.error) for r in rs)
+        n_probes = sum(1 for r in rs if r.ref in probes)
+        for _ in range(max(1, n_probes)):
+            await breakers.record(route.name, ok, probe=n_probes > 0)
+
+    async def _lookup(
+        self, route: Route, retried: Sequence[str], previous: dict[str, str]
+    ) -> dict[str, str]:
+        """A retried message may have reached a carrier before a timeout: ask the connection
+        of its previous attempt before resending."""
+        by_conn: dict[str, list[str]] = {}
+        for ref in retried:
+            by_conn.setdefault(previous.get(ref) or route.name, []).append(ref)
+        found: dict[str, str] = {}
+        for name, refs in by_conn.items():
+            connector = self.routes[name].connector if name in self.routes else route.connector
+            with contextlib.suppress(CarrierError):  # cannot tell: send it (as before routing)
+                found.update(await connector.lookup(refs) or {})
+        return found
+
     async def _send(
-        self, msgs: Sequence[dict[str, Any]], report: ChunkReport, deadline: float
+        self,
+        route: Route,
+        msgs: Sequence[dict[str, Any]],
+        report: ChunkReport,
+        deadline: float,
+        probes: set[str],
+        previous: dict[str, str],
     ) -> dict[str, SubmitResult]:
         out: dict[str, SubmitResult] = {}
-        # A retried message may have reached the carrier before a timeout: ask before resending.
+        connector = route.connector
         retried = [m["id"] for m in msgs if m.get("attempt", 0) > 0]
         if retried:
-            try:
-                found = await self.connector.lookup(retried)
-            except CarrierError:
-                found = None
-            for ref, cid in (found or {}).items():
+            for ref, cid in (await self._lookup(route, retried, previous)).items():
                 out[ref] = SubmitResult(ref, cid, 200, 0.0)
                 report.reconciled += 1
         pending = [_outbound(m) for m in msgs if m["id"] not in out]
-        if self.connector.max_batch > 1:
+
+        async def call(
+            batch: Sequence[Outbound], fn: Callable[[], Awaitable[list[SubmitResult]]], kind: str
+        ) -> list[SubmitResult]:
+            if time.monotonic() > deadline:
+                return [SubmitResult(o.ref, None, None, 0.0, ClaimExpired()) for o in batch]
+            try:
+                if route.window is None:
+                    rs = await fn()
+                else:
+                    async with route.window.slot(deadline):
+                        rs = await fn()
+            except WindowFull:
+                return [SubmitResult(o.ref, None, None, 0.0, WindowFullError()) for o in batch]
+            metrics.record_carrier_call(route.name, kind, rs)
+            await self._health(route, rs, probes)
+            return rs
+
+        if connector.max_batch > 1:
             groups: dict[tuple[str, str, bool], list[Outbound]] = {}
             for o in pending:
                 groups.setdefault((o.sender, o.text, o.flash), []).append(o)
             singles = [g[0] for g in groups.values() if len(g) == 1]
             batches = [
-                g[i : i + self.connector.max_batch]
+                g[i : i + connector.max_batch]
                 for g in groups.values()
                 if len(g) > 1
-                for i in range(0, len(g), self.connector.max_batch)
+                for i in range(0, len(g), connector.max_batch)
             ]
 
             async def one_batch(batch: list[Outbound]) -> list[SubmitResult]:
-                if time.monotonic() > deadline:
-                    return [SubmitResult(o.ref, None, None, 0.0, ClaimExpired()) for o in batch]
-                rs = await self.connector.submit_batch(batch)
-                metrics.record_carrier_call(self.connector.name, "batch", rs)
-                return rs
+                return await call(batch, lambda: connector.submit_batch(batch), "batch")
 
             batch_results = await run_pool(
                 batches, one_batch, max(1, self.options.max_in_flight // 8)
@@ -229,22 +406,26 @@ class ChunkSender:
             singles = pending
 
         async def one(o: Outbound) -> SubmitResult:
-            if time.monotonic() > deadline:
-                return SubmitResult(o.ref, None, None, 0.0, ClaimExpired())
-            r = await self.connector.submit(o)
-            metrics.record_carrier_call(self.connector.name, "single", [r])
-            return r
+            async def submit() -> list[SubmitResult]:
+                return [await connector.submit(o)]
+
+            return (await call([o], submit, "single"))[0]
 
         single_results = await run_pool(singles, one, self.options.max_in_flight)
         out.update((r.ref, r) for r in single_results)
         return out
 
     async def _record(
-        self, msgs: Sequence[dict[str, Any]], results: dict[str, SubmitResult], report: ChunkReport
+        self,
+        route: Route,
+        msgs: Sequence[dict[str, Any]],
+        results: dict[str, SubmitResult],
+        report: ChunkReport,
     ) -> None:
         now = self.clock()
         sent: list[Sent] = []
         failures: list[Failure] = []
+        unsent: list[str] = []
         by_id = {m["id"]: m for m in msgs}
         for m in msgs:
             r = results[m["id"]]
@@ -257,22 +438,28 @@ class ChunkSender:
             if isinstance(err, ClaimExpired):
                 report.abandoned += 1  # left in "sending": the reconciler asks the carrier
                 continue
+            if isinstance(err, WindowFullError):
+                unsent.append(m["id"])
+                continue
             report.errors[err.code] = report.errors.get(err.code, 0) + 1
             failures.append(self._failure(m, r, err, now))
+        if unsent:
+            report.deferred += await self._db(
+                self.store.release, unsent, now + self.options.defer_s, now, "window_full"
+            )
+            metrics.record_deferred(self.options.lane, route.name, len(unsent))
         if sent:
             report.sent += await self._db(self.store.record_sent, sent, now)
-            metrics.record_sent(
-                self.options.lane, self.connector.name, [by_id[s.id] for s in sent], now
-            )
+            metrics.record_sent(self.options.lane, route.name, [by_id[s.id] for s in sent], now)
         if failures:
-            await self._db(self.store.record_failures, failures, now)
-            metrics.record_failures(self.options.lane, self.connector.name, failures)
+            await self._db(self.store.record_failures, failures, now, Status.SENDING, route.name)
+            metrics.record_failures(self.options.lane, route.name, failures)
             for f, m in zip(failures, (by_id[f.id] for f in failures), strict=True):
                 log.info(
                     "message.attempt_failed",
                     message_id=f.id,
                     account=m["account"],
-                    connection=self.connector.name,
+                    connection=route.name,
                     code=f.code,
                     next_status=f.status,
                     http_status=f.http_status,

@@ -4,6 +4,12 @@ Thin on purpose: authenticate the connection, check the shape, enqueue on the dl
 Parsing (each carrier's status map) and applying happen in the dlr workers, so a burst of
 reports never slows the API and a report that arrives before its submit was recorded can be
 retried there instead of being dropped.
+
+Each connection of the routing configuration authenticates with its own secret: a bearer
+callback token, or, for a ``messageflow`` upstream that reports by signed webhooks, its webhook
+secret (Standard Webhooks signature; the events are turned into the generic report form
+here). Unknown connections are 404; without a connections file the implicit ``default``
+connection uses ``SMSDISPATCH_CARRIER_CALLBACK_TOKEN``.
 """
 
 from __future__ import annotations
@@ -16,19 +22,27 @@ from fastapi import APIRouter, Header, Request
 
 from dispatcher.api.context import ContextDep, request_id
 from dispatcher.api.envelope import JsonResponse
+from dispatcher.api.models import error_responses
 from dispatcher.broker import BrokerUnavailable
 from dispatcher.contract import TASK_APPLY_INBOUND, TASK_APPLY_REPORTS
 from dispatcher.errors import ApiError
+from dispatcher.routing import ConnectionConfig, current_table
+from dispatcher.routing.upstream import report_from_status_event
+from dispatcher.webhooks.verify import WebhookVerificationError, verify
 
 router = APIRouter(prefix="/carrier", tags=["Carrier callbacks"])
 MAX_ITEMS = 1000
-KNOWN_CONNECTIONS = ("default",)
 
 
-def _authenticate(ctx: ContextDep, connection: str, authorization: str | None) -> None:
-    token = ctx.settings.carrier_callback_token
-    if connection not in KNOWN_CONNECTIONS:
+def _connection(ctx: ContextDep, connection: str) -> ConnectionConfig:
+    cfg = current_table(ctx.settings).config.connection(connection)
+    if cfg is None:
         raise ApiError("not_found", "no such carrier connection", "connection", connection)
+    return cfg
+
+
+def _check_token(cfg: ConnectionConfig, authorization: str | None) -> None:
+    token = cfg.credentials.callback_token
     given = (authorization or "").removeprefix("Bearer ").strip()
     # An empty configured token refuses everything: callbacks are closed unless configured.
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
@@ -37,11 +51,14 @@ def _authenticate(ctx: ContextDep, connection: str, authorization: str | None) -
         )
 
 
-async def _items(request: Request) -> list[dict[str, Any]]:
+def _parse(body: bytes) -> Any:
     try:
-        body = orjson.loads(await request.body())
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ApiError("invalid_json", "the body is not valid JSON", "body", None) from None
+
+
+def _items(body: Any) -> list[dict[str, Any]]:
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > MAX_ITEMS:
         raise ApiError("invalid_field", f"send 1-{MAX_ITEMS} objects", "body", len(items))
@@ -53,32 +70,65 @@ async def _items(request: Request) -> list[dict[str, Any]]:
     return items
 
 
-async def _accept(
-    request: Request, ctx: ContextDep, task: str, connection: str, authorization: str | None
+async def _publish(
+    request: Request, ctx: ContextDep, task: str, connection: str, items: list[dict[str, Any]]
 ) -> JsonResponse:
-    _authenticate(ctx, connection, authorization)
-    items = await _items(request)
-    try:
-        await ctx.callbacks.publish(task, connection, items)
-    except BrokerUnavailable:
-        raise ApiError("service_unavailable", "queue unreachable; retry later") from None
+    if items:
+        try:
+            await ctx.callbacks.publish(task, connection, items)
+        except BrokerUnavailable:
+            raise ApiError("service_unavailable", "queue unreachable; retry later") from None
     return JsonResponse({"accepted": len(items), "uniqId": request_id(request)})
 
 
+async def _signed_reports(
+    request: Request, ctx: ContextDep, cfg: ConnectionConfig, body: bytes
+) -> JsonResponse:
+    """An upstream's signed ``message.status`` webhook → generic reports on the dlr lane."""
+    try:
+        verify(body, dict(request.headers), [cfg.credentials.webhook_secret])
+    except WebhookVerificationError as exc:
+        raise ApiError("unauthorized", f"webhook signature: {exc}", "webhook-signature") from None
+    reports = [r for r in map(report_from_status_event, _items(_parse(body))) if r]
+    return await _publish(request, ctx, TASK_APPLY_REPORTS, cfg.name, reports)
+
+
 AuthHeader = Annotated[str | None, Header(description="`Bearer <callback token>`")]
+CALLBACK_ERRORS = error_responses(
+    "invalid_json",
+    "invalid_field",
+    "unauthorized",
+    "not_found",
+    "payload_too_large",
+    "internal_error",
+    "service_unavailable",
+)
 
 
-@router.post("/{connection}/reports", summary="Delivery reports from a carrier")
+@router.post(
+    "/{connection}/reports", summary="Delivery reports from a carrier", responses=CALLBACK_ERRORS
+)
 async def reports(
     request: Request, connection: str, ctx: ContextDep, authorization: AuthHeader = None
 ) -> JsonResponse:
     """Accept one report object or an array of them; 200 once they are queued."""
-    return await _accept(request, ctx, TASK_APPLY_REPORTS, connection, authorization)
+    cfg = _connection(ctx, connection)
+    body = await request.body()
+    if cfg.credentials.webhook_secret and "webhook-signature" in request.headers:
+        return await _signed_reports(request, ctx, cfg, body)
+    _check_token(cfg, authorization)
+    return await _publish(request, ctx, TASK_APPLY_REPORTS, cfg.name, _items(_parse(body)))
 
 
-@router.post("/{connection}/inbound", summary="Inbound messages from a carrier")
+@router.post(
+    "/{connection}/inbound", summary="Inbound messages from a carrier", responses=CALLBACK_ERRORS
+)
 async def inbound(
     request: Request, connection: str, ctx: ContextDep, authorization: AuthHeader = None
 ) -> JsonResponse:
     """Accept one inbound message (or part) or an array of them; 200 once they are queued."""
-    return await _accept(request, ctx, TASK_APPLY_INBOUND, connection, authorization)
+    cfg = _connection(ctx, connection)
+    _check_token(cfg, authorization)
+    return await _publish(
+        request, ctx, TASK_APPLY_INBOUND, cfg.name, _items(_parse(await request.body()))
+    )

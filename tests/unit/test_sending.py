@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent
+from workers.breaker import Breakers, State
 from workers.connectors.base import Outbound, SubmitResult
 from workers.errors import (
     AmbiguousCarrierError,
@@ -22,7 +24,7 @@ from workers.errors import (
 )
 from workers.rate_limits import AsyncLimiter, AsyncMemoryRateLimitBackend, Rate
 from workers.retry import RetryPolicy
-from workers.sending import ChunkSender, SenderOptions
+from workers.sending import ChunkSender, Route, SenderOptions
 from workers.tokens import ConnectionTokens
 
 NOW = 1_800_000_000.0
@@ -36,6 +38,7 @@ class Row:
     carrier_id: str | None = None
     error: str | None = None
     next_attempt_at: float | None = None
+    connection: str | None = None
 
 
 @dataclass
@@ -51,6 +54,7 @@ class MemoryLog:
             if row.status == Status.QUEUED and row.valid_until > now:
                 row.status = Status.SENDING
                 row.attempts += 1
+                row.connection = connection
                 won[i] = row.valid_until
         return won
 
@@ -73,7 +77,11 @@ class MemoryLog:
         return n
 
     def record_failures(
-        self, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
+        self,
+        failures: Sequence[Failure],
+        now: float,
+        expected: str = Status.SENDING,
+        connection: str | None = None,
     ) -> int:
         n = 0
         for f in failures:
@@ -86,6 +94,9 @@ class MemoryLog:
 
     def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
         return self._move(ids, Status.QUEUED, until, refund=False)
+
+    def last_connections(self, ids: Sequence[str]) -> dict[str, str]:
+        return {i: self.rows[i].connection for i in ids if self.rows[i].connection}
 
     def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
         return self._move(ids, Status.SENDING, until, refund=True)
@@ -154,7 +165,8 @@ def make(
 ) -> ChunkSender:
     tokens = ConnectionTokens(AsyncLimiter(AsyncMemoryRateLimitBackend()), "c", Rate(tps))
     policy = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=60.0, rng=random.Random(1))
-    return ChunkSender(log, carrier, tokens, policy, options or SenderOptions(), clock=lambda: NOW)
+    route = Route("c", carrier, tokens)
+    return ChunkSender(log, route, policy, options or SenderOptions(), clock=lambda: NOW)
 
 
 def run(sender: ChunkSender, msgs: list[dict[str, Any]]) -> Any:
@@ -271,3 +283,147 @@ def test_timeouts_are_retryable(err: CarrierError) -> None:
     log = MemoryLog({"m0": Row()})
     run(make(log, FakeCarrier(plan={"m0": err})), [payload(0)])
     assert log.rows["m0"].status == Status.RETRYING
+
+
+# -- routing: several connections, breakers (fakeredis), in-flight windows ----------------------
+ROUTES = {
+    "connections": [
+        {
+            "name": "primary",
+            "type": "simulator",
+            "url": "http://127.0.0.1:1",
+            "tps": 1000,
+            "destinations": ["+48111"],
+        },
+        {
+            "name": "backup",
+            "type": "simulator",
+            "url": "http://127.0.0.1:2",
+            "tps": 1000,
+            "destinations": ["+48111"],
+            "preference": 2,
+        },
+    ],
+    "breaker": {"failure_threshold": 2, "probes": 1, "wait_s": 3},
+}
+
+
+def routed(
+    log: MemoryLog,
+    carriers: dict[str, FakeCarrier],
+    redis: Any = None,
+    cooldown_s: float = 30.0,
+    **options: Any,
+) -> tuple[ChunkSender, Breakers]:
+    import fakeredis
+
+    from dispatcher.config import Settings
+    from dispatcher.routing import RoutingTable
+    from dispatcher.routing.loader import parse
+    from workers.connectors.chooser import RouteChooser
+
+    routes = {**ROUTES, "breaker": {**ROUTES["breaker"], "cooldown_s": cooldown_s}}
+    config = parse(routes, "/x/connections.toml", Settings(), {})
+    breakers = Breakers(redis or fakeredis.FakeAsyncRedis(), config.breaker, peek_ttl_s=0.0)
+    limiter = AsyncLimiter(AsyncMemoryRateLimitBackend())
+    bundle = [
+        Route(name, carrier, ConnectionTokens(limiter, name, Rate(1e6)))
+        for name, carrier in carriers.items()
+    ]
+    policy = RetryPolicy(max_attempts=5, base_s=1.0, cap_s=60.0, rng=random.Random(1))
+    chooser = RouteChooser(RoutingTable(config), breakers, rng=random.Random(1))
+    opts = SenderOptions(**{"sub_batch": 2, "route_wait_s": 3.0, **options})
+    return ChunkSender(log, bundle, policy, opts, clock=lambda: NOW, chooser=chooser), breakers
+
+
+def test_failing_connection_moves_traffic_to_its_backup() -> None:
+    log = MemoryLog({f"m{i}": Row() for i in range(10)})
+    primary = FakeCarrier(
+        plan={f"m{i}": RetryableCarrierError("internal", "x", 500) for i in range(10)}
+    )
+    backup = FakeCarrier()
+    sender, breakers = routed(log, {"primary": primary, "backup": backup})
+    report = run(sender, [payload(i) for i in range(10)])
+    # Two failed calls open the breaker; everything after goes to the backup.
+    assert primary.submits == ["m0", "m1"] and report.retrying == 2
+    assert sorted(backup.submits) == [f"m{i}" for i in range(2, 10)]
+    assert report.connections == {"primary": 2, "backup": 8}
+    assert {log.rows[f"m{i}"].connection for i in range(2, 10)} == {"backup"}
+    state = asyncio.run(breakers.peek(["primary"]))["primary"].state
+    assert state == State.OPEN
+
+
+def test_every_route_down_waits_without_spending_attempts() -> None:
+    import fakeredis
+
+    redis = fakeredis.FakeAsyncRedis()
+    log = MemoryLog({f"m{i}": Row() for i in range(4)})
+    sender, breakers = routed(log, {"primary": FakeCarrier(), "backup": FakeCarrier()}, redis)
+
+    async def break_both() -> None:
+        for name in ("primary", "backup"):
+            for _ in range(2):
+                await breakers.record(name, False)
+
+    asyncio.run(break_both())
+    report = run(sender, [payload(i) for i in range(4)])
+    assert report.waiting == 4 and report.sent == 0
+    assert all(r.status == Status.RETRYING and r.attempts == 0 for r in log.rows.values())
+    # It waits for the first probe chance (30 s away), at most wait_s.
+    assert {r.next_attempt_at for r in log.rows.values()} == {NOW + 3.0}
+
+
+def test_recovering_primary_gets_a_probe_and_closes() -> None:
+    import fakeredis
+
+    redis = fakeredis.FakeAsyncRedis()
+    log = MemoryLog({f"m{i}": Row() for i in range(6)})
+    primary, backup = FakeCarrier(), FakeCarrier()
+    sender, breakers = routed(
+        log, {"primary": primary, "backup": backup}, redis, cooldown_s=0.05, sub_batch=3
+    )
+
+    async def open_primary() -> None:
+        for _ in range(2):
+            await breakers.record("primary", False)
+        await asyncio.sleep(0.08)  # past the cool-down
+
+    asyncio.run(open_primary())
+    report = run(sender, [payload(i) for i in range(6)])
+    assert report.sent == 6
+    # The first sub-batch: one probe to the primary, the rest to the backup; the probe's
+    # success closed the breaker (probes = 1), so the next sub-batch is all on the primary.
+    assert primary.submits == ["m0", "m3", "m4", "m5"] and sorted(backup.submits) == ["m1", "m2"]
+
+
+def test_unrouteable_message_is_rejected_not_sent() -> None:
+    log = MemoryLog({"m1": Row(), "m2": Row()})
+    primary = FakeCarrier()
+    sender, _ = routed(log, {"primary": primary, "backup": FakeCarrier()})
+    other = {**payload(2), "to": "+12025550123"}
+    report = run(sender, [payload(1), other])
+    assert primary.submits == ["m1"] and report.unroutable == 1
+    assert log.rows["m2"].status == Status.REJECTED and log.rows["m2"].error == "no_route"
+
+
+def test_full_in_flight_window_hands_the_claim_back() -> None:
+    import fakeredis
+
+    from workers.connectors.window import InFlightWindow
+
+    redis = fakeredis.FakeAsyncRedis()
+    window = InFlightWindow(redis, "c", limit=1, lease_s=30)
+    asyncio.run(redis.zadd(window.key, {"someone-else": time.time() + 30}))
+    log = MemoryLog({"m1": Row()})
+    carrier = FakeCarrier()
+    tokens = ConnectionTokens(AsyncLimiter(AsyncMemoryRateLimitBackend()), "c", Rate(1e6))
+    policy = RetryPolicy(max_attempts=3)
+    options = SenderOptions(send_deadline_s=0.05)
+    sender = ChunkSender(log, Route("c", carrier, tokens, window), policy, options)
+    report = run(sender, [payload(1)])
+    assert carrier.submits == [] and report.deferred == 1
+    assert log.rows["m1"].status == Status.RETRYING and log.rows["m1"].attempts == 0
+    # Once the slot is free, the send goes through the window (and gives the slot back).
+    asyncio.run(redis.delete(window.key))
+    log.rows["m1"].status = Status.QUEUED
+    assert run(sender, [payload(1)]).sent == 1 and asyncio.run(redis.zcard(window.key)) == 0

@@ -1,0 +1,103 @@
+"""The log side of routing on a real (SQLite) database: stale claims are asked of the
+connection they were sent over, and failed attempts name their connection on the timeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from dispatcher.contract import Status
+from dispatcher.store.db import make_engine
+from dispatcher.store.progress import Failure
+from dispatcher.store.schema import message_events, messages
+from tests.support.services import fresh_database
+from workers.connectors.registry import ConnectorSet
+from workers.reconcile import reconcile
+from workers.runtime import RoutedProgress
+
+NOW = 1_800_000_000.0
+
+
+class Carrier:
+    """A connector that knows some refs."""
+
+    def __init__(self, known: dict[str, str]) -> None:
+        self.known = known
+        self.asked: list[str] = []
+
+    async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
+        self.asked.extend(refs)
+        return {r: self.known[r] for r in refs if r in self.known}
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with fresh_database() as url:
+        eng = make_engine(url, pool_size=1)
+        yield eng
+        eng.dispose()
+
+
+def add(engine: Engine, mid: str, connection: str | None, status: str = Status.SENDING) -> None:
+    row: dict[str, Any] = {
+        "id": mid,
+        "account_id": 1,
+        "submission_id": "s1",
+        "external_id": "e1",
+        "phone": "+48501000001",
+        "sender": "ACME",
+        "body": "hi",
+        "parts": 1,
+        "encoding": "gsm7",
+        "flash": False,
+        "lane": "bulk",
+        "status": status,
+        "created_at": NOW - 600,
+        "status_at": NOW - 300,
+        "valid_until": NOW + 3600,
+        "attempts": 1,
+        "connection": connection,
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(messages), [row])
+
+
+def statuses(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r[0]: r[1] for r in conn.execute(select(messages.c.id, messages.c.status))}
+
+
+def test_stale_claims_are_asked_of_their_own_connection(engine: Engine) -> None:
+    a, b = Carrier({"m1": "a-1"}), Carrier({"m3": "b-3"})
+    for mid, conn in (("m1", "a"), ("m2", "a"), ("m3", "b"), ("m4", "gone")):
+        add(engine, mid, conn)
+    store = RoutedProgress(engine)
+    ids = ["m1", "m2", "m3", "m4"]
+    report = asyncio.run(reconcile(store, ConnectorSet({"a": a, "b": b}), ids, NOW - 120, NOW))  # type: ignore[dict-item]
+    assert sorted(a.asked) == ["m1", "m2"] and b.asked == ["m3"]
+    assert (report.checked, report.found_sent, report.requeued, report.unknown) == (4, 2, 1, 1)
+    assert statuses(engine) == {
+        "m1": Status.SENT,
+        "m2": Status.RETRYING,
+        "m3": Status.SENT,
+        "m4": Status.FAILED,  # its connection was removed: it cannot be asked
+    }
+
+
+def test_failed_attempts_name_their_connection(engine: Engine) -> None:
+    add(engine, "m1", "sim-a")
+    add(engine, "m2", "sim-b", Status.QUEUED)
+    store = RoutedProgress(engine)
+    assert store.last_connections(["m1", "m2", "m9"]) == {"m1": "sim-a", "m2": "sim-b"}
+    failure = Failure("m1", Status.RETRYING, "internal", "HTTP 500", False, 500, 3.0, NOW + 1)
+    assert store.record_failures([failure], NOW, Status.SENDING, "sim-a") == 1
+    with engine.connect() as conn:
+        events = conn.execute(
+            select(message_events.c.kind, message_events.c.detail).order_by(message_events.c.id)
+        ).all()
+    assert [e[0] for e in events] == ["attempt_failed", "routed"]
+    assert events[1][1] == {"connection": "sim-a"}

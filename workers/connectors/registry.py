@@ -1,0 +1,62 @@
+"""Building connectors from the routing configuration, and the set of a process's connectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from dispatcher.routing import ConnectionConfig
+from workers.connectors.base import Connector, InboundPart, Report
+from workers.connectors.callbacks import parse_simple_inbound, parse_smpp_style_report
+from workers.connectors.messageflow import MessageFlowConnector
+from workers.connectors.simulator import SimulatorConnector
+
+
+def build_connector(cfg: ConnectionConfig, session: aiohttp.ClientSession) -> Connector:
+    """The connector for one configured connection (its credentials already resolved)."""
+    if cfg.type == "messageflow":
+        return MessageFlowConnector(
+            cfg.name,
+            cfg.url,
+            session,
+            cfg.credentials.application_key,
+            cfg.credentials.authorization,
+            max_batch=cfg.batch_size,
+            timeout_s=cfg.timeout_s,
+        )
+    # "http_json" is the generic carrier protocol of docs/routing.md; the simulator speaks it.
+    return SimulatorConnector(
+        cfg.name,
+        cfg.url,
+        session,
+        token=cfg.credentials.api_key,
+        max_batch=cfg.batch_size,
+        timeout_s=cfg.timeout_s,
+    )
+
+
+class ConnectorSet:
+    """All connections of a worker process, behind the one-connector face the Celery tasks
+    use: look-ups by name, and the callback formats every connection shares (the callback
+    endpoint hands the dlr lane reports in the generic form whatever the carrier's protocol).
+    """
+
+    name = "routed"
+    max_batch = 1
+
+    def __init__(self, connectors: Mapping[str, Connector]) -> None:
+        self.connectors = dict(connectors)
+
+    def get(self, name: str | None) -> Connector | None:
+        """The connector of connection ``name``."""
+        return self.connectors.get(name or "")
+
+    def parse_report(self, raw: Mapping[str, Any]) -> Report:
+        """A delivery report in the generic form."""
+        return parse_smpp_style_report(raw)
+
+    def parse_inbound(self, raw: Mapping[str, Any]) -> InboundPart:
+        """An inbound message in the generic form."""
+        return parse_simple_inbound(raw)
