@@ -1,6 +1,8 @@
 """Publishing chunk tasks to the lanes, by task name (the producer never imports workers).
 
 Celery is kept at this edge: the rest of the producer side hands :class:`Batch` objects here.
+Tasks are written straight to Redis as the Celery messages ``send_task`` would write
+(:mod:`dispatcher.task_wire`), every task of a call in one pipelined round trip.
 Publishing does not retry inside a request: a batch that fails to publish stays in the outbox
 (``enqueued_at IS NULL``) and the scheduler publishes it later, so the API never has to wait for
 Redis, and never answers 200 for a message that is not durably stored.
@@ -12,9 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from celery import Celery
-from kombu.exceptions import KombuError, OperationalError
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from dispatcher.contract import (
     HEADER_PUBLISHED_AT,
@@ -25,6 +29,7 @@ from dispatcher.contract import (
     queue_name,
 )
 from dispatcher.store.records import Batch
+from dispatcher.task_wire import encode_task, origin
 
 
 class BrokerUnavailable(Exception):
@@ -32,64 +37,95 @@ class BrokerUnavailable(Exception):
 
 
 class Broker:
-    """A producer-only Celery app with a pooled connection."""
+    """Publishes tasks by name onto the lanes' Redis lists; connections are opened lazily."""
 
     def __init__(self, redis_url: str) -> None:
+        # The Celery app is kept for callers that need Celery itself (tests, tools); publishing
+        # does not go through it.
         self.app = Celery("smsdispatch-producer", set_as_current=False)
         self.app.config_from_object("celeryconfig")
         self.app.conf.broker_url = redis_url
+        # No client-side retries: a failed publish leaves the batch in the outbox, and a request
+        # must not wait through reconnect attempts.
+        self.redis = redis.Redis.from_url(
+            redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=10,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._origin = origin()
 
-    def _send(self, name: str, payload: dict[str, Any], queue: str) -> None:
+    def _encode(self, name: str, payload: dict[str, Any], queue: str) -> bytes:
+        items = payload.get("messages") or payload.get("ids") or ()
+        return encode_task(
+            name,
+            payload,
+            queue,
+            argsrepr=f"<{len(items)} items>",
+            headers={HEADER_PUBLISHED_AT: time.time()},
+            producer=self._origin,
+        )
+
+    def _push(self, tasks: Sequence[tuple[str, bytes]]) -> None:
+        """``LPUSH`` each (queue, message) in order, in one round trip."""
         try:
-            self.app.send_task(
-                name,
-                args=[payload],
-                queue=queue,
-                retry=False,
-                headers={HEADER_PUBLISHED_AT: time.time()},
-                # Celery would otherwise build a repr of the whole payload (message texts) for
-                # its own bookkeeping: costly, and bodies have no business in task metadata.
-                argsrepr=f"<{len(payload.get('messages') or payload.get('ids') or ())} items>",
-                kwargsrepr="{}",
-            )
-        except (OperationalError, KombuError, RedisError, OSError) as exc:
+            if len(tasks) == 1:
+                self.redis.lpush(*tasks[0])
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, message in tasks:
+                pipe.lpush(queue, message)
+            pipe.execute()
+        except (RedisError, OSError) as exc:
             raise BrokerUnavailable(type(exc).__name__) from exc
 
     def publish(self, batches: Sequence[Batch]) -> tuple[list[str], BrokerUnavailable | None]:
-        """Publish ``batches`` in order; the ids published, and the error that stopped it."""
-        done: list[str] = []
+        """Publish ``batches``; the ids published, and the error that stopped it.
+
+        One pipeline: when it fails, none is reported published (some may have been: their
+        batches stay unmarked and are published again, which the workers' claims make harmless).
+        """
+        if not batches:
+            return [], None
+        tasks = []
         for b in batches:
-            try:
-                self._send(
-                    TASK_SEND_CHUNK, chunk_payload(b.id, b.lane, b.payloads), queue_name(b.lane)
+            queue = queue_name(b.lane)
+            tasks.append(
+                (
+                    queue,
+                    self._encode(TASK_SEND_CHUNK, chunk_payload(b.id, b.lane, b.payloads), queue),
                 )
-            except BrokerUnavailable as exc:
-                return done, exc
-            done.append(b.id)
-        return done, None
+            )
+        try:
+            self._push(tasks)
+        except BrokerUnavailable as exc:
+            return [], exc
+        return [b.id for b in batches], None
 
     def publish_task(self, name: str, payload: dict[str, Any], lane: Lane) -> None:
         """Publish one task by name on a lane's queue; raises :class:`BrokerUnavailable`."""
-        self._send(name, payload, queue_name(lane))
+        queue = queue_name(lane)
+        self._push([(queue, self._encode(name, payload, queue))])
 
     def publish_reconcile(self, ids: Sequence[str]) -> None:
         """Ask a bulk worker to resolve stale claims."""
-        self._send(TASK_RECONCILE, {"ids": list(ids)}, queue_name(Lane.BULK))
+        self.publish_task(TASK_RECONCILE, {"ids": list(ids)}, Lane.BULK)
 
     def queue_lengths(self) -> dict[str, int]:
         """Waiting tasks per lane (kombu keeps priority sub-lists beside the main list)."""
-        with self.app.connection_for_write() as conn:
-            client = conn.default_channel.client
-            out: dict[str, int] = {}
-            for lane in Lane:
-                q = queue_name(lane)
-                keys = [q, *(f"{q}\x06\x16{p}" for p in range(1, 10))]
-                pipe = client.pipeline()
-                for k in keys:
-                    pipe.llen(k)
-                out[str(lane)] = int(sum(pipe.execute()))
-            return out
+        pipe = self.redis.pipeline(transaction=False)
+        for lane in Lane:
+            q = queue_name(lane)
+            for k in (q, *(f"{q}\x06\x16{p}" for p in range(1, 10))):
+                pipe.llen(k)
+        try:
+            counts = pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(type(exc).__name__) from exc
+        return {str(lane): int(sum(counts[i * 10 : i * 10 + 10])) for i, lane in enumerate(Lane)}
 
     def close(self) -> None:
         """Release pooled connections."""
+        self.redis.close()
         self.app.close()

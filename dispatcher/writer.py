@@ -75,8 +75,9 @@ class SubmissionWriter:
         marks = self._take_marks() if carry_marks else []
         try:
             with self.engine.begin() as conn:
-                mark_enqueued(conn, marks, time.time())
-                results, batches = write_submissions(conn, subs, self.chunk_sizes)
+                results, batches = write_submissions(
+                    conn, subs, self.chunk_sizes, enqueued=(marks, time.time())
+                )
         except SQLAlchemyError as exc:
             self._keep_marks(marks)
             raise StoreUnavailable(type(exc).__name__) from exc

@@ -24,6 +24,14 @@ SOURCE_API = "api"
 def suppressed(conn: Connection, account_id: int, phones: Sequence[str]) -> set[str]:
     """Which of ``phones`` (E.164) are on the account's suppression list."""
     out: set[str] = set()
+    if conn.dialect.name == "postgresql":
+        # Runs once per group commit on the accept path: plain driver SQL with one array
+        # parameter costs a fraction of building the statement with SQLAlchemy each time.
+        rows = conn.exec_driver_sql(
+            "SELECT phone FROM suppressions WHERE account_id = %(a)s AND phone = ANY(%(p)s)",
+            {"a": account_id, "p": list(phones)},
+        )
+        return {r[0] for r in rows}
     for i in range(0, len(phones), _CHUNK):
         chunk = list(phones[i : i + _CHUNK])
         rows = conn.execute(
