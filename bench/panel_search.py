@@ -1,0 +1,197 @@
+"""How fast the support panel's searches are on a log of 1,000,000 messages (PostgreSQL).
+
+Creates a scratch database, migrates it, generates the rows in SQL (one account with
+``--rows`` messages over 30 days, 50,000 distinct recipients, five senders, 10 % priority, a
+realistic mix of statuses, 500-recipient bulk submissions; a second account with 5 % as many),
+``ANALYZE``s, then times each panel query (the functions the panel calls, through SQLAlchemy)
+``--repeat`` times and prints the median and the worst, with the plan of each query.
+
+    python bench/panel_search.py [--rows 1000000] [--repeat 7] [--keep]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+Results are written to ``bench/results/panel_search.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from dispatcher.store.db import make_engine  # noqa: E402
+from dispatcher.store.migrate import upgrade  # noqa: E402
+from dispatcher.store.panel_queries import (  # noqa: E402
+    Cursor,
+    SearchFilter,
+    campaign,
+    list_campaigns,
+    message_detail,
+    search_outgoing,
+)
+
+NOW = 1_795_000_000.0
+SPAN_S = 30 * 86400.0
+GENERATE = """
+INSERT INTO messages (id, account_id, submission_id, external_id, phone, sender, body, parts,
+    encoding, flash, lane, status, created_at, status_at, valid_until, queued_at, sent_at,
+    final_at, attempts, connection, carrier_message_id, http_status, latency_ms, report_stat)
+SELECT md5(:acct || '-' || i)::uuid::text,
+       :acct,
+       md5(:acct || '-s-' || (i / 500))::uuid::text,
+       md5(:acct || '-e-' || i),
+       '+48' || (500000000 + (i::bigint * 7919) % 50000)::text,
+       (ARRAY['ACME', 'ACMESHOP', 'Bank', 'Delivery', '12345'])[1 + i % 5],
+       'Hello, this is message ' || i,
+       1, 'gsm7', false,
+       CASE WHEN i % 10 = 0 THEN 'priority' ELSE 'bulk' END,
+       CASE WHEN i > :rows - 1000 THEN 'queued'
+            WHEN i % 1000 < 5 THEN 'failed'
+            WHEN i % 1000 < 10 THEN 'rejected'
+            WHEN i % 1000 < 30 THEN 'undelivered'
+            WHEN i % 1000 < 40 THEN 'expired'
+            WHEN i % 1000 < 60 THEN 'sent'
+            ELSE 'delivered' END,
+       :now - :span + i * (:span / :rows),
+       :now - :span + i * (:span / :rows) + 1,
+       :now - :span + i * (:span / :rows) + 259200,
+       :now - :span + i * (:span / :rows),
+       :now - :span + i * (:span / :rows) + 0.2,
+       :now - :span + i * (:span / :rows) + 3,
+       1, 'default', 'sim-' || i, 200, 30.0, 'DELIVRD'
+FROM generate_series(1, :rows) AS i
+"""
+SUBMISSIONS = """
+INSERT INTO submissions (id, account_id, body_hash, lane, recipients, source, created_at, campaign)
+SELECT md5(:acct || '-s-' || g)::uuid::text, :acct, 'x', 'bulk', 500, 'api',
+       :now - :span + g * 500 * (:span / :rows),
+       CASE WHEN g % 20 = 0 THEN 'campaign-' || (g / 20) END
+FROM generate_series(0, :rows / 500) AS g
+"""
+
+
+def build(url: str, rows: int) -> None:
+    """Migrate and fill the scratch database."""
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    with engine.begin() as conn:
+        for acct, n in ((1, rows), (2, max(1000, rows // 20))):
+            params = {"acct": acct, "rows": n, "now": NOW, "span": SPAN_S}
+            t = time.perf_counter()
+            conn.execute(text(GENERATE), params)
+            conn.execute(text(SUBMISSIONS), params)
+            print(f"account {acct}: {n} messages in {time.perf_counter() - t:.1f} s", flush=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+def cases(conn: Connection) -> dict[str, Callable[[], Any]]:
+    """Each panel query, as the panel calls it (page size 50)."""
+    a = 1
+    day = NOW - 10 * 86400
+
+    def out(flt: SearchFilter, after: Cursor | None = None) -> Callable[[], Any]:
+        return lambda: search_outgoing(conn, a, flt, after, 50)
+
+    page20 = None
+    for _ in range(20):
+        _, page20 = search_outgoing(conn, a, SearchFilter(), page20, 50)
+    some_id = conn.execute(text("SELECT id FROM messages WHERE account_id = 1 LIMIT 1")).scalar()
+    some_ext = conn.execute(
+        text("SELECT external_id FROM messages WHERE account_id = 1 LIMIT 1")
+    ).scalar()
+    return {
+        "first page, no filter": out(SearchFilter()),
+        "page 21 (keyset)": out(SearchFilter(), page20),
+        "phone (+48500012345)": out(SearchFilter(phones=("+48500012345",))),
+        "externalId": out(SearchFilter(external_id=some_ext)),
+        "message id": out(SearchFilter(message_id=some_id)),
+        "status=delivered": out(SearchFilter(statuses=("delivered",))),
+        "status=failed (0.5 %)": out(SearchFilter(statuses=("failed",))),
+        "status=scheduled (none)": out(SearchFilter(statuses=("scheduled",))),
+        "sender=Bank": out(SearchFilter(sender="Bank")),
+        "sender=Nobody (none)": out(SearchFilter(sender="Nobody")),
+        "lane=priority": out(SearchFilter(lane="priority")),
+        "one day": out(SearchFilter(date_from=day, date_to=day + 86400)),
+        "one day + status=failed": out(
+            SearchFilter(statuses=("failed",), date_from=day, date_to=day + 86400)
+        ),
+        "priority + failed": out(SearchFilter(lane="priority", statuses=("failed",))),
+        "phone + status=delivered": out(
+            SearchFilter(phones=("+48500012345",), statuses=("delivered",))
+        ),
+        "message detail": lambda: message_detail(conn, a, str(some_id)),
+        "campaigns list": lambda: list_campaigns(conn, a, 0, 25),
+        "campaign detail (named)": lambda: campaign(conn, a, "c", "campaign-10"),
+    }
+
+
+def measure(url: str, repeat: int) -> dict[str, dict[str, float]]:
+    """Median and worst milliseconds per case."""
+    engine = make_engine(url, pool_size=1)
+    out: dict[str, dict[str, float]] = {}
+    with engine.connect() as conn:
+        for name, run in cases(conn).items():
+            run()  # warm: plan cache, buffers
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                run()
+                times.append((time.perf_counter() - t) * 1000)
+            out[name] = {"median_ms": statistics.median(times), "max_ms": max(times)}
+            print(f"{name:32s} median {out[name]['median_ms']:8.2f} ms   max "
+                  f"{out[name]['max_ms']:8.2f} ms", flush=True)  # fmt: skip
+    engine.dispose()
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--keep", help="reuse/keep this database name instead of a scratch one")
+    args = p.parse_args()
+    name = args.keep or "smsd_panel_bench_" + uuid.uuid4().hex[:8]
+    base = args.pg.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    with psycopg.connect(args.pg, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        if not exists:
+            try:
+                build(url, args.rows)
+            except BaseException:
+                args.keep = None  # a half-built database is never reused
+                raise
+        else:
+            upgrade(url)
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute("ANALYZE")
+        results = measure(url, args.repeat)
+    finally:
+        if not args.keep:
+            with psycopg.connect(args.pg, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "panel_search.json"), "w") as fh:
+        json.dump({"rows": args.rows, "results": results}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

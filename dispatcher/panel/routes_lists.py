@@ -1,0 +1,140 @@
+"""Campaigns (with counts per status and progress) and the suppression list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+import structlog
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from dispatcher.panel.forms import phone_to_e164
+from dispatcher.panel.web import PanelError, in_db, not_found, redirect, render, state, viewer
+from dispatcher.store.panel_queries import SearchFilter, campaign, list_campaigns, search_outgoing
+from dispatcher.store.suppressions import list_suppressions, remove_suppression
+
+router = APIRouter(prefix="/panel", include_in_schema=False)
+log = structlog.get_logger(component="panel")
+PAGE_SIZE = 25
+MAX_PAGE = 10_000
+
+
+def _page_number(raw: str | None) -> int:
+    return int(raw) if raw and raw.isdigit() and 0 < int(raw) <= MAX_PAGE else 1
+
+
+@router.get("/campaigns")
+async def campaigns(request: Request, page: str | None = None) -> Response:
+    """The account's campaigns, newest first."""
+    who = await viewer(request)
+    n = _page_number(page)
+    account_id = who.user.account_id
+    found, more = await in_db(
+        request, lambda conn: list_campaigns(conn, account_id, (n - 1) * PAGE_SIZE, PAGE_SIZE)
+    )
+    return render(
+        request,
+        "campaigns.html",
+        who=who,
+        title="Campaigns",
+        campaigns=found,
+        page=n,
+        more=more,
+        quote=quote,
+    )
+
+
+@router.get("/campaigns/{kind}/{key:path}")
+async def campaign_detail(request: Request, kind: str, key: str) -> Response:
+    """One campaign: counts per status, progress, and its newest messages."""
+    who = await viewer(request)
+    if kind not in ("c", "s") or not 0 < len(key) <= 64:
+        raise not_found(who.user)
+    account_id = who.user.account_id
+    found = await in_db(request, lambda conn: campaign(conn, account_id, kind, key))
+    if found is None:
+        raise not_found(who.user)
+    flt = SearchFilter(submission_ids=tuple(found.submission_ids))
+    rows, cursor = await in_db(
+        request, lambda conn: search_outgoing(conn, account_id, flt, None, 50)
+    )
+    return render(
+        request,
+        "campaign.html",
+        who=who,
+        title=f"Campaign {key}" if kind == "c" else "Bulk send",
+        c=found,
+        rows=rows,
+        more=cursor is not None,
+    )
+
+
+@router.get("/suppressions")
+async def suppressions(
+    request: Request, phone: str = "", page: str | None = None, removed: str = ""
+) -> Response:
+    """Numbers that opted out of the account's bulk messages."""
+    who = await viewer(request)
+    n = _page_number(page)
+    error = None
+    phones: tuple[str, ...] = ()
+    if phone.strip():
+        try:
+            phones = (phone_to_e164(phone[:64], state(request).settings.default_region or None),)
+        except ValueError as exc:
+            error = f"Not a phone number we can read ({exc})."
+    rows: list[dict[str, object]] = []
+    total = 0
+    if error is None:
+        account_id = who.user.account_id
+        rows, total = await in_db(
+            request,
+            lambda conn: list_suppressions(
+                conn, account_id, (n - 1) * PAGE_SIZE, PAGE_SIZE, phones
+            ),
+        )
+    query = {"phone": phone} if phone else {}
+    return render(
+        request,
+        "suppressions.html",
+        who=who,
+        title="Suppression list",
+        rows=rows,
+        total=total,
+        page=n,
+        more=n * PAGE_SIZE < total,
+        phone=phone[:64],
+        error=error,
+        removed=removed[:32],
+        page_query=urlencode(query),
+    )
+
+
+@router.post("/suppressions/remove")
+async def remove(
+    request: Request,
+    phone: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Take a number off the list (admin only, CSRF-checked)."""
+    who = await viewer(request)
+    if not who.session.csrf_ok(csrf_token):
+        raise PanelError(
+            403, "Form expired", "Reload the page and submit the form again.", who.user
+        )
+    if not who.is_admin:
+        raise PanelError(
+            403, "Admins only", "Only an admin of this account can remove numbers.", who.user
+        )
+    account_id = who.user.account_id
+    target = phone.strip()[:32]
+    done = await in_db(
+        request,
+        lambda conn: remove_suppression(conn, account_id, target) is not None,
+        write=True,
+    )
+    if not done:
+        raise not_found(who.user)
+    log.info("panel.suppression_removed", user_id=who.user.id, account_id=account_id)
+    return redirect("/panel/suppressions?" + urlencode({"removed": target}))
