@@ -23,6 +23,10 @@ from typing import Any
 
 VAR = os.path.abspath("var")
 DEMO_FILE = os.path.join(VAR, "demo-account.json")
+DEMO_SECRET_FILE = os.path.join(VAR, "demo-webhook-secret")
+DEMO_PANEL_FILE = os.path.join(VAR, "demo-panel-password")
+INBOX_SECRET_ARG = f"--secret-file={DEMO_SECRET_FILE}"
+LOG_START: dict[str, int] = {}
 
 
 def free_port() -> int:
@@ -48,6 +52,7 @@ def wait_http(url: str, timeout: float = 30.0) -> bool:
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], procs: list[Any]) -> None:
     log = open(os.path.join(VAR, "logs", f"{name}.log"), "ab")  # noqa: SIM115 - lives with child
+    LOG_START[name] = log.tell()  # earlier runs' lines stay in the file: look only after this
     proc = subprocess.Popen(
         argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -81,6 +86,53 @@ def _demo_keys(env: dict[str, str], port: int) -> dict[str, str]:
     os.chmod(DEMO_FILE, 0o600)
     engine.dispose()
     return keys
+
+
+def _demo_webhook(env: dict[str, str], inbox_url: str) -> None:
+    """Point the demo account's webhooks at the local inbox; its secret to DEMO_SECRET_FILE."""
+    from dispatcher.config import Settings
+    from dispatcher.store.db import make_engine
+    from dispatcher.webhooks import admin
+
+    engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
+    with engine.begin() as conn:
+        acct = admin.account_id(conn, "demo")
+        admin.set_options(conn, acct, {"url": inbox_url}, None)
+        admin.ensure_secret(conn, acct)
+        secret = admin.current_secret(conn, acct)
+    engine.dispose()
+    fd = os.open(DEMO_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{secret}\n")
+
+
+def _demo_panel_user(env: dict[str, str]) -> str:
+    """An admin panel user ``demo`` for the demo account; its password (kept in
+    DEMO_PANEL_FILE, 0600, so a restart keeps the same login)."""
+    import secrets
+
+    from dispatcher.config import Settings
+    from dispatcher.store.db import make_engine
+    from dispatcher.store.users import Role, UserExists, create_user
+    from dispatcher.webhooks import admin
+
+    if os.path.exists(DEMO_PANEL_FILE):
+        with open(DEMO_PANEL_FILE, encoding="utf-8") as fh:
+            return fh.read().strip()
+    password = secrets.token_urlsafe(12)
+    engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            acct = admin.account_id(conn, "demo")
+            create_user(conn, acct, "demo", password, Role.ADMIN, time.time())
+    except UserExists:  # created by an earlier run whose password file was removed
+        return "(unknown: see docs/panel.md to create another user)"
+    finally:
+        engine.dispose()
+    fd = os.open(DEMO_PANEL_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{password}\n")
+    return password
 
 
 def curl_command(port: int, keys: dict[str, str]) -> str:
@@ -153,6 +205,17 @@ def run_stack(args: argparse.Namespace) -> int:
             [py, "-m", "dispatcher.cli", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
         )
         keys = _demo_keys(env, port)
+        # A local inbox receives the demo account's signed webhooks (delivery reports).
+        inbox_port = free_port()
+        inbox = f"http://127.0.0.1:{inbox_port}"
+        _demo_webhook(env, inbox + "/demo")
+        panel_password = _demo_panel_user(env)
+        _spawn(
+            "webhook-inbox",
+            [py, "-m", "dispatcher.webhook_inbox", f"--port={inbox_port}", INBOX_SECRET_ARG],
+            env,
+            procs,
+        )
         cli = [py, "-m", "dispatcher.cli"]
         _spawn("api", [*cli, "api", "--port", str(port)], env, procs)
         _spawn(
@@ -170,6 +233,16 @@ def run_stack(args: argparse.Namespace) -> int:
         if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
             print("the API did not become ready; see var/logs/api.log", file=sys.stderr)
             return 1
+        # The printed curl should be answered at once: wait until the pools consume.
+        for name, _p in procs:
+            if name.startswith("worker-") and not _wait_log(name, "ready.", 90):
+                print(f"{name} did not become ready; see var/logs/{name}.log", file=sys.stderr)
+                return 1
+        if not wait_http(inbox, 10):
+            print(
+                "the webhook inbox did not start; see var/logs/webhook-inbox.log", file=sys.stderr
+            )
+            return 1
         if not wait_http(f"http://127.0.0.1:{sim_port}/healthz", 30):
             print(
                 "the carrier simulator did not start; see var/logs/simulator.log", file=sys.stderr
@@ -185,7 +258,12 @@ def run_stack(args: argparse.Namespace) -> int:
         print(
             f"\nThen look it up:\n  curl -s http://127.0.0.1:{port}/v2.1/sms "
             f"-H 'Application-Key: {keys['Application-Key']}' "
-            f"-H 'Authorization: {keys['Authorization']}'\n\nCtrl-C stops everything.",
+            f"-H 'Authorization: {keys['Authorization']}'\n\n"
+            f"Its delivery report arrives as a signed webhook; see them at:\n"
+            f"  webhook inbox: {inbox}/   (secret in {DEMO_SECRET_FILE})\n\n"
+            f"Support panel: http://127.0.0.1:{port}/panel   "
+            f"user demo, password {panel_password}\n\n"
+            f"API reference: http://127.0.0.1:{port}/docs\n\nCtrl-C stops everything.",
             flush=True,
         )
         stop = {"now": False}
@@ -207,6 +285,19 @@ def run_stack(args: argparse.Namespace) -> int:
         return 0
     finally:
         _terminate(procs)
+
+
+def _wait_log(name: str, marker: str, timeout: float) -> bool:
+    """Wait until ``var/logs/<name>.log`` contains ``marker`` (Celery logs "ready.")."""
+    path = os.path.join(VAR, "logs", f"{name}.log")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), open(path, "rb") as fh:
+            fh.seek(LOG_START.get(name, 0))
+            if marker.encode() in fh.read():
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def _wait_port(port: int, timeout: float = 10.0) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatcher.errors import CATALOGUE
+
 
 class SendSmsBody(BaseModel):
     """Body of ``POST /v2.1/sms``: the original's fields, plus our ``priority``."""
@@ -75,29 +77,49 @@ class SendSmsBody(BaseModel):
 class ErrorMeta(BaseModel):
     """Where the error is."""
 
-    parameter: str | None = Field(None, examples=["phoneNumbers"])
-    source: str | None = Field(None, examples=["phoneNumbers[1]"])
-    value: Any = Field(None, examples=["+48 12"])
+    parameter: str | None = Field(
+        None, description="The request field (or header) at fault.", examples=["phoneNumbers"]
+    )
+    source: str | None = Field(
+        None, description="The exact place, with the index in a list.", examples=["phoneNumbers[1]"]
+    )
+    value: Any = Field(
+        None, description="The offending value (truncated to 200 characters).", examples=["+48 12"]
+    )
 
 
 class ErrorItem(BaseModel):
     """One element of ``errors[]``."""
 
     code: str = Field(
-        description="Stable code; see docs/errors.md.", examples=["invalid_phone_number"]
+        description="Stable code; see the error catalogue (docs/errors.md).",
+        examples=["invalid_phone_number"],
     )
-    title: str = Field(examples=["Invalid phone number"])
-    message: str = Field(examples=["the number is too short"])
-    meta: ErrorMeta
-    docs: str = Field(examples=["docs/errors.md#invalid-phone-number"])
+    title: str = Field(description="The code's short title.", examples=["Invalid phone number"])
+    message: str = Field(
+        description="What is wrong with this request, in words.",
+        examples=["the number is too short"],
+    )
+    meta: ErrorMeta = Field(description="Where the error is (empty for request-wide errors).")
+    docs: str = Field(
+        description="The code's entry in the error catalogue (its status, meaning and fix).",
+        examples=["/docs/errors#invalid-phone-number"],
+    )
 
 
 class MessageError(BaseModel):
     """Why a message failed (lessons-from-peers convention)."""
 
-    code: str = Field(examples=["unknown_subscriber"])
-    description: str | None = Field(None, examples=["number not in service"])
-    permanent: bool | None = Field(None, examples=[True])
+    code: str = Field(
+        description="Machine-readable reason (the carrier's or ours).",
+        examples=["unknown_subscriber"],
+    )
+    description: str | None = Field(
+        None, description="The reason in words.", examples=["number not in service"]
+    )
+    permanent: bool | None = Field(
+        None, description="True when sending again will fail the same way.", examples=[True]
+    )
 
 
 class MessageView(BaseModel):
@@ -106,24 +128,45 @@ class MessageView(BaseModel):
     id: str = Field(
         description="Our message id (UUIDv7).", examples=["0192f7a4-8b1c-7cde-8f00-1234567890ab"]
     )
-    externalId: str = Field(examples=["order-1234"])
-    phoneNumber: str = Field(examples=["+48111222333"])
-    sender: str = Field(examples=["ACME"])
+    externalId: str = Field(
+        description="Your id from the request, or one we generated.", examples=["order-1234"]
+    )
+    phoneNumber: str = Field(description="The recipient in E.164.", examples=["+48111222333"])
+    sender: str = Field(description="The sender ID it is sent from.", examples=["ACME"])
     status: int = Field(description="v2.1 numeric status (see README).", examples=[1])
     statusName: str = Field(
         description="Our status: scheduled, queued, retrying, sending, sent, delivered, "
         "undelivered, expired, rejected, failed.",
         examples=["queued"],
     )
-    isFinal: bool = Field(examples=[False])
-    statusTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
-    createTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
-    numberOfParts: int = Field(examples=[1])
+    isFinal: bool = Field(
+        description="True when the status will not change again.", examples=[False]
+    )
+    statusTime: str = Field(
+        description="When it entered its status (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
+    )
+    createTime: str = Field(
+        description="When it was accepted (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    )
+    numberOfParts: int = Field(
+        description="SMS parts it takes (each is charged against the rate limit).", examples=[1]
+    )
     encoding: str = Field(description="gsm7 or ucs2.", examples=["gsm7"])
     lane: str = Field(description="priority or bulk.", examples=["priority"])
-    scheduleTime: str | None = Field(None, examples=[None])
-    sentTime: str | None = Field(None, examples=[None])
-    error: MessageError | None = None
+    scheduleTime: str | None = Field(
+        None,
+        description="When it is due, for scheduled messages (ISO 8601 UTC).",
+        examples=["2026-11-27T08:00:00.000Z"],
+    )
+    sentTime: str | None = Field(
+        None,
+        description="When the carrier accepted it (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.412Z"],
+    )
+    error: MessageError | None = Field(
+        None, description="Why it failed; null unless it failed, expired or was rejected."
+    )
 
 
 class Meta(BaseModel):
@@ -133,16 +176,69 @@ class Meta(BaseModel):
     uniqId: str = Field(
         description="Request id: quote it to support.", examples=["5f2b8c1d9e0a4b7c"]
     )
-    numberOfData: int = Field(examples=[1])
-    numberOfErrors: int = Field(examples=[0])
-    sentSms: int | None = Field(None, examples=[1])
-    notSentSms: int | None = Field(None, examples=[0])
+    numberOfData: int = Field(description="Elements in `data`.", examples=[1])
+    numberOfErrors: int = Field(description="Elements in `errors`.", examples=[0])
+    sentSms: int | None = Field(None, description="Messages accepted (send only).", examples=[1])
+    notSentSms: int | None = Field(
+        None, description="Recipients refused (send only).", examples=[0]
+    )
     total: int | None = Field(None, description="Matching rows (listings).", examples=[1])
 
 
 class Envelope(BaseModel):
     """Every answer: ``{data, errors, meta}``."""
 
-    data: list[MessageView]
-    errors: list[ErrorItem]
-    meta: Meta
+    data: list[MessageView] = Field(description="The messages.")
+    errors: list[ErrorItem] = Field(description="What was refused, one element per problem.")
+    meta: Meta = Field(description="Counts and the request id.")
+
+
+class ErrorEnvelope(BaseModel):
+    """An error answer: ``data`` is empty, ``errors`` says what is wrong and how to fix it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "data": [],
+                    "errors": [
+                        {
+                            "code": "invalid_sender",
+                            "title": "Invalid sender",
+                            "message": "at most 11 characters",
+                            "meta": {
+                                "parameter": "sender",
+                                "source": "sender",
+                                "value": "VeryLongSenderName",
+                            },
+                            "docs": "/docs/errors#invalid-sender",
+                        }
+                    ],
+                    "meta": {
+                        "status": 400,
+                        "uniqId": "5f2b8c1d9e0a4b7c",
+                        "numberOfData": 0,
+                        "numberOfErrors": 1,
+                    },
+                }
+            ]
+        }
+    )
+
+    data: list[Any] = Field(description="Always empty in an error answer.", examples=[[]])
+    errors: list[ErrorItem] = Field(description="One element per problem.")
+    meta: Meta = Field(description="The HTTP status, the request id and the counts.")
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status its codes can answer with, and the envelope."""
+    by_status: dict[int, list[str]] = {}
+    for c in codes:
+        by_status.setdefault(CATALOGUE[c].status, []).append(c)
+    return {
+        status: {
+            "model": ErrorEnvelope,
+            "description": "Error codes: " + ", ".join(f"`{c}`" for c in cs),
+        }
+        for status, cs in sorted(by_status.items())
+    }

@@ -1,14 +1,21 @@
-"""A new user's first minutes: fresh clone, `make run`, the printed curl, the message sent."""
+"""A new user's first minutes: fresh clone, `make run`, the printed curl, the message delivered
+(its handset report through the API) and its signed webhook in the local inbox `make run` starts.
+
+``SMSD_HELLO_FROM_WORKTREE=1`` copies the working tree (tracked and untracked files, minus the
+ignored ones) instead of cloning HEAD, to try uncommitted changes the same way.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +30,10 @@ pytestmark = pytest.mark.integration
 @pytest.mark.skipif(backend() == "postgres", reason="make run uses its own SQLite and Redis")
 def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     clone = os.path.join(str(tmp_path), "smsdispatch")
-    subprocess.run(["git", "clone", "--quiet", ROOT, clone], check=True)
+    if os.environ.get("SMSD_HELLO_FROM_WORKTREE"):
+        _copy_worktree(clone)
+    else:
+        subprocess.run(["git", "clone", "--quiet", ROOT, clone], check=True)
     port = free_port()
     env = {
         k: v
@@ -44,6 +54,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     assert proc.stdout is not None
     output: list[str] = []
     curl = None
+    installed = started
     # A reader thread: select() on the pipe would miss lines already sitting in Python's buffer.
     lines: queue.Queue[str] = queue.Queue()
     stdout = proc.stdout
@@ -61,10 +72,13 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
             except queue.Empty:
                 continue
             output.append(line)
+            if "smsdispatch run" in line:  # make echoes the command: the install is done
+                installed = time.monotonic()
             if line.startswith("curl -s -X POST"):
                 curl = line.strip()
         assert curl, "make run printed no curl command:\n" + "".join(output[-50:])
         ready = time.monotonic()
+        inbox = _printed(lines, output, "webhook inbox:")
         answer = subprocess.run(
             ["bash", "-c", curl], capture_output=True, text=True, check=True, timeout=30
         )
@@ -73,16 +87,33 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
             keys = json.load(fh)
         assert set(keys) == {"Application-Key", "Authorization"}
 
+        seen: dict[str, float] = {}
+
         def status() -> str | None:
             r = httpx.get(f"http://127.0.0.1:{port}/v2.1/sms/{message['id']}", headers=keys)
-            s = r.json()["data"][0]["statusName"]
-            return s if s == "sent" else None
+            s = str(r.json()["data"][0]["statusName"])
+            seen.setdefault(s, time.monotonic())
+            return s if s == "delivered" else None
 
-        wait_until(status, 30, interval=0.1, what="hello-world message sent")
-        sent = time.monotonic()
+        wait_until(status, 30, interval=0.05, what="hello-world message delivered")
+        delivered = time.monotonic()
+
+        def webhook() -> dict[str, Any] | None:
+            items = httpx.get(inbox, timeout=5).json()
+            mine = [i for i in items if (i.get("payload") or {}).get("id") == message["id"]]
+            return mine[0] if mine else None
+
+        received = wait_until(webhook, 30, interval=0.05, what="webhook in the inbox")
+        hooked = time.monotonic()
+        assert received["verified"], received
+        assert received["payload"]["statusName"] == "delivered"
+        sent = seen.get("sent", delivered)
         print(
             f"\nfresh clone: make run ready in {ready - started:.1f} s "
-            f"(venv install included); curl → sent in {sent - ready:.2f} s"
+            f"(venv install {installed - started:.1f} s, stack start {ready - installed:.1f} s); "
+            f"curl → sent in {sent - ready:.2f} s, "
+            f"→ delivered in {delivered - ready:.2f} s; delivered → webhook received "
+            f"in {hooked - delivered:.2f} s"
         )
     finally:
         os.killpg(proc.pid, signal.SIGINT)
@@ -92,3 +123,31 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
     assert proc.returncode in (0, -signal.SIGINT, 2, 130)
+
+
+def _printed(lines: queue.Queue[str], output: list[str], marker: str) -> str:
+    """The URL on the line of make run's output that contains ``marker``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        output.append(line)
+        if marker in line:
+            return line.split(marker, 1)[1].split()[0]
+    raise AssertionError(f"make run printed no {marker!r}:\n" + "".join(output[-50:]))
+
+
+def _copy_worktree(dest: str) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for rel in filter(None, (f.decode() for f in files)):
+        src = os.path.join(ROOT, rel)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dest, rel))

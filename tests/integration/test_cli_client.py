@@ -1,0 +1,150 @@
+"""``smsdispatch send``, ``status`` and ``campaign upload`` against a real stack."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
+
+pytestmark = pytest.mark.integration
+ROWS = 50_000
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    # No bulk pool: the upload is about acceptance; 50,000 sends would only load the machine.
+    with running_stack(workers={"priority": 1}, scheduler=False) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def account(stack: Stack) -> ApiClient:
+    return stack.account()
+
+
+def _cli(stack: Stack, account: ApiClient, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
+    env.update(
+        {
+            "PYTHONPATH": ROOT,
+            "SMSDISPATCH_URL": stack.api_url,
+            "SMSDISPATCH_APP_KEY": account.keys["Application-Key"],
+            "SMSDISPATCH_AUTHORIZATION": account.keys["Authorization"],
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+
+
+def _count(stack: Stack, account: ApiClient) -> int:
+    engine = stack.db()
+    with engine.connect() as conn:
+        n = conn.execute(
+            text("SELECT count(*) FROM messages WHERE account_id = :a"), {"a": account.account_id}
+        ).scalar_one()
+    engine.dispose()
+    return int(n)
+
+
+def test_send_and_status(stack: Stack, account: ApiClient) -> None:
+    sent = _cli(stack, account, "send", "--to", "+48111222333", "--text", "Hello", "--priority")
+    assert sent.returncode == 0, sent.stderr
+    ids = json.loads(sent.stdout)["ids"]
+    assert len(ids) == 1 and json.loads(sent.stdout)["lane"] == "priority"
+
+    def status() -> str | None:
+        out = _cli(stack, account, "status", ids[0])
+        assert out.returncode == 0, out.stderr
+        s = json.loads(out.stdout)["status"]
+        return s if s in ("sent", "delivered") else None
+
+    wait_until(status, 30, interval=0.3, what="sent")
+    bad = _cli(stack, account, "send", "--to", "+48111222333", "--text", "x", "--sender", "?" * 20)
+    assert bad.returncode == 1
+    assert json.loads(bad.stderr) == {
+        "error": "invalid_sender",
+        "status": 400,
+        "message": json.loads(bad.stderr)["message"],
+        "parameter": "sender",
+    }
+
+
+@pytest.mark.slow  # ~1 min on a loaded 2-core machine: runs once, in the PostgreSQL pass
+def test_campaign_upload_of_50000_rows_with_bad_rows(
+    stack: Stack, account: ApiClient, tmp_path: pytest.TempPathFactory
+) -> None:
+    path = os.path.join(str(tmp_path), "spring.csv")
+    bad: dict[int, str] = {}  # line number → expected code
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "phone"])
+        for i in range(ROWS):
+            line = i + 2
+            phone = f"+4860{i:07d}"
+            if i % 5000 == 17:
+                phone, bad[line] = "+48 12", "invalid_phone_number"
+            elif i % 5000 == 29:
+                phone, bad[line] = "", "missing_phone"
+            elif i % 5000 == 41:
+                phone, bad[line] = f"+4860{i - 1:07d}", "duplicate_phone_number"
+            w.writerow([f"Ann {i}", phone])
+    before = _count(stack, account)
+    upload = ("campaign", "upload", path, "--name", "spring", "--text", "Spring sale: -20%")
+    out = _cli(stack, account, *upload)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["rows"] == ROWS
+    assert summary["requests"] == 5, "batches of 10,000 numbers"
+    assert summary["rejected"] == len(bad)
+    assert summary["accepted"] == ROWS - len(bad)
+    assert "rows/s" in out.stderr and "ETA" in out.stderr
+    with open(summary["rejectedFile"], encoding="utf-8") as fh:
+        rejected = {int(r["row"]): r for r in csv.DictReader(fh)}
+    assert {n: r["code"] for n, r in rejected.items()} == bad
+    assert rejected[19]["phone"] == "+48 12"
+    assert _count(stack, account) - before == ROWS - len(bad)
+    print(f"\n50,000-row upload: {summary['seconds']} s ({ROWS / summary['seconds']:,.0f} rows/s)")
+
+    again = _cli(stack, account, *upload)  # a re-run (after a crash, say) sends nothing twice
+    assert again.returncode == 0, again.stderr[-3000:]
+    replay = json.loads(again.stdout)
+    assert replay["replayedRequests"] == replay["requests"] == 5
+    assert _count(stack, account) - before == ROWS - len(bad)
+
+
+def test_campaign_upload_with_a_message_column(
+    stack: Stack, account: ApiClient, tmp_path: pytest.TempPathFactory
+) -> None:
+    path = os.path.join(str(tmp_path), "personal.csv")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phoneNumber", "message"])
+        for i in range(40):
+            w.writerow([f"+4870{i:07d}", f"Hi #{i % 10}, your order shipped"])
+        w.writerow(["+4870999", ""])  # no text
+        w.writerow(["+48 1", "Hi"])
+    before = _count(stack, account)
+    rejected_path = os.path.join(str(tmp_path), "out.csv")
+    out = _cli(stack, account, "campaign", "upload", path, "--rejected", rejected_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert (summary["rows"], summary["accepted"], summary["rejected"]) == (42, 40, 2)
+    assert summary["requests"] == 11, "one request per distinct text (10) and the bad number"
+    with open(rejected_path, encoding="utf-8") as fh:
+        codes = {int(r["row"]): r["code"] for r in csv.DictReader(fh)}
+    assert codes == {42: "empty_message", 43: "invalid_phone_number"}
+    assert _count(stack, account) - before == 40

@@ -1,0 +1,210 @@
+"""Every generated snippet, executed against a running stack in its own language runtime.
+
+Send → the API returns ids that exist; status → the status the API reports; verify → true for a
+real webhook our webhooks lane signed and delivered, false once its body is altered. A language
+whose runtime is not installed is skipped with the reason (``make snippets-test`` installs them
+from Debian's packages; Swift has none there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from dispatcher.store.schema import accounts
+from dispatcher.webhooks import admin
+from snippets.generate import OUT, file_name, load_spec
+from tests.support.receiver import Receiver
+from tests.support.stack import ApiClient, Stack, running_stack, wait_until
+
+pytestmark = [pytest.mark.snippets, pytest.mark.integration]
+SPEC = load_spec()
+REJECTED_PREFIX = "+48699"
+WORK = tempfile.mkdtemp(prefix="smsd-snippets-")  # build outputs, Go's cache
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to run (or only compile) one language's file."""
+
+    tools: tuple[str, ...]
+    run: Callable[[str], list[list[str]]]  # file → commands; the last one's stdout is checked
+    compile_only: bool = False
+
+
+def _csharp(path: str) -> list[list[str]]:
+    exe = os.path.join(WORK, os.path.basename(path) + ".exe")
+    build = ["mcs", "-nologo", "-r:System.Net.Http", f"-out:{exe}", path]
+    return [build, ["mono", exe]] if shutil.which("mono") else [build]
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "curl": Runtime(("bash", "curl", "openssl"), lambda f: [["bash", f]]),
+    "python": Runtime(("python3",), lambda f: [["python3", f]]),
+    "php": Runtime(("php",), lambda f: [["php", f]]),
+    "java": Runtime(("java",), lambda f: [["java", f]]),
+    "csharp": Runtime(("mcs",), _csharp, compile_only=not shutil.which("mono")),
+    "node": Runtime(("node",), lambda f: [["node", f]]),
+    "go": Runtime(("go",), lambda f: [["go", "run", f]]),
+    "ruby": Runtime(("ruby",), lambda f: [["ruby", f]]),
+    "swift": Runtime(("swiftc",), lambda f: [["swiftc", "-parse", f]], compile_only=True),
+}
+WHY_MISSING = {
+    "swift": "no Swift toolchain: Debian has no package for it (swift.org ships tarballs)",
+}
+
+
+def _path(snippet: str, language: str) -> str:
+    (spec,) = [s for s in SPEC["snippet"] if s["name"] == snippet]
+    lang = SPEC["languages"][language]
+    return str(OUT / language / file_name(spec, language, lang))
+
+
+def run_snippet(language: str, snippet: str, env: dict[str, str]) -> str:
+    """Run (or compile) the snippet; its stdout. Skips when the runtime is missing."""
+    runtime = RUNTIMES[language]
+    missing = [t for t in runtime.tools if shutil.which(t) is None]
+    if missing:
+        reason = WHY_MISSING.get(language, f"{', '.join(missing)} not installed")
+        pytest.skip(f"{language}: {reason} (make snippets-test installs the runtimes)")
+    full = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SMSDISPATCH_", "WEBHOOK_"))},
+        "GOCACHE": os.path.join(WORK, "gocache"),
+        "GOPATH": os.path.join(WORK, "gopath"),
+        "GOFLAGS": "-mod=mod",
+        "HOME": os.environ.get("HOME", WORK),
+        **env,
+    }
+    out = ""
+    for cmd in runtime.run(_path(snippet, language)):
+        done = subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=300, cwd=WORK)
+        assert done.returncode == 0, f"{cmd}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        out = done.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def rx() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack(
+        workers={"priority": 1, "bulk": 1, "webhooks": 1},
+        webhook_allow_private=True,
+        carrier_tps=2000,
+    ) as s:
+        s.sim_config(reject_prefixes=[REJECTED_PREFIX])
+        yield s
+
+
+@pytest.fixture(scope="module")
+def hooked(stack: Stack, rx: Receiver) -> tuple[ApiClient, str]:
+    """An account whose webhooks go to the receiver; its client and signing secret."""
+    client = stack.account()
+    engine = stack.db()
+    with engine.begin() as conn:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == client.account_id)
+            .values(webhook_url=rx.url("/snippets"))
+        )
+        secret = admin.ensure_secret(conn, client.account_id)
+    engine.dispose()
+    assert secret
+    return client, secret
+
+
+def _env(client: ApiClient, **extra: str) -> dict[str, str]:
+    return {
+        "SMSDISPATCH_URL": client.base,
+        "SMSDISPATCH_APP_KEY": client.keys["Application-Key"],
+        "SMSDISPATCH_AUTHORIZATION": client.keys["Authorization"],
+        **extra,
+    }
+
+
+LANGUAGES = list(SPEC["languages"])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("snippet", ["send_one", "send_many"])
+def test_send(language: str, snippet: str, hooked: tuple[ApiClient, str]) -> None:
+    client, _ = hooked
+    out = run_snippet(language, snippet, _env(client))
+    if RUNTIMES[language].compile_only:
+        return
+    answer = json.loads(out)
+    (spec,) = [s for s in SPEC["snippet"] if s["name"] == snippet]
+    assert answer["meta"]["status"] == 200, answer
+    assert len(answer["data"]) == len(spec["body"]["phoneNumbers"])
+    for message in answer["data"]:
+        assert client.get(message["id"])["phoneNumber"] in spec["body"]["phoneNumbers"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_status(language: str, hooked: tuple[ApiClient, str]) -> None:
+    client, _ = hooked
+    r = client.send({"sender": "ACME", "message": "status", "phoneNumbers": ["+48111222399"]})
+    message_id = r.json()["data"][0]["id"]
+    wait_until(lambda: client.status(message_id) == "sent", 30, what="sent")
+    out = run_snippet(language, "status", _env(client, SMSDISPATCH_MESSAGE_ID=message_id))
+    if RUNTIMES[language].compile_only:
+        return
+    (view,) = json.loads(out)["data"]
+    assert (view["id"], view["statusName"]) == (message_id, "sent")
+
+
+_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def webhook(hooked: tuple[ApiClient, str], rx: Receiver) -> dict[str, Any]:
+    """A real webhook: a message the carrier rejects, its signed report as received."""
+    client, secret = hooked
+    n = next(_counter)
+    r = client.send(
+        {"sender": "ACME", "message": "hook", "phoneNumbers": [f"{REJECTED_PREFIX}{n:06d}"]}
+    )
+    message_id = r.json()["data"][0]["id"]
+
+    def arrived() -> Any:
+        return [q for q in rx.requests("/snippets") if json.loads(q.body)["id"] == message_id]
+
+    (req,) = wait_until(arrived, 40, interval=0.1, what="webhook received")
+    return {
+        "WEBHOOK_SECRET": secret,
+        "WEBHOOK_ID": req.headers["webhook-id"],
+        "WEBHOOK_TIMESTAMP": req.headers["webhook-timestamp"],
+        "WEBHOOK_SIGNATURE": req.headers["webhook-signature"],
+        "WEBHOOK_BODY": req.body.decode(),
+    }
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_verify_webhook(language: str, webhook: dict[str, str]) -> None:
+    out = run_snippet(language, "verify_webhook", webhook)
+    if RUNTIMES[language].compile_only:
+        return
+    assert out.strip() == "true"
+    tampered = {**webhook, "WEBHOOK_BODY": webhook["WEBHOOK_BODY"].replace("rejected", "delivered")}
+    assert tampered["WEBHOOK_BODY"] != webhook["WEBHOOK_BODY"]
+    assert run_snippet(language, "verify_webhook", tampered).strip() == "false"
+    wrong_secret = {**webhook, "WEBHOOK_SECRET": "whsec_" + "QUJD" * 8}
+    assert run_snippet(language, "verify_webhook", wrong_secret).strip() == "false"
+
+
+def test_every_language_is_covered() -> None:
+    assert set(RUNTIMES) == set(SPEC["languages"]), sys.modules[__name__].__doc__
