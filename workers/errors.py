@@ -32,6 +32,21 @@ class AmbiguousCarrierError(RetryableCarrierError):
     ambiguous = True
 
 
+# The codes of :class:`AmbiguousCarrierError`: an attempt that ended with one of them may have
+# reached the carrier. Stored on the message, they tell a later attempt on another connection
+# to ask the first one before sending (a unit test keeps this list complete).
+AMBIGUOUS_CODES = frozenset(
+    {
+        "carrier_timeout",
+        "carrier_disconnected",
+        "carrier_io_error",
+        "carrier_unexpected",
+        "carrier_bad_response",
+        "carrier_missing_result",
+    }
+)
+
+
 class ThrottledError(RetryableCarrierError):
     """The carrier answered 429; ``retry_after`` seconds is its wish."""
 

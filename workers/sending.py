@@ -15,9 +15,8 @@ Order of work per sub-batch, and why:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -54,6 +53,7 @@ class ProgressStore(Protocol):
     def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
     def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
     def last_connections(self, ids: Sequence[str]) -> dict[str, str]: ...
+    def ambiguous(self, ids: Sequence[str]) -> set[str]: ...
 
 
 class TokenSource(Protocol):
@@ -72,6 +72,17 @@ class Route:
     connector: Connector
     tokens: TokenSource
     window: InFlightWindow | None = None  # None: only the per-process limit applies
+
+
+class PreviousAttemptUnverified(CarrierError):
+    """A bulk message's previous attempt, on another connection, ended ambiguously (it may have
+    arrived) and that connection cannot be asked now: resending elsewhere could deliver it twice,
+    so the claim is handed back without spending the attempt until the first carrier answers or
+    the validity ends. Priority messages are resent instead: a late or missing OTP costs the
+    user more than a second copy."""
+
+    def __init__(self) -> None:
+        super().__init__("previous_unverified", "previous carrier cannot be asked yet")
 
 
 class WindowFullError(CarrierError):
@@ -262,8 +273,11 @@ class ChunkSender:
         """Claim, send and record ``window`` over ``route``; True when its limiter saturated."""
         retried = [m["id"] for m in window if m.get("attempt", 0) > 0]
         previous: dict[str, str] = {}
+        unsure: set[str] = set()
         if retried and len(self.routes) > 1:
             previous = await self._db(self.store.last_connections, retried)
+            if self.options.lane == "bulk":  # see PreviousAttemptUnverified
+                unsure = await self._db(self.store.ambiguous, retried)
         now = self.clock()
         claimed = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
         send_by = time.monotonic() + self.options.send_deadline_s
@@ -293,7 +307,9 @@ class ChunkSender:
                 break
             part = rest_msgs[:granted]
             sends.append(
-                asyncio.ensure_future(self._send(route, part, report, send_by, probes, previous))
+                asyncio.ensure_future(
+                    self._send(route, part, report, send_by, probes, previous, unsure)
+                )
             )
             granted_total += granted
         results: dict[str, SubmitResult] = {}
@@ -334,18 +350,24 @@ class ChunkSender:
 
     async def _lookup(
         self, route: Route, retried: Sequence[str], previous: dict[str, str]
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], set[str]]:
         """A retried message may have reached a carrier before a timeout: ask the connection
-        of its previous attempt before resending."""
+        of its previous attempt before resending. Returns what was found there, and the refs
+        whose previous connection (another one than ``route``) could not be asked."""
         by_conn: dict[str, list[str]] = {}
         for ref in retried:
             by_conn.setdefault(previous.get(ref) or route.name, []).append(ref)
         found: dict[str, str] = {}
+        unasked: set[str] = set()
         for name, refs in by_conn.items():
             connector = self.routes[name].connector if name in self.routes else route.connector
-            with contextlib.suppress(CarrierError):  # cannot tell: send it (as before routing)
+            try:
                 found.update(await connector.lookup(refs) or {})
-        return found
+            except CarrierError:
+                # The same connection deduplicates by our reference; another one cannot.
+                if name != route.name:
+                    unasked.update(refs)
+        return found, unasked
 
     async def _send(
         self,
@@ -355,14 +377,18 @@ class ChunkSender:
         deadline: float,
         probes: set[str],
         previous: dict[str, str],
+        unsure: Collection[str] = (),
     ) -> dict[str, SubmitResult]:
         out: dict[str, SubmitResult] = {}
         connector = route.connector
         retried = [m["id"] for m in msgs if m.get("attempt", 0) > 0]
         if retried:
-            for ref, cid in (await self._lookup(route, retried, previous)).items():
+            found, unasked = await self._lookup(route, retried, previous)
+            for ref, cid in found.items():
                 out[ref] = SubmitResult(ref, cid, 200, 0.0)
                 report.reconciled += 1
+            for ref in unasked.intersection(unsure):
+                out[ref] = SubmitResult(ref, None, None, 0.0, PreviousAttemptUnverified())
         pending = [_outbound(m) for m in msgs if m["id"] not in out]
 
         async def call(
@@ -426,6 +452,7 @@ class ChunkSender:
         sent: list[Sent] = []
         failures: list[Failure] = []
         unsent: list[str] = []
+        held: list[str] = []
         by_id = {m["id"]: m for m in msgs}
         for m in msgs:
             r = results[m["id"]]
@@ -441,6 +468,9 @@ class ChunkSender:
             if isinstance(err, WindowFullError):
                 unsent.append(m["id"])
                 continue
+            if isinstance(err, PreviousAttemptUnverified):
+                held.append(m["id"])
+                continue
             report.errors[err.code] = report.errors.get(err.code, 0) + 1
             failures.append(self._failure(m, r, err, now))
         if unsent:
@@ -448,6 +478,12 @@ class ChunkSender:
                 self.store.release, unsent, now + self.options.defer_s, now, "window_full"
             )
             metrics.record_deferred(self.options.lane, route.name, len(unsent))
+        if held:
+            report.deferred += await self._db(
+                self.store.release, held, now + self.options.defer_s, now, "previous_unverified"
+            )
+            metrics.record_deferred(self.options.lane, route.name, len(held))
+            log.warning("route.previous_unverified", connection=route.name, messages=len(held))
         if sent:
             report.sent += await self._db(self.store.record_sent, sent, now)
             metrics.record_sent(self.options.lane, route.name, [by_id[s.id] for s in sent], now)

@@ -16,6 +16,7 @@ from dispatcher.store.progress import Failure, Sent
 from workers.breaker import Breakers, State
 from workers.connectors.base import Outbound, SubmitResult
 from workers.errors import (
+    AMBIGUOUS_CODES,
     AmbiguousCarrierError,
     CarrierError,
     PermanentCarrierError,
@@ -98,6 +99,9 @@ class MemoryLog:
     def last_connections(self, ids: Sequence[str]) -> dict[str, str]:
         return {i: self.rows[i].connection for i in ids if self.rows[i].connection}
 
+    def ambiguous(self, ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if self.rows[i].error in AMBIGUOUS_CODES}
+
     def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
         return self._move(ids, Status.SENDING, until, refund=True)
 
@@ -122,6 +126,7 @@ class FakeCarrier:
     known: dict[str, str] = field(default_factory=dict)
     submits: list[str] = field(default_factory=list)
     batch_calls: int = 0
+    lookup_error: CarrierError | None = None  # set: the carrier cannot be asked
 
     def _one(self, o: Outbound) -> SubmitResult:
         self.submits.append(o.ref)
@@ -140,6 +145,8 @@ class FakeCarrier:
         return [self._one(m) for m in msgs]
 
     async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
+        if self.lookup_error is not None:
+            raise self.lookup_error
         return {r: self.known[r] for r in refs if r in self.known}
 
     async def close(self) -> None:
@@ -427,3 +434,52 @@ def test_full_in_flight_window_hands_the_claim_back() -> None:
     asyncio.run(redis.delete(window.key))
     log.rows["m1"].status = Status.QUEUED
     assert run(sender, [payload(1)]).sent == 1 and asyncio.run(redis.zcard(window.key)) == 0
+
+
+@pytest.mark.parametrize(
+    ("lane", "previous_error", "resent"),
+    [
+        ("bulk", "carrier_timeout", False),  # may have arrived at the primary: wait for it
+        ("priority", "carrier_timeout", True),  # an OTP goes out over the backup regardless
+        ("bulk", "internal", True),  # a clean 500: the primary never took it
+    ],
+)
+def test_retry_after_an_ambiguous_attempt_on_an_unreachable_carrier(
+    lane: str, previous_error: str, resent: bool
+) -> None:
+    import fakeredis
+
+    redis = fakeredis.FakeAsyncRedis()
+    log = MemoryLog({"m1": Row(attempts=1, connection="primary", error=previous_error)})
+    down = RetryableCarrierError("carrier_unreachable", "could not connect")
+    primary, backup = FakeCarrier(lookup_error=down), FakeCarrier()
+    sender, breakers = routed(log, {"primary": primary, "backup": backup}, redis, lane=lane)
+
+    async def open_primary() -> None:
+        for _ in range(2):
+            await breakers.record("primary", False)
+
+    asyncio.run(open_primary())
+    report = run(sender, [payload(1, attempt=1)])
+    assert primary.submits == []
+    if resent:
+        assert backup.submits == ["m1"] and log.rows["m1"].status == Status.SENT
+    else:
+        assert backup.submits == [] and report.deferred == 1
+        row = log.rows["m1"]
+        assert row.status == Status.RETRYING and row.attempts == 1  # the attempt is refunded
+
+
+def test_every_ambiguous_error_code_is_listed() -> None:
+    """Codes of AmbiguousCarrierError built anywhere in workers/ are in AMBIGUOUS_CODES, so a
+    retry on another connection knows the first attempt may have arrived."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "workers"
+    found = {
+        code
+        for path in root.rglob("*.py")
+        for code in re.findall(r'AmbiguousCarrierError\(\s*"([a-z_]+)"', path.read_text())
+    }
+    assert found and found <= AMBIGUOUS_CODES, found - AMBIGUOUS_CODES
