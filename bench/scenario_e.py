@@ -1,7 +1,7 @@
 """E. API accept: single-recipient ``POST /v2.1/sms`` from 32 concurrent keep-alive clients.
 
 ``wrk -t1 -c32`` with ``bench/wrk_sms.lua`` (or an aiohttp closed loop when wrk is missing),
-2 s of warm-up, then the measured run. Worker pools are stopped: this is what the API, the
+1 s of warm-up, then the measured run. Worker pools are stopped: this is what the API, the
 group-commit writer, PostgreSQL and Redis accept; the messages stay queued. Accepted messages
 per second over time come from ``messages.created_at`` in the log.
 """

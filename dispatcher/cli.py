@@ -10,7 +10,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from dispatcher.cli_accounts import register as register_accounts
+from dispatcher.cli_client import register as register_client
+from dispatcher.cli_connections import CONFIG_ERROR_EXIT, checked
+from dispatcher.cli_connections import register as register_connections
 from dispatcher.cli_numbers import register as register_numbers
+from dispatcher.cli_users import register as register_users
 from dispatcher.cli_webhooks import add_account_webhook_parser
 from dispatcher.config import Settings
 from dispatcher.logs import configure
@@ -27,6 +32,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     s = _settings()
+    if checked(s) is None:  # refuse to start on an invalid connections file
+        return CONFIG_ERROR_EXIT
     workers = args.workers or s.api_workers
     if workers > 1:  # every uvicorn process writes its metrics where /metrics can sum them
         from dispatcher.metrics import use_multiprocess_dir
@@ -53,6 +60,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from dispatcher.contract import Lane, queue_name
 
     lane = Lane(args.lane)
+    if checked(_settings()) is None:  # refuse to start on an invalid connections file
+        return CONFIG_ERROR_EXIT
     argv = [
         sys.executable,
         "-m",
@@ -191,8 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--write", metavar="FILE", help="also write the key pair to FILE (0600)")
     c.set_defaults(func=cmd_accounts_create)
     add_account_webhook_parser(acc_sub)
+    register_accounts(acc_sub)
 
     register_numbers(sub)
+    register_client(sub)
+    register_connections(sub)
+    register_users(sub)
 
     r = sub.add_parser("run", help="run the whole stack locally (make run)")
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")

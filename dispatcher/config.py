@@ -32,6 +32,9 @@ class Settings:
     carrier_batch_size: int = 500  # recipients per batch submit; 1 = one request per message
     carrier_max_in_flight: int = 64  # concurrent requests per worker process
     carrier_timeout_s: float = 10.0
+    # Carrier connections, routing and breakers (docs/routing.md); empty: the one connection
+    # above, named "default", routes everything.
+    connections: str = ""
     chunk_size: int = 500  # messages per bulk task
     max_attempts: int = 6
     retry_base_s: float = 1.0
@@ -60,10 +63,26 @@ class Settings:
     webhook_timeout_s: float = 5.0
     webhook_retry_window_h: float = 26.0  # retried with backoff for at least this long
     webhook_suspend_after_h: float = 24.0  # an endpoint failing this long is suspended
+    # Per-account API limits (docs/security.md); an account's own values override these.
+    api_rate_per_s: float = 0.0  # requests per second per account; 0 = unlimited
+    api_rate_burst: int = 0  # requests allowed at once; 0 = one second's worth
+    daily_cap: int = 0  # messages (recipients) per account per UTC day; 0 = unlimited
+    auth_cache_ttl_s: float = 30.0  # key rotations and limit changes reach the API within this
     optout_keywords: str = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,NIE,REZYGNUJE"
     optin_keywords: str = "START,UNSTOP,TAK"
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
+    # Support panel (docs/panel.md).
+    panel_session_ttl_s: float = 8 * 3600.0  # idle sessions end after this
+    panel_login_attempts: int = 5  # failed logins per username per window
+    panel_login_ip_attempts: int = 20  # failed logins per client address per window
+    panel_login_window_s: float = 900.0
+    panel_trust_forwarded_proto: bool = False  # behind a TLS proxy: honour X-Forwarded-Proto
+    # Messages matching this (case-insensitive regex) have their 4-8 digit runs masked for the
+    # support role; empty masks nothing.
+    panel_mask_keywords: str = (
+        r"code|kod|otp|pin|passcode|password|hasło|haslo|verif|weryfik|token|2fa"
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -47,6 +47,13 @@ CATALOGUE: dict[str, ErrorKind] = {
         "Transactional messages on the priority lane still are. It is removed from the list "
         "when it replies START, or by DELETE /v2.1/suppressions/{phone}.",
     ),
+    "no_route": ErrorKind(
+        400,
+        "No route",
+        "No carrier connection serves this destination for this lane and account, and no "
+        "fallback route is configured: the recipient was not sent, the others were. Ask the "
+        "operator to add a route (`smsdispatch connections list` shows what is served).",
+    ),
     "no_valid_recipients": ErrorKind(
         400,
         "No valid recipients",
@@ -100,6 +107,9 @@ CATALOGUE: dict[str, ErrorKind] = {
     "invalid_idempotency_key": ErrorKind(
         400, "Invalid Idempotency-Key", "Use 1-255 printable ASCII characters."
     ),
+    "invalid_campaign": ErrorKind(
+        400, "Invalid Smsdispatch-Campaign", "Use 1-64 printable ASCII characters."
+    ),
     "payload_too_large": ErrorKind(
         413,
         "Request body too large",
@@ -116,6 +126,18 @@ CATALOGUE: dict[str, ErrorKind] = {
     ),
     "invalid_query": ErrorKind(
         400, "Invalid query parameter", "Correct the query parameter named in `meta.parameter`."
+    ),
+    "rate_limited": ErrorKind(
+        429,
+        "Too many requests",
+        "Slow down: retry after the number of seconds in `Retry-After`. The limit is per account "
+        "(ask the operator to raise it).",
+    ),
+    "daily_cap_exceeded": ErrorKind(
+        429,
+        "Daily sending cap reached",
+        "The account's messages per UTC day are used up: the recipients named were not sent. "
+        "Retry after `Retry-After` seconds (next UTC midnight) or ask the operator to raise it.",
     ),
     "method_not_allowed": ErrorKind(405, "Method not allowed", "See the API reference."),
     "service_unavailable": ErrorKind(
@@ -139,6 +161,7 @@ class ApiError(Exception):
         parameter: str | None = None,
         value: Any = None,
         source: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         kind = CATALOGUE[code]
         super().__init__(message or kind.title)
@@ -149,6 +172,7 @@ class ApiError(Exception):
         self.parameter = parameter
         self.value = value
         self.source = source
+        self.headers = headers  # extra response headers (``Retry-After``)
 
     def as_dict(self) -> dict[str, Any]:
         """The element of the envelope's ``errors[]``."""
@@ -162,7 +186,7 @@ class ApiError(Exception):
             "title": self.title,
             "message": self.message,
             "meta": meta,
-            "docs": f"docs/errors.md#{self.code.replace('_', '-')}",
+            "docs": f"/docs/errors#{self.code.replace('_', '-')}",
         }
 
 
@@ -172,6 +196,8 @@ def _printable(value: Any) -> Any:
         return value[:200] + "…"
     if isinstance(value, (list, dict)):
         return None
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return _printable(str(value))  # JSON encoders stop at 64 bits
     return value
 
 
@@ -180,7 +206,8 @@ def render_catalogue() -> str:
     lines = [
         "# Error catalogue",
         "",
-        "Every error in an API response has a stable `code`; its `docs` field points here.",
+        "Every error in an API response has a stable `code`; its `docs` field points to its",
+        "entry here, as served by the API (`/docs/errors#<code with dashes>`).",
         "`meta.parameter` names the field, `meta.source` the exact place (`phoneNumbers[3]`),",
         "`meta.value` echoes the offending value (truncated). Generated from",
         "`dispatcher/errors.py`; do not edit by hand.",

@@ -18,6 +18,7 @@ from dispatcher.config import Settings
 from dispatcher.contract import Lane, Status
 from dispatcher.errors import ApiError
 from dispatcher.ids import new_message_id
+from dispatcher.routing import current_table
 from dispatcher.sms import (
     EmptyMessage,
     InvalidPhoneNumber,
@@ -75,6 +76,15 @@ def choose_lane(account: Account, wants_priority: bool, recipients: int, thresho
     return Lane.BULK
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is storable text (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_request(
     req: SendRequest, account: Account, settings: Settings, now: float
 ) -> list[ApiError]:
@@ -89,6 +99,8 @@ def _check_request(
         errors.append(ApiError("empty_message", None, "message", ""))
     except TooManyParts as exc:
         errors.append(ApiError("message_too_long", exc.message, "message", None))
+    except UnicodeEncodeError:  # a lone surrogate (library callers; the API refuses it earlier)
+        errors.append(ApiError("invalid_field", "message is not valid Unicode text", "message"))
     if req.validity is not None and not 1 <= req.validity <= MAX_VALIDITY_MIN:
         errors.append(ApiError("invalid_validity", None, "validity", req.validity))
     if req.schedule_time is not None and not (0 < req.schedule_time <= now + MAX_SCHEDULE_AHEAD_S):
@@ -98,7 +110,9 @@ def _check_request(
     if req.short_link:
         errors.append(ApiError("short_link_unsupported", None, "shortLink", True))
     if req.webhook_url is not None and (
-        len(req.webhook_url) > 2048 or not _URL.match(req.webhook_url)
+        len(req.webhook_url) > 2048
+        or not _URL.match(req.webhook_url)
+        or not _is_text(req.webhook_url)
     ):
         errors.append(ApiError("invalid_webhook_url", None, "webhookUrl", req.webhook_url))
     if req.external_id is not None and not _EXTERNAL_ID.match(req.external_id):
@@ -152,6 +166,28 @@ def _recipients(numbers: Sequence[str], region: str | None) -> tuple[list[str], 
     return good, errors
 
 
+def unrouteable(
+    phones: Sequence[str], lane: str, account: Account, settings: Settings
+) -> tuple[list[str], list[ApiError]]:
+    """Split ``phones`` into routable ones and ``no_route`` errors (docs/routing.md)."""
+    table = current_table(settings)
+    good: list[str] = []
+    errors: list[ApiError] = []
+    for phone in phones:
+        if table.routable(phone, lane, account.name):
+            good.append(phone)
+        else:
+            errors.append(
+                ApiError(
+                    "no_route",
+                    f"no carrier connection serves {phone} on the {lane} lane",
+                    "phoneNumbers",
+                    phone,
+                )
+            )
+    return good, errors
+
+
 def prepare_personalised(
     account: Account,
     settings: Settings,
@@ -174,6 +210,7 @@ def prepare_personalised(
     valid_until = now + 60 * (validity_min or settings.default_validity_min)
     errors: list[ApiError] = []
     region = settings.default_region or None
+    routes = current_table(settings)
     for i, (raw, text) in enumerate(items):
         try:
             phone = normalize(raw, region)
@@ -186,6 +223,9 @@ def prepare_personalised(
         except (EmptyMessage, TooManyParts) as exc:
             code = "empty_message" if isinstance(exc, EmptyMessage) else "message_too_long"
             errors.append(ApiError(code, exc.message, "message", None, f"items[{i}]"))
+            continue
+        if not routes.routable(phone, lane, account.name):
+            errors.append(ApiError("no_route", None, "phoneNumbers", phone, f"items[{i}]"))
             continue
         sub.messages.append(
             NewMessage(
@@ -219,6 +259,7 @@ def prepare(
     idempotency_key: str | None = None,
     body_hash: str = "",
     source: str = "api",
+    campaign: str | None = None,
 ) -> Prepared:
     """Validate ``req`` and build its submission; raises :class:`RequestRefused`."""
     errors = _check_request(req, account, settings, now)
@@ -231,6 +272,13 @@ def prepare(
         )
     info = check_parts(req.message, settings.max_parts)
     lane = choose_lane(account, bool(req.priority), len(good), settings.bulk_threshold)
+    good, unrouted = unrouteable(good, lane, account, settings)
+    if unrouted:
+        recipient_errors.extend(unrouted)
+        if not good:
+            raise RequestRefused(
+                [*recipient_errors, ApiError("no_valid_recipients", None, "phoneNumbers", None)]
+            )
     sub_id = new_message_id()
     external_id = req.external_id or uuid.uuid4().hex
     validity_s = 60 * (req.validity or settings.default_validity_min)
@@ -246,6 +294,7 @@ def prepare(
         created_at=now,
         external_id=req.external_id,
         idempotency_key=idempotency_key,
+        campaign=campaign,
     )
     sender = req.sender.strip()
     for phone in good:

@@ -159,6 +159,19 @@ SLOTS = Gauge(
     multiprocess_mode="livesum",
 )
 
+BREAKER_STATE = Gauge(
+    "smsdispatch_breaker_state",
+    "Circuit breaker of a carrier connection: 1 for its current state (closed, open, "
+    "half_open), 0 for the others, as most recently seen by a worker process.",
+    ["connection", "state"],
+    multiprocess_mode="livemostrecent",
+)
+BREAKER_TRANSITIONS = Counter(
+    "smsdispatch_breaker_transitions",
+    "Circuit breaker state changes of a carrier connection, by old and new state.",
+    ["connection", "old", "new"],
+)
+
 FAILED_STATUSES = frozenset({"rejected", "failed", "expired"})
 RETRYING = "retrying"
 
@@ -304,6 +317,18 @@ def record_granted(connection: str, parts: Iterable[int]) -> None:
 def set_rate_limit(connection: str, parts_per_second: float) -> None:
     """Publish a connection's configured limit (for dashboards: rate against limit)."""
     RATE_LIMIT.labels(connection).set(parts_per_second)
+
+
+def set_breaker_state(connection: str, state: str) -> None:
+    """Publish a connection's breaker state (``closed``, ``open``, ``half_open``)."""
+    for name in ("closed", "open", "half_open"):
+        BREAKER_STATE.labels(connection, name).set(1 if name == state else 0)
+
+
+def record_breaker_transition(connection: str, old: str, new: str) -> None:
+    """Count a breaker state change and publish the new state."""
+    BREAKER_TRANSITIONS.labels(connection, old, new).inc()
+    set_breaker_state(connection, new)
 
 
 # -- reports and reconciliation -------------------------------------------------------------------

@@ -10,14 +10,18 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher import __version__, metrics
 from dispatcher.accounts import Authenticator
 from dispatcher.api.callbacks import CallbackPublisher
 from dispatcher.api.context import ApiContext, request_id
+from dispatcher.api.docs_page import install as install_docs
 from dispatcher.api.envelope import JsonResponse, error_response
+from dispatcher.api.fast_send import FastSend
 from dispatcher.api.guard import RequestGuard
 from dispatcher.api.routes_carrier import router as carrier_router
 from dispatcher.api.routes_inbound import router as inbound_router
@@ -26,14 +30,25 @@ from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.errors import ApiError
+from dispatcher.panel import mount_panel
+from dispatcher.quotas import AccountQuotas
+from dispatcher.routing import current_table
 from dispatcher.store.db import make_engine
 from dispatcher.writer import SubmissionWriter
 
 log = structlog.get_logger(component="api")
 
 
+class OrjsonSchemaResponse(JSONResponse):
+    """:class:`JsonResponse`'s rendering, as a ``JSONResponse`` subclass: FastAPI documents a
+    route's ``response_model`` only for those (else its 200 schema says ``string``)."""
+
+    render = JsonResponse.render
+
+
 def build_context(settings: Settings) -> ApiContext:
     """Open the engine, the broker and the writer for one API process."""
+    current_table(settings)  # an invalid connections file stops the start (ConfigError)
     engine = make_engine(settings.database_url, pool_size=8)
     broker = Broker(settings.redis_url)
     writer = SubmissionWriter(
@@ -43,7 +58,13 @@ def build_context(settings: Settings) -> ApiContext:
         max_rows=settings.writer_max_rows,
     )
     return ApiContext(
-        settings, engine, broker, writer, Authenticator(engine), CallbackPublisher(broker)
+        settings,
+        engine,
+        broker,
+        writer,
+        Authenticator(engine, settings.auth_cache_ttl_s),
+        CallbackPublisher(broker),
+        AccountQuotas(settings, engine),
     )
 
 
@@ -90,27 +111,31 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
             yield
         finally:
             ctx.writer.stop()
+            if ctx.quotas is not None:
+                await ctx.quotas.close()
             ctx.broker.close()
             ctx.engine.dispose()
+            await panel.close()
 
     app = FastAPI(
         title="smsdispatch",
         version=__version__,
         summary="SMS API compatible with MessageFlow SMS API v2.1",
         lifespan=lifespan,
-        default_response_class=JsonResponse,
-        # The stock docs pages load their assets from a CDN; an offline page comes with the
-        # developer-experience issue. The schema itself is served at /openapi.json.
+        default_response_class=OrjsonSchemaResponse,
+        # The stock docs pages load their assets from a CDN: docs_page serves an offline one.
         docs_url=None,
         redoc_url=None,
     )
     app.include_router(carrier_router)
     app.include_router(inbound_router)  # before the sms router: /v2.1/sms/inbound ≠ /{id}
     app.include_router(router)
+    panel = mount_panel(app, settings)  # the support panel under /panel (docs/panel.md)
+    install_docs(app)  # /docs, /docs/errors, /docs/snippets; completes /openapi.json
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JsonResponse:
-        headers = UNAVAILABLE if exc.status == 503 else None
+        headers = UNAVAILABLE if exc.status == 503 else exc.headers
         return error_response(request_id(request), [exc], headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -124,6 +149,14 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
             code = "invalid_field" if exc.status_code < 500 else "internal_error"
         return error_response(request_id(request), [ApiError(code)], status=exc.status_code)
 
+    @app.exception_handler(SQLAlchemyError)
+    async def _store_down(request: Request, exc: SQLAlchemyError) -> JsonResponse:
+        # The log unreachable anywhere in a request (authentication included: connections cut,
+        # the database refusing them) is a 503 the client retries, never a 500.
+        log.warning("api.store_unavailable", error=type(exc).__name__)
+        err = ApiError("service_unavailable", "the message log is unreachable")
+        return error_response(request_id(request), [err], headers=UNAVAILABLE)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JsonResponse:
         log.exception("api.unhandled", error=type(exc).__name__)
@@ -134,7 +167,12 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
         """The process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["Operations"], summary="Readiness: Redis and database reachable")
+    @app.get(
+        "/readyz",
+        tags=["Operations"],
+        summary="Readiness: Redis and database reachable",
+        responses={503: {"description": "Redis or the database does not answer"}},
+    )
     async def readyz(request: Request) -> JsonResponse:
         """200 when Redis and the database answer, else 503 naming what failed."""
         ctx: ApiContext = request.app.state.ctx
@@ -162,6 +200,9 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
         )
 
     app.add_route("/metrics", metrics.metrics_endpoint, include_in_schema=False)
+    # First added, so innermost: sends skip FastAPI's routing and dependency solving (CPU-bound
+    # accept path, docs/benchmarks.md) and pass through every other middleware.
+    app.add_middleware(FastSend)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
     app.add_middleware(metrics.MetricsMiddleware)  # added last: outermost, sees the guard's 413/415
     return app

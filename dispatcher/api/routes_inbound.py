@@ -33,12 +33,17 @@ T = TypeVar("T")
 class InboundView(BaseModel):
     """A message a subscriber sent to one of your numbers."""
 
-    id: str = Field(examples=["0192f7a4-8b1c-7cde-8f00-1234567890ab"])
+    id: str = Field(
+        description="Our id of the inbound message.",
+        examples=["0192f7a4-8b1c-7cde-8f00-1234567890ab"],
+    )
     phoneNumber: str = Field(description="The sender (E.164).", examples=["+48600111222"])
     number: str = Field(description="Your dedicated number it was sent to.", examples=["4321"])
-    message: str = Field(examples=["What time do you open?"])
+    message: str = Field(description="The text, parts joined.", examples=["What time do you open?"])
     numberOfParts: int = Field(description="Parts joined into this message.", examples=[1])
-    receiveTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
+    receiveTime: str = Field(
+        description="When it arrived (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    )
     keyword: str | None = Field(
         None, description="The opt-out/opt-in keyword the body is, if any.", examples=[None]
     )
@@ -47,47 +52,53 @@ class InboundView(BaseModel):
 class NumberView(BaseModel):
     """A dedicated number of your account."""
 
-    number: str = Field(examples=["+48500100200"])
+    number: str = Field(description="The number (E.164 or short code).", examples=["+48500100200"])
     kind: str = Field(description="short_code or long_number.", examples=["long_number"])
-    createTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
+    createTime: str = Field(
+        description="When it was assigned (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    )
 
 
 class SuppressionView(BaseModel):
     """A number bulk messages of your account are not sent to."""
 
-    phoneNumber: str = Field(examples=["+48600111222"])
+    phoneNumber: str = Field(
+        description="The suppressed number (E.164).", examples=["+48600111222"]
+    )
     source: str = Field(description="keyword (the subscriber) or api.", examples=["keyword"])
-    keyword: str | None = Field(None, examples=["STOP"])
-    createTime: str = Field(examples=["2026-11-26T12:00:00.000Z"])
+    keyword: str | None = Field(None, description="The keyword it sent.", examples=["STOP"])
+    createTime: str = Field(
+        description="When it was suppressed (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    )
 
 
 class InboundEnvelope(BaseModel):
     """``{data, errors, meta}`` of inbound messages."""
 
-    data: list[InboundView]
-    errors: list[ErrorItem]
-    meta: Meta
+    data: list[InboundView] = Field(description="The inbound messages.")
+    errors: list[ErrorItem] = Field(description="What was refused, one element per problem.")
+    meta: Meta = Field(description="Counts and the request id.")
 
 
 class NumbersEnvelope(BaseModel):
     """``{data, errors, meta}`` of numbers."""
 
-    data: list[NumberView]
-    errors: list[ErrorItem]
-    meta: Meta
+    data: list[NumberView] = Field(description="Your numbers.")
+    errors: list[ErrorItem] = Field(description="What was refused, one element per problem.")
+    meta: Meta = Field(description="Counts and the request id.")
 
 
 class SuppressionsEnvelope(BaseModel):
     """``{data, errors, meta}`` of suppressions."""
 
-    data: list[SuppressionView]
-    errors: list[ErrorItem]
-    meta: Meta
+    data: list[SuppressionView] = Field(description="The suppressed numbers.")
+    errors: list[ErrorItem] = Field(description="What was refused, one element per problem.")
+    meta: Meta = Field(description="Counts and the request id.")
 
 
 def _declared(*codes: str) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, list[str]] = {}
-    for c in ("unauthorized", "service_unavailable", "internal_error", *codes):
+    for c in ("unauthorized", "rate_limited", "service_unavailable", "internal_error", *codes):
         by_status.setdefault(CATALOGUE[c].status, []).append(c)
     return {s: {"description": "Error codes: " + ", ".join(cs)} for s, cs in by_status.items()}
 

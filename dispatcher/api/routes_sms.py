@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import metrics
-from dispatcher.api.context import AccountDep, ContextDep, request_id
+from dispatcher.accounts import Account
+from dispatcher.api.context import AccountDep, ApiContext, ContextDep, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
     envelope,
@@ -23,6 +25,7 @@ from dispatcher.api.envelope import (
 from dispatcher.api.models import Envelope, SendSmsBody
 from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
+from dispatcher.quotas import reserve_for
 from dispatcher.sms import InvalidPhoneNumber, normalize
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.queries import MessageFilter, get_message, list_messages, message_timeline
@@ -45,7 +48,7 @@ def _declared(*codes: str) -> dict[int | str, dict[str, Any]]:
     }
 
 
-AUTH_ERRORS = ("unauthorized", "service_unavailable", "internal_error")
+AUTH_ERRORS = ("unauthorized", "rate_limited", "service_unavailable", "internal_error")
 SEND_ERRORS = (
     *AUTH_ERRORS,
     "invalid_json",
@@ -67,8 +70,10 @@ SEND_ERRORS = (
     "idempotency_key_reused",
     "idempotency_key_in_flight",
     "invalid_idempotency_key",
+    "invalid_campaign",
     "payload_too_large",
     "unsupported_media_type",
+    "daily_cap_exceeded",
 )
 UNAVAILABLE = {"Retry-After": "5"}
 
@@ -92,6 +97,14 @@ async def send_sms(
             "return the first answer; the same key with another body is refused (422).",
         ),
     ] = None,
+    campaign: Annotated[
+        str | None,
+        Header(
+            alias="Smsdispatch-Campaign",
+            description="Group several requests (e.g. one CSV upload) into one campaign in the "
+            "support panel; 1-64 printable ASCII characters.",
+        ),
+    ] = None,
 ) -> JsonResponse:
     """Accept a message: it is stored durably, then queued on its lane.
 
@@ -104,6 +117,10 @@ async def send_sms(
         and idempotency_key.isprintable()
     ):
         raise ApiError("invalid_idempotency_key", None, "Idempotency-Key", idempotency_key)
+    if campaign is not None and not (
+        0 < len(campaign) <= 64 and campaign.isascii() and campaign.isprintable()
+    ):
+        raise ApiError("invalid_campaign", None, "Smsdispatch-Campaign", campaign[:80])
     req = SendRequest(
         sender=body.sender,
         message=body.message,
@@ -116,14 +133,22 @@ async def send_sms(
         external_id=body.externalId,
         priority=body.priority,
     )
-    body_hash = hashlib.sha256(
-        orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    try:
+        canonical = orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits: validation below refuses it, naming it
+        canonical = json.dumps(body.model_dump(), sort_keys=True).encode()
+    body_hash = hashlib.sha256(canonical).hexdigest()
     now = time.time()
 
     def validate() -> Prepared:
         return prepare(
-            req, account, ctx.settings, now, idempotency_key=idempotency_key, body_hash=body_hash
+            req,
+            account,
+            ctx.settings,
+            now,
+            idempotency_key=idempotency_key,
+            body_hash=body_hash,
+            campaign=campaign,
         )
 
     try:
@@ -136,10 +161,15 @@ async def send_sms(
         if any(e.status == 403 for e in exc.errors):
             status = 403
         return JsonResponse(envelope(rid, status, errors=exc.errors), status_code=status)
+    # Daily cap: recipients beyond it are dropped here; what is not stored is given back.
+    reserved = await reserve_for(ctx.quotas.daily, account, prepared, now) if ctx.quotas else 0
     try:
         stored = await ctx.writer.submit(prepared.submission)
     except StoreUnavailable:
+        await _refund(ctx, account, reserved, now)
         raise ApiError("service_unavailable", "the message log is unreachable") from None
+    unused = reserved if stored.refused or stored.conflict or stored.duplicate else 0
+    await _refund(ctx, account, unused or len(stored.opted_out), now)
     # Bulk (marketing) messages to numbers that opted out were dropped in the same transaction;
     # priority (transactional) ones never are.
     prepared.recipient_errors.extend(
@@ -177,6 +207,11 @@ async def send_sms(
             lane=prepared.submission.lane,
         )
     )
+
+
+async def _refund(ctx: ApiContext, account: Account, count: int, now: float) -> None:
+    if ctx.quotas is not None and count:
+        await ctx.quotas.daily.refund(account, count, now)
 
 
 def _split(value: str | None) -> tuple[str, ...]:

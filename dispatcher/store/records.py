@@ -57,6 +57,7 @@ class NewSubmission:
     external_id: str | None = None
     idempotency_key: str | None = None
     messages: list[NewMessage] = field(default_factory=list)
+    campaign: str | None = None  # groups the API calls of one CSV upload (panel campaigns)
 
 
 @dataclass(slots=True)

@@ -44,6 +44,9 @@ accounts = Table(
     Column("webhook_on_sent", Boolean, nullable=False, server_default=text("false")),
     Column("inbound_webhook_url", Text),
     Column("inbound_webhook_url_secondary", Text),
+    # Per-account API limits (docs/security.md); NULL = the settings' default, 0 = unlimited.
+    Column("api_rate_per_s", Double),
+    Column("daily_cap", Integer),
 )
 
 api_keys = Table(
@@ -70,9 +73,18 @@ submissions = Table(
     Column("recipients", Integer, nullable=False),
     Column("source", String(16), nullable=False, default="api"),
     Column("created_at", Double, nullable=False),
+    # Groups the API calls of one CSV upload into one campaign (``Smsdispatch-Campaign`` header).
+    Column("campaign", String(64)),
     UniqueConstraint("account_id", "external_id", name="uq_submissions_external_id"),
     UniqueConstraint("account_id", "idempotency_key", name="uq_submissions_idempotency_key"),
     Index("ix_submissions_account_created", "account_id", "created_at"),
+    Index(
+        "ix_submissions_account_campaign",
+        "account_id",
+        "campaign",
+        postgresql_where=text("campaign IS NOT NULL"),
+        sqlite_where=text("campaign IS NOT NULL"),
+    ),
 )
 
 messages = Table(
@@ -123,6 +135,9 @@ messages = Table(
     ),
     Index("ix_messages_account_phone", "account_id", "phone"),
     Index("ix_messages_account_external", "account_id", "external_id"),
+    # The panel's sender filter: without it a sender with no messages scans the whole account
+    # (964 ms on 1M rows; 0.1 ms with it, bench/panel_search.py).
+    Index("ix_messages_account_sender_created", "account_id", "sender", "created_at"),
     Index("ix_messages_submission", "submission_id"),
     Index("ix_messages_batch", "batch_id"),
     # Partial indexes: the scheduler and the reconciler scan only the few rows they care about.
@@ -283,4 +298,16 @@ suppressions = Table(
     Column("source", String(16), nullable=False),  # keyword | api
     Column("keyword", String(16)),
     UniqueConstraint("account_id", "phone", name="uq_suppression"),
+)
+
+panel_users = Table(
+    "panel_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False, index=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id, PHC string
+    Column("role", String(8), nullable=False),  # support | admin
+    Column("created_at", Double, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
 )
