@@ -38,6 +38,10 @@ TASK_RECONCILE = "smsdispatch.reconcile_sending"  # args: {"ids": [...]}: claims
 # Delivery reports and inbound messages posted by carriers, raw, applied on the dlr lane:
 # args {"connection": name, "items": [raw JSON objects], "received_at": unix seconds}.
 TASK_APPLY_REPORTS = "smsdispatch.apply_reports"
+# Reports that came before their submit was recorded wait here (a Redis sorted set scored by
+# when to try again) for the scheduler to re-publish them, not as Celery countdown tasks: a
+# worker holds those in memory and drops them when its broker connection breaks.
+EARLY_REPORTS_KEY = "smsd:reports:early"
 TASK_APPLY_INBOUND = "smsdispatch.apply_inbound"
 # Customer webhooks, on the webhooks lane: args {"ids": [webhook delivery ids]}.
 TASK_DELIVER_WEBHOOKS = "smsdispatch.deliver_webhooks"

@@ -4,6 +4,8 @@ Each tick (default every 250 ms):
 - held messages (``scheduled``, ``retrying``) that are due are re-batched and published;
 - batches committed but never published (crash or Redis outage between commit and publish) are
   published after ``outbox_stale_s``;
+- delivery reports the dlr lane parked (they came before their submit was recorded) are
+  re-published when due;
 - every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
   with the carrier, and queued messages of a lane whose queue is empty are re-published
   (their task was lost, e.g. a Redis restart without persistence).
@@ -12,11 +14,13 @@ Only one scheduler acts at a time (a Redis lease), so several can run for availa
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 import structlog
@@ -25,7 +29,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.broker import Broker, BrokerUnavailable
 from dispatcher.config import Settings
-from dispatcher.contract import SEND_LANES, TASK_DELIVER_WEBHOOKS, Lane
+from dispatcher.contract import (
+    EARLY_REPORTS_KEY,
+    SEND_LANES,
+    TASK_APPLY_REPORTS,
+    TASK_DELIVER_WEBHOOKS,
+    Lane,
+)
 from dispatcher.store import outbox, reports, webhooks
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
@@ -48,6 +58,7 @@ class TickReport:
     webhooks: int = 0
     webhooks_recovered: int = 0
     report_timeouts: int = 0
+    early_reports: int = 0
 
 
 class Scheduler:
@@ -108,10 +119,25 @@ class Scheduler:
                 TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
             )
         report.webhooks = len(hooks)
+        report.early_reports = self._release_early_reports(now)
         if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
             self._last_slow = time.monotonic()
             self._slow(now, report)
         return report
+
+    def _release_early_reports(self, now: float, limit: int = 100) -> int:
+        """Re-publish delivery reports parked by the dlr lane (they came before their submit
+        was recorded) whose time has come. Published, then removed: a crash in between
+        publishes one twice, and a repeated report is ignored."""
+        due = cast(
+            list[bytes],
+            self.redis.zrangebyscore(EARLY_REPORTS_KEY, "-inf", now, start=0, num=limit),
+        )
+        for member in due:
+            payload = json.loads(member)
+            self.broker.publish_task(TASK_APPLY_REPORTS, payload, Lane.DLR)
+            self.redis.zrem(EARLY_REPORTS_KEY, member)
+        return len(due)
 
     def _slow(self, now: float, report: TickReport) -> None:
         with self.engine.begin() as conn:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from dispatcher.contract import (
+    EARLY_REPORTS_KEY,
     TASK_APPLY_REPORTS,
     TASK_RECONCILE,
     TASK_SEND_CHUNK,
-    Lane,
-    queue_name,
 )
 from dispatcher.store.db import StoreUnavailable
 from workers import metrics
@@ -78,6 +79,22 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
     log.info("reconcile.done", **dataclasses.asdict(report))
 
 
+async def _park(client: Any, member: str, due: float) -> None:
+    await client.zadd(EARLY_REPORTS_KEY, {member: due})
+
+
+def _park_or_retry(
+    task: Any, rt: Any, payload: dict[str, Any], due: float, cause: Exception | None
+) -> None:
+    """Park reports for the scheduler to re-publish at ``due`` (see ``EARLY_REPORTS_KEY``):
+    never as a Celery countdown, which a worker holds in memory and loses with its broker
+    connection. If Redis cannot take them either, the task retries (repeats are ignored)."""
+    try:
+        rt.run(_park(rt.redis, json.dumps(payload, sort_keys=True), due))
+    except RedisError as exc:
+        raise task.retry(exc=cause or exc, countdown=5) from exc
+
+
 @app.task(
     name=TASK_APPLY_REPORTS,
     bind=True,
@@ -96,18 +113,15 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     try:
         result = rt.store.run(lambda conn: apply_batch(conn, connection, batch, now))
     except INFRA_ERRORS as exc:
-        raise self.retry(exc=exc, countdown=5) from exc
+        _park_or_retry(self, rt, payload, time.time() + 5, exc)  # nothing was applied
+        return
     early = [items[batch.source[i]] for i in result.early]
     first = float(payload.get("first_received", payload.get("received_at", now)))
     metrics.record_reports(rt.engine, connection, result.applied, first)
     attempt = int(payload.get("attempt", 0)) + 1
     if early and now - first < rt.settings.report_retry_s:
-        self.app.send_task(
-            TASK_APPLY_REPORTS,
-            args=[{**payload, "items": early, "first_received": first, "attempt": attempt}],
-            queue=queue_name(Lane.DLR),
-            countdown=retry_delay(attempt),
-        )
+        again = {**payload, "items": early, "first_received": first, "attempt": attempt}
+        _park_or_retry(self, rt, again, now + retry_delay(attempt), None)
     elif early:
         log.warning("reports.dropped_unmatched", count=len(early), connection=connection)
     log.info(

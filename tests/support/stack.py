@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -95,9 +95,14 @@ class Stack:
         self.procs[name] = p
         return p
 
-    def start_worker(self, lane: str, concurrency: int = 2, name: str | None = None) -> None:
-        """Start a worker pool for ``lane`` and wait until it consumes."""
+    def start_worker(
+        self, lane: str, concurrency: int = 2, name: str | None = None, wait: bool = True
+    ) -> None:
+        """Start a worker pool for ``lane``; unless ``wait`` is False, wait until it consumes."""
         name = name or f"worker-{lane}"
+        # The log is appended to across restarts: wait for one more "ready." than it had.
+        path = os.path.join(self.logdir, f"{name}.log")
+        before = self.log(name).count("ready.") if os.path.exists(path) else 0
         self.spawn(
             name,
             [
@@ -111,7 +116,8 @@ class Stack:
                 str(concurrency),
             ],
         )
-        wait_until(lambda: "ready." in self.log(name), 30, what=f"{name} ready")
+        if wait:
+            wait_until(lambda: self.log(name).count("ready.") > before, 30, what=f"{name} ready")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Stop one process (its whole group)."""
@@ -215,13 +221,18 @@ def running_stack(  # type: ignore[no-untyped-def]
     workers: dict[str, int] | None = None,
     scheduler: bool = True,
     reports: bool = True,
+    redis_url: str | None = None,
     **settings: Any,
 ):
-    """Start simulator, API, workers (lane → concurrency) and scheduler on fresh data."""
+    """Start simulator, API, workers (lane → concurrency) and scheduler on fresh data.
+
+    ``redis_url``: a Redis of the caller's (e.g. a private server a test stops and restarts)
+    instead of a leased database of the shared one.
+    """
     workers = {"priority": 1, "bulk": 2} if workers is None else workers
     with (
         fresh_database() as db_url,
-        fresh_redis() as redis_url,
+        nullcontext(redis_url) if redis_url else fresh_redis() as redis_url,
         tempfile.TemporaryDirectory(prefix="smsd-stack-") as logdir,
     ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
