@@ -30,6 +30,7 @@ from workers.connectors.base import Connector, Outbound, SubmitResult
 from workers.connectors.chooser import Plan, RouteChooser
 from workers.connectors.window import InFlightWindow, WindowFull
 from workers.errors import CarrierError, ClaimExpired, PermanentCarrierError, ThrottledError
+from workers.rate_limits import RateLimitUnavailable
 from workers.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -75,11 +76,12 @@ class Route:
 
 
 class PreviousAttemptUnverified(CarrierError):
-    """A bulk message's previous attempt, on another connection, ended ambiguously (it may have
-    arrived) and that connection cannot be asked now: resending elsewhere could deliver it twice,
-    so the claim is handed back without spending the attempt until the first carrier answers or
-    the validity ends. Priority messages are resent instead: a late or missing OTP costs the
-    user more than a second copy."""
+    """A message's previous attempt ended ambiguously (a timeout: it may have arrived) and its
+    carrier cannot be asked now whether it has it. Resending could deliver it twice (carriers
+    need not deduplicate by our reference), so the claim is handed back without spending the
+    attempt until the carrier answers or the validity ends. One exception: a priority message
+    whose carrier is down goes out over another connection at once, because a late or missing
+    OTP costs the user more than a second copy."""
 
     def __init__(self) -> None:
         super().__init__("previous_unverified", "previous carrier cannot be asked yet")
@@ -274,10 +276,10 @@ class ChunkSender:
         retried = [m["id"] for m in window if m.get("attempt", 0) > 0]
         previous: dict[str, str] = {}
         unsure: set[str] = set()
-        if retried and len(self.routes) > 1:
-            previous = await self._db(self.store.last_connections, retried)
-            if self.options.lane == "bulk":  # see PreviousAttemptUnverified
-                unsure = await self._db(self.store.ambiguous, retried)
+        if retried:
+            unsure = await self._db(self.store.ambiguous, retried)  # see PreviousAttemptUnverified
+            if len(self.routes) > 1:
+                previous = await self._db(self.store.last_connections, retried)
         now = self.clock()
         claimed = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
         send_by = time.monotonic() + self.options.send_deadline_s
@@ -297,12 +299,20 @@ class ChunkSender:
         # limiter's schedule; sends of granted messages run while we wait for more tokens.
         sends: list[asyncio.Future[dict[str, SubmitResult]]] = []
         granted_total = 0
+        limiter_down: RateLimitUnavailable | None = None
         while granted_total < len(take):
             budget = min(wait_limit, send_by) - time.monotonic()
             rest_msgs = take[granted_total:]
-            granted, _ = await route.tokens.wait_for(
-                [m["parts"] for m in rest_msgs], max(0, budget)
-            )
+            try:
+                granted, _ = await route.tokens.wait_for(
+                    [m["parts"] for m in rest_msgs], max(0, budget)
+                )
+            except RateLimitUnavailable as exc:
+                # Found by the chaos run: re-raising at once left the claimed messages in
+                # "sending" until the reconciler (minutes for an OTP). Record what is in
+                # flight, hand the rest back below, then let the task retry.
+                limiter_down = exc
+                break
             if granted == 0:
                 break
             part = rest_msgs[:granted]
@@ -326,11 +336,14 @@ class ChunkSender:
         # spending attempts.
         now = self.clock()
         unsent = [m["id"] for m in take[granted_total:]]
+        reason = "rate_limited" if limiter_down is None else "rate_limiter_unavailable"
         report.deferred += await self._db(
-            self.store.release, unsent, now + self.options.defer_s, now, "rate_limited"
+            self.store.release, unsent, now + self.options.defer_s, now, reason
         )
         metrics.record_deferred(self.options.lane, route.name, len(unsent))
         await self._release_probes(route, [i for i in unsent if i in probes])
+        if limiter_down is not None:
+            raise limiter_down
         return True
 
     async def _release_probes(self, route: Route, ids: Sequence[str]) -> None:
@@ -364,9 +377,7 @@ class ChunkSender:
             try:
                 found.update(await connector.lookup(refs) or {})
             except CarrierError:
-                # The same connection deduplicates by our reference; another one cannot.
-                if name != route.name:
-                    unasked.update(refs)
+                unasked.update(refs)
         return found, unasked
 
     async def _send(
@@ -388,7 +399,11 @@ class ChunkSender:
                 out[ref] = SubmitResult(ref, cid, 200, 0.0)
                 report.reconciled += 1
             for ref in unasked.intersection(unsure):
-                out[ref] = SubmitResult(ref, None, None, 0.0, PreviousAttemptUnverified())
+                # Priority fails over to another connection at once; on the same one, or in
+                # bulk, it waits until the carrier can say whether it has it.
+                moved = previous.get(ref, route.name) != route.name
+                if not (moved and self.options.lane == "priority"):
+                    out[ref] = SubmitResult(ref, None, None, 0.0, PreviousAttemptUnverified())
         pending = [_outbound(m) for m in msgs if m["id"] not in out]
 
         async def call(

@@ -23,7 +23,12 @@ from workers.errors import (
     RetryableCarrierError,
     ThrottledError,
 )
-from workers.rate_limits import AsyncLimiter, AsyncMemoryRateLimitBackend, Rate
+from workers.rate_limits import (
+    AsyncLimiter,
+    AsyncMemoryRateLimitBackend,
+    Rate,
+    RateLimitUnavailable,
+)
 from workers.retry import RetryPolicy
 from workers.sending import ChunkSender, Route, SenderOptions
 from workers.tokens import ConnectionTokens
@@ -483,3 +488,32 @@ def test_every_ambiguous_error_code_is_listed() -> None:
         for code in re.findall(r'AmbiguousCarrierError\(\s*"([a-z_]+)"', path.read_text())
     }
     assert found and found <= AMBIGUOUS_CODES, found - AMBIGUOUS_CODES
+
+
+class LimiterFailsAfterFirstGrant:
+    """Grants one message, then the limiter's Redis is gone."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def wait_for(self, costs: Sequence[int], max_wait: float) -> tuple[int, float]:
+        self.calls += 1
+        if self.calls > 1:
+            raise RateLimitUnavailable("Connection closed by server")
+        return 1, 0.0
+
+
+def test_limiter_failure_after_the_claim_hands_the_rest_back() -> None:
+    """Found by the chaos run: the claimed messages must not wait in "sending" for the
+    reconciler when the limiter fails mid-chunk."""
+    log = MemoryLog({f"m{i}": Row() for i in range(3)})
+    carrier = FakeCarrier()
+    policy = RetryPolicy(max_attempts=3)
+    sender = ChunkSender(
+        log, Route("c", carrier, LimiterFailsAfterFirstGrant()), policy, clock=lambda: NOW
+    )
+    with pytest.raises(RateLimitUnavailable):
+        run(sender, [payload(i) for i in range(3)])
+    assert carrier.submits == ["m0"] and log.rows["m0"].status == Status.SENT
+    for i in (1, 2):
+        assert log.rows[f"m{i}"].status == Status.RETRYING and log.rows[f"m{i}"].attempts == 0
