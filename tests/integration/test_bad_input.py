@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.stack import ApiClient, Stack, running_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 
 MAX_BODY = 262_144
 GOOD = {"sender": "ACME", "message": "hello", "phoneNumbers": ["+48111222333"]}

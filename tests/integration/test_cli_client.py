@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 ROWS = 50_000
 
 

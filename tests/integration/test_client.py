@@ -24,7 +24,7 @@ from dispatcher.client import (
 from tests.support.services import free_port
 from tests.support.stack import ApiClient, Stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 FAST = RetryPolicy(attempts=4, base=0.05, max_delay=0.2)
 
 

@@ -161,6 +161,7 @@ def _check(per_second: float, duration: float) -> None:
 _SKIP_REASON = _redis_unreachable()
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.any_db,
     pytest.mark.skipif(_SKIP_REASON is not None, reason=str(_SKIP_REASON)),
 ]
 

@@ -24,7 +24,7 @@ import redis
 from tests.support.services import free_port
 from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 
 CONFIG = """
 [breaker]

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.support.stack import ApiClient, Stack, running_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 
 CHECKS = [
     not_a_server_error,
