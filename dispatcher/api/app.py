@@ -12,7 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher import __version__, metrics
@@ -152,7 +157,11 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
     @app.exception_handler(SQLAlchemyError)
     async def _store_down(request: Request, exc: SQLAlchemyError) -> JsonResponse:
         # The log unreachable anywhere in a request (authentication included: connections cut,
-        # the database refusing them) is a 503 the client retries, never a 500.
+        # the database refusing them) is a 503 the client retries. Any other database error is
+        # a bug: a 500, logged with its stack, not hidden behind "retry later".
+        unreachable = isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
+        if not unreachable and not getattr(exc, "connection_invalidated", False):
+            return await _crash(request, exc)
         log.warning("api.store_unavailable", error=type(exc).__name__)
         err = ApiError("service_unavailable", "the message log is unreachable")
         return error_response(request_id(request), [err], headers=UNAVAILABLE)
