@@ -273,15 +273,15 @@ class ChunkSender:
         wait_limit: float,
     ) -> bool:
         """Claim, send and record ``window`` over ``route``; True when its limiter saturated."""
-        retried = [m["id"] for m in window if m.get("attempt", 0) > 0]
         previous: dict[str, str] = {}
-        unsure: set[str] = set()
-        if retried:
-            unsure = await self._db(self.store.ambiguous, retried)  # see PreviousAttemptUnverified
-            if len(self.routes) > 1:
-                previous = await self._db(self.store.last_connections, retried)
+        if len(self.routes) > 1:  # read before the claim, which overwrites it
+            previous = await self._db(self.store.last_connections, [m["id"] for m in window])
         now = self.clock()
         claimed = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
+        # Which claimed messages ended their last attempt ambiguously, from the log, not from
+        # the payload: a redelivered task carries the attempt count of its first delivery
+        # (found by the chaos run: 8 resends without a look-up). See PreviousAttemptUnverified.
+        unsure = await self._db(self.store.ambiguous, list(claimed)) if claimed else set()
         send_by = time.monotonic() + self.options.send_deadline_s
         report.connections[route.name] = report.connections.get(route.name, 0) + len(claimed)
         if len(claimed) < len(window):
@@ -392,7 +392,7 @@ class ChunkSender:
     ) -> dict[str, SubmitResult]:
         out: dict[str, SubmitResult] = {}
         connector = route.connector
-        retried = [m["id"] for m in msgs if m.get("attempt", 0) > 0]
+        retried = [m["id"] for m in msgs if m.get("attempt", 0) > 0 or m["id"] in unsure]
         if retried:
             found, unasked = await self._lookup(route, retried, previous)
             for ref, cid in found.items():

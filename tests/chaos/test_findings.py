@@ -40,3 +40,14 @@ def test_failed_lookup_after_a_clean_failure_sends() -> None:
     carrier = LookupDown()
     run(make(log, carrier), [payload(0, attempt=1)])
     assert carrier.submits == ["m0"] and log.rows["m0"].status == Status.SENT
+
+
+def test_redelivered_task_with_a_stale_attempt_count_still_looks_up() -> None:
+    """Found by the third long chaos run (8 duplicate submits): a chunk task redelivered after
+    a worker was killed carries attempt 0 in its payload although the message's last attempt
+    timed out; the log, not the payload, must decide that the carrier is asked first."""
+    log = MemoryLog({"m0": Row(attempts=1, error="carrier_timeout")})
+    carrier = FakeCarrier(known={"m0": "c-earlier"})  # the timed-out attempt landed
+    report = run(make(log, carrier), [payload(0, attempt=0)])
+    assert carrier.submits == [] and report.reconciled == 1
+    assert log.rows["m0"].status == Status.SENT and log.rows["m0"].carrier_id == "c-earlier"
