@@ -183,6 +183,22 @@ class ChunkSender:
         report = ChunkReport(total=len(messages))
         todo = list(messages)
         wait_limit = time.monotonic() + self.options.rate_wait_max_s
+        try:
+            await self._windows(todo, report, wait_limit)
+        finally:
+            # Recording runs behind the next window's sends; it must finish even when a
+            # window raises (limiter down), or sent messages stay in "sending" until the
+            # reconciler asks the carrier (found by CI: the record raced the raise).
+            pending, self._recording = self._recording, []
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return report
+
+    async def _windows(
+        self, todo: Sequence[dict[str, Any]], report: ChunkReport, wait_limit: float
+    ) -> None:
         pos = 0
         saturated: set[str] = set()
         while pos < len(todo):
@@ -204,8 +220,14 @@ class ChunkSender:
                         wait_limit,
                     )
                     for n in names
-                )
+                ),
+                # Let every connection's window finish (and hand back what it claimed)
+                # before one connection's failure ends the chunk.
+                return_exceptions=True,
             )
+            for f in full:
+                if isinstance(f, BaseException):
+                    raise f
             saturated.update(n for n, f in zip(names, full, strict=True) if f)
             if saturated and saturated >= set(self.routes):
                 # Every connection's limiter is saturated: park the rest of the chunk at once,
@@ -214,10 +236,6 @@ class ChunkSender:
                 if later:
                     await self._park(later, "rate_limited", report, "+".join(sorted(saturated)))
                 break
-        if self._recording:
-            await asyncio.gather(*self._recording)
-            self._recording.clear()
-        return report
 
     async def _park(
         self,
@@ -238,9 +256,8 @@ class ChunkSender:
         if plan.waiting:
             # Every route is down: wait for the first breaker to allow a probe, within bounds.
             wait = max(self.options.defer_s, min(plan.wait_s, self.options.route_wait_s))
-            report.waiting += await self._park(
-                plan.waiting, "no_route_available", report, "none", wait
-            )
+            waiting = await self._park(plan.waiting, "no_route_available", report, "none", wait)
+            report.waiting += waiting
             log.warning(
                 "route.all_down", lane=self.options.lane, messages=len(plan.waiting), wait_s=wait
             )
@@ -257,9 +274,8 @@ class ChunkSender:
                 )
                 for m in plan.unroutable
             ]
-            report.unroutable += await self._db(
-                self.store.record_failures, failures, now, Status.QUEUED, None
-            )
+            refused = await self._db(self.store.record_failures, failures, now, Status.QUEUED, None)
+            report.unroutable += refused
             report.rejected += len(failures)
             metrics.record_failures(self.options.lane, "none", failures)
             log.warning("route.none", lane=self.options.lane, messages=len(failures))
@@ -337,9 +353,10 @@ class ChunkSender:
         now = self.clock()
         unsent = [m["id"] for m in take[granted_total:]]
         reason = "rate_limited" if limiter_down is None else "rate_limiter_unavailable"
-        report.deferred += await self._db(
+        handed_back = await self._db(
             self.store.release, unsent, now + self.options.defer_s, now, reason
         )
+        report.deferred += handed_back
         metrics.record_deferred(self.options.lane, route.name, len(unsent))
         await self._release_probes(route, [i for i in unsent if i in probes])
         if limiter_down is not None:
@@ -489,18 +506,23 @@ class ChunkSender:
             report.errors[err.code] = report.errors.get(err.code, 0) + 1
             failures.append(self._failure(m, r, err, now))
         if unsent:
-            report.deferred += await self._db(
+            n = await self._db(
                 self.store.release, unsent, now + self.options.defer_s, now, "window_full"
             )
+            report.deferred += n
             metrics.record_deferred(self.options.lane, route.name, len(unsent))
         if held:
-            report.deferred += await self._db(
+            n = await self._db(
                 self.store.release, held, now + self.options.defer_s, now, "previous_unverified"
             )
+            report.deferred += n
             metrics.record_deferred(self.options.lane, route.name, len(held))
             log.warning("route.previous_unverified", connection=route.name, messages=len(held))
         if sent:
-            report.sent += await self._db(self.store.record_sent, sent, now)
+            # Await before adding: `report.sent += await ...` reads the old total first, and
+            # two recorders running at once lost an update (found by a flaky unit test).
+            n = await self._db(self.store.record_sent, sent, now)
+            report.sent += n
             metrics.record_sent(self.options.lane, route.name, [by_id[s.id] for s in sent], now)
         if failures:
             await self._db(self.store.record_failures, failures, now, Status.SENDING, route.name)

@@ -517,3 +517,45 @@ def test_limiter_failure_after_the_claim_hands_the_rest_back() -> None:
     assert carrier.submits == ["m0"] and log.rows["m0"].status == Status.SENT
     for i in (1, 2):
         assert log.rows[f"m{i}"].status == Status.RETRYING and log.rows[f"m{i}"].attempts == 0
+
+
+@dataclass
+class SlowCarrier(FakeCarrier):
+    """Accepts after a short delay, so its sends are in flight when another route fails."""
+
+    async def submit(self, msg: Outbound) -> SubmitResult:
+        await asyncio.sleep(0.05)
+        return self._one(msg)
+
+
+class LimiterDown:
+    """The limiter's Redis is gone from the first call."""
+
+    async def wait_for(self, costs: Sequence[int], max_wait: float) -> tuple[int, float]:
+        raise RateLimitUnavailable("Connection refused")
+
+
+def test_one_connections_limiter_failure_lets_the_other_connection_finish() -> None:
+    """A connection whose limiter fails ends the chunk only after the other connections'
+    sends are recorded: cancelled there, they would wait in "sending" for the reconciler."""
+    import fakeredis
+
+    redis = fakeredis.FakeAsyncRedis()
+    log = MemoryLog({f"m{i}": Row() for i in range(3)})
+    primary, backup = FakeCarrier(), SlowCarrier()
+    sender, breakers = routed(
+        log, {"primary": primary, "backup": backup}, redis, cooldown_s=0.05, sub_batch=3
+    )
+    sender.routes["primary"] = Route("primary", primary, LimiterDown())
+
+    async def half_open_primary() -> None:
+        for _ in range(2):
+            await breakers.record("primary", False)
+        await asyncio.sleep(0.08)  # past the cool-down: one probe to the primary
+
+    asyncio.run(half_open_primary())
+    with pytest.raises(RateLimitUnavailable):
+        run(sender, [payload(i) for i in range(3)])
+    assert primary.submits == [] and sorted(backup.submits) == ["m1", "m2"]
+    assert log.rows["m0"].status == Status.RETRYING and log.rows["m0"].attempts == 0
+    assert all(log.rows[i].status == Status.SENT for i in ("m1", "m2"))
