@@ -63,6 +63,9 @@ class Settings:
     webhook_timeout_s: float = 5.0
     webhook_retry_window_h: float = 26.0  # retried with backoff for at least this long
     webhook_suspend_after_h: float = 24.0  # an endpoint failing this long is suspended
+    # How soon workers notice an account that turned on webhooks for `sent` (they cache the
+    # answer so the hot path skips the look-up while no account uses it).
+    webhook_on_sent_check_s: float = 10.0
     # Per-account API limits (docs/security.md); an account's own values override these.
     api_rate_per_s: float = 0.0  # requests per second per account; 0 = unlimited
     api_rate_burst: int = 0  # requests allowed at once; 0 = one second's worth

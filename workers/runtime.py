@@ -20,7 +20,7 @@ from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
 from dispatcher.store.db import make_engine
-from dispatcher.store.progress import Failure, add_events
+from dispatcher.store.progress import Failure, add_events, set_on_sent_check
 from dispatcher.store.schema import accounts, messages
 from workers import metrics
 from workers.breaker import Breakers, State
@@ -134,6 +134,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        set_on_sent_check(settings.webhook_on_sent_check_s)
         self.loop = new_loop()
         asyncio.set_event_loop(self.loop)
         self.engine = make_engine(settings.database_url, pool_size=4)

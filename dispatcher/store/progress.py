@@ -109,8 +109,14 @@ def record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:
     return moved
 
 
-_ON_SENT_TTL_S = 10.0
+_on_sent_ttl_s = 10.0
 _on_sent_cache: tuple[float, bool] = (0.0, False)
+
+
+def set_on_sent_check(seconds: float) -> None:
+    """How long this process trusts its answer to "does any account want `sent` webhooks"."""
+    global _on_sent_ttl_s
+    _on_sent_ttl_s = seconds
 
 
 def _any_account_wants_sent(conn: Connection) -> bool:
@@ -118,7 +124,7 @@ def _any_account_wants_sent(conn: Connection) -> bool:
     webhook look-up entirely while no account uses it)."""
     global _on_sent_cache
     checked_at, wanted = _on_sent_cache
-    if time.monotonic() - checked_at > _ON_SENT_TTL_S:
+    if time.monotonic() - checked_at > _on_sent_ttl_s:
         wanted = (
             conn.execute(
                 select(accounts.c.id).where(accounts.c.webhook_on_sent.is_(True)).limit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,8 +102,7 @@ class Stack:
         """Start a worker pool for ``lane``; unless ``wait`` is False, wait until it consumes."""
         name = name or f"worker-{lane}"
         # The log is appended to across restarts: wait for one more "ready." than it had.
-        path = os.path.join(self.logdir, f"{name}.log")
-        before = self.log(name).count("ready.") if os.path.exists(path) else 0
+        before = _ready_count(self, name)
         self.spawn(
             name,
             [
@@ -134,6 +134,28 @@ class Stack:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
+
+    def stop_all(self, timeout: float = 20) -> None:
+        """Stop every process: SIGTERM to each main process at once, then wait for them all
+        (stopping them one by one made each test's teardown wait for every warm shutdown in
+        turn)."""
+        procs = dict(self.procs)
+        self.procs.clear()
+        for p in procs.values():
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+            # A warm shutdown may leave prefork children behind for a moment; take the group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)
 
     def worker_children(self, name: str) -> list[int]:
         """PIDs of a worker's prefork children."""
@@ -267,8 +289,17 @@ def running_stack(  # type: ignore[no-untyped-def]
             stack.spawn("api", [sys.executable, "-m", "dispatcher.cli", "api"])
             if scheduler:
                 stack.spawn("scheduler", [sys.executable, "-m", "dispatcher.cli", "scheduler"])
+            # Start the pools together and wait for them together: each takes seconds to boot.
+            ready = {lane: _ready_count(stack, f"worker-{lane}") for lane in workers}
             for lane, n in workers.items():
-                stack.start_worker(lane, n)
+                stack.start_worker(lane, n, wait=False)
+            for lane, before in ready.items():
+                name = f"worker-{lane}"
+                wait_until(
+                    lambda name=name, before=before: stack.log(name).count("ready.") > before,
+                    30,
+                    what=f"{name} ready",
+                )
             wait_until(lambda: _ok(stack.sim_url + "/healthz"), 20, what="simulator")
             wait_until(lambda: _ok(stack.api_url + "/readyz"), 30, what="api ready")
             yield stack
@@ -277,8 +308,12 @@ def running_stack(  # type: ignore[no-untyped-def]
             raise
         finally:
             ACTIVE.remove(stack)
-            for name in list(stack.procs):
-                stack.stop(name)
+            stack.stop_all()
+
+
+def _ready_count(stack: Stack, name: str) -> int:
+    path = os.path.join(stack.logdir, f"{name}.log")
+    return stack.log(name).count("ready.") if os.path.exists(path) else 0
 
 
 def _ok(url: str) -> bool:
