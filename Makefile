@@ -45,6 +45,7 @@ unit: $(STAMP)
 # the same on both databases (input validation, HTTP clients, routing, Redis rate limits:
 # marked any_db) run once, on SQLite.
 test: $(STAMP) services
+	scripts/ensure-services.sh chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy dispatcher workers simulator celeryconfig.py
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
@@ -70,6 +71,7 @@ snippets: $(STAMP)
 	$(BIN)/python -m snippets.generate
 
 snippets-test: $(STAMP) services
+	scripts/ensure-services.sh chromium
 	snippets/install-runtimes.sh
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m snippets -rs tests/snippets
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure Redis and PostgreSQL answer on 127.0.0.1 (6379, 5432): start them when installed but
 # stopped, install them from Debian's packages when missing. Used by .ci/run and `make test`.
-# Usage: scripts/ensure-services.sh [redis] [postgres]   (default: both)
+# `chromium`: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; its
+# own browser download does not work offline).
+# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium]   (default: redis postgres)
 set -euo pipefail
 want=("$@"); [[ ${#want[@]} -eq 0 ]] && want=(redis postgres)
 SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -42,6 +44,10 @@ ensure_postgres() {
   done
   psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='test'" \
     | grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -qc "create database test"
+}
+
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] || apt_install chromium
 }
 
 for s in "${want[@]}"; do "ensure_$s"; done
