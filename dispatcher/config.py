@@ -29,6 +29,9 @@ class Settings:
     carrier_url: str = "http://127.0.0.1:9090"
     carrier_token: str = ""
     carrier_tps: float = 1000.0  # per SMS part, global across all workers
+    # Default share of each connection's tps left unused, so the carrier's own windows stay
+    # under tps despite scheduling jitter (docs/routing.md); a connection's `headroom` overrides.
+    rate_headroom: float = 0.02
     carrier_batch_size: int = 500  # recipients per batch submit; 1 = one request per message
     carrier_max_in_flight: int = 64  # concurrent requests per worker process
     carrier_timeout_s: float = 10.0
@@ -110,6 +113,8 @@ class Settings:
                 "than 1.2 s: the reconciler must not ask the carrier about a request still in "
                 "flight"
             )
+        if not 0 <= settings.rate_headroom < 0.5:
+            raise ValueError("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")
         return settings
 
 

@@ -153,7 +153,7 @@ class Runtime:
                 window = InFlightWindow(
                     self.redis, cfg.name, cfg.max_in_flight, lease_s=cfg.timeout_s + 5
                 )
-            tokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.tps))
+            tokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.send_rate))
             self.routes.append(Route(cfg.name, build_connector(cfg, self.session), tokens, window))
             metrics.set_rate_limit(cfg.name, cfg.tps)
         self.connectors = ConnectorSet({r.name: r.connector for r in self.routes})

@@ -31,6 +31,7 @@ CONNECTION_KEYS = {
     "type",
     "url",
     "tps",
+    "headroom",
     "max_in_flight",
     "batch_size",
     "timeout_s",
@@ -151,6 +152,14 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
         type=kind,
         url=url.rstrip("/"),
         tps=float(reader.positive_int("tps")),
+        headroom=float(
+            reader.get(
+                "headroom",
+                lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 0.5,
+                "a fraction from 0 to 0.5 (0.02 = send at 98 % of tps)",
+                settings.rate_headroom,
+            )
+        ),
         max_in_flight=reader.positive_int("max_in_flight", 64),
         batch_size=reader.positive_int("batch_size", 1 if kind == "messageflow" else 500),
         timeout_s=reader.positive_number("timeout_s", settings.carrier_timeout_s),
@@ -241,6 +250,7 @@ def implicit(settings: Settings) -> RoutingConfig:
         type="simulator",
         url=settings.carrier_url,
         tps=settings.carrier_tps,
+        headroom=settings.rate_headroom,
         max_in_flight=None,
         batch_size=settings.carrier_batch_size,
         timeout_s=settings.carrier_timeout_s,

@@ -139,6 +139,18 @@ def test_weights_share_a_tier(good: Path) -> None:
     assert 0.7 < share < 0.8, share  # weight 3 : 1
 
 
+def test_headroom_defaults_to_the_setting_and_lowers_the_enforced_rate(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    conn = "[[connections]]\nname='{}'\ntype='simulator'\nurl='http://x'\ntps=500\n"
+    conn += "destinations=['PL']\n"
+    path.write_text(conn.format("a") + conn.format("b") + "headroom = 0\n")
+    a, b = load_file(str(path), Settings(rate_headroom=0.02), {}).connections
+    assert (a.headroom, a.send_rate) == (0.02, 490.0)
+    assert (b.headroom, b.send_rate) == (0.0, 500.0)
+    default = implicit(Settings(carrier_tps=1000, rate_headroom=0.05)).connections[0]
+    assert default.send_rate == 950.0
+
+
 def test_implicit_default_routes_everything() -> None:
     config = implicit(Settings(carrier_url="http://127.0.0.1:1234", carrier_callback_token="t"))
     assert config.implicit and [c.name for c in config.connections] == ["default"]
@@ -156,6 +168,10 @@ BAD = [
     (
         "[[connections]]\nname='a'\ntype='simulator'\nurl='http://x'\ntps=true\n",
         "connections[0].tps: must be a positive integer",
+    ),
+    (
+        "[[connections]]\nname='a'\ntype='simulator'\nurl='http://x'\ntps=5\nheadroom=0.5",
+        "connections[0].headroom: must be a fraction from 0 to 0.5",
     ),
     (
         "[[connections]]\nname='a'\ntype='simulator'\nurl='http://x'\ntps=5\ndestinations=['+48x']",
