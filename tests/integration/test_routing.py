@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.support.services import free_port
-from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
+from tests.support.stack import LOCAL, ROOT, ApiClient, Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 
@@ -90,7 +90,7 @@ class Sim:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            return LOCAL.get(self.url + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -101,13 +101,13 @@ class Sim:
         self.proc = None
 
     def config(self, **kw: Any) -> None:
-        assert httpx.post(self.url + "/_sim/config", json=kw, timeout=10).status_code == 200
+        assert LOCAL.post(self.url + "/_sim/config", json=kw, timeout=10).status_code == 200
 
     def refcounts(self) -> dict[str, int]:
-        return dict(httpx.get(self.url + "/_sim/refcounts", timeout=10).json())
+        return dict(LOCAL.get(self.url + "/_sim/refcounts", timeout=10).json())
 
     def stats(self) -> dict[str, Any]:
-        return dict(httpx.get(self.url + "/_sim/stats", timeout=10).json())
+        return dict(LOCAL.get(self.url + "/_sim/stats", timeout=10).json())
 
 
 @pytest.fixture(scope="module")
