@@ -16,7 +16,7 @@ from bench.chart import render
 from bench.common import API_WORKERS, Ctx, baseline_flood, ratio
 from bench.messages import CAMPAIGN_TEXT, phone
 from bench.profiling import Profiler
-from bench.scenario_b import start_pipeline
+from bench.scenario_b import BULK_CONCURRENCY, start_pipeline
 from bench.stack import BenchStack, CpuMeter
 
 SETTINGS = {"carrier_batch_size": 500, "chunk_size": 500, "carrier_tps": 1_000_000}
@@ -88,7 +88,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "api_workers": API_WORKERS,
         "cpu": cpu,
         "profile": profile,
-        "settings": SETTINGS | {"bulk_concurrency": 2},
+        "settings": SETTINGS | {"bulk_concurrency": BULK_CONCURRENCY},
     }
     series = {"ours: bulk lane (batch submits)": (times, t0)}
     if ctx.baseline:
