@@ -71,7 +71,6 @@ snippets: $(STAMP)
 	$(BIN)/python -m snippets.generate
 
 snippets-test: $(STAMP) services
-	scripts/ensure-services.sh chromium
 	snippets/install-runtimes.sh
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m snippets -rs tests/snippets
 
