@@ -30,12 +30,15 @@ run: $(RUN_STAMP)
 services:
 	scripts/ensure-services.sh redis postgres
 
+# Everything but the tests is type-checked; everything is linted and format-checked.
+TYPED = dispatcher workers simulator bench chaos snippets scripts celeryconfig.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check dispatcher workers simulator tests celeryconfig.py
+	$(BIN)/ruff format --check $(TYPED) tests
 
 typecheck: $(STAMP)
-	$(BIN)/mypy dispatcher workers simulator celeryconfig.py
+	$(BIN)/mypy $(TYPED)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -47,7 +50,8 @@ unit: $(STAMP)
 test: $(STAMP) services
 	scripts/ensure-services.sh chromium
 	$(BIN)/ruff check .
-	$(BIN)/mypy dispatcher workers simulator celeryconfig.py
+	$(BIN)/ruff format --check $(TYPED) tests
+	$(BIN)/mypy $(TYPED)
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not any_db or slow" tests/integration
 

@@ -24,23 +24,54 @@ def measure_ceiling(ctx: Ctx) -> dict[str, Any]:
             st.wait_ready()
             meter = CpuMeter(st)
             meter.start()
-            single = run_helper(st, ["-m", "simulator.loadgen", "--url", url, "--connections",
-                                     "64", "--duration", duration, "--warmup", "1"], "single")
+            single = run_helper(
+                st,
+                [
+                    "-m",
+                    "simulator.loadgen",
+                    "--url",
+                    url,
+                    "--connections",
+                    "64",
+                    "--duration",
+                    duration,
+                    "--warmup",
+                    "1",
+                ],
+                "single",
+            )
             cpu = meter.stop()
             st.sim_reset()
-            batch = run_helper(st, ["-m", "simulator.loadgen", "--url", url, "--connections",
-                                    "8", "--batch", "500", "--duration", duration,
-                                    "--warmup", "1"], "batch")
-        out.update({
-            "single_req_per_s": single["requests_per_s"],
-            "single_p99_ms": single["latency_ms"]["p99"],
-            "single_connections": 64,
-            "single_simulator_core_pct": cpu.get("simulator", {}).get("core_pct"),
-            "batch_recipients_per_s": batch["messages_per_s"],
-            "batch_req_per_s": batch["requests_per_s"],
-            "batch_size": 500,
-            "batch_connections": 8,
-        })
+            batch = run_helper(
+                st,
+                [
+                    "-m",
+                    "simulator.loadgen",
+                    "--url",
+                    url,
+                    "--connections",
+                    "8",
+                    "--batch",
+                    "500",
+                    "--duration",
+                    duration,
+                    "--warmup",
+                    "1",
+                ],
+                "batch",
+            )
+        out.update(
+            {
+                "single_req_per_s": single["requests_per_s"],
+                "single_p99_ms": single["latency_ms"]["p99"],
+                "single_connections": 64,
+                "single_simulator_core_pct": cpu.get("simulator", {}).get("core_pct"),
+                "batch_recipients_per_s": batch["messages_per_s"],
+                "batch_req_per_s": batch["requests_per_s"],
+                "batch_size": 500,
+                "batch_connections": 8,
+            }
+        )
     except Exception as exc:  # the scenarios still run; the report says the ceiling is missing
         out["error"] = f"{type(exc).__name__}: {exc}"[:500]
     return out

@@ -9,8 +9,7 @@ from pathlib import Path
 Series = tuple[Sequence[float], float]  # (carrier receive times, time zero of that run)
 
 
-def rate_series(times: Sequence[float], t0: float, bin_s: float) -> tuple[list[float],
-                                                                           list[float]]:
+def rate_series(times: Sequence[float], t0: float, bin_s: float) -> tuple[list[float], list[float]]:
     """Messages per second in bins of ``bin_s`` seconds since ``t0``."""
     if not times:
         return [], []
@@ -40,8 +39,9 @@ def render(
     import matplotlib.pyplot as plt
 
     panels = [p for p in (series, latency, rss) if p]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.2 * max(1, len(panels)), 3.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(6.2 * max(1, len(panels)), 3.8), squeeze=False
+    )
     ax_iter = iter(axes[0])
     if series:
         ax = next(ax_iter)
@@ -65,8 +65,9 @@ def render(
             xs = [i + j * width for i in range(len(keys))]
             ys = [figs.get(k, 0.0) for k in keys]
             bars = ax.bar(xs, ys, width, label=label)
-            ax.bar_label(bars, labels=[f"{y:.0f}" if y >= 10 else f"{y:.1f}" for y in ys],
-                         fontsize=7)
+            ax.bar_label(
+                bars, labels=[f"{y:.0f}" if y >= 10 else f"{y:.1f}" for y in ys], fontsize=7
+            )
         ax.set_xticks([i + width * (len(latency) - 1) / 2 for i in range(len(keys))], keys)
         ax.set_yscale("log")
         ax.set_ylabel("latency (ms, log scale)")

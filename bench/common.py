@@ -69,8 +69,9 @@ def pct(values: Sequence[float], p: float) -> float:
 
 def latency_figures(ms: Sequence[float]) -> dict[str, float]:
     """p50/p95/p99/max in ms, rounded."""
-    return {k: round(pct(ms, p), 2) for k, p in
-            (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
+    return {
+        k: round(pct(ms, p), 2) for k, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+    }
 
 
 def windows(times: Sequence[float], skip_s: float = 1.0) -> dict[str, float]:
@@ -96,16 +97,25 @@ def windows(times: Sequence[float], skip_s: float = 1.0) -> dict[str, float]:
     }
 
 
-def run_helper(stack: BenchStack, argv: list[str], name: str,
-               timeout: float = 1800) -> dict[str, Any]:
+def run_helper(
+    stack: BenchStack, argv: list[str], name: str, timeout: float = 1800
+) -> dict[str, Any]:
     """Run a ``bench`` helper process to completion; its JSON stdout."""
     log = stack.logdir / f"{stack.name}-{name}.log"
     with open(log, "ab") as err:
-        p = subprocess.run([PY, *argv], env=stack.env, cwd=ROOT, stdout=subprocess.PIPE,
-                           stderr=err, timeout=timeout, check=False)
+        p = subprocess.run(
+            [PY, *argv],
+            env=stack.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=timeout,
+            check=False,
+        )
     if p.returncode != 0:
-        raise RuntimeError(f"{name} failed ({p.returncode}): "
-                           f"{log.read_text(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"{name} failed ({p.returncode}): {log.read_text(errors='replace')[-3000:]}"
+        )
     return dict(json.loads(p.stdout.decode().strip().splitlines()[-1]))
 
 
@@ -113,8 +123,9 @@ def start_helper(stack: BenchStack, argv: list[str], name: str) -> subprocess.Po
     """Start a ``bench`` helper in the background (stdout captured as JSON)."""
     log = stack.logdir / f"{stack.name}-{name}.log"
     with open(log, "ab") as err:
-        return subprocess.Popen([PY, *argv], env=stack.env, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=err)
+        return subprocess.Popen(
+            [PY, *argv], env=stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err
+        )
 
 
 def finish_helper(p: subprocess.Popen[bytes], timeout: float = 1800) -> dict[str, Any]:
@@ -145,8 +156,9 @@ def wait_refs(stack: BenchStack, refs: set[str], timeout: float) -> dict[str, fl
         time.sleep(0.5)
 
 
-def otp_latencies(records: list[dict[str, Any]], at_by_ref: dict[str, float], t_from: float,
-                  t_to: float) -> tuple[list[float], dict[str, int]]:
+def otp_latencies(
+    records: list[dict[str, Any]], at_by_ref: dict[str, float], t_from: float, t_to: float
+) -> tuple[list[float], dict[str, int]]:
     """Carrier receive time - client send time (ms) of OTPs sent within [t_from, t_to]."""
     lat: list[float] = []
     counts = {"sent": 0, "refused": 0, "not_received": 0}
@@ -172,8 +184,9 @@ def ratio(ours: float | None, base: float | None) -> float | None:
     return round(ours / base, 2)
 
 
-def baseline_flood(ctx: Ctx, name: str, count: int, same_text: bool, otp: bool,
-                   rate_limit: str = "1000000/s") -> dict[str, Any]:
+def baseline_flood(
+    ctx: Ctx, name: str, count: int, same_text: bool, otp: bool, rate_limit: str = "1000000/s"
+) -> dict[str, Any]:
     """The naive design end to end: ``count`` tasks ``.delay()``-ed in a loop, optionally 20
     OTP/s on the same single queue. Throughput = count / (last carrier receipt - first delay).
     """
@@ -187,11 +200,25 @@ def baseline_flood(ctx: Ctx, name: str, count: int, same_text: bool, otp: bool,
         otp_out = ctx.logdir / f"{name}-otp.ndjson"
         otp_proc = None
         if otp:
-            otp_proc = start_helper(st, ["-m", "bench.otp", "--mode", "celery", "--rate", "20",
-                                         "--out", str(otp_out)], "otp")
+            otp_proc = start_helper(
+                st,
+                ["-m", "bench.otp", "--mode", "celery", "--rate", "20", "--out", str(otp_out)],
+                "otp",
+            )
             time.sleep(1.0)
-        res = run_helper(st, ["-m", "bench.baseline.produce", "--count", str(count), "--prefix",
-                              "b", *(["--same-text"] if same_text else [])], "produce")
+        res = run_helper(
+            st,
+            [
+                "-m",
+                "bench.baseline.produce",
+                "--count",
+                str(count),
+                "--prefix",
+                "b",
+                *(["--same-text"] if same_text else []),
+            ],
+            "produce",
+        )
         stats = st.wait_sim_count(count + 1 + (1 if otp else 0), timeout=3600)
         # unique_refs counts the warm-up submits and OTPs too; wait for every flood message.
         submits = st.sim_submits()
@@ -200,8 +227,9 @@ def baseline_flood(ctx: Ctx, name: str, count: int, same_text: bool, otp: bool,
         while len(flood) < count and time.monotonic() < deadline:
             time.sleep(0.5)
             submits = st.sim_submits()
-            flood = [s["at"] for s in submits
-                     if s["ref"].startswith("b-") and s["ref"] != "b-warmup"]
+            flood = [
+                s["at"] for s in submits if s["ref"].startswith("b-") and s["ref"] != "b-warmup"
+            ]
         cpu = meter.stop({"producer": res["cpu_s"]})
         out: dict[str, Any] = {
             "messages": len(flood),
@@ -223,19 +251,26 @@ def baseline_flood(ctx: Ctx, name: str, count: int, same_text: bool, otp: bool,
     return out
 
 
-def baseline_rss(ctx: Ctx, name: str, count: int, rate_limit: str,
-                 settle_s: float) -> dict[str, Any]:
+def baseline_rss(
+    ctx: Ctx, name: str, count: int, rate_limit: str, settle_s: float
+) -> dict[str, Any]:
     """Worker RSS of the naive design while ``count`` tasks are queued (F's baseline)."""
     with BenchStack(name, ctx.logdir) as st:
         st.start_simulator()
         st.start_baseline_worker("base", BASELINE_CONCURRENCY, rate_limit)
         st.wait_ready()
         with RssSampler(st, ("baseline",)) as rss:
-            res = run_helper(st, ["-m", "bench.baseline.produce", "--count", str(count),
-                                  "--same-text"], "produce")
+            res = run_helper(
+                st,
+                ["-m", "bench.baseline.produce", "--count", str(count), "--same-text"],
+                "produce",
+            )
             time.sleep(settle_s)
         sent = st.sim_stats()["unique_refs"]
-    return {"max_rss_mb": round(max(rss.max_rss.values(), default=0.0), 1),
-            "per_process_mb": {rss.names[p]: round(v, 1) for p, v in rss.max_rss.items()},
-            "produce_s": round(res["t_done"] - res["t_first"], 1), "sent_meanwhile": sent,
-            "queued": count - sent}
+    return {
+        "max_rss_mb": round(max(rss.max_rss.values(), default=0.0), 1),
+        "per_process_mb": {rss.names[p]: round(v, 1) for p, v in rss.max_rss.items()},
+        "produce_s": round(res["t_done"] - res["t_first"], 1),
+        "sent_meanwhile": sent,
+        "queued": count - sent,
+    }

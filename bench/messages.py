@@ -12,9 +12,7 @@ def phone(i: int, block: int = 50) -> str:
     return f"+48{block}{i % 10_000_000:07d}"
 
 
-def personalised(count: int, same_text: bool = False, offset: int = 0) -> Iterator[
-    tuple[str, str]
-]:
+def personalised(count: int, same_text: bool = False, offset: int = 0) -> Iterator[tuple[str, str]]:
     """``(phone, text)`` pairs: different texts (mail merge) unless ``same_text``."""
     for i in range(offset, offset + count):
         if same_text:

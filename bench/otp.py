@@ -29,19 +29,26 @@ async def _api(args: argparse.Namespace, stop: asyncio.Event) -> list[dict[str, 
         keys = json.load(fh)
     headers = {**keys, "Content-Type": "application/json"}
     out: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession(args.url, headers=headers,
-                                     connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(
+        args.url, headers=headers, connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
 
         async def one(i: int) -> None:
-            body = {"sender": "BENCH", "message": f"Your code is {100000 + i % 900000}",
-                    "phoneNumbers": [phone(i, 60)], "priority": True}
+            body = {
+                "sender": "BENCH",
+                "message": f"Your code is {100000 + i % 900000}",
+                "phoneNumbers": [phone(i, 60)],
+                "priority": True,
+            }
             t0 = time.time()
             rec: dict[str, Any] = {"ref": None, "t0": t0, "ok": False}
             try:
                 async with session.post("/v2.1/sms", json=body) as resp:
                     data = await resp.json()
-                    rec["ok"] = resp.status == 200 and data["meta"].get("lane") in (None,
-                                                                                  "priority")
+                    rec["ok"] = resp.status == 200 and data["meta"].get("lane") in (
+                        None,
+                        "priority",
+                    )
                     rec["ref"] = data["data"][0]["id"] if data.get("data") else None
                     rec["lane"] = data["meta"].get("lane")
             except Exception as exc:  # recorded, not fatal: a lost OTP is a finding

@@ -35,8 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     t_done = time.time()
     producer.close()
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    sys.stdout.write(json.dumps({"t_first": t_first, "t_done": t_done, "count": len(ids),
-                                 "cpu_s": round(ru.ru_utime + ru.ru_stime, 2)}))
+    sys.stdout.write(
+        json.dumps(
+            {
+                "t_first": t_first,
+                "t_done": t_done,
+                "count": len(ids),
+                "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+            }
+        )
+    )
     return 0
 
 

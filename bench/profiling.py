@@ -61,9 +61,24 @@ class PySpy:
             return
         out.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [exe, "record", "--pid", str(pid), "--format", "raw", "--output", str(out),
-             "--rate", str(rate), "--gil", "--subprocesses", "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--rate",
+                str(rate),
+                "--gil",
+                "--subprocesses",
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def stop(self) -> dict[str, Any] | None:
@@ -132,8 +147,12 @@ def summarize(raw: str, top: int = 12) -> dict[str, Any]:
     def pct(c: Counter[str]) -> list[list[Any]]:
         return [[k, round(100 * v / max(1, total), 1)] for k, v in c.most_common(top)]
 
-    return {"samples": total, "by_library_pct": pct(by_cat), "top_leaf_pct": pct(leaf),
-            "top_project_inclusive_pct": pct(inclusive)}
+    return {
+        "samples": total,
+        "by_library_pct": pct(by_cat),
+        "top_leaf_pct": pct(leaf),
+        "top_project_inclusive_pct": pct(inclusive),
+    }
 
 
 class PgSampler:
@@ -159,7 +178,8 @@ class PgSampler:
                 rows = conn.execute(
                     "SELECT query, coalesce(wait_event_type || ':' || wait_event, 'CPU') "
                     "FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state = 'active' AND pid <> pg_backend_pid()").fetchall()
+                    "AND state = 'active' AND pid <> pg_backend_pid()"
+                ).fetchall()
                 self.samples += 1
                 for query, wait in rows:
                     q = re.sub(r"\s+", " ", str(query)).strip()
@@ -182,10 +202,12 @@ class PgSampler:
         return {
             "samples": self.samples,
             "mean_active_backends": round(total / n, 2),
-            "statements_pct": [[q, round(100 * c / max(1, total), 1)]
-                               for q, c in self.active.most_common(top)],
-            "wait_events_pct": [[w, round(100 * c / max(1, total), 1)]
-                                for w, c in self.waits.most_common(5)],
+            "statements_pct": [
+                [q, round(100 * c / max(1, total), 1)] for q, c in self.active.most_common(top)
+            ],
+            "wait_events_pct": [
+                [w, round(100 * c / max(1, total), 1)] for w, c in self.waits.most_common(5)
+            ],
         }
 
 

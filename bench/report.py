@@ -48,8 +48,9 @@ BASELINE_KEY = {
 
 def _cmd(argv: list[str]) -> str:
     try:
-        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            argv, cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         return ""
 
@@ -73,16 +74,28 @@ def machine() -> dict[str, Any]:
         pass
     # BENCH_COMMIT: set when the run measures an exported snapshot (``git archive``) of a commit.
     commit = os.environ.get("BENCH_COMMIT") or _cmd(["git", "rev-parse", "HEAD"]) or "unknown"
-    dirty = (not os.environ.get("BENCH_COMMIT")
-             and bool(_cmd(["git", "status", "--porcelain", "--untracked-files=no"])))
+    dirty = not os.environ.get("BENCH_COMMIT") and bool(
+        _cmd(["git", "status", "--porcelain", "--untracked-files=no"])
+    )
     return {
         "nproc": os.cpu_count() or 0,
         "cpu_model": model,
         "ram_gb": ram_gb,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "postgres": _cmd(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc",
-                          "show server_version"]),
+        "postgres": _cmd(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+                "show server_version",
+            ]
+        ),
         "redis": _cmd(["redis-server", "--version"]).split(" v=")[-1].split(" ")[0],
         "commit": commit,
         "dirty_tree": dirty,
@@ -101,8 +114,10 @@ def _passes(name: str, res: dict[str, Any]) -> bool | None:
         return res.get("p99_ms", 1e9) <= 100
     if name == "D":
         limit = res.get("limit_per_s", 0)
-        return (res.get("max_window_per_s", 1e9) <= limit * 1.02
-                and res.get("mean_per_s", 0) >= limit * 0.97)
+        return (
+            res.get("max_window_per_s", 1e9) <= limit * 1.02
+            and res.get("mean_per_s", 0) >= limit * 0.97
+        )
     if name == "E":
         return res.get("req_per_s", 0) >= 2_000 and res.get("p99_ms", 1e9) <= 25
     if name == "F":
@@ -116,8 +131,7 @@ def headline(name: str, res: dict[str, Any]) -> str:
         return "ERROR " + res["error"][:300]
     keys = [k for s, k, *_ in FIGURES if s == name]
     parts = [f"{k}={res.get(k)}" for k in keys]
-    parts += [f"{v}={res.get(v)}" for (s, k), v in BASELINE_KEY.items() if s == name
-              and v in res]
+    parts += [f"{v}={res.get(v)}" for (s, k), v in BASELINE_KEY.items() if s == name and v in res]
     if res.get("ratio") is not None:
         parts.append(f"ratio={res['ratio']}")
     return ", ".join(parts)
@@ -135,8 +149,10 @@ def _fmt(v: Any) -> str:
 
 def table(results: dict[str, Any]) -> str:
     """Markdown table: figure, measured, target (goal), baseline, ratio, pass."""
-    rows = ["| scenario | figure | measured | target (goal) | baseline | ratio | pass |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| scenario | figure | measured | target (goal) | baseline | ratio | pass |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, key, target, goal, higher, unit in FIGURES:
         res = results.get(name)
         if res is None:
@@ -156,19 +172,33 @@ def table(results: dict[str, Any]) -> str:
         if base and not (name == "D" and key == "mean_per_s"):  # accuracy, not "more is better"
             r = round(res[key] / base, 2) if higher else round(base / max(1e-9, res[key]), 2)
         ok = _passes(name, res) if target is not None else None
-        rows.append(f"| {name} | {key} ({unit}) | {_fmt(res.get(key))} | {tgt} | {_fmt(base)} | "
-                    f"{_fmt(r) + '×' if r else 'n/a'} | "
-                    f"{'' if ok is None else ('yes' if ok else 'no')} |")
+        rows.append(
+            f"| {name} | {key} ({unit}) | {_fmt(res.get(key))} | {tgt} | {_fmt(base)} | "
+            f"{_fmt(r) + '×' if r else 'n/a'} | "
+            f"{'' if ok is None else ('yes' if ok else 'no')} |"
+        )
     return "\n".join(rows)
 
 
-def write(out: Path, results: dict[str, Any], ceiling: dict[str, Any], mach: dict[str, Any],
-          ctx: Ctx, total_s: float, docs: bool = True) -> Path | None:
+def write(
+    out: Path,
+    results: dict[str, Any],
+    ceiling: dict[str, Any],
+    mach: dict[str, Any],
+    ctx: Ctx,
+    total_s: float,
+    docs: bool = True,
+) -> Path | None:
     """Write/merge the JSON; append the dated section to the doc (returns its path)."""
     ceiling_per_s = ceiling.get("single_req_per_s")
-    common = {"commit": mach["commit"], "nproc": mach["nproc"],
-              "carrier_ceiling_per_s": ceiling_per_s, "run_id": ctx.run_id, "quick": ctx.quick,
-              "database": "postgresql"}
+    common = {
+        "commit": mach["commit"],
+        "nproc": mach["nproc"],
+        "carrier_ceiling_per_s": ceiling_per_s,
+        "run_id": ctx.run_id,
+        "quick": ctx.quick,
+        "database": "postgresql",
+    }
     data: dict[str, Any] = {}
     if out.exists():
         try:
@@ -185,11 +215,17 @@ def write(out: Path, results: dict[str, Any], ceiling: dict[str, Any], mach: dic
     data["carrier_ceiling_per_s"] = ceiling_per_s
     data["carrier_ceiling"] = ceiling
     data["machine"] = mach
-    data["run"] = {"run_id": ctx.run_id, "quick": ctx.quick, "profile": ctx.profile,
-                   "analyze": ctx.analyze,
-                   "baseline": ctx.baseline, "total_s": round(total_s, 1),
-                   "scenarios": list(results), "notes": ctx.notes,
-                   "date": datetime.now(UTC).isoformat(timespec="seconds")}
+    data["run"] = {
+        "run_id": ctx.run_id,
+        "quick": ctx.quick,
+        "profile": ctx.profile,
+        "analyze": ctx.analyze,
+        "baseline": ctx.baseline,
+        "total_s": round(total_s, 1),
+        "scenarios": list(results),
+        "notes": ctx.notes,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
@@ -207,10 +243,15 @@ def write(out: Path, results: dict[str, Any], ceiling: dict[str, Any], mach: dic
 def _cpu_line(cpu: dict[str, Any] | None) -> str:
     if not cpu:
         return ""
-    groups = [f"{k} {v['core_pct']}%" for k, v in cpu.items() if isinstance(v, dict)
-              and v.get("core_pct", 0) >= 1]
-    return (f"CPU (% of one core over {cpu.get('wall_s')} s; machine busy "
-            f"{cpu.get('machine_busy_pct')}% of 2 cores): " + ", ".join(groups))
+    groups = [
+        f"{k} {v['core_pct']}%"
+        for k, v in cpu.items()
+        if isinstance(v, dict) and v.get("core_pct", 0) >= 1
+    ]
+    return (
+        f"CPU (% of one core over {cpu.get('wall_s')} s; machine busy "
+        f"{cpu.get('machine_busy_pct')}% of 2 cores): " + ", ".join(groups)
+    )
 
 
 def _profile_lines(profile: dict[str, Any] | None) -> list[str]:
@@ -219,16 +260,19 @@ def _profile_lines(profile: dict[str, Any] | None) -> list[str]:
         if label == "postgres":
             stmts = "; ".join(f"`{q[:70]}` {p}%" for q, p in summ["statements_pct"][:4])
             waits = ", ".join(f"{w} {p}%" for w, p in summ["wait_events_pct"][:3])
-            lines.append(f"  - PostgreSQL: {summ['mean_active_backends']} active backends on "
-                         f"average; statements: {stmts}; waits: {waits}")
+            lines.append(
+                f"  - PostgreSQL: {summ['mean_active_backends']} active backends on "
+                f"average; statements: {stmts}; waits: {waits}"
+            )
         else:
             libs = ", ".join(f"{k} {v}%" for k, v in summ["by_library_pct"][:6])
             lines.append(f"  - py-spy {label} ({summ['samples']} samples): {libs}")
     return lines
 
 
-def section(results: dict[str, Any], ceiling: dict[str, Any], mach: dict[str, Any], ctx: Ctx,
-            total_s: float) -> str:
+def section(
+    results: dict[str, Any], ceiling: dict[str, Any], mach: dict[str, Any], ctx: Ctx, total_s: float
+) -> str:
     """The Markdown appended to the doc for one run."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     form = "quick" if ctx.quick else "full"
@@ -249,32 +293,53 @@ def section(results: dict[str, Any], ceiling: dict[str, Any], mach: dict[str, An
         f"Carrier ceiling (simulator alone, `simulator.loadgen`): "
         f"{_fmt(ceiling.get('single_req_per_s'))} single submits/s (64 connections), "
         f"{_fmt(ceiling.get('batch_recipients_per_s'))} recipients/s in batches of 500"
-        + (f"; error: {ceiling['error']}" if "error" in ceiling else "") + ".",
+        + (f"; error: {ceiling['error']}" if "error" in ceiling else "")
+        + ".",
         "",
         table(results),
         "",
     ]
     for name, res in results.items():
-        out.append(f"**{name}** ({res.get('wall_s', '?')} s)"
-                   + (f": error `{res['error'][:300]}`" if "error" in res else ""))
+        out.append(
+            f"**{name}** ({res.get('wall_s', '?')} s)"
+            + (f": error `{res['error'][:300]}`" if "error" in res else "")
+        )
         details = {k: v for k, v in res.items() if k in DETAIL_KEYS}
         if details:
-            out.append("- figures: " + ", ".join(
-                f"{k} " + (", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
-                           if isinstance(v, dict) else _fmt(v))
-                for k, v in details.items()))
+            out.append(
+                "- figures: "
+                + ", ".join(
+                    f"{k} "
+                    + (
+                        ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
+                        if isinstance(v, dict)
+                        else _fmt(v)
+                    )
+                    for k, v in details.items()
+                )
+            )
         if res.get("baseline"):
             b = {k: v for k, v in res["baseline"].items() if k not in ("cpu", "per_process_mb")}
-            out.append("- baseline: " + ", ".join(
-                f"{k} " + (", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
-                           if isinstance(v, dict) else _fmt(v))
-                for k, v in b.items()))
+            out.append(
+                "- baseline: "
+                + ", ".join(
+                    f"{k} "
+                    + (
+                        ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
+                        if isinstance(v, dict)
+                        else _fmt(v)
+                    )
+                    for k, v in b.items()
+                )
+            )
         if res.get("cpu"):
             out.append("- " + _cpu_line(res["cpu"]))
             other = res["cpu"].get("other", {}).get("core_pct", 0)
             if other >= 25:
-                out.append(f"- **noisy machine**: processes outside the benchmark used {other}% of "
-                           "a core during this scenario; figures are lower than on a dedicated box")
+                out.append(
+                    f"- **noisy machine**: processes outside the benchmark used {other}% of "
+                    "a core during this scenario; figures are lower than on a dedicated box"
+                )
         out.extend(_profile_lines(res.get("profile")))
         if res.get("chart"):
             chart = os.path.relpath(ROOT / res["chart"], DOC.parent)
@@ -285,10 +350,29 @@ def section(results: dict[str, Any], ceiling: dict[str, Any], mach: dict[str, An
     return "\n".join(out)
 
 
-DETAIL_KEYS = ("messages", "requests", "duration_s", "produce_s", "accept_s", "p95_ms", "max_ms",
-               "otp_sent", "otp_lost", "otp_accept_ms", "otp_idle_p50_ms", "bulk_msgs_per_s",
-               "limit_per_s", "max_fixed_second", "p50_ms", "workers", "queued_at_end",
-               "carrier_duplicates", "errors", "api_workers", "max_rss_by_process")
+DETAIL_KEYS = (
+    "messages",
+    "requests",
+    "duration_s",
+    "produce_s",
+    "accept_s",
+    "p95_ms",
+    "max_ms",
+    "otp_sent",
+    "otp_lost",
+    "otp_accept_ms",
+    "otp_idle_p50_ms",
+    "bulk_msgs_per_s",
+    "limit_per_s",
+    "max_fixed_second",
+    "p50_ms",
+    "workers",
+    "queued_at_end",
+    "carrier_duplicates",
+    "errors",
+    "api_workers",
+    "max_rss_by_process",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,9 +385,17 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(Path(args.src).read_text())
     run = data["run"]
     results = {k: data[k] for k in run["scenarios"] if k in data}
-    ctx = Ctx(quick=run["quick"], run_id=run["run_id"], logdir=Path("."), chartdir=Path("."),
-              profdir=Path("."), profile=run["profile"], baseline=run["baseline"],
-              analyze=run.get("analyze", False), notes=run.get("notes", []))
+    ctx = Ctx(
+        quick=run["quick"],
+        run_id=run["run_id"],
+        logdir=Path("."),
+        chartdir=Path("."),
+        profdir=Path("."),
+        profile=run["profile"],
+        baseline=run["baseline"],
+        analyze=run.get("analyze", False),
+        notes=run.get("notes", []),
+    )
     print(section(results, data["carrier_ceiling"], data["machine"], ctx, run["total_s"]))
     return 0
 

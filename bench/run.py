@@ -42,8 +42,18 @@ def ensure_requirements() -> None:
         missing.append("py-spy")
     if missing:
         print(f"bench: installing {', '.join(missing)}", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r",
-                        str(ROOT / "bench" / "requirements.txt")], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                str(ROOT / "bench" / "requirements.txt"),
+            ],
+            check=True,
+        )
 
 
 def ensure_wrk() -> bool:
@@ -56,22 +66,32 @@ def ensure_wrk() -> bool:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print("bench: installing wrk (apt-get)", flush=True)
     subprocess.run([*sudo, "apt-get", "update", "-qq"], env=env, check=False)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "wrk"],
+        env=env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
     return shutil.which("wrk") is not None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit code 0 even when targets are missed (it reports them)."""
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--scenario", type=str.upper, choices=[*SCENARIOS, "CEILING"])
     p.add_argument("--quick", action="store_true", help="short form of every scenario")
     p.add_argument("--profile", action="store_true", help="py-spy + PostgreSQL sampling")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline runs")
     p.add_argument("--no-docs", action="store_true", help="do not append to docs/benchmarks.md")
-    p.add_argument("--analyze", action="store_true",
-                   help="B, C: ANALYZE messages right after producing (planner-statistics study)")
+    p.add_argument(
+        "--analyze",
+        action="store_true",
+        help="B, C: ANALYZE messages right after producing (planner-statistics study)",
+    )
     p.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = p.parse_args(argv)
     os.chdir(ROOT)
@@ -82,19 +102,31 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import Ctx
 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
-    ctx = Ctx(quick=args.quick, run_id=run_id, logdir=RESULTS / "logs" / run_id,
-              chartdir=RESULTS / "charts", profdir=RESULTS / "profiles" / run_id,
-              profile=args.profile, baseline=not args.no_baseline, analyze=args.analyze)
+    ctx = Ctx(
+        quick=args.quick,
+        run_id=run_id,
+        logdir=RESULTS / "logs" / run_id,
+        chartdir=RESULTS / "charts",
+        profdir=RESULTS / "profiles" / run_id,
+        profile=args.profile,
+        baseline=not args.no_baseline,
+        analyze=args.analyze,
+    )
     ctx.logdir.mkdir(parents=True, exist_ok=True)
     if args.scenario in (None, "E") and not ensure_wrk():
         ctx.notes.append("wrk unavailable: E used the aiohttp load generator")
     started = time.monotonic()
     machine = report.machine()
-    print(f"bench: run {run_id} on {machine['nproc']} cores, commit {machine['commit'][:12]}",
-          flush=True)
+    print(
+        f"bench: run {run_id} on {machine['nproc']} cores, commit {machine['commit'][:12]}",
+        flush=True,
+    )
     ceiling = measure_ceiling(ctx)
-    print(f"bench: carrier ceiling {ceiling.get('single_req_per_s')} req/s single, "
-          f"{ceiling.get('batch_recipients_per_s')} recipients/s batched", flush=True)
+    print(
+        f"bench: carrier ceiling {ceiling.get('single_req_per_s')} req/s single, "
+        f"{ceiling.get('batch_recipients_per_s')} recipients/s batched",
+        flush=True,
+    )
     chosen: tuple[str, ...] = SCENARIOS if args.scenario is None else (args.scenario,)
     if args.scenario == "CEILING":
         chosen = ()
@@ -109,10 +141,20 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         results[name]["wall_s"] = round(time.monotonic() - t, 1)
-        print(f"bench: {name} done in {results[name]['wall_s']} s: "
-              f"{report.headline(name, results[name])}", flush=True)
-    doc = report.write(Path(args.out), results, ceiling, machine, ctx,
-                       total_s=time.monotonic() - started, docs=not args.no_docs)
+        print(
+            f"bench: {name} done in {results[name]['wall_s']} s: "
+            f"{report.headline(name, results[name])}",
+            flush=True,
+        )
+    doc = report.write(
+        Path(args.out),
+        results,
+        ceiling,
+        machine,
+        ctx,
+        total_s=time.monotonic() - started,
+        docs=not args.no_docs,
+    )
     print(f"bench: wrote {args.out}" + (f" and {doc}" if doc else ""), flush=True)
     print(report.table(results), flush=True)
     return 0

@@ -27,8 +27,11 @@ IN_FLIGHT = 2
 async def post_campaign(api_url: str, keys: dict[str, str], n: int) -> dict[str, Any]:
     """Send the campaign; time before the first request, accept time, refused recipients."""
     bodies = [
-        {"sender": "BENCH", "message": CAMPAIGN_TEXT,
-         "phoneNumbers": [phone(i) for i in range(start, min(n, start + PER_REQUEST))]}
+        {
+            "sender": "BENCH",
+            "message": CAMPAIGN_TEXT,
+            "phoneNumbers": [phone(i) for i in range(start, min(n, start + PER_REQUEST))],
+        }
         for start in range(0, n, PER_REQUEST)
     ]
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -52,8 +55,13 @@ async def post_campaign(api_url: str, keys: dict[str, str], n: int) -> dict[str,
         t_first = time.time()
         await asyncio.gather(*(client() for _ in range(IN_FLIGHT)))
         t_accepted = time.time()
-    return {"t_first": t_first, "t_accepted": t_accepted, "accepted": accepted,
-            "refused": refused, "requests": len(bodies)}
+    return {
+        "t_first": t_first,
+        "t_accepted": t_accepted,
+        "accepted": accepted,
+        "refused": refused,
+        "requests": len(bodies),
+    }
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
@@ -99,6 +107,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         out["baseline"] = {k: v for k, v in base.items() if k not in ("times", "t0")}
         series["baseline: one task per recipient"] = (base["times"], base["t0"])
     out["ratio"] = ratio(ours, out.get("baseline_msgs_per_s"))
-    out["chart"] = str(render(ctx.chart("A"), f"A. campaign, one text to {n:,} recipients",
-                              series=series))
+    out["chart"] = str(
+        render(ctx.chart("A"), f"A. campaign, one text to {n:,} recipients", series=series)
+    )
     return out

@@ -74,6 +74,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         out["baseline"] = {k: v for k, v in base.items() if k not in ("times", "t0")}
         series["baseline: single queue"] = (base["times"], base["t0"])
     out["ratio"] = ratio(ours, out.get("baseline_msgs_per_s"))
-    out["chart"] = str(render(ctx.chart("B"), f"B. personalised, {n:,} messages, 1 request each",
-                              series=series))
+    out["chart"] = str(
+        render(ctx.chart("B"), f"B. personalised, {n:,} messages, 1 request each", series=series)
+    )
     return out

@@ -60,13 +60,24 @@ def run(ctx: Ctx) -> dict[str, Any]:
     series = {"ours: 4 processes, global limit": (times, produced["t_first"])}
     if ctx.baseline:
         base = baseline(ctx, duration)
-        out.update({"baseline_max_window_per_s": base["max_window_per_s"],
-                    "baseline_mean_per_s": base["mean_per_s"]})
+        out.update(
+            {
+                "baseline_max_window_per_s": base["max_window_per_s"],
+                "baseline_mean_per_s": base["mean_per_s"],
+            }
+        )
         out["baseline"] = {k: v for k, v in base.items() if k not in ("times", "t0")}
         series["baseline: 4 instances x rate_limit 500/s"] = (base["times"], base["t0"])
         out["ratio"] = round(base["max_window_per_s"] / w["max_window_per_s"], 2)
-    out["chart"] = str(render(ctx.chart("D"), f"D. limit {LIMIT} msg/s, 4 worker processes",
-                              series=series, hline=(LIMIT, f"limit {LIMIT}/s"), bin_s=1.0))
+    out["chart"] = str(
+        render(
+            ctx.chart("D"),
+            f"D. limit {LIMIT} msg/s, 4 worker processes",
+            series=series,
+            hline=(LIMIT, f"limit {LIMIT}/s"),
+            bin_s=1.0,
+        )
+    )
     return out
 
 
@@ -83,6 +94,11 @@ def baseline(ctx: Ctx, duration: int) -> dict[str, Any]:
         times = [s["at"] for s in st.sim_submits() if s["ref"] != "b-warmup"]
     w = windows(times)
     ctx.save_raw("D-baseline", {"times": times})
-    return {**w, "messages": n, "workers": f"{WORKER_PROCESSES} instances x 1 process",
-            "times": times, "t0": min(times), "produce_s": round(res["t_done"] - res["t_first"],
-                                                                  2)}
+    return {
+        **w,
+        "messages": n,
+        "workers": f"{WORKER_PROCESSES} instances x 1 process",
+        "times": times,
+        "t0": min(times),
+        "produce_s": round(res["t_done"] - res["t_first"], 2),
+    }

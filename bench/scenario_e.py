@@ -29,19 +29,43 @@ BODY = {"sender": "BENCH", "message": "Your code is 123456", "phoneNumbers": ["+
 
 def wrk(url: str, keys: dict[str, str], seconds: int) -> dict[str, Any]:
     """One wrk run; its JSON line (latencies in µs)."""
-    env = {**os.environ, "BENCH_APP_KEY": keys["Application-Key"],
-           "BENCH_AUTH": keys["Authorization"]}
-    p = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
-                        "-s", str(ROOT / "bench" / "wrk_sms.lua"), url + "/v2.1/sms"],
-                       env=env, capture_output=True, text=True, check=True)
+    env = {
+        **os.environ,
+        "BENCH_APP_KEY": keys["Application-Key"],
+        "BENCH_AUTH": keys["Authorization"],
+    }
+    p = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "wrk_sms.lua"),
+            url + "/v2.1/sms",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1]
     r = json.loads(line)
-    errors = sum(r[k] for k in ("connect_errors", "read_errors", "write_errors",
-                                "status_errors", "timeouts"))
-    return {"tool": "wrk -t1 -c32", "requests": r["requests"],
-            "req_per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
-            "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
-            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000, "errors": errors}
+    errors = sum(
+        r[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
+    return {
+        "tool": "wrk -t1 -c32",
+        "requests": r["requests"],
+        "req_per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+        "p50_ms": r["p50_us"] / 1000,
+        "p90_ms": r["p90_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "max_ms": r["max_us"] / 1000,
+        "errors": errors,
+    }
 
 
 async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[str, Any]:
@@ -66,8 +90,15 @@ async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[s
         await asyncio.gather(*(client() for _ in range(CONNECTIONS)))
         took = time.perf_counter() - t0
     f = latency_figures(lat)
-    return {"tool": "aiohttp x32", "requests": len(lat), "req_per_s": round(len(lat) / took, 1),
-            "p50_ms": f["p50"], "p99_ms": f["p99"], "max_ms": f["max"], "errors": errors}
+    return {
+        "tool": "aiohttp x32",
+        "requests": len(lat),
+        "req_per_s": round(len(lat) / took, 1),
+        "p50_ms": f["p50"],
+        "p99_ms": f["p99"],
+        "max_ms": f["max"],
+        "errors": errors,
+    }
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
@@ -86,12 +117,17 @@ def run(ctx: Ctx) -> dict[str, Any]:
         meter, prof = CpuMeter(st), Profiler(ctx.profile, ctx.profdir, f"{ctx.run_id}-E")
         meter.start()
         prof.start({"api": st.procs["api"].popen.pid})
-        res = (wrk(st.api_url, keys, seconds) if use_wrk
-               else asyncio.run(aiohttp_load(st.api_url, keys, seconds)))
+        res = (
+            wrk(st.api_url, keys, seconds)
+            if use_wrk
+            else asyncio.run(aiohttp_load(st.api_url, keys, seconds))
+        )
         profile = prof.stop()
         cpu = meter.stop()
-        created = [r[0] for r in db_query(
-            "SELECT created_at FROM messages WHERE created_at >= %s", (t_start,))]
+        created = [
+            r[0]
+            for r in db_query("SELECT created_at FROM messages WHERE created_at >= %s", (t_start,))
+        ]
         stored = db_query("SELECT count(*) FROM messages")[0][0]
     out: dict[str, Any] = {
         **res,
@@ -106,9 +142,13 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "ratio": None,
         "baseline_note": "n/a: the naive design has no accepting API (callers .delay() directly)",
     }
-    out["chart"] = str(render(
-        ctx.chart("E"), f"E. POST /v2.1/sms, {CONNECTIONS} clients, {res['tool']}",
-        series={"accepted (messages.created_at)": (created, t_start)},
-        latency={"ours": {"p50": res["p50_ms"], "p99": res["p99_ms"], "max": res["max_ms"]}},
-        bin_s=1.0))
+    out["chart"] = str(
+        render(
+            ctx.chart("E"),
+            f"E. POST /v2.1/sms, {CONNECTIONS} clients, {res['tool']}",
+            series={"accepted (messages.created_at)": (created, t_start)},
+            latency={"ours": {"p50": res["p50_ms"], "p99": res["p99_ms"], "max": res["max_ms"]}},
+            bin_s=1.0,
+        )
+    )
     return out

@@ -31,8 +31,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
         st.create_account("bench")
         t0 = time.time()
         with RssSampler(st, ("bulk", "priority")) as rss:
-            producer = start_helper(st, ["-m", "bench.produce", "--count", str(n),
-                                         "--same-text"], "produce")
+            producer = start_helper(
+                st, ["-m", "bench.produce", "--count", str(n), "--same-text"], "produce"
+            )
             produced = finish_helper(producer, timeout=3600)
             time.sleep(settle)
         client = redis.Redis.from_url(REDIS_URL)
@@ -60,6 +61,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         out["baseline_max_rss_mb"] = base["max_rss_mb"]
         out["baseline"] = base
         out["ratio"] = round(base["max_rss_mb"] / ours, 2) if ours else None
-    out["chart"] = str(render(ctx.chart("F"), f"F. worker RSS, {n:,} bulk messages queued",
-                              rss=points))
+    out["chart"] = str(
+        render(ctx.chart("F"), f"F. worker RSS, {n:,} bulk messages queued", rss=points)
+    )
     return out

@@ -96,9 +96,14 @@ def reset_database(env: dict[str, str]) -> None:
         if not _template_ready:
             conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{template}"')
-            subprocess.run([PY, "-m", "dispatcher.cli", "migrate"],
-                           env={**env, "DATABASE_URL": f"{PG_SERVER}/{template}"}, cwd=ROOT,
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [PY, "-m", "dispatcher.cli", "migrate"],
+                env={**env, "DATABASE_URL": f"{PG_SERVER}/{template}"},
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             _template_ready = True
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}" TEMPLATE "{template}"')
@@ -116,12 +121,14 @@ def db_query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def base_env() -> dict[str, str]:
     """The environment every process of a scenario inherits (no stray SMSDISPATCH_* settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
-    env.update({
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "PYTHONPATH": str(ROOT),
-        "SMSDISPATCH_CARRIER_TPS": "1000000",
-    })
+    env.update(
+        {
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "PYTHONPATH": str(ROOT),
+            "SMSDISPATCH_CARRIER_TPS": "1000000",
+        }
+    )
     return env
 
 
@@ -169,15 +176,27 @@ class BenchStack:
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
 
-    def spawn(self, name: str, argv: list[str], group: str, nice: int = 0,
-              env: dict[str, str] | None = None) -> Proc:
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        group: str,
+        nice: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> Proc:
         """Start ``argv`` with the scenario's environment, logging to ``logdir/name.log``."""
         if nice:
             argv = ["nice", "-n", str(nice), *argv]
         path = self.logdir / f"{self.name}-{name}.log"
         log = open(path, "ab")  # noqa: SIM115 - the child owns it
-        p = subprocess.Popen(argv, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
-                             cwd=ROOT, start_new_session=True)
+        p = subprocess.Popen(
+            argv,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         log.close()
         proc = Proc(name, group, p, path)
         self.procs[name] = proc
@@ -217,8 +236,11 @@ class BenchStack:
     def start_simulator(self, *flags: str) -> str:
         """The carrier simulator on a free port; returns its URL (readiness checked later)."""
         port = free_port()
-        self.spawn("simulator", [PY, "-m", "simulator", "--host", "127.0.0.1", "--port",
-                                 str(port), *flags], "simulator")
+        self.spawn(
+            "simulator",
+            [PY, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port), *flags],
+            "simulator",
+        )
         self.sim_url = f"http://127.0.0.1:{port}"
         self.env["SMSDISPATCH_CARRIER_URL"] = self.sim_url
         return self.sim_url
@@ -232,12 +254,25 @@ class BenchStack:
         self.api_url = f"http://127.0.0.1:{port}"
         return self.api_url
 
-    def start_worker(self, lane: str, concurrency: int, nice: int = 0,
-                     name: str | None = None) -> Proc:
+    def start_worker(
+        self, lane: str, concurrency: int, nice: int = 0, name: str | None = None
+    ) -> Proc:
         """A worker pool of one lane (bulk under ``nice -n 10`` as in the Procfile)."""
-        return self.spawn(name or f"worker-{lane}",
-                          [PY, "-m", "dispatcher.cli", "worker", "--lane", lane,
-                           "--concurrency", str(concurrency)], lane, nice)
+        return self.spawn(
+            name or f"worker-{lane}",
+            [
+                PY,
+                "-m",
+                "dispatcher.cli",
+                "worker",
+                "--lane",
+                lane,
+                "--concurrency",
+                str(concurrency),
+            ],
+            lane,
+            nice,
+        )
 
     def start_scheduler(self) -> Proc:
         """The scheduler (releases retrying/deferred messages)."""
@@ -248,9 +283,26 @@ class BenchStack:
         env = dict(self.env)
         env["BASELINE_RATE_LIMIT"] = rate_limit
         env["BASELINE_CARRIER_URL"] = self.sim_url
-        argv = [PY, "-m", "celery", "-A", "bench.baseline.app", "worker", "-Q", "baseline",
-                "-c", str(concurrency), "--pool", "prefork", "-n", f"{name}@%h",
-                "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]
+        argv = [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "bench.baseline.app",
+            "worker",
+            "-Q",
+            "baseline",
+            "-c",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ]
         return self.spawn(name, argv, "baseline", env=env)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -298,8 +350,11 @@ class BenchStack:
         out: list[dict[str, Any]] = []
         offset, limit = 0, 200_000
         while True:
-            r = LOCAL.get(self.sim_url + "/_sim/submits",
-                          params={"offset": offset, "limit": limit}, timeout=120)
+            r = LOCAL.get(
+                self.sim_url + "/_sim/submits",
+                params={"offset": offset, "limit": limit},
+                timeout=120,
+            )
             r.raise_for_status()
             page = [orjson.loads(line) for line in r.content.splitlines() if line.strip()]
             out.extend(page)
@@ -332,7 +387,8 @@ class BenchStack:
         known = {pid for pids in out.values() for pid in pids}
         me = psutil.Process()
         out["bench (load generators)"] = [me.pid] + [
-            c.pid for c in me.children(recursive=True) if c.pid not in known]
+            c.pid for c in me.children(recursive=True) if c.pid not in known
+        ]
         for p in psutil.process_iter(["name"]):
             name = p.info["name"] or ""
             if name.startswith("postgres"):
@@ -346,7 +402,8 @@ class BenchStack:
 
         def check() -> tuple[int, float] | None:
             count, last = db_query(
-                "SELECT count(*), max(sent_at) FROM messages WHERE status = 'sent'")[0]
+                "SELECT count(*), max(sent_at) FROM messages WHERE status = 'sent'"
+            )[0]
             return (int(count), float(last)) if count >= n else None
 
         found = wait_until(check, timeout, f"{n} messages recorded sent", interval=0.2)
@@ -355,8 +412,9 @@ class BenchStack:
 
     def status_counts(self) -> dict[str, int]:
         """Messages per status (for the report, and to explain a stall)."""
-        return {s: int(c) for s, c in
-                db_query("SELECT status, count(*) FROM messages GROUP BY status")}
+        return {
+            s: int(c) for s, c in db_query("SELECT status, count(*) FROM messages GROUP BY status")
+        }
 
 
 class CpuMeter:
@@ -409,8 +467,10 @@ class CpuMeter:
                     used += cpu - self._start.get(pid, 0.0)
             out[group] = {"cpu_s": round(used, 2), "core_pct": round(100 * used / wall, 1)}
         sys1 = psutil.cpu_times()
-        busy = sum(getattr(sys1, f) - getattr(self._sys0, f) for f in ("user", "system", "nice",
-                                                                        "irq", "softirq"))
+        busy = sum(
+            getattr(sys1, f) - getattr(self._sys0, f)
+            for f in ("user", "system", "nice", "irq", "softirq")
+        )
         total = busy + (sys1.idle - self._sys0.idle) + (sys1.iowait - self._sys0.iowait)
         # Children that exited meanwhile (wrk, producers) are only in RUSAGE_CHILDREN; the
         # helpers whose own usage was passed in ``extra_cpu_s`` are not counted twice.
@@ -466,5 +526,3 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
-
-

@@ -29,8 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         send_one.delay(phone, text, f"{args.prefix}-{i}")
     t_done = time.time()
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    sys.stdout.write(json.dumps({"t_first": t_first, "t_done": t_done, "count": args.count,
-                                 "cpu_s": round(ru.ru_utime + ru.ru_stime, 2)}))
+    sys.stdout.write(
+        json.dumps(
+            {
+                "t_first": t_first,
+                "t_done": t_done,
+                "count": args.count,
+                "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+            }
+        )
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -185,7 +186,8 @@ class Stack:
         client = redis.Redis.from_url(self.env["REDIS_URL"])
         out = []
         for key in sorted(client.keys("*")):
-            kind = client.type(key).decode()
+            raw_kind = client.type(key)
+            kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
             size = {
                 "list": client.llen,
                 "set": client.scard,
@@ -298,11 +300,7 @@ def running_stack(  # type: ignore[no-untyped-def]
                 stack.start_worker(lane, n, wait=False)
             for lane, before in ready.items():
                 name = f"worker-{lane}"
-                wait_until(
-                    lambda name=name, before=before: stack.log(name).count("ready.") > before,
-                    30,
-                    what=f"{name} ready",
-                )
+                wait_until(partial(_ready_after, stack, name, before), 30, what=f"{name} ready")
             wait_until(lambda: _ok(stack.sim_url + "/healthz"), 20, what="simulator")
             wait_until(lambda: _ok(stack.api_url + "/readyz"), 30, what="api ready")
             yield stack
@@ -317,6 +315,10 @@ def running_stack(  # type: ignore[no-untyped-def]
 def _ready_count(stack: Stack, name: str) -> int:
     path = os.path.join(stack.logdir, f"{name}.log")
     return stack.log(name).count("ready.") if os.path.exists(path) else 0
+
+
+def _ready_after(stack: Stack, name: str, before: int) -> bool:
+    return _ready_count(stack, name) > before
 
 
 def _ok(url: str) -> bool:
