@@ -24,42 +24,12 @@ def measure_ceiling(ctx: Ctx) -> dict[str, Any]:
             st.wait_ready()
             meter = CpuMeter(st)
             meter.start()
-            single = run_helper(
-                st,
-                [
-                    "-m",
-                    "simulator.loadgen",
-                    "--url",
-                    url,
-                    "--connections",
-                    "64",
-                    "--duration",
-                    duration,
-                    "--warmup",
-                    "1",
-                ],
-                "single",
-            )
+            loadgen = ["-m", "simulator.loadgen", "--url", url, "--duration", duration]
+            loadgen += ["--warmup", "1"]
+            single = run_helper(st, [*loadgen, "--connections", "64"], "single")
             cpu = meter.stop()
             st.sim_reset()
-            batch = run_helper(
-                st,
-                [
-                    "-m",
-                    "simulator.loadgen",
-                    "--url",
-                    url,
-                    "--connections",
-                    "8",
-                    "--batch",
-                    "500",
-                    "--duration",
-                    duration,
-                    "--warmup",
-                    "1",
-                ],
-                "batch",
-            )
+            batch = run_helper(st, [*loadgen, "--connections", "8", "--batch", "500"], "batch")
         out.update(
             {
                 "single_req_per_s": single["requests_per_s"],

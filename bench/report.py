@@ -137,6 +137,17 @@ def headline(name: str, res: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _inline(figures: dict[str, Any]) -> str:
+    """``key value, key sub value, …`` on one line (one level of nested dicts)."""
+
+    def one(v: Any) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+        return _fmt(v)
+
+    return ", ".join(f"{k} {one(v)}" for k, v in figures.items())
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
@@ -306,32 +317,10 @@ def section(
         )
         details = {k: v for k, v in res.items() if k in DETAIL_KEYS}
         if details:
-            out.append(
-                "- figures: "
-                + ", ".join(
-                    f"{k} "
-                    + (
-                        ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
-                        if isinstance(v, dict)
-                        else _fmt(v)
-                    )
-                    for k, v in details.items()
-                )
-            )
+            out.append("- figures: " + _inline(details))
         if res.get("baseline"):
             b = {k: v for k, v in res["baseline"].items() if k not in ("cpu", "per_process_mb")}
-            out.append(
-                "- baseline: "
-                + ", ".join(
-                    f"{k} "
-                    + (
-                        ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
-                        if isinstance(v, dict)
-                        else _fmt(v)
-                    )
-                    for k, v in b.items()
-                )
-            )
+            out.append("- baseline: " + _inline(b))
         if res.get("cpu"):
             out.append("- " + _cpu_line(res["cpu"]))
             other = res["cpu"].get("other", {}).get("core_pct", 0)

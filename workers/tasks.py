@@ -79,10 +79,6 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
     log.info("reconcile.done", **dataclasses.asdict(report))
 
 
-async def _park(client: Any, member: str, due: float) -> None:
-    await client.zadd(EARLY_REPORTS_KEY, {member: due})
-
-
 def _park_or_retry(
     task: Any, rt: Any, payload: dict[str, Any], due: float, cause: Exception | None
 ) -> None:
@@ -90,7 +86,7 @@ def _park_or_retry(
     never as a Celery countdown, which a worker holds in memory and loses with its broker
     connection. If Redis cannot take them either, the task retries (repeats are ignored)."""
     try:
-        rt.run(_park(rt.redis, json.dumps(payload, sort_keys=True), due))
+        rt.run(rt.redis.zadd(EARLY_REPORTS_KEY, {json.dumps(payload, sort_keys=True): due}))
     except RedisError as exc:
         raise task.retry(exc=cause or exc, countdown=5) from exc
 

@@ -121,7 +121,7 @@ class Stack:
             ],
         )
         if wait:
-            wait_until(lambda: self.log(name).count("ready.") > before, 30, what=f"{name} ready")
+            wait_until(partial(_ready_after, self, name, before), 30, what=f"{name} ready")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Stop one process (its whole group)."""
