@@ -87,13 +87,14 @@ class ClientSpec:
 
     name: str
     label: str
-    kind: str  # "aiohttp" | "httpx_async" | "httpx_aiohttp" | "httpx_sync"
+    kind: str  # "wire" | "aiohttp" | "httpx_async" | "httpx_aiohttp" | "httpx_sync"
     loop: str | None  # "uvloop" | "asyncio" | None for sync clients
     concurrent: bool = True  # False: one request at a time from one thread
     tuned_limits: bool = True  # False: httpx's default Limits and trust_env
 
 
 CLIENTS: tuple[ClientSpec, ...] = (
+    ClientSpec("wire_uvloop", "smsdispatch WireClient (httptools), uvloop", "wire", "uvloop"),
     ClientSpec("aiohttp_uvloop", "aiohttp ClientSession, uvloop", "aiohttp", "uvloop"),
     ClientSpec("aiohttp_asyncio", "aiohttp ClientSession, asyncio", "aiohttp", "asyncio"),
     ClientSpec(
@@ -266,6 +267,34 @@ async def _run_aiohttp(
         return await _async_measure(send, warmup, bodies, concurrency)
 
 
+async def _run_wire(
+    url: str, warmup: Sequence[bytes], bodies: Sequence[bytes], concurrency: int
+) -> dict[str, Any]:
+    """The workers' own carrier client (:mod:`workers.connectors.wire`)."""
+    import orjson
+
+    from workers.connectors.wire import WireClient
+
+    parts = url.split("/", 3)  # http: / "" / host:port / path
+    client = WireClient(
+        "/".join(parts[:3]),
+        headers={k: v for k, v in HEADERS.items() if k != "Content-Type"},
+        limit=concurrency,
+    )
+    path = "/" + parts[3]
+
+    async def send(body: bytes) -> None:
+        resp = await client.post(path, body, 30.0)
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        orjson.loads(resp.body)
+
+    try:
+        return await _async_measure(send, warmup, bodies, concurrency)
+    finally:
+        await client.close()
+
+
 async def _run_httpx_async(
     spec: ClientSpec,
     url: str,
@@ -369,6 +398,8 @@ def run_worker(name: str, url: str, requests: int, warmup: int, concurrency: int
     else:
         if spec.kind == "aiohttp":
             coro = _run_aiohttp(url, warm, bodies, concurrency)
+        elif spec.kind == "wire":
+            coro = _run_wire(url, warm, bodies, concurrency)
         else:
             coro = _run_httpx_async(spec, url, warm, bodies, concurrency)
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
@@ -606,7 +637,11 @@ def spawn_worker(
     busy0, steal0 = system_cpu_seconds()
     children0 = _children_cpu_seconds()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
+    # The worker runs as a script; the repository root makes ``workers`` importable in it.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=args.timeout, check=False, env=env
+    )
     wall = time.perf_counter() - t0
     busy1, steal1 = system_cpu_seconds()
     worker_cpu = _children_cpu_seconds() - children0
@@ -764,6 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown client(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
 
+    if any(CLIENTS_BY_NAME[n].kind == "httpx_aiohttp" for n in names):
+        ensure_httpx_aiohttp()
     carrier: NginxCarrier | None = None
     if not args.url:
         binary = find_nginx()
@@ -779,6 +816,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if carrier is not None:
             carrier.stop()
+
+
+def ensure_httpx_aiohttp() -> None:
+    """The ``httpx-aiohttp`` transport is measured here only; install it when missing."""
+    try:
+        import httpx_aiohttp  # noqa: F401
+    except ImportError:
+        print("installing httpx-aiohttp (measured here, not used by the service)", flush=True)
+        pip = [sys.executable, "-m", "pip", "install", "-q", "httpx-aiohttp==0.2.0"]
+        subprocess.run(pip, check=True)
 
 
 def run_all(args: argparse.Namespace, names: Sequence[str], carrier: NginxCarrier | None) -> int:

@@ -1,9 +1,9 @@
 """Per-process resources, built once when a worker process starts (never at import).
 
-One event loop, one pooled aiohttp session, one database engine and one Redis client per
-process; the tasks borrow them. The connections come from the routing configuration
-(``SMSDISPATCH_CONNECTIONS``); without one, a single ``default`` connection on the configured
-carrier URL sends everything, exactly as before routing existed.
+One event loop, a keep-alive HTTP pool per carrier connection, one database engine and one
+Redis client per process; the tasks borrow them. The connections come from the routing
+configuration (``SMSDISPATCH_CONNECTIONS``); without one, a single ``default`` connection on the
+configured carrier URL sends everything, exactly as before routing existed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-import aiohttp
 import redis.asyncio as aioredis
 from sqlalchemy import Connection, select
 
@@ -139,7 +138,6 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.engine = make_engine(settings.database_url, pool_size=4)
         self.store = RoutedProgress(self.engine)
-        self.session: aiohttp.ClientSession = self.loop.run_until_complete(self._session())
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.limiter = AsyncLimiter(
             AsyncRedisRateLimitBackend(self.redis), on_wait=metrics.record_rate_wait
@@ -154,7 +152,8 @@ class Runtime:
                     self.redis, cfg.name, cfg.max_in_flight, lease_s=cfg.timeout_s + 5
                 )
             tokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.send_rate))
-            self.routes.append(Route(cfg.name, build_connector(cfg, self.session), tokens, window))
+            connector = build_connector(cfg, settings.carrier_max_in_flight)
+            self.routes.append(Route(cfg.name, connector, tokens, window))
             metrics.set_rate_limit(cfg.name, cfg.tps)
         self.connectors = ConnectorSet({r.name: r.connector for r in self.routes})
         self.breakers: Breakers | None = None
@@ -186,12 +185,6 @@ class Runtime:
             self._names.update(await asyncio.to_thread(self.store.account_names, missing))
         return self._names
 
-    async def _session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.carrier_max_in_flight, ttl_dns_cache=300
-        )
-        return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
-
     def sender(self, lane: str) -> ChunkSender:
         """A sender for one chunk of ``lane``."""
         options = SenderOptions(
@@ -211,7 +204,7 @@ class Runtime:
 
     def close(self) -> None:
         """Release connections (worker process shutdown)."""
-        self.run(self.session.close())
+        self.run(self.connectors.close())
         self.run(self.redis.aclose())
         self.engine.dispose()
         self.loop.close()

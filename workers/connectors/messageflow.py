@@ -19,13 +19,14 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from workers.connectors.base import InboundPart, Outbound, Report, SubmitResult
 from workers.connectors.callbacks import parse_simple_inbound, parse_smpp_style_report
-from workers.connectors.simulator import _translate, error_from_status
+from workers.connectors.simulator import error_from_status, translate
+from workers.connectors.wire import WireClient
 from workers.errors import (
     AmbiguousCarrierError,
     CarrierError,
@@ -45,22 +46,17 @@ class MessageFlowConnector:
         self,
         name: str,
         base_url: str,
-        session: aiohttp.ClientSession,
         application_key: str,
         authorization: str,
         max_batch: int = 1,
         timeout_s: float = 10.0,
+        max_connections: int = 64,
     ) -> None:
         self.name = name
         self.max_batch = max(1, max_batch)
-        self._base = base_url.rstrip("/")
-        self._session = session
-        self._headers = {
-            "Content-Type": "application/json",
-            "Application-Key": application_key,
-            "Authorization": authorization,
-        }
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        headers = {"Application-Key": application_key, "Authorization": authorization}
+        self._client = WireClient(base_url, headers, limit=max_connections)
+        self._timeout_s = timeout_s
 
     async def submit(self, msg: Outbound) -> SubmitResult:
         """Submit one message (``externalId`` = our id)."""
@@ -94,17 +90,12 @@ class MessageFlowConnector:
         }
         started = time.perf_counter()
         try:
-            async with self._session.post(
-                self._base + "/v2.1/sms",
-                data=orjson.dumps(body),
-                headers=self._headers,
-                timeout=self._timeout,
-            ) as resp:
-                status, data, headers = resp.status, await resp.read(), resp.headers
+            resp = await self._client.post("/v2.1/sms", orjson.dumps(body), self._timeout_s)
         except Exception as exc:  # translated at the boundary, never raised past it
-            err = _translate(exc)
+            err = translate(exc)
             return [SubmitResult(m.ref, None, None, _ms(started), err) for m in msgs]
         latency = _ms(started)
+        status, data, headers = resp.status, resp.body, resp.headers
         try:
             envelope = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -129,15 +120,12 @@ class MessageFlowConnector:
         found: dict[str, str] = {}
         for ref in refs:
             try:
-                async with self._session.get(
-                    self._base + "/v2.1/sms",
-                    params={"externalId": ref},
-                    headers=self._headers,
-                    timeout=self._timeout,
-                ) as resp:
-                    status, data = resp.status, await resp.read()
+                resp = await self._client.get(
+                    "/v2.1/sms?externalId=" + quote(ref, safe=""), self._timeout_s
+                )
             except Exception as exc:
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
+            status, data = resp.status, resp.body
             if status == 404:
                 continue
             if status != 200:
@@ -148,7 +136,8 @@ class MessageFlowConnector:
         return found
 
     async def close(self) -> None:
-        """Nothing to do: the session belongs to the worker process."""
+        """Close the connections to the upstream."""
+        await self._client.close()
 
     def parse_report(self, raw: Mapping[str, Any]) -> Report:
         """Reports reach the dlr lane already in the generic form (the callback endpoint

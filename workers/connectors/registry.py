@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from dispatcher.routing import ConnectionConfig
 from workers.connectors.base import Connector, InboundPart, Report
 from workers.connectors.callbacks import parse_simple_inbound, parse_smpp_style_report
@@ -14,26 +12,27 @@ from workers.connectors.messageflow import MessageFlowConnector
 from workers.connectors.simulator import SimulatorConnector
 
 
-def build_connector(cfg: ConnectionConfig, session: aiohttp.ClientSession) -> Connector:
-    """The connector for one configured connection (its credentials already resolved)."""
+def build_connector(cfg: ConnectionConfig, max_connections: int) -> Connector:
+    """The connector for one configured connection (its credentials already resolved), with
+    its own pool of at most ``max_connections`` keep-alive connections."""
     if cfg.type == "messageflow":
         return MessageFlowConnector(
             cfg.name,
             cfg.url,
-            session,
             cfg.credentials.application_key,
             cfg.credentials.authorization,
             max_batch=cfg.batch_size,
             timeout_s=cfg.timeout_s,
+            max_connections=max_connections,
         )
     # "http_json" is the generic carrier protocol of docs/routing.md; the simulator speaks it.
     return SimulatorConnector(
         cfg.name,
         cfg.url,
-        session,
         token=cfg.credentials.api_key,
         max_batch=cfg.batch_size,
         timeout_s=cfg.timeout_s,
+        max_connections=max_connections,
     )
 
 
@@ -60,3 +59,8 @@ class ConnectorSet:
     def parse_inbound(self, raw: Mapping[str, Any]) -> InboundPart:
         """An inbound message in the generic form."""
         return parse_simple_inbound(raw)
+
+    async def close(self) -> None:
+        """Close every connection's HTTP client."""
+        for connector in self.connectors.values():
+            await connector.close()
