@@ -27,7 +27,6 @@ from workers.connectors.base import Connector
 from workers.connectors.chooser import RouteChooser
 from workers.connectors.registry import ConnectorSet, build_connector
 from workers.connectors.window import InFlightWindow
-from workers.errors import AMBIGUOUS_CODES
 from workers.progress_store import SqlProgress
 from workers.rate_limits import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
 from workers.retry import RetryPolicy
@@ -99,16 +98,6 @@ class RoutedProgress(SqlProgress):
             ).all()
         )
         return {r[0]: r[1] for r in rows}
-
-    def ambiguous(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` ended their previous attempt ambiguously (it may have arrived)."""
-        m = messages.c
-        rows = self.run(
-            lambda conn: conn.execute(
-                select(m.id).where(m.id.in_(list(ids)), m.error_code.in_(sorted(AMBIGUOUS_CODES)))
-            ).all()
-        )
-        return {r[0] for r in rows}
 
     def account_names(self, ids: Sequence[int]) -> dict[int, str]:
         """Account names by id (routes may filter by account)."""

@@ -23,13 +23,19 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from dispatcher.contract import Status
-from dispatcher.store.progress import Failure, Sent
+from dispatcher.store.progress import Claim, Failure, Sent
 from workers import metrics
 from workers.breaker import is_health_failure
 from workers.connectors.base import Connector, Outbound, SubmitResult
 from workers.connectors.chooser import Plan, RouteChooser
 from workers.connectors.window import InFlightWindow, WindowFull
-from workers.errors import CarrierError, ClaimExpired, PermanentCarrierError, ThrottledError
+from workers.errors import (
+    AMBIGUOUS_CODES,
+    CarrierError,
+    ClaimExpired,
+    PermanentCarrierError,
+    ThrottledError,
+)
 from workers.rate_limits import RateLimitUnavailable
 from workers.retry import RetryPolicy
 
@@ -41,7 +47,7 @@ R = TypeVar("R")
 class ProgressStore(Protocol):
     """The message-log operations the sender needs (sync; run off the event loop)."""
 
-    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, float]: ...
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, Claim]: ...
     def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]: ...
     def record_sent(self, sent: Sequence[Sent], now: float) -> int: ...
     def record_failures(
@@ -54,7 +60,6 @@ class ProgressStore(Protocol):
     def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
     def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int: ...
     def last_connections(self, ids: Sequence[str]) -> dict[str, str]: ...
-    def ambiguous(self, ids: Sequence[str]) -> set[str]: ...
 
 
 class TokenSource(Protocol):
@@ -293,11 +298,12 @@ class ChunkSender:
         if len(self.routes) > 1:  # read before the claim, which overwrites it
             previous = await self._db(self.store.last_connections, [m["id"] for m in window])
         now = self.clock()
-        claimed = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
+        claims = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
+        claimed = {i: c.valid_until for i, c in claims.items()}
         # Which claimed messages ended their last attempt ambiguously, from the log, not from
         # the payload: a redelivered task carries the attempt count of its first delivery
         # (found by the chaos run: 8 resends without a look-up). See PreviousAttemptUnverified.
-        unsure = await self._db(self.store.ambiguous, list(claimed)) if claimed else set()
+        unsure = {i for i, c in claims.items() if c.last_error in AMBIGUOUS_CODES}
         send_by = time.monotonic() + self.options.send_deadline_s
         report.connections[route.name] = report.connections.get(route.name, 0) + len(claimed)
         if len(claimed) < len(window):

@@ -22,6 +22,15 @@ from dispatcher.store.sql import id_in
 from dispatcher.store.webhooks import create_status_webhooks
 
 
+@dataclass(slots=True, frozen=True)
+class Claim:
+    """A message this caller won: its validity as the log has it, and the error code its
+    previous attempt ended with (``None`` on a first attempt or after a clean hand-back)."""
+
+    valid_until: float
+    last_error: str | None = None
+
+
 @dataclass(slots=True)
 class Sent:
     """A message the carrier accepted."""
@@ -46,11 +55,14 @@ class Failure:
     next_attempt_at: float | None = None
 
 
-def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:
+def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> dict[str, Claim]:
     """Move ``ids`` from queued to sending (compare-and-set) unless past their validity.
 
     Returns the ids this caller won, with their validity as the log has it (the log, not the
-    task payload, is the authority). A redelivered chunk wins nothing it already sent.
+    task payload, is the authority) and their previous attempt's error code, which the claim
+    leaves untouched: the sender needs it to tell an ambiguous previous attempt, and reading
+    it here saves a second transaction per chunk. A redelivered chunk wins nothing it already
+    sent.
     """
     if not ids:
         return {}
@@ -64,9 +76,9 @@ def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> 
             attempts=m.attempts + 1,
             connection=connection,
         )
-        .returning(m.id, m.valid_until)
+        .returning(m.id, m.valid_until, m.error_code)
     )
-    return {r[0]: r[1] for r in rows}
+    return {r[0]: Claim(r[1], r[2]) for r in rows}
 
 
 def expire_overdue(

@@ -101,3 +101,26 @@ def test_failed_attempts_name_their_connection(engine: Engine) -> None:
         ).all()
     assert [e[0] for e in events] == ["attempt_failed", "routed"]
     assert events[1][1] == {"connection": "sim-a"}
+
+
+def test_the_claim_returns_the_previous_attempts_error(engine: Engine) -> None:
+    """The sender tells an ambiguous previous attempt from the claim's answer alone."""
+    for mid in ("m1", "m2", "m3"):
+        add(engine, mid, "sim-a")
+    store = RoutedProgress(engine)
+    failures = [
+        Failure("m1", Status.RETRYING, "carrier_timeout", "no answer", False, None, 10.0, NOW),
+        Failure("m2", Status.RETRYING, "internal", "HTTP 500", False, 500, 3.0, NOW),
+    ]
+    assert store.record_failures(failures, NOW, Status.SENDING, "sim-a") == 2
+    with engine.begin() as conn:  # the scheduler's requeue of due retries, and a first attempt
+        conn.execute(messages.update().values(status=Status.QUEUED))
+        conn.execute(messages.update().where(messages.c.id == "m3").values(error_code=None))
+    claims = store.claim(["m1", "m2", "m3"], "sim-b", NOW + 1)
+    assert {i: c.last_error for i, c in claims.items()} == {
+        "m1": "carrier_timeout",
+        "m2": "internal",
+        "m3": None,
+    }
+    assert {c.valid_until for c in claims.values()} == {NOW + 3600}
+    assert store.claim(["m1", "m2", "m3"], "sim-b", NOW + 1) == {}  # compare-and-set

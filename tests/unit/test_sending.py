@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dispatcher.contract import Status
-from dispatcher.store.progress import Failure, Sent
+from dispatcher.store.progress import Claim, Failure, Sent
 from workers.breaker import Breakers, State
 from workers.connectors.base import Outbound, SubmitResult
 from workers.errors import (
@@ -53,7 +53,7 @@ class MemoryLog:
 
     rows: dict[str, Row] = field(default_factory=dict)
 
-    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, float]:
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, Claim]:
         won = {}
         for i in ids:
             row = self.rows[i]
@@ -61,7 +61,7 @@ class MemoryLog:
                 row.status = Status.SENDING
                 row.attempts += 1
                 row.connection = connection
-                won[i] = row.valid_until
+                won[i] = Claim(row.valid_until, row.error)
         return won
 
     def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]:
@@ -103,9 +103,6 @@ class MemoryLog:
 
     def last_connections(self, ids: Sequence[str]) -> dict[str, str]:
         return {i: self.rows[i].connection for i in ids if self.rows[i].connection}
-
-    def ambiguous(self, ids: Sequence[str]) -> set[str]:
-        return {i for i in ids if self.rows[i].error in AMBIGUOUS_CODES}
 
     def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
         return self._move(ids, Status.SENDING, until, refund=True)
