@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -27,7 +28,13 @@ def iso(ts: float | None) -> str | None:
     """Unix seconds → ISO 8601 UTC with milliseconds."""
     if ts is None:
         return None
-    ms = round(ts * 1000)
+    return _iso_ms(round(ts * 1000))
+
+
+@lru_cache(maxsize=4096)
+def _iso_ms(ms: int) -> str:
+    # Cached: the messages of one submission share their times, and a 10,000-recipient answer
+    # formatted the same instant 20,000 times (13 % of the API's CPU in benchmark A).
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
