@@ -15,9 +15,11 @@ from bench.profiling import Profiler
 from bench.stack import BenchStack, CpuMeter
 
 SETTINGS = {"carrier_batch_size": 1, "chunk_size": 500, "carrier_tps": 1_000_000}
-# As the Procfile: one process more than cores, so a process waiting on PostgreSQL or the
-# carrier leaves its core to another (B: 2,793-3,008 msg/s with 2, 3,112-4,140 with 3).
-BULK_CONCURRENCY = 3
+# As the Procfile: one process per core. With the aiohttp carrier client a third process
+# helped (B: 2,793-3,008 msg/s with 2, 3,112-4,140 with 3); with the wire client, which
+# spends a quarter of the CPU per request, 2 win: 7,035, 7,187, 7,646 against 6,065, 6,320,
+# 6,527 msg/s, alternated (docs/benchmarks.md).
+BULK_CONCURRENCY = 2
 
 
 def start_pipeline(
