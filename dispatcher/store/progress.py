@@ -24,8 +24,9 @@ from dispatcher.store.webhooks import create_status_webhooks
 
 @dataclass(slots=True, frozen=True)
 class Claim:
-    """A message this caller won: its validity as the log has it, and the error code its
-    previous attempt ended with (``None`` on a first attempt or after a clean hand-back)."""
+    """A message this caller won: its validity as the log has it, and the error code of its
+    last failed attempt (``None`` if none failed; hand-backs that spent no attempt keep it, so
+    an ambiguous attempt is still checked after a rate-limit wait)."""
 
     valid_until: float
     last_error: str | None = None

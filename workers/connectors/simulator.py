@@ -37,7 +37,8 @@ def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
 
 
 def error_from_status(status: int, body: bytes, headers: Mapping[str, str]) -> CarrierError:
-    """Classify a non-2xx answer: 429 throttled, 5xx retryable, other 4xx permanent."""
+    """Classify a non-2xx answer: 429 throttled, 5xx retryable, other 4xx permanent.
+    ``headers`` have lower-case names (:class:`workers.connectors.wire.Response`)."""
     code, description = f"carrier_http_{status}", f"HTTP {status}"
     try:
         err = orjson.loads(body).get("error") or {}
