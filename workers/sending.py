@@ -299,24 +299,25 @@ class ChunkSender:
             previous = await self._db(self.store.last_connections, [m["id"] for m in window])
         now = self.clock()
         claims = await self._db(self.store.claim, [m["id"] for m in window], route.name, now)
-        claimed = {i: c.valid_until for i, c in claims.items()}
         # Which claimed messages ended their last attempt ambiguously, from the log, not from
         # the payload: a redelivered task carries the attempt count of its first delivery
         # (found by the chaos run: 8 resends without a look-up). See PreviousAttemptUnverified.
         unsure = {i for i, c in claims.items() if c.last_error in AMBIGUOUS_CODES}
         send_by = time.monotonic() + self.options.send_deadline_s
-        report.connections[route.name] = report.connections.get(route.name, 0) + len(claimed)
-        if len(claimed) < len(window):
+        report.connections[route.name] = report.connections.get(route.name, 0) + len(claims)
+        if len(claims) < len(window):
             # Not claimable: past validity (expire it, never send), or already taken or
             # done by an earlier delivery of this chunk (skip it).
-            rest = [m["id"] for m in window if m["id"] not in claimed]
+            rest = [m["id"] for m in window if m["id"] not in claims]
             expired = await self._db(self.store.expire_overdue, rest, now)
             report.expired += len(expired)
             metrics.record_expired(self.options.lane, route.name, len(expired))
             report.skipped += len(rest) - len(expired)
             await self._release_probes(route, [i for i in rest if i in probes])
         # The log's validity, not the payload's, bounds retries.
-        take = [{**m, "valid_until": claimed[m["id"]]} for m in window if m["id"] in claimed]
+        take = [
+            {**m, "valid_until": claims[m["id"]].valid_until} for m in window if m["id"] in claims
+        ]
         # Tokens are taken right before each send, so what the carrier sees follows the
         # limiter's schedule; sends of granted messages run while we wait for more tokens.
         sends: list[asyncio.Future[dict[str, SubmitResult]]] = []

@@ -61,8 +61,6 @@ def translate(exc: BaseException) -> CarrierError:
         return RetryableCarrierError("carrier_unreachable", "could not connect")
     if isinstance(exc, Disconnected):
         return AmbiguousCarrierError("carrier_disconnected", "connection dropped mid-request")
-    if isinstance(exc, OSError):
-        return AmbiguousCarrierError("carrier_io_error", type(exc).__name__)
     # BadResponse and anything unforeseen: the request was written, so it may have arrived.
     return AmbiguousCarrierError("carrier_unexpected", type(exc).__name__)
 
