@@ -28,30 +28,18 @@ def _settings() -> Settings:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    """Serve the REST API with uvicorn (uvloop + httptools)."""
-    import uvicorn
+    """Serve the REST API with uvicorn (uvloop + httptools), one process per core if asked."""
+    from dispatcher.api.serve import ServeOptions, serve
 
     s = _settings()
     if checked(s) is None:  # refuse to start on an invalid connections file
         return CONFIG_ERROR_EXIT
     workers = args.workers or s.api_workers
-    if workers > 1:  # every uvicorn process writes its metrics where /metrics can sum them
+    if workers > 1:  # every API process writes its metrics where /metrics can sum them
         from dispatcher.metrics import use_multiprocess_dir
 
         use_multiprocess_dir("api")
-    uvicorn.run(
-        "dispatcher.api.app:create_app",
-        factory=True,
-        host=args.host or s.api_host,
-        port=args.port or s.api_port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=20,
-    )
-    return 0
+    return serve(ServeOptions(host=args.host or s.api_host, port=args.port or s.api_port), workers)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
