@@ -12,6 +12,7 @@ import pytest
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
+from dispatcher.config import Settings
 from dispatcher.contract import (
     REDELIVERABLE_LANES,
     TASK_APPLY_INBOUND,
@@ -21,6 +22,7 @@ from dispatcher.contract import (
     Lane,
     queue_name,
 )
+from dispatcher.scheduler import Scheduler
 from dispatcher.task_wire import encode_task
 from dispatcher.unacked import UnackedKeys, broker_keys, restore_stale
 
@@ -190,3 +192,29 @@ def test_key_names_come_from_the_transport_options() -> None:
     assert (keys.unacked, keys.index, keys.mutex) == ("p:u", "p:ui", "p:unacked_mutex")
     assert keys.queue_key(DLR, 0) == "p:" + DLR and keys.queue_key(DLR, 7) == f"p:{DLR}\x06\x166"
     assert broker_keys() == KEYS  # celeryconfig sets none of them: kombu's defaults
+
+
+def _scheduler(**settings: Any) -> tuple[Scheduler, Any]:
+    client = fakeredis.FakeRedis()
+    return Scheduler(Settings(**settings), None, None, client), client  # type: ignore[arg-type]
+
+
+def test_the_scheduler_counts_what_it_restored_and_reads_other_lanes_once() -> None:
+    sched, client = _scheduler(unacked_restore_s=120)
+    _deliver(client, "t-dlr", _message(TASK_APPLY_REPORTS, DLR), at=NOW - 121)
+    _deliver(client, "t-chunk", _message(TASK_SEND_CHUNK, BULK), at=NOW - 121)
+    assert sched._restore_unacked(NOW) == 1
+    assert client.llen(DLR) == 1 and sched._unacked_skip == {"t-chunk"}
+    with mock.patch("dispatcher.unacked._restore_one") as read:
+        assert sched._restore_unacked(NOW) == 0
+    read.assert_not_called()
+    client.hdel(KEYS.unacked, "t-chunk")  # acknowledged at last: forgotten
+    client.zrem(KEYS.index, "t-chunk")
+    sched._restore_unacked(NOW)
+    assert sched._unacked_skip == set()
+
+
+def test_zero_turns_the_restore_off() -> None:
+    sched, client = _scheduler(unacked_restore_s=0)
+    _deliver(client, "t-dlr", _message(TASK_APPLY_REPORTS, DLR), at=0.0)
+    assert sched._restore_unacked(NOW) == 0 and client.llen(DLR) == 0
