@@ -4,7 +4,7 @@ as kombu's own restore would, and never touches the send lanes' (dispatcher/unac
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import fakeredis
@@ -87,7 +87,7 @@ def test_restored_tasks_are_taken_next_oldest_first() -> None:
         message["headers"]["argsrepr"] = tag
         _deliver(client, tag, message, at=at)
     restore_stale(client, KEYS, OURS, NOW)
-    order = [client.rpop(DLR) for _ in range(3)]  # BRPOP order
+    order = [cast(bytes, client.rpop(DLR)) for _ in range(3)]  # BRPOP order
     assert [json.loads(m)["headers"]["argsrepr"] for m in order[:2]] == ["t-older", "t-old"]
     assert order[2] == b"waiting"
 
