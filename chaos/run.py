@@ -358,8 +358,9 @@ class Faults:
 
         Send lanes: the whole pool (its unacked chunk comes back via claims, the reconciler and
         the orphan audit) or one prefork child (Celery requeues its task). The dlr and webhooks
-        lanes: a child only (see docs/reliability.md: a whole dlr pool's unacked task waits for
-        Redis's visibility timeout).
+        lanes: a child only (a whole dlr pool's unacked task used to wait for Redis's visibility
+        timeout; the scheduler now restores it after SMSDISPATCH_UNACKED_RESTORE_S, see
+        docs/reliability.md, but the schedule is kept comparable with earlier runs).
         """
         weights = {"priority": 35, "bulk": 45, "dlr": 10, "webhooks": 10}
         lanes = [lane for lane in weights if lane in self.lanes]

@@ -56,6 +56,10 @@ class Settings:
     sending_stale_s: float = 120.0  # a claim older than this is reconciled with the carrier
     orphan_stale_s: float = 120.0  # queued, lane empty, older than this: re-enqueued
     visibility_timeout_s: int = 3600
+    # A dlr or webhooks task unacknowledged this long (its worker was killed) is put back on its
+    # queue by the scheduler instead of waiting for the visibility timeout; 0 turns that off.
+    # 300: a task's hard time limit (celeryconfig), so the worker holding it is gone or stuck.
+    unacked_restore_s: float = 300.0
     # Callbacks from carriers (delivery reports, inbound): the bearer token the default
     # connection must present. Empty refuses every callback (nothing is open by default).
     carrier_callback_token: str = ""

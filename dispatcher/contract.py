@@ -22,6 +22,12 @@ class Lane(StrEnum):
 
 
 SEND_LANES = (Lane.PRIORITY, Lane.BULK)
+# Lanes whose tasks may run twice with no effect the second time, so a task left unacknowledged
+# by a killed worker can be handed back long before kombu's visibility timeout
+# (dispatcher/unacked.py): reports and inbound messages are applied idempotently (a repeat counts
+# as a duplicate), webhook deliveries are claimed compare-and-set. The send lanes are not in it:
+# their tasks are recovered from the log (claims, reconciler, orphan audit).
+REDELIVERABLE_LANES = (Lane.DLR, Lane.WEBHOOKS)
 QUEUE_PREFIX = "smsd."
 # Header (unix seconds) every publisher stamps on a task: the exporter's queue age.
 HEADER_PUBLISHED_AT = "smsd_published_at"

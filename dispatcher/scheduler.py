@@ -8,7 +8,9 @@ Each tick (default every 250 ms):
   re-published when due;
 - every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
   with the carrier, and queued messages of a lane whose queue is empty are re-published
-  (their task was lost, e.g. a Redis restart without persistence).
+  (their task was lost, e.g. a Redis restart without persistence); and tasks of the dlr and
+  webhooks lanes left unacknowledged by a killed worker for ``unacked_restore_s`` are put back
+  on their queue (:mod:`dispatcher.unacked`) instead of waiting for the visibility timeout.
 Only one scheduler acts at a time (a Redis lease), so several can run for availability.
 """
 
@@ -27,14 +29,17 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher import unacked
 from dispatcher.broker import Broker, BrokerUnavailable
 from dispatcher.config import Settings
 from dispatcher.contract import (
     EARLY_REPORTS_KEY,
+    REDELIVERABLE_LANES,
     SEND_LANES,
     TASK_APPLY_REPORTS,
     TASK_DELIVER_WEBHOOKS,
     Lane,
+    queue_name,
 )
 from dispatcher.store import outbox, reports, webhooks
 from dispatcher.store.messages import mark_enqueued
@@ -59,6 +64,7 @@ class TickReport:
     webhooks_recovered: int = 0
     report_timeouts: int = 0
     early_reports: int = 0
+    unacked_restored: int = 0
 
 
 class Scheduler:
@@ -76,6 +82,10 @@ class Scheduler:
         self._last_slow = 0.0
         # Orphan audit position per lane: (enqueued_at, batch id) of the last batch checked.
         self._audit: dict[str, tuple[float, str]] = {}
+        self.unacked_keys = unacked.broker_keys()
+        # Stale unacked entries of other lanes, already read once: not read again (see
+        # RestoreResult.skipped).
+        self._unacked_skip: set[str] = set()
 
     def is_leader(self) -> bool:
         """Take or renew the lease; False when another scheduler holds it."""
@@ -163,6 +173,25 @@ class Scheduler:
                     self.chunk_sizes,
                 )
             report.orphans += self._publish(lost)
+        report.unacked_restored = self._restore_unacked(now)
+
+    def _restore_unacked(self, now: float) -> int:
+        """Put back the dlr and webhooks tasks a killed worker left unacknowledged (their
+        reruns are harmless); the send lanes' are left to the claims and the orphan audit."""
+        if self.settings.unacked_restore_s <= 0:
+            return 0
+        result = unacked.restore_stale(
+            self.redis,
+            self.unacked_keys,
+            {queue_name(lane) for lane in REDELIVERABLE_LANES},
+            now - self.settings.unacked_restore_s,
+            self._unacked_skip,
+        )
+        if not result.mutex_held:
+            self._unacked_skip = result.skipped
+        if result.total:
+            log.warning("unacked.restored", queues=result.restored)
+        return result.total
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Tick until ``stop`` is set; database or Redis trouble only delays the next tick."""
