@@ -50,13 +50,15 @@ class ServeOptions:
 
     def uvicorn_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`uvicorn.Config`, shared by both modes."""
+        from dispatcher.api.http_protocol import CoalescingHttpToolsProtocol
+
         return {
             "app": APP,
             "factory": True,
             "host": self.host,
             "port": self.port,
             "loop": "uvloop",
-            "http": "httptools",
+            "http": CoalescingHttpToolsProtocol,  # one write per response, not two
             "access_log": False,
             "log_config": None,
             "timeout_graceful_shutdown": self.graceful_s,
