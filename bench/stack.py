@@ -107,6 +107,12 @@ def reset_database(env: dict[str, str]) -> None:
             _template_ready = True
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}" TEMPLATE "{template}"')
+        # Start every scenario with nothing left to flush: without this the kernel writes the
+        # previous scenario's and the copy's dirty pages ~30 s later (vm.dirty_expire_centisecs),
+        # in the middle of the next measurement, and every commit waits behind them (E: four
+        # COMMITs of 400 ms at once, 30 s after the copy, PostgreSQL's slow-statement log).
+        conn.execute("CHECKPOINT")
+    os.sync()
 
 
 def db_query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
