@@ -35,6 +35,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     if checked(s) is None:  # refuse to start on an invalid connections file
         return CONFIG_ERROR_EXIT
     workers = args.workers or s.api_workers
+    os.environ.setdefault("PGAPPNAME", "smsdispatch-api")  # see cmd_worker
     if workers > 1:  # every API process writes its metrics where /metrics can sum them
         from dispatcher.metrics import use_multiprocess_dir
 
@@ -67,6 +68,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if lane == Lane.PRIORITY:
         argv.append("--disable-prefetch")
+    # libpq names the pool's database sessions after the lane: pg_stat_activity then tells an
+    # operator (or a profile) which lane a slow statement or a lock wait belongs to.
+    os.environ.setdefault("PGAPPNAME", f"smsdispatch-{lane}")
     os.execv(sys.executable, argv)
 
 
@@ -82,7 +86,7 @@ def cmd_scheduler(_args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    engine = make_engine(s.database_url, pool_size=2)
+    engine = make_engine(s.database_url, pool_size=2, plan_each_run=True)
     broker = Broker(s.redis_url)
     Scheduler(s, engine, broker, redis.Redis.from_url(s.redis_url)).run(stop)
     broker.close()

@@ -125,7 +125,7 @@ class Runtime:
         set_on_sent_check(settings.webhook_on_sent_check_s)
         self.loop = new_loop()
         asyncio.set_event_loop(self.loop)
-        self.engine = make_engine(settings.database_url, pool_size=4)
+        self.engine = make_engine(settings.database_url, pool_size=4, plan_each_run=True)
         self.store = RoutedProgress(self.engine)
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.limiter = AsyncLimiter(

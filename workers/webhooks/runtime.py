@@ -26,7 +26,7 @@ class WebhookRuntime:
         self.settings = settings
         self.options = DeliverOptions.from_settings(settings)
         self.loop = new_loop()
-        self.engine = make_engine(settings.database_url, pool_size=2)
+        self.engine = make_engine(settings.database_url, pool_size=2, plan_each_run=True)
         self.session = self.loop.run_until_complete(
             make_session(settings.webhook_allow_private, self.options.max_in_flight)
         )
