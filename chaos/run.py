@@ -358,9 +358,9 @@ class Faults:
 
         Send lanes: the whole pool (its unacked chunk comes back via claims, the reconciler and
         the orphan audit) or one prefork child (Celery requeues its task). The dlr and webhooks
-        lanes: a child only (a whole dlr pool's unacked task used to wait for Redis's visibility
-        timeout; the scheduler now restores it after SMSDISPATCH_UNACKED_RESTORE_S, see
-        docs/reliability.md, but the schedule is kept comparable with earlier runs).
+        lanes too, since the scheduler hands back what a killed pool held unacknowledged after
+        ``unacked_restore_s`` (60 s here; before, it waited for Redis's visibility timeout, an
+        hour, and runs killed only their children; docs/reliability.md).
         """
         weights = {"priority": 35, "bulk": 45, "dlr": 10, "webhooks": 10}
         lanes = [lane for lane in weights if lane in self.lanes]
@@ -369,7 +369,7 @@ class Faults:
                 time.sleep(self.rng.uniform(*self.plan.kill_every))
                 lane = self.rng.choices(lanes, [weights[x] for x in lanes])[0]
                 name = f"worker-{lane}"
-                whole = lane in ("priority", "bulk") and self.rng.random() < 0.5
+                whole = self.rng.random() < 0.5
                 if whole:
                     with self.pools:
                         self.stack.stop(name, sig=signal.SIGKILL)
@@ -555,6 +555,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sending_stale_s=3,
                 orphan_stale_s=4,
                 outbox_stale_s=2,
+                unacked_restore_s=60,
                 carrier_callback_token=TOKEN,
                 webhook_allow_private=True,
                 webhook_timeout_s=2,
