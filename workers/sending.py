@@ -41,6 +41,9 @@ from workers.retry import RetryPolicy
 
 T = TypeVar("T")
 log = structlog.get_logger(component="sender")
+
+# Outcomes that end a message's retries: after an ambiguous attempt, not recorded blindly.
+FINAL_AFTER_RETRY = frozenset({Status.FAILED, Status.EXPIRED})
 R = TypeVar("R")
 
 
@@ -116,6 +119,7 @@ class ChunkReport:
     unroutable: int = 0
     reconciled: int = 0
     abandoned: int = 0  # claim aged past the send deadline (a stalled process): reconciler's
+    unverified: int = 0  # last attempt ended ambiguously: left "sending" for the reconciler
     errors: dict[str, int] = field(default_factory=dict)
     connections: dict[str, int] = field(default_factory=dict)  # messages handed to each
 
@@ -511,7 +515,22 @@ class ChunkSender:
                 held.append(m["id"])
                 continue
             report.errors[err.code] = report.errors.get(err.code, 0) + 1
-            failures.append(self._failure(m, r, err, now))
+            failure = self._failure(m, r, err, now)
+            if failure.status in FINAL_AFTER_RETRY and err.code in AMBIGUOUS_CODES:
+                # The last attempt may have reached the carrier (it timed out, or the
+                # connection dropped after the write): "failed" or "expired" could be false,
+                # with a delivery report on its way. Leave the claim to the reconciler, which
+                # asks the carrier and records sent or tries again (found by the long chaos
+                # run: a timed-out last attempt the carrier had taken, recorded failed).
+                report.unverified += 1
+                log.info(
+                    "message.last_attempt_unverified",
+                    message_id=m["id"],
+                    connection=route.name,
+                    code=err.code,
+                )
+                continue
+            failures.append(failure)
         if unsent:
             n = await self._db(
                 self.store.release, unsent, now + self.options.defer_s, now, "window_full"

@@ -556,3 +556,27 @@ def test_one_connections_limiter_failure_lets_the_other_connection_finish() -> N
     assert primary.submits == [] and sorted(backup.submits) == ["m1", "m2"]
     assert log.rows["m0"].status == Status.RETRYING and log.rows["m0"].attempts == 0
     assert all(log.rows[i].status == Status.SENT for i in ("m1", "m2"))
+
+
+@pytest.mark.parametrize(
+    ("row", "attempt"),
+    [
+        (Row(attempts=2), 2),  # the third attempt of three: would be "failed"
+        (Row(valid_until=NOW + 0.2), 0),  # the next retry would outlive validity: "expired"
+    ],
+)
+def test_an_ambiguous_last_attempt_is_left_to_the_reconciler(row: Row, attempt: int) -> None:
+    """Found by the long chaos run: the last attempt timed out after the carrier had taken the
+    message, and "failed" was recorded while its delivery report was on the way."""
+    log = MemoryLog({"m0": row})
+    carrier = FakeCarrier(plan={"m0": AmbiguousCarrierError("carrier_timeout", "no answer")})
+    report = run(make(log, carrier), [payload(0, attempt=attempt)])
+    assert log.rows["m0"].status == Status.SENDING  # stale claim: the reconciler asks
+    assert report.unverified == 1 and report.failed == report.expired == 0
+
+
+def test_a_clear_last_failure_is_still_final() -> None:
+    log = MemoryLog({"m0": Row(attempts=2)})
+    carrier = FakeCarrier(plan={"m0": RetryableCarrierError("carrier_http_500", "HTTP 500", 500)})
+    report = run(make(log, carrier), [payload(0, attempt=2)])
+    assert log.rows["m0"].status == Status.FAILED and report.unverified == 0
