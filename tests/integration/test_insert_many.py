@@ -1,0 +1,63 @@
+"""The accept path's plain inserts on the real database (one multi-row INSERT on PostgreSQL).
+
+Past PostgreSQL's 65,535-parameter limit the rows are split; NULLs in every row of a column
+keep the column's type; the rows arrive whole, in order, as the writer gave them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from dispatcher.store.db import make_engine
+from dispatcher.store.messages import MESSAGE_COLUMNS, _insert_many
+from tests.support.services import fresh_database
+
+pytestmark = pytest.mark.integration
+
+
+def _row(i: int) -> tuple[object, ...]:
+    now = time.time()
+    values = {
+        "id": f"{i:08d}-{uuid.uuid4()}"[:36],
+        "account_id": 1,
+        "submission_id": "s",
+        "external_id": "",
+        "phone": f"+48500{i:06d}",
+        "sender": "S",
+        "body": f"text {i}",
+        "parts": 1,
+        "encoding": "gsm",
+        "flash": i % 2 == 0,
+        "lane": "bulk",
+        "status": "queued",
+        "created_at": now,
+        "status_at": now,
+        "scheduled_at": None,  # NULL in every row: still a double precision column
+        "next_attempt_at": None,
+        "valid_until": now + 3600,
+        "queued_at": None,
+        "batch_id": None,
+        "attempts": 0,
+        "webhook_url": None,
+    }
+    return tuple(values[c] for c in MESSAGE_COLUMNS)
+
+
+@pytest.mark.parametrize("count", [1, 7, 3300])  # 3,300 × 21 columns > 65,535 parameters
+def test_rows_arrive_whole(count: int) -> None:
+    rows = [_row(i) for i in range(count)]
+    with fresh_database() as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            with engine.begin() as conn:
+                _insert_many(conn, "messages", MESSAGE_COLUMNS, rows)
+            with engine.connect() as conn:
+                stored = conn.exec_driver_sql(
+                    "SELECT id, phone, flash, scheduled_at FROM messages ORDER BY id"
+                ).fetchall()
+        finally:
+            engine.dispose()
+    assert [(r[0], r[4], bool(r[9]), None) for r in rows] == [tuple(s) for s in stored]
