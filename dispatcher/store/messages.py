@@ -137,39 +137,20 @@ def insert_message_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> No
     _insert_many(conn, messages.name, MESSAGE_COLUMNS, rows)
 
 
-# PostgreSQL takes at most 65,535 parameters in one statement.
-_MAX_PARAMS = 65_535
-
-
-@lru_cache(maxsize=256)
-def _insert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int = 1) -> str:
+@lru_cache(maxsize=64)
+def _insert_sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
     mark = "%s" if dialect == "postgresql" else "?"
-    one = f"({', '.join([mark] * len(columns))})"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
 
 def _insert_many(
     conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Insert ``rows`` as driver SQL: the accept path's hot statements skip SQLAlchemy's
-    per-execution statement and parameter processing; errors still arrive as SQLAlchemy's.
-
-    On PostgreSQL the rows travel as one multi-row ``INSERT`` (one statement per table and
-    group commit; psycopg prepares each row count's text after a few uses) instead of one
-    statement per row: each statement costs a bind and an execute on both sides, which were
-    most of the accept path's PostgreSQL CPU in scenario E. Elsewhere, ``executemany``.
-    """
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    if dialect != "postgresql":
-        conn.exec_driver_sql(_insert_sql(dialect, table, columns), list(rows))
-        return
-    step = _MAX_PARAMS // len(columns)
-    for i in range(0, len(rows), step):
-        part = rows[i : i + step]
-        flat = tuple(value for row in part for value in row)
-        conn.exec_driver_sql(_insert_sql(dialect, table, columns, len(part)), flat)
+    """A plain multi-row INSERT as driver SQL: the accept path's hot statements skip
+    SQLAlchemy's per-execution statement and parameter processing (psycopg prepares them after
+    a few uses); errors still arrive as SQLAlchemy's."""
+    if rows:
+        conn.exec_driver_sql(_insert_sql(conn.dialect.name, table, columns), list(rows))
 
 
 @contextmanager

@@ -1,7 +1,8 @@
-"""The accept path's plain inserts on the real database (one multi-row INSERT on PostgreSQL).
+"""The accept path's plain inserts (``executemany`` of driver SQL) on the real database.
 
-Past PostgreSQL's 65,535-parameter limit the rows are split; NULLs in every row of a column
-keep the column's type; the rows arrive whole, in order, as the writer gave them.
+Many rows, NULLs in every row of a column: the rows arrive whole, in order, as the writer gave
+them. (A multi-row ``INSERT`` per table was tried on PostgreSQL and not kept: scenario E showed
+no gain; docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _row(i: int) -> tuple[object, ...]:
     return tuple(values[c] for c in MESSAGE_COLUMNS)
 
 
-@pytest.mark.parametrize("count", [1, 7, 3300])  # 3,300 × 21 columns > 65,535 parameters
+@pytest.mark.parametrize("count", [1, 7, 3300])
 def test_rows_arrive_whole(count: int) -> None:
     rows = [_row(i) for i in range(count)]
     with fresh_database() as url:
