@@ -41,10 +41,10 @@ from workers.retry import RetryPolicy
 
 T = TypeVar("T")
 log = structlog.get_logger(component="sender")
+R = TypeVar("R")
 
 # Outcomes that end a message's retries: after an ambiguous attempt, not recorded blindly.
 FINAL_AFTER_RETRY = frozenset({Status.FAILED, Status.EXPIRED})
-R = TypeVar("R")
 
 
 class ProgressStore(Protocol):
