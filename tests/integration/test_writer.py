@@ -28,6 +28,10 @@ from dispatcher.submit import SendRequest, prepare
 from dispatcher.writer import SubmissionWriter
 from tests.support.services import backend, fresh_database, fresh_redis
 
+# Integration, not unit: `make test` runs tests/integration on PostgreSQL too, and this file has
+# a PostgreSQL-only case (column lengths) that never ran in CI from tests/unit.
+pytestmark = pytest.mark.integration
+
 OPTED_OUT = "+48600999888"
 CHUNKS = {Lane.BULK: 500, Lane.PRIORITY: 100}
 
