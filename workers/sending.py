@@ -516,7 +516,7 @@ class ChunkSender:
                 continue
             report.errors[err.code] = report.errors.get(err.code, 0) + 1
             failure = self._failure(m, r, err, now)
-            if failure.status in FINAL_AFTER_RETRY and err.code in AMBIGUOUS_CODES:
+            if failure.status in FINAL_AFTER_RETRY and err.ambiguous:
                 # The last attempt may have reached the carrier (it timed out, or the
                 # connection dropped after the write): "failed" or "expired" could be false,
                 # with a delivery report on its way. Leave the claim to the reconciler, which
