@@ -1,9 +1,16 @@
 """Group commit: many concurrent requests, one transaction, then one publish per batch.
 
-The API's request handlers hand validated submissions to a single writer thread. The thread
-takes everything waiting (no artificial delay: under load, batches grow by themselves while the
-previous transaction commits), writes it in one transaction, publishes the resulting batches,
-and wakes the handlers. The library producer calls :meth:`SubmissionWriter.write` directly.
+The API's request handlers hand validated submissions to a writer thread. The thread takes
+everything waiting (no artificial delay: under load, groups grow by themselves while the previous
+transaction commits), writes it in one transaction, publishes the resulting batches, and wakes
+the handlers. The library producer calls :meth:`SubmissionWriter.write` directly.
+
+Two threads, split by size, not by turn: small submissions (an OTP, a single-recipient send)
+have their own thread, so they never wait behind a 10,000-recipient ``COPY`` of a campaign, and
+they all join one group while it commits. Two threads taking turns on the same queue split
+small submissions into two half-size groups instead: measured in benchmark E (32 clients,
+single-recipient sends), that cost 472-498 µs of API CPU and 145-177 µs of PostgreSQL CPU per
+request against 399-417 and 120-124 with one thread, and p99 24-26 ms against 17-20 ms.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.broker import Broker
 from dispatcher.store.db import StoreUnavailable
-from dispatcher.store.messages import mark_enqueued, write_submissions
+from dispatcher.store.messages import COPY_THRESHOLD, mark_enqueued, write_submissions
 from dispatcher.store.records import NewSubmission, StoredSubmission
 
 log = structlog.get_logger(component="writer")
@@ -48,16 +55,17 @@ class SubmissionWriter:
         broker: Broker,
         chunk_sizes: dict[str, int],
         max_rows: int = 5000,
-        threads: int = 2,
+        large_from: int = COPY_THRESHOLD,
         mark_idle_s: float = 0.2,
     ) -> None:
         self.engine = engine
         self.broker = broker
         self.chunk_sizes = chunk_sizes
         self.max_rows = max_rows
-        self.threads = threads
+        self.large_from = large_from  # submissions with this many messages use the large thread
         self.mark_idle_s = mark_idle_s
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._small: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._large: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._marks: list[str] = []
         self._marks_lock = threading.Lock()
@@ -110,18 +118,21 @@ class SubmissionWriter:
 
     # -- asynchronous path (API) ---------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer threads (several, so one group commits while the next forms)."""
-        while len(self._threads) < self.threads:
+        """Start the writer threads: one for small submissions, one for large ones."""
+        if self._threads:
+            return
+        for name, q in (("small", self._small), ("large", self._large)):
             t = threading.Thread(
-                target=self._loop, name=f"submission-writer-{len(self._threads)}", daemon=True
+                target=self._loop, args=(q,), name=f"submission-writer-{name}", daemon=True
             )
             t.start()
             self._threads.append(t)
 
     def stop(self) -> None:
         """Finish what is queued, record pending marks, then stop the threads."""
-        for _ in self._threads:
-            self._queue.put(None)
+        if self._threads:
+            self._small.put(None)
+            self._large.put(None)
         for t in self._threads:
             t.join(timeout=30)
         self._threads = []
@@ -131,13 +142,14 @@ class SubmissionWriter:
         """Store and enqueue ``sub`` together with whatever else is waiting."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[StoredSubmission] = loop.create_future()
-        self._queue.put(_Pending(sub, fut, loop))
+        large = len(sub.messages) >= self.large_from
+        (self._large if large else self._small).put(_Pending(sub, fut, loop))
         return await fut
 
-    def _loop(self) -> None:
+    def _loop(self, pending: queue.SimpleQueue[_Pending | None]) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=self.mark_idle_s)
+                first = pending.get(timeout=self.mark_idle_s)
             except queue.Empty:
                 self._mark_now(self._take_marks())  # quiet: record marks on their own
                 continue
@@ -148,7 +160,7 @@ class SubmissionWriter:
             stop = False
             while rows < self.max_rows:
                 try:
-                    item = self._queue.get_nowait()
+                    item = pending.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:

@@ -8,6 +8,7 @@ bulk recipients are dropped, priority ones never; one bad submission does not si
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -129,7 +130,7 @@ def test_repeats_and_opt_outs(world: World) -> None:
 
 def test_concurrent_submits_share_commits_and_carry_marks(world: World) -> None:
     broker = Broker(world.redis_url)
-    writer = SubmissionWriter(world.engine, broker, CHUNKS, threads=2, mark_idle_s=0.05)
+    writer = SubmissionWriter(world.engine, broker, CHUNKS, mark_idle_s=0.05)
     writer.start()
 
     async def burst() -> list[StoredSubmission]:
@@ -154,7 +155,7 @@ def test_concurrent_submits_share_commits_and_carry_marks(world: World) -> None:
 @pytest.mark.skipif(backend() != "postgres", reason="SQLite does not enforce column lengths")
 def test_a_bad_submission_fails_alone(world: World) -> None:
     broker = Broker(world.redis_url)
-    writer = SubmissionWriter(world.engine, broker, CHUNKS, threads=1)
+    writer = SubmissionWriter(world.engine, broker, CHUNKS)
     bad = world.sub()
     bad.messages[0].phone = "+" + "1" * 30  # longer than the column: the insert fails
     good = [world.sub() for _ in range(3)]
@@ -176,3 +177,49 @@ def test_a_bad_submission_fails_alone(world: World) -> None:
     assert [o.id for o in outcomes if isinstance(o, StoredSubmission)] == [s.id for s in good]
     assert world.scalar("SELECT count(*) FROM messages") == 3
     assert world.scalar("SELECT count(*) FROM messages WHERE submission_id = :s", s=bad.id) == 0
+
+
+class _HeldLarge(SubmissionWriter):
+    """Holds every group of large submissions until released; small groups go through."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.large_started = threading.Event()
+
+    def _commit_and_publish(self, subs: Any, carry_marks: bool) -> Any:
+        if len(subs[0].messages) >= self.large_from:
+            self.large_started.set()
+            assert self.release.wait(10), "the test never released the large group"
+        return super()._commit_and_publish(subs, carry_marks)
+
+
+def test_small_submissions_do_not_wait_behind_large_ones(world: World) -> None:
+    broker = Broker(world.redis_url)
+    writer = _HeldLarge(world.engine, broker, CHUNKS, max_rows=4, large_from=3)
+    writer.start()
+    campaigns = [world.sub([f"+485001003{c}{i}" for i in range(4)]) for c in range(2)]
+
+    async def scenario() -> tuple[list[StoredSubmission], bool, list[StoredSubmission]]:
+        # Two campaigns in flight, one group each (max_rows): two writer threads taking turns
+        # would both be held.
+        large = [asyncio.ensure_future(writer.submit(c)) for c in campaigns]
+        while not writer.large_started.is_set():
+            await asyncio.sleep(0.01)
+        small = await asyncio.wait_for(
+            asyncio.gather(*(writer.submit(world.sub()) for _ in range(5))), timeout=10
+        )
+        held = not any(f.done() for f in large)
+        writer.release.set()
+        return list(small), held, list(await asyncio.gather(*large))
+
+    try:
+        small, held, large = asyncio.run(scenario())
+    finally:
+        writer.release.set()
+        writer.stop()
+        broker.close()
+    assert held  # the small ones were stored while the campaigns were still being written
+    assert len({s.id for s in small}) == 5
+    assert [r.id for r in large] == [c.id for c in campaigns]
+    assert world.scalar("SELECT count(*) FROM messages") == 13
