@@ -65,6 +65,8 @@ class Settings:
     carrier_callback_token: str = ""
     report_grace_h: float = 72.0  # no final report this long after validity → expired by us
     report_retry_s: float = 600.0  # how long a report for an unknown message is retried
+    # A stored callback whose wake-up task was lost is published again after this.
+    callback_lease_s: float = 30.0
     # Customer webhooks.
     webhook_allow_private: bool = False  # allow loopback/private targets (tests, make run)
     webhook_timeout_s: float = 5.0

@@ -41,14 +41,24 @@ def queue_name(lane: Lane | str) -> str:
 # Task names: the producer sends by name, the worker registers under these names.
 TASK_SEND_CHUNK = "smsdispatch.send_chunk"
 TASK_RECONCILE = "smsdispatch.reconcile_sending"  # args: {"ids": [...]}: claims left by a crash
-# Delivery reports and inbound messages posted by carriers, raw, applied on the dlr lane:
-# args {"connection": name, "items": [raw JSON objects], "received_at": unix seconds}.
+# Delivery reports and inbound messages posted by carriers, applied on the dlr lane: args
+# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py). Versions
+# before the inbox sent {"connection", "items", "received_at"}; workers still accept that.
 TASK_APPLY_REPORTS = "smsdispatch.apply_reports"
-# Reports that came before their submit was recorded wait here (a Redis sorted set scored by
-# when to try again) for the scheduler to re-publish them, not as Celery countdown tasks: a
-# worker holds those in memory and drops them when its broker connection breaks.
-EARLY_REPORTS_KEY = "smsd:reports:early"
 TASK_APPLY_INBOUND = "smsdispatch.apply_inbound"
+# Where versions before the inbox parked reports that came before their submit was recorded
+# (a sorted set scored by when to try again); the scheduler still drains it after an upgrade.
+EARLY_REPORTS_KEY = "smsd:reports:early"
+
+
+class CallbackKind(StrEnum):
+    """What a carrier posted to a callback endpoint (a row kind of the callback inbox)."""
+
+    REPORT = "report"
+    INBOUND = "inbound"
+
+
+CALLBACK_TASKS = {CallbackKind.REPORT: TASK_APPLY_REPORTS, CallbackKind.INBOUND: TASK_APPLY_INBOUND}
 # Customer webhooks, on the webhooks lane: args {"ids": [webhook delivery ids]}.
 TASK_DELIVER_WEBHOOKS = "smsdispatch.deliver_webhooks"
 

@@ -50,10 +50,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.contract import HELD_STATUSES, Lane, queue_name
+from dispatcher.contract import HELD_STATUSES, CallbackKind, Lane, queue_name
 from dispatcher.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.health import metrics_route as registry_route
 from dispatcher.store.schema import (
+    carrier_callbacks,
     dispatch_batches,
     messages,
     webhook_deliveries,
@@ -214,6 +215,7 @@ class BrokerCollector(Collector):
     # -- the message log --------------------------------------------------------------------------
     def _database(self, now: float) -> list[Metric]:
         m, b, w, e = messages.c, dispatch_batches.c, webhook_deliveries.c, webhook_endpoints.c
+        cb = carrier_callbacks.c
         with self.engine.connect() as conn:
             held = conn.execute(
                 select(m.status, func.count(), func.min(m.next_attempt_at))
@@ -232,6 +234,9 @@ class BrokerCollector(Collector):
                 )
             ).one()
             endpoints = conn.execute(select(e.state, func.count()).group_by(e.state)).all()
+            inbox = conn.execute(
+                select(cb.kind, func.count(), func.min(cb.received_at)).group_by(cb.kind)
+            ).all()
 
         due_count = _gauge(
             "smsdispatch_scheduled_due_messages",
@@ -288,7 +293,35 @@ class BrokerCollector(Collector):
         by_state = {r[0]: int(r[1]) for r in endpoints}
         for state in sorted(set(ENDPOINT_STATES) | set(by_state)):
             states.add_metric([state], by_state.get(state, 0))
-        return [due_count, due_delay, out_n, out_age, wh_pending, wh_age, wh_due, wh_delay, states]
+        in_n = _gauge(
+            "smsdispatch_callback_inbox_rows",
+            "Carrier callbacks (report, inbound) stored and not yet applied; a row holds the "
+            "items of concurrent callbacks, early reports wait here for their next try.",
+            ["kind"],
+        )
+        in_age = _gauge(
+            "smsdispatch_callback_inbox_oldest_age_seconds",
+            "Age of the oldest carrier callback not yet applied (0 when none).",
+            ["kind"],
+        )
+        by_kind = {r[0]: (int(r[1]), r[2]) for r in inbox}
+        for kind in CallbackKind:
+            n, oldest = by_kind.get(kind, (0, None))
+            in_n.add_metric([str(kind)], n)
+            in_age.add_metric([str(kind)], _since(now, oldest))
+        return [
+            due_count,
+            due_delay,
+            out_n,
+            out_age,
+            wh_pending,
+            wh_age,
+            wh_due,
+            wh_delay,
+            states,
+            in_n,
+            in_age,
+        ]
 
 
 def _since(now: float, then: float | None) -> float:

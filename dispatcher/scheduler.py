@@ -33,6 +33,7 @@ from dispatcher import unacked
 from dispatcher.broker import Broker, BrokerUnavailable
 from dispatcher.config import Settings
 from dispatcher.contract import (
+    CALLBACK_TASKS,
     EARLY_REPORTS_KEY,
     REDELIVERABLE_LANES,
     SEND_LANES,
@@ -41,7 +42,7 @@ from dispatcher.contract import (
     Lane,
     queue_name,
 )
-from dispatcher.store import outbox, reports, webhooks
+from dispatcher.store import callback_inbox, outbox, reports, webhooks
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
 
@@ -64,6 +65,7 @@ class TickReport:
     webhooks_recovered: int = 0
     report_timeouts: int = 0
     early_reports: int = 0
+    callbacks: int = 0
     unacked_restored: int = 0
 
 
@@ -129,15 +131,28 @@ class Scheduler:
                 TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
             )
         report.webhooks = len(hooks)
+        report.callbacks = self._release_due_callbacks(now)
         report.early_reports = self._release_early_reports(now)
         if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
             self._last_slow = time.monotonic()
             self._slow(now, report)
         return report
 
+    def _release_due_callbacks(self, now: float) -> int:
+        """Publish stored carrier callbacks that are due: early reports whose next try has
+        come, and rows whose wake-up task was lost (their lease ended). Leased again in the
+        same statement; a failed publish is harmless, the rows come back after the lease."""
+        with self.engine.begin() as conn:
+            due = callback_inbox.take_due(conn, now, self.settings.callback_lease_s)
+        for kind, task in CALLBACK_TASKS.items():
+            ids = [i for i, k in due if k == kind]
+            for i in range(0, len(ids), 100):
+                self.broker.publish_task(task, {"ids": ids[i : i + 100]}, Lane.DLR)
+        return len(due)
+
     def _release_early_reports(self, now: float, limit: int = 100) -> int:
-        """Re-publish delivery reports parked by the dlr lane (they came before their submit
-        was recorded) whose time has come. Published, then removed: a crash in between
+        """Re-publish delivery reports parked in Redis by a version before the callback inbox
+        (the dlr lane now stores them as rows). Published, then removed: a crash in between
         publishes one twice, and a repeated report is ignored."""
         due = cast(
             list[bytes],

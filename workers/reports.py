@@ -1,6 +1,11 @@
-"""Delivery reports on the dlr lane: parse with the connector's status map, apply, and send
-the reports that came before their submit was recorded round again (Jasmin's
-"DLRMapNotFound" lesson: never drop them)."""
+"""Delivery reports on the dlr lane: parse with the connector's status map, apply, and keep
+the reports that came before their submit was recorded for another try (Jasmin's
+"DLRMapNotFound" lesson: never drop them).
+
+Reports wait in the callback inbox (:mod:`dispatcher.store.callback_inbox`) until applied:
+:func:`apply_stored` applies rows and deletes them, or narrows them to their early reports, in
+the same transaction, so a crash anywhere repeats work (repeats are ignored) and loses none.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection
 
+from dispatcher.store import callback_inbox
 from dispatcher.store.reports import ApplyResult, ReportUpdate, apply_reports
 from dispatcher.store.webhooks import create_status_webhooks
 from workers.connectors.base import CallbackError, Report
@@ -59,3 +65,48 @@ def apply_batch(conn: Connection, connection: str, batch: ReportBatch, now: floa
 def retry_delay(attempt: int) -> float:
     """Seconds before an early report is tried again: 2, 4, 8 … capped at 60."""
     return float(min(60, 2 ** max(1, attempt)))
+
+
+@dataclass
+class RowOutcome:
+    """What applying one stored row did (for metrics and the log; never report content)."""
+
+    connection: str
+    received_at: float
+    result: ApplyResult
+    unreadable: int
+    early: int = 0  # kept for another try
+    dropped: int = 0  # early for longer than the retry window: given up
+
+
+def apply_stored(
+    conn: Connection,
+    parse: Callable[[Mapping[str, Any]], Report],
+    ids: Sequence[int],
+    now: float,
+    retry_s: float,
+) -> list[RowOutcome]:
+    """Apply the stored report rows ``ids`` in the caller's transaction.
+
+    Each row is deleted, or narrowed to the reports that came before their submit was recorded
+    and taken again after :func:`retry_delay`; reports still early ``retry_s`` after they first
+    arrived are dropped (logged, counted). Rows another worker holds, or already applied, are
+    skipped.
+    """
+    outcomes: list[RowOutcome] = []
+    done: list[int] = []
+    for row in callback_inbox.lock(conn, ids, callback_inbox.REPORT):
+        batch = parse_reports(parse, row.items)
+        result = apply_batch(conn, row.connection, batch, now)
+        outcome = RowOutcome(row.connection, row.received_at, result, batch.unreadable)
+        early = [row.items[batch.source[i]] for i in result.early]
+        if early and now - row.received_at < retry_s:
+            attempt = row.attempt + 1
+            callback_inbox.postpone(conn, row.id, early, now + retry_delay(attempt), attempt)
+            outcome.early = len(early)
+        else:
+            done.append(row.id)
+            outcome.dropped = len(early)
+        outcomes.append(outcome)
+    callback_inbox.finish(conn, done)
+    return outcomes

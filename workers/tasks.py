@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
+from sqlalchemy import Connection
 
-from dispatcher.contract import (
-    EARLY_REPORTS_KEY,
-    TASK_APPLY_REPORTS,
-    TASK_RECONCILE,
-    TASK_SEND_CHUNK,
-)
+from dispatcher.contract import TASK_APPLY_REPORTS, TASK_RECONCILE, TASK_SEND_CHUNK
+from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable
 from workers import metrics
 from workers.app import app
 from workers.errors import CarrierError
 from workers.rate_limits import RateLimitUnavailable
 from workers.reconcile import reconcile
-from workers.reports import apply_batch, parse_reports, retry_delay
+from workers.reports import apply_stored
 from workers.runtime import runtime
 
 log = structlog.get_logger(component="worker")
@@ -79,18 +74,6 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
     log.info("reconcile.done", **dataclasses.asdict(report))
 
 
-def _park_or_retry(
-    task: Any, rt: Any, payload: dict[str, Any], due: float, cause: Exception | None
-) -> None:
-    """Park reports for the scheduler to re-publish at ``due`` (see ``EARLY_REPORTS_KEY``):
-    never as a Celery countdown, which a worker holds in memory and loses with its broker
-    connection. If Redis cannot take them either, the task retries (repeats are ignored)."""
-    try:
-        rt.run(rt.redis.zadd(EARLY_REPORTS_KEY, {json.dumps(payload, sort_keys=True): due}))
-    except RedisError as exc:
-        raise task.retry(exc=cause or exc, countdown=5) from exc
-
-
 @app.task(
     name=TASK_APPLY_REPORTS,
     bind=True,
@@ -100,33 +83,56 @@ def _park_or_retry(
     max_retries=None,
 )
 def apply_reports(self: Any, payload: dict[str, Any]) -> None:
-    """Apply carrier delivery reports; early ones go round again for ``report_retry_s``."""
+    """Apply stored delivery reports: ``{"ids": [...]}``, rows of the callback inbox.
+
+    On database trouble nothing was applied and the rows stay: the scheduler publishes them
+    again when their lease ends, so this task does not retry itself (a Celery countdown is held
+    in a worker's memory and lost with it). A payload with ``items`` (published by a version
+    before the inbox, or parked in ``EARLY_REPORTS_KEY`` by one) is stored first, then applied.
+    """
     rt = runtime()
-    items = payload["items"]
-    connection = payload["connection"]
-    batch = parse_reports(rt.connector.parse_report, items)
     now = time.time()
     try:
-        result = rt.store.run(lambda conn: apply_batch(conn, connection, batch, now))
+        ids = payload.get("ids") or _store_legacy(rt, payload, now)
+        outcomes = rt.store.run(
+            lambda conn: apply_stored(
+                conn, rt.connector.parse_report, ids, now, rt.settings.report_retry_s
+            )
+        )
     except INFRA_ERRORS as exc:
-        _park_or_retry(self, rt, payload, time.time() + 5, exc)  # nothing was applied
+        log.warning(
+            "reports.deferred", rows=len(payload.get("ids") or []), error=type(exc).__name__
+        )
         return
-    early = [items[batch.source[i]] for i in result.early]
-    first = float(payload.get("first_received", payload.get("received_at", now)))
-    metrics.record_reports(rt.engine, connection, result.applied, first)
-    attempt = int(payload.get("attempt", 0)) + 1
-    if early and now - first < rt.settings.report_retry_s:
-        again = {**payload, "items": early, "first_received": first, "attempt": attempt}
-        _park_or_retry(self, rt, again, now + retry_delay(attempt), None)
-    elif early:
-        log.warning("reports.dropped_unmatched", count=len(early), connection=connection)
-    log.info(
-        "reports.applied",
-        connection=connection,
-        applied=len(result.applied),
-        early=len(early),
-        duplicates=result.duplicates,
-        intermediate=result.intermediate,
-        ignored=result.ignored,
-        unreadable=batch.unreadable,
-    )
+    for o in outcomes:
+        metrics.record_reports(rt.engine, o.connection, o.result.applied, o.received_at)
+        if o.dropped:
+            log.warning("reports.dropped_unmatched", count=o.dropped, connection=o.connection)
+        log.info(
+            "reports.applied",
+            connection=o.connection,
+            applied=len(o.result.applied),
+            early=o.early,
+            duplicates=o.result.duplicates,
+            intermediate=o.result.intermediate,
+            ignored=o.result.ignored,
+            unreadable=o.unreadable,
+        )
+
+
+def _store_legacy(rt: Any, payload: dict[str, Any], now: float) -> list[int]:
+    """Store an ``items`` payload in the callback inbox (one transaction); its row id."""
+    received = float(payload.get("first_received", payload.get("received_at", now)))
+
+    def add(conn: Connection) -> list[int]:
+        # Stored as received at its original arrival: the retry window counts from it.
+        return callback_inbox.add(
+            conn,
+            callback_inbox.REPORT,
+            str(payload["connection"]),
+            [payload["items"]],
+            received,
+            rt.settings.callback_lease_s,
+        )
+
+    return list(rt.store.run(add))

@@ -7,9 +7,12 @@ import time
 from typing import Any
 
 import structlog
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher.config import Settings
 from dispatcher.contract import TASK_APPLY_INBOUND
+from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.inbound import InboundStore
 from workers.app import app
@@ -30,30 +33,52 @@ DB_ERRORS = (StoreUnavailable, SQLAlchemyError)
     max_retries=None,
 )
 def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
-    """Apply ``{"connection", "items", "received_at"}`` posted to the inbound endpoint.
+    """Apply stored inbound messages: ``{"ids": [...]}``, rows of the callback inbox.
 
-    Database trouble retries the whole batch in 5 s; what was applied counts as duplicates.
+    Each row is applied, then deleted. Database trouble leaves the rest of the rows for the
+    scheduler to publish again when their lease ends; what was applied then counts as
+    duplicates. An ``items`` payload (from a version before the inbox) is stored first.
     """
     rt = runtime()
-    connection = str(payload["connection"])
-    received_at = payload.get("received_at")
-    started = time.perf_counter()
     try:
-        report = apply_inbound(
-            InboundStore.for_settings(rt.engine, rt.settings),
-            rt.connector.parse_inbound,
-            connection,
-            payload["items"],
-            time.time(),
-            received_at=float(received_at) if received_at is not None else None,
-        )
+        ids = payload.get("ids") or _store_legacy(rt.engine, rt.settings, payload)
+        with rt.engine.begin() as conn:
+            rows = callback_inbox.lock(conn, ids, callback_inbox.INBOUND)
+        for row in rows:
+            _apply_row(rt, row)
     except DB_ERRORS as exc:
-        log.warning("inbound.retry", connection=connection, error=type(exc).__name__)
-        raise self.retry(exc=exc, countdown=5) from exc
+        log.warning("inbound.deferred", error=type(exc).__name__)
+
+
+def _apply_row(rt: Any, row: callback_inbox.StoredCallback) -> None:
+    started = time.perf_counter()
+    report = apply_inbound(
+        InboundStore.for_settings(rt.engine, rt.settings),
+        rt.connector.parse_inbound,
+        row.connection,
+        row.items,
+        time.time(),
+        received_at=row.received_at,
+    )
+    with rt.engine.begin() as conn:
+        callback_inbox.finish(conn, [row.id])
     log.info(
         "inbound.applied",
-        connection=connection,
-        items=len(payload["items"]),
+        connection=row.connection,
+        items=len(row.items),
         ms=round((time.perf_counter() - started) * 1000, 1),
         **{k: v for k, v in dataclasses.asdict(report).items() if v},
     )
+
+
+def _store_legacy(engine: Engine, settings: Settings, payload: dict[str, Any]) -> list[int]:
+    received = payload.get("received_at")
+    with engine.begin() as conn:
+        return callback_inbox.add(
+            conn,
+            callback_inbox.INBOUND,
+            str(payload["connection"]),
+            [payload["items"]],
+            float(received) if received is not None else time.time(),
+            settings.callback_lease_s,
+        )

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher import __version__, metrics
 from dispatcher.accounts import Authenticator
-from dispatcher.api.callbacks import CallbackPublisher
+from dispatcher.api.callbacks import CallbackInbox
 from dispatcher.api.context import ApiContext, request_id
 from dispatcher.api.docs_page import install as install_docs
 from dispatcher.api.envelope import JsonResponse, error_response
@@ -68,7 +68,7 @@ def build_context(settings: Settings) -> ApiContext:
         broker,
         writer,
         Authenticator(engine, settings.auth_cache_ttl_s),
-        CallbackPublisher(broker),
+        CallbackInbox(engine, broker, settings.callback_lease_s),
         AccountQuotas(settings, engine),
     )
 

@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
 from dispatcher.accounts import Account, Authenticator
-from dispatcher.api.callbacks import CallbackPublisher
+from dispatcher.api.callbacks import CallbackInbox
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
@@ -28,7 +28,7 @@ class ApiContext:
     broker: Broker
     writer: SubmissionWriter
     auth: Authenticator
-    callbacks: CallbackPublisher
+    callbacks: CallbackInbox
     quotas: AccountQuotas | None = None  # per-account request rate and daily cap
 
 

@@ -1,9 +1,9 @@
 """Carrier callbacks: ``POST /carrier/{connection}/reports`` and ``…/inbound``.
 
-Thin on purpose: authenticate the connection, check the shape, enqueue on the dlr lane, answer.
-Parsing (each carrier's status map) and applying happen in the dlr workers, so a burst of
-reports never slows the API and a report that arrives before its submit was recorded can be
-retried there instead of being dropped.
+Thin on purpose: authenticate the connection, check the shape, commit the items to the callback
+inbox, answer (:mod:`dispatcher.api.callbacks`). Parsing (each carrier's status map) and applying
+happen in the dlr workers, so a burst of reports never slows the API and a report that arrives
+before its submit was recorded can be retried there instead of being dropped.
 
 Each connection of the routing configuration authenticates with its own secret: a bearer
 callback token, or, for a ``messageflow`` upstream that reports by signed webhooks, its webhook
@@ -23,11 +23,11 @@ from fastapi import APIRouter, Header, Request
 from dispatcher.api.context import ContextDep, request_id
 from dispatcher.api.envelope import JsonResponse
 from dispatcher.api.models import error_responses
-from dispatcher.broker import BrokerUnavailable
-from dispatcher.contract import TASK_APPLY_INBOUND, TASK_APPLY_REPORTS
 from dispatcher.errors import ApiError
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.routing.upstream import report_from_status_event
+from dispatcher.store.callback_inbox import INBOUND, REPORT
+from dispatcher.store.db import StoreUnavailable
 from dispatcher.webhooks.verify import WebhookVerificationError, verify
 
 router = APIRouter(prefix="/carrier", tags=["Carrier callbacks"])
@@ -70,14 +70,14 @@ def _items(body: Any) -> list[dict[str, Any]]:
     return items
 
 
-async def _publish(
-    request: Request, ctx: ContextDep, task: str, connection: str, items: list[dict[str, Any]]
+async def _accept(
+    request: Request, ctx: ContextDep, kind: str, connection: str, items: list[dict[str, Any]]
 ) -> JsonResponse:
     if items:
         try:
-            await ctx.callbacks.publish(task, connection, items)
-        except BrokerUnavailable:
-            raise ApiError("service_unavailable", "queue unreachable; retry later") from None
+            await ctx.callbacks.accept(kind, connection, items)
+        except StoreUnavailable:
+            raise ApiError("service_unavailable", "the message log is unreachable") from None
     return JsonResponse({"accepted": len(items), "uniqId": request_id(request)})
 
 
@@ -90,7 +90,7 @@ async def _signed_reports(
     except WebhookVerificationError as exc:
         raise ApiError("unauthorized", f"webhook signature: {exc}", "webhook-signature") from None
     reports = [r for r in map(report_from_status_event, _items(_parse(body))) if r]
-    return await _publish(request, ctx, TASK_APPLY_REPORTS, cfg.name, reports)
+    return await _accept(request, ctx, REPORT, cfg.name, reports)
 
 
 AuthHeader = Annotated[str | None, Header(description="`Bearer <callback token>`")]
@@ -111,13 +111,13 @@ CALLBACK_ERRORS = error_responses(
 async def reports(
     request: Request, connection: str, ctx: ContextDep, authorization: AuthHeader = None
 ) -> JsonResponse:
-    """Accept one report object or an array of them; 200 once they are queued."""
+    """Accept one report object or an array of them; 200 once they are stored."""
     cfg = _connection(ctx, connection)
     body = await request.body()
     if cfg.credentials.webhook_secret and "webhook-signature" in request.headers:
         return await _signed_reports(request, ctx, cfg, body)
     _check_token(cfg, authorization)
-    return await _publish(request, ctx, TASK_APPLY_REPORTS, cfg.name, _items(_parse(body)))
+    return await _accept(request, ctx, REPORT, cfg.name, _items(_parse(body)))
 
 
 @router.post(
@@ -126,9 +126,7 @@ async def reports(
 async def inbound(
     request: Request, connection: str, ctx: ContextDep, authorization: AuthHeader = None
 ) -> JsonResponse:
-    """Accept one inbound message (or part) or an array of them; 200 once they are queued."""
+    """Accept one inbound message (or part) or an array of them; 200 once they are stored."""
     cfg = _connection(ctx, connection)
     _check_token(cfg, authorization)
-    return await _publish(
-        request, ctx, TASK_APPLY_INBOUND, cfg.name, _items(_parse(await request.body()))
-    )
+    return await _accept(request, ctx, INBOUND, cfg.name, _items(_parse(await request.body())))

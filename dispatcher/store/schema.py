@@ -311,3 +311,21 @@ panel_users = Table(
     Column("created_at", Double, nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
 )
+
+# Carrier callbacks (delivery reports, inbound messages) between the API's 200 and their
+# application: committed here before the carrier gets its answer, so they survive a lost task
+# or a Redis crash (dispatcher/store/callback_inbox.py).
+carrier_callbacks = Table(
+    "carrier_callbacks",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # report | inbound
+    Column("connection", String(64), nullable=False),
+    Column("items", Text, nullable=False),  # the JSON array of items as the carrier sent them
+    Column("received_at", Double, nullable=False),
+    # When a worker should (next) take the row: the end of a lease while a task is on its way,
+    # or the next try of reports that came before their submit was recorded.
+    Column("due_at", Double, nullable=False),
+    Column("attempt", SmallInteger, nullable=False, default=0),
+    Index("ix_carrier_callbacks_due", "due_at"),
+)

@@ -26,6 +26,7 @@ from dispatcher.broker import Broker
 from dispatcher.contract import TASK_APPLY_REPORTS, TASK_SEND_CHUNK, Lane, chunk_payload, queue_name
 from dispatcher.exporter import PUBLISHED_AT_HEADER, BrokerCollector
 from dispatcher.ids import new_message_id
+from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.records import Batch
@@ -131,6 +132,8 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
                     ],
                 )
                 insert_batches(conn, [Batch("b-unpublished", "bulk", [])], now - 12)
+                callback_inbox.add(conn, "report", "default", [[{"id": "c"}], [{}]], now - 9, 30)
+                callback_inbox.add(conn, "report", "default", [[{"id": "d"}]], now - 3, 30)
                 conn.execute(
                     insert(webhook_endpoints),
                     [
@@ -188,6 +191,10 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
     assert g("smsdispatch_webhook_oldest_pending_age_seconds") == pytest.approx(300)
     assert g("smsdispatch_webhook_endpoints", state="suspended") == 1
     assert g("smsdispatch_webhook_endpoints", state="active") == 1
+    assert g("smsdispatch_callback_inbox_rows", kind="report") == 3
+    assert g("smsdispatch_callback_inbox_oldest_age_seconds", kind="report") == pytest.approx(9)
+    assert g("smsdispatch_callback_inbox_rows", kind="inbound") == 0
+    assert g("smsdispatch_callback_inbox_oldest_age_seconds", kind="inbound") == 0
     assert g("smsdispatch_exporter_source_up", source="redis") == 1
     assert g("smsdispatch_exporter_source_up", source="database") == 1
 

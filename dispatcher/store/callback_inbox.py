@@ -1,0 +1,141 @@
+"""The carrier callback inbox: delivery reports and inbound messages between the API's 200 and
+their application.
+
+A carrier that got a 2xx never posts again, so what it posted must survive anything after the
+answer. The API commits each group of callbacks here first, answers, then publishes a task
+carrying only the row ids: a wake-up. A lost task (a Redis crash between kombu's ``BRPOP`` and
+its ``unacked`` entry, a killed worker, an ETA dropped with a connection) loses nothing: every
+row has a ``due_at`` (the end of its lease), and the scheduler publishes the rows that are due
+again (:func:`take_due`). The worker applies a row and deletes it in one transaction
+(reports), or keeps the reports that came before their submit was recorded with a later
+``due_at`` (:func:`postpone`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from dispatcher.contract import CallbackKind
+from dispatcher.store.schema import carrier_callbacks
+
+REPORT = CallbackKind.REPORT
+INBOUND = CallbackKind.INBOUND
+
+
+@dataclass(frozen=True)
+class StoredCallback:
+    """One row: a group of items one connection posted, as the carrier sent them."""
+
+    id: int
+    kind: str
+    connection: str
+    items: list[dict[str, Any]]
+    received_at: float
+    attempt: int
+
+
+def add(
+    conn: Connection,
+    kind: str,
+    connection: str,
+    groups: Sequence[Sequence[dict[str, Any]]],
+    now: float,
+    lease_s: float,
+) -> list[int]:
+    """Store ``groups`` of items (one row each), leased for ``lease_s``; their ids, in order."""
+    kind = CallbackKind(kind)  # ValueError on anything else
+    c = carrier_callbacks.c
+    ids: list[int] = []
+    for items in groups:
+        # One row at a time: RETURNING with executemany is not portable to SQLite; a group of
+        # concurrent callbacks is one row anyway (dispatcher/api/callbacks.py).
+        row = conn.execute(
+            insert(carrier_callbacks)
+            .values(
+                kind=kind,
+                connection=connection,
+                items=json.dumps(list(items), separators=(",", ":")),
+                received_at=now,
+                due_at=now + lease_s,
+                attempt=0,
+            )
+            .returning(c.id)
+        ).one()
+        ids.append(int(row[0]))
+    return ids
+
+
+def take_due(
+    conn: Connection, now: float, lease_s: float, limit: int = 500
+) -> list[tuple[int, str]]:
+    """``(id, kind)`` of rows due at ``now``, leased again for ``lease_s`` in the same statement
+    so the next tick does not publish them twice while their task is on its way."""
+    c = carrier_callbacks.c
+    pick = select(c.id).where(c.due_at <= now).order_by(c.due_at).limit(limit)
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)  # a worker holds it: not due for us
+    picked = pick.cte("picked")
+    rows = conn.execute(
+        update(carrier_callbacks)
+        .where(and_(c.id.in_(select(picked.c.id)), c.due_at <= now))
+        .values(due_at=now + lease_s)
+        .returning(c.id, c.kind)
+    )
+    return sorted((int(r[0]), str(r[1])) for r in rows)
+
+
+def lock(conn: Connection, ids: Sequence[int], kind: str) -> list[StoredCallback]:
+    """The rows of ``ids`` still waiting, locked until the caller's transaction ends.
+
+    On PostgreSQL rows another worker holds are skipped (``SKIP LOCKED``): it applies them.
+    Rows already applied and deleted are simply not returned.
+    """
+    if not ids:
+        return []
+    c = carrier_callbacks.c
+    query = (
+        select(c.id, c.kind, c.connection, c["items"], c.received_at, c.attempt)
+        .where(and_(c.id.in_(list(ids)), c.kind == kind))
+        .order_by(c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [
+        StoredCallback(
+            int(r.id), r.kind, r.connection, json.loads(r.items), r.received_at, r.attempt
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def finish(conn: Connection, ids: Sequence[int]) -> None:
+    """Delete applied rows."""
+    if ids:
+        conn.execute(delete(carrier_callbacks).where(carrier_callbacks.c.id.in_(list(ids))))
+
+
+def postpone(
+    conn: Connection, row_id: int, items: Sequence[dict[str, Any]], due_at: float, attempt: int
+) -> None:
+    """Keep only ``items`` of the row, to be taken again at ``due_at``."""
+    conn.execute(
+        update(carrier_callbacks)
+        .where(carrier_callbacks.c.id == row_id)
+        .values(
+            items=json.dumps(list(items), separators=(",", ":")), due_at=due_at, attempt=attempt
+        )
+    )
+
+
+def waiting(conn: Connection) -> dict[str, int]:
+    """Rows waiting per kind (an exporter gauge: a growing inbox means applying lags)."""
+    c = carrier_callbacks.c
+    counts: dict[str, int] = {str(k): 0 for k in CallbackKind}
+    for kind, n in conn.execute(select(c.kind, func.count()).group_by(c.kind)):
+        counts[str(kind)] = int(n)
+    return counts
