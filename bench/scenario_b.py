@@ -25,7 +25,8 @@ BULK_CONCURRENCY = 2
 def start_pipeline(
     st: BenchStack, api: bool = False, bulk_concurrency: int = BULK_CONCURRENCY
 ) -> None:
-    """Simulator, (API,) priority pool c=2, bulk pool c=3 under nice 10, scheduler."""
+    """Simulator, (API,) priority pool c=2, bulk pool (``bulk_concurrency``) under nice 10,
+    scheduler."""
     from bench.common import API_WORKERS
 
     st.start_simulator()
