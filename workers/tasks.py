@@ -93,7 +93,7 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     rt = runtime()
     now = time.time()
     try:
-        ids = payload.get("ids") or _store_legacy(rt, payload, now)
+        ids = payload["ids"] if "ids" in payload else _store_legacy(rt, payload, now)
         outcomes = rt.store.run(
             lambda conn: apply_stored(
                 conn, rt.connector.parse_report, ids, now, rt.settings.report_retry_s

@@ -41,7 +41,7 @@ def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
     """
     rt = runtime()
     try:
-        ids = payload.get("ids") or _store_legacy(rt.engine, rt.settings, payload)
+        ids = payload["ids"] if "ids" in payload else _store_legacy(rt.engine, rt.settings, payload)
         with rt.engine.begin() as conn:
             rows = callback_inbox.lock(conn, ids, callback_inbox.INBOUND)
         for row in rows:
