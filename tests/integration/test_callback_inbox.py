@@ -13,18 +13,16 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
-from dispatcher.accounts import create_account
 from dispatcher.api.app import build_context, create_app
 from dispatcher.config import Settings
 from dispatcher.contract import TASK_APPLY_INBOUND, TASK_APPLY_REPORTS, Lane, queue_name
 from dispatcher.scheduler import Scheduler
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine
-from dispatcher.store.messages import write_submissions
 from dispatcher.store.schema import carrier_callbacks
-from dispatcher.submit import SendRequest, prepare
+from tests.support.log import queued_messages, set_status, status_of
 from tests.support.services import fresh_database, fresh_redis
 from workers.connectors.callbacks import parse_smpp_style_report
 from workers.reports import apply_stored
@@ -46,35 +44,6 @@ def _rows(engine: Engine) -> list[Any]:
     c = carrier_callbacks.c
     with engine.connect() as conn:
         return list(conn.execute(select(carrier_callbacks).order_by(c.id)).all())
-
-
-def _messages(engine: Engine, n: int) -> list[str]:
-    account, _ = create_account(engine, f"r{time.monotonic_ns()}")
-    numbers = [f"+4811122{i:04d}" for i in range(n)]
-    prepared = prepare(
-        SendRequest("ACME", "hi", numbers), account, Settings.from_env({}), time.time()
-    )
-    with engine.begin() as conn:
-        write_submissions(conn, [prepared.submission], {"bulk": 500})
-    return [m.id for m in prepared.submission.messages]
-
-
-def _set(engine: Engine, mid: str, status: str, cid: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE messages SET status=:s, connection='default', carrier_message_id=:c "
-                "WHERE id=:i"
-            ),
-            {"s": status, "c": cid, "i": mid},
-        )
-
-
-def _status(engine: Engine, mid: str) -> str:
-    with engine.connect() as conn:
-        return str(
-            conn.execute(text("SELECT status FROM messages WHERE id=:i"), {"i": mid}).scalar_one()
-        )
 
 
 def test_rows_are_leased_and_taken_again_only_when_due(engine: Engine) -> None:
@@ -105,8 +74,8 @@ def test_rows_are_leased_and_taken_again_only_when_due(engine: Engine) -> None:
 
 
 def test_applying_deletes_rows_and_keeps_early_reports_as_rows(engine: Engine) -> None:
-    sent, queued = _messages(engine, 2)
-    _set(engine, sent, "sent", "c-1")
+    sent, queued = queued_messages(engine, 2)
+    set_status(engine, sent, "sent", "c-1")
     now = time.time()
     items = [
         {"id": "c-1", "stat": "DELIVRD"},
@@ -118,22 +87,22 @@ def test_applying_deletes_rows_and_keeps_early_reports_as_rows(engine: Engine) -
     with engine.begin() as conn:
         [out] = apply_stored(conn, parse_smpp_style_report, [row_id], now + 1, 600)
     assert out.result.applied == [sent] and out.early == 1 and out.unreadable == 1
-    assert _status(engine, sent) == "delivered"
+    assert status_of(engine, sent) == "delivered"
     [row] = _rows(engine)
     assert json.loads(row.items) == [{"ref": queued, "stat": "DELIVRD"}]
     assert row.attempt == 1 and row.due_at == pytest.approx(now + 1 + 2)  # retry_delay(1)
 
     # Applied twice (a repeated task): nothing changes, nothing is lost.
-    _set(engine, queued, "sent", "c-2")
+    set_status(engine, queued, "sent", "c-2")
     with engine.begin() as conn:
         [again] = apply_stored(conn, parse_smpp_style_report, [row_id], now + 4, 600)
         assert apply_stored(conn, parse_smpp_style_report, [row_id], now + 4, 600) == []
     assert again.result.applied == [queued] and again.early == 0
-    assert _status(engine, queued) == "delivered" and _rows(engine) == []
+    assert status_of(engine, queued) == "delivered" and _rows(engine) == []
 
 
 def test_reports_early_past_the_retry_window_are_dropped_with_their_row(engine: Engine) -> None:
-    [queued] = _messages(engine, 1)
+    [queued] = queued_messages(engine, 1)
     with engine.begin() as conn:
         [row_id] = callback_inbox.add(
             conn, REPORT, "default", [[{"ref": queued, "stat": "DELIVRD"}]], 100, 30
@@ -141,7 +110,7 @@ def test_reports_early_past_the_retry_window_are_dropped_with_their_row(engine: 
     with engine.begin() as conn:
         [out] = apply_stored(conn, parse_smpp_style_report, [row_id], 100 + 601, 600)
     assert out.dropped == 1 and out.early == 0 and _rows(engine) == []
-    assert _status(engine, queued) == "queued"
+    assert status_of(engine, queued) == "queued"
 
 
 def test_the_scheduler_wakes_due_rows_on_the_dlr_lane(engine: Engine) -> None:
@@ -236,8 +205,8 @@ def test_tasks_in_the_format_before_the_inbox_are_stored_then_applied(
         monkeypatch.setenv("DATABASE_URL", db_url)
         monkeypatch.setenv("REDIS_URL", redis_url)
         engine = make_engine(db_url)
-        sent, queued = _messages(engine, 2)
-        _set(engine, sent, "sent", "c-1")
+        sent, queued = queued_messages(engine, 2)
+        set_status(engine, sent, "sent", "c-1")
         received = time.time() - 5
         try:
             apply_reports.run(
@@ -249,7 +218,7 @@ def test_tasks_in_the_format_before_the_inbox_are_stored_then_applied(
             )
         finally:
             reset_runtime()
-        assert _status(engine, sent) == "delivered"
+        assert status_of(engine, sent) == "delivered"
         [row] = _rows(engine)  # the early one waits as a row, counted from its first arrival
         assert json.loads(row.items) == [{"ref": queued, "stat": "UNDELIV"}]
         assert row.received_at == pytest.approx(received) and row.attempt == 1

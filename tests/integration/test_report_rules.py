@@ -5,49 +5,20 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from dispatcher.accounts import create_account
-from dispatcher.config import Settings
 from dispatcher.contract import Status
 from dispatcher.store.db import make_engine
-from dispatcher.store.messages import write_submissions
 from dispatcher.store.reports import REPORT_TIMEOUT, ReportUpdate, apply_reports, expire_unreported
-from dispatcher.submit import SendRequest, prepare
+from tests.support.log import queued_messages, set_status, status_of
 from tests.support.services import fresh_database
 
 pytestmark = pytest.mark.integration
 
 
-def _setup(url: str, n: int) -> tuple[object, list[str]]:
+def _setup(url: str, n: int) -> tuple[Engine, list[str]]:
     engine = make_engine(url, pool_size=1)
-    account, _ = create_account(engine, f"r{time.monotonic_ns()}")
-    numbers = [f"+4811122{i:04d}" for i in range(n)]
-    prepared = prepare(
-        SendRequest("ACME", "hi", numbers), account, Settings.from_env({}), time.time()
-    )
-    with engine.begin() as conn:
-        write_submissions(conn, [prepared.submission], {"bulk": 500})
-    ids = [m.id for m in prepared.submission.messages]
-    return engine, ids
-
-
-def _set(engine: object, mid: str, status: str, carrier_id: str | None = None) -> None:
-    with engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            text(
-                "UPDATE messages SET status=:s, connection='default', "
-                "carrier_message_id=:c WHERE id=:i"
-            ),
-            {"s": status, "c": carrier_id, "i": mid},
-        )
-
-
-def _status(engine: object, mid: str) -> str:
-    with engine.connect() as conn:  # type: ignore[attr-defined]
-        return str(
-            conn.execute(text("SELECT status FROM messages WHERE id=:i"), {"i": mid}).scalar_one()
-        )
+    return engine, queued_messages(engine, n)
 
 
 def rep(cid: str | None, status: str, stat: str, ref: str | None = None) -> ReportUpdate:
@@ -58,9 +29,9 @@ def test_forward_only_duplicates_and_early() -> None:
     with fresh_database() as url:
         engine, ids = _setup(url, 4)
         a, b, c, _ = ids
-        _set(engine, a, Status.SENT, "c-a")
-        _set(engine, b, Status.SENT, "c-b")
-        _set(engine, c, Status.SENDING)  # submit not yet recorded
+        set_status(engine, a, Status.SENT, "c-a")
+        set_status(engine, b, Status.SENT, "c-b")
+        set_status(engine, c, Status.SENDING)  # submit not yet recorded
         now = time.time()
         with engine.begin() as conn:
             r = apply_reports(
@@ -77,30 +48,30 @@ def test_forward_only_duplicates_and_early() -> None:
             )
         assert r.applied == [a] and r.duplicates == 1 and r.intermediate == 1
         assert r.early == [3, 4]
-        assert _status(engine, a) == "delivered" and _status(engine, b) == "sent"
+        assert status_of(engine, a) == "delivered" and status_of(engine, b) == "sent"
         with engine.begin() as conn:  # a late conflicting report does not move it back
             r = apply_reports(conn, "default", [rep("c-a", Status.UNDELIVERED, "UNDELIV")], now)
-        assert r.ignored == 1 and _status(engine, a) == "delivered"
-        _set(engine, c, Status.SENT, "c-c")  # the submit is recorded: the retry applies
+        assert r.ignored == 1 and status_of(engine, a) == "delivered"
+        set_status(engine, c, Status.SENT, "c-c")  # the submit is recorded: the retry applies
         with engine.begin() as conn:
             r = apply_reports(conn, "default", [rep(None, Status.UNDELIVERED, "UNDELIV", c)], now)
-        assert r.applied == [c] and _status(engine, c) == "undelivered"
+        assert r.applied == [c] and status_of(engine, c) == "undelivered"
         engine.dispose()  # type: ignore[attr-defined]
 
 
 def test_no_report_expires_then_a_real_report_still_wins() -> None:
     with fresh_database() as url:
         engine, ids = _setup(url, 1)
-        _set(engine, ids[0], Status.SENT, "c-x")
+        set_status(engine, ids[0], Status.SENT, "c-x")
         far = time.time() + 10 * 86400
         with engine.begin() as conn:
             assert expire_unreported(conn, far, time.time()) == [ids[0]]
         with engine.connect() as conn:
             code = conn.execute(text("SELECT error_code FROM messages")).scalar_one()
-        assert _status(engine, ids[0]) == "expired" and code == REPORT_TIMEOUT
+        assert status_of(engine, ids[0]) == "expired" and code == REPORT_TIMEOUT
         with engine.begin() as conn:
             r = apply_reports(
                 conn, "default", [rep("c-x", Status.DELIVERED, "DELIVRD")], time.time()
             )
-        assert r.applied == ids and _status(engine, ids[0]) == "delivered"
+        assert r.applied == ids and status_of(engine, ids[0]) == "delivered"
         engine.dispose()  # type: ignore[attr-defined]
