@@ -336,12 +336,13 @@ def record_reports(
     engine: Engine,
     connection: str,
     applied: Sequence[str],
-    received_at: float,
+    received_at: float | Mapping[str, float],
     now: float | None = None,
 ) -> None:
-    """Messages a batch of handset reports made final: counts by status, report lag and
-    accept → delivered latency. One read by primary key, after the batch committed; a database
-    error here only loses these observations, never the task."""
+    """Messages a batch of handset reports made final: counts by status, report lag (from
+    ``received_at``, one time for the batch or one per message id) and accept → delivered
+    latency. One read by primary key, after the batch committed; a database error here only
+    loses these observations, never the task."""
     if not applied:
         return
     now = time.time() if now is None else now
@@ -349,7 +350,7 @@ def record_reports(
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(m.lane, m.status, m.created_at, m.scheduled_at).where(
+                select(m.id, m.lane, m.status, m.created_at, m.scheduled_at).where(
                     m.id.in_(list(applied))
                 )
             ).all()
@@ -359,7 +360,8 @@ def record_reports(
     lag = REPORT_LAG.labels(connection)
     for r in rows:
         MESSAGES_REPORTED.labels(r.lane, connection, r.status).inc()
-        lag.observe(max(0.0, now - received_at))
+        arrived = received_at if isinstance(received_at, float | int) else received_at[r.id]
+        lag.observe(max(0.0, now - arrived))
         if r.status == "delivered":
             origin = max(r.created_at, r.scheduled_at or 0.0)
             DELIVERY_LATENCY.labels(r.lane).observe(max(0.0, now - origin))

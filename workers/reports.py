@@ -68,15 +68,21 @@ def retry_delay(attempt: int) -> float:
 
 
 @dataclass
-class RowOutcome:
-    """What applying one stored row did (for metrics and the log; never report content)."""
+class Outcome:
+    """What applying stored rows of one connection did (for metrics and the log; never report
+    content)."""
 
     connection: str
-    received_at: float
+    rows: int
     result: ApplyResult
     unreadable: int
+    received: dict[str, float] = field(default_factory=dict)  # applied id → when it arrived
     early: int = 0  # kept for another try
     dropped: int = 0  # early for longer than the retry window: given up
+
+
+# A task takes up to this many more rows that were never tried (see callback_inbox.lock_fresh).
+TAKE_FRESH_ROWS = 50
 
 
 def apply_stored(
@@ -85,28 +91,47 @@ def apply_stored(
     ids: Sequence[int],
     now: float,
     retry_s: float,
-) -> list[RowOutcome]:
-    """Apply the stored report rows ``ids`` in the caller's transaction.
+) -> list[Outcome]:
+    """Apply the stored report rows ``ids``, and up to :data:`TAKE_FRESH_ROWS` rows never tried
+    yet, in the caller's transaction: one batch per connection.
 
     Each row is deleted, or narrowed to the reports that came before their submit was recorded
     and taken again after :func:`retry_delay`; reports still early ``retry_s`` after they first
     arrived are dropped (logged, counted). Rows another worker holds, or already applied, are
     skipped.
     """
-    outcomes: list[RowOutcome] = []
+    rows = callback_inbox.lock(conn, ids, callback_inbox.REPORT)
+    rows += callback_inbox.lock_fresh(
+        conn, callback_inbox.REPORT, [r.id for r in rows], TAKE_FRESH_ROWS
+    )
+    by_connection: dict[str, list[callback_inbox.StoredCallback]] = {}
+    for row in rows:
+        by_connection.setdefault(row.connection, []).append(row)
+    outcomes: list[Outcome] = []
     done: list[int] = []
-    for row in callback_inbox.lock(conn, ids, callback_inbox.REPORT):
-        batch = parse_reports(parse, row.items)
-        result = apply_batch(conn, row.connection, batch, now)
-        outcome = RowOutcome(row.connection, row.received_at, result, batch.unreadable)
-        early = [row.items[batch.source[i]] for i in result.early]
-        if early and now - row.received_at < retry_s:
-            attempt = row.attempt + 1
-            callback_inbox.postpone(conn, row.id, early, now + retry_delay(attempt), attempt)
-            outcome.early = len(early)
-        else:
-            done.append(row.id)
-            outcome.dropped = len(early)
+    for connection, group in by_connection.items():
+        items: list[Mapping[str, Any]] = []
+        owner: list[callback_inbox.StoredCallback] = []
+        for row in group:
+            items.extend(row.items)
+            owner.extend([row] * len(row.items))
+        batch = parse_reports(parse, items)
+        result = apply_batch(conn, connection, batch, now)
+        outcome = Outcome(connection, len(group), result, batch.unreadable)
+        for mid, i in zip(result.applied, result.applied_from, strict=True):
+            outcome.received[mid] = owner[batch.source[i]].received_at
+        early: dict[int, list[Mapping[str, Any]]] = {}
+        for i in result.early:
+            early.setdefault(owner[batch.source[i]].id, []).append(items[batch.source[i]])
+        for row in group:
+            kept = early.get(row.id, [])
+            if kept and now - row.received_at < retry_s:
+                attempt = row.attempt + 1
+                callback_inbox.postpone(conn, row.id, kept, now + retry_delay(attempt), attempt)
+                outcome.early += len(kept)
+            else:
+                done.append(row.id)
+                outcome.dropped += len(kept)
         outcomes.append(outcome)
     callback_inbox.finish(conn, done)
     return outcomes

@@ -105,12 +105,13 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
         )
         return
     for o in outcomes:
-        metrics.record_reports(rt.engine, o.connection, o.result.applied, o.received_at)
+        metrics.record_reports(rt.engine, o.connection, o.result.applied, o.received)
         if o.dropped:
             log.warning("reports.dropped_unmatched", count=o.dropped, connection=o.connection)
         log.info(
             "reports.applied",
             connection=o.connection,
+            rows=o.rows,
             applied=len(o.result.applied),
             early=o.early,
             duplicates=o.result.duplicates,

@@ -13,7 +13,7 @@ again (:func:`take_due`). The worker applies a row and deletes it in one transac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ _INSERT = (
 )
 
 
-def _dumps(items: Sequence[dict[str, Any]]) -> str:
+def _dumps(items: Sequence[Mapping[str, Any]]) -> str:
     return orjson.dumps(list(items)).decode()
 
 
@@ -104,12 +104,34 @@ def lock(conn: Connection, ids: Sequence[int], kind: str) -> list[StoredCallback
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [
-        StoredCallback(
-            int(r.id), r.kind, r.connection, orjson.loads(r.items), r.received_at, r.attempt
-        )
-        for r in conn.execute(query)
-    ]
+    return [_stored(r) for r in conn.execute(query)]
+
+
+def _stored(r: Any) -> StoredCallback:
+    return StoredCallback(
+        int(r.id), r.kind, r.connection, orjson.loads(r.items), r.received_at, r.attempt
+    )
+
+
+def lock_fresh(
+    conn: Connection, kind: str, exclude: Sequence[int], limit: int
+) -> list[StoredCallback]:
+    """Up to ``limit`` more rows of ``kind`` never tried yet (``attempt = 0``: their wake-up
+    task is on its way), locked like :func:`lock`. A worker takes them with its own rows so a
+    burst of one-report callbacks costs one transaction per batch, not per row; their tasks
+    then find nothing to do. Early reports (tried, waiting for their next try) are not taken.
+    PostgreSQL only: elsewhere there is one worker process and nothing to share."""
+    if conn.dialect.name != "postgresql" or limit <= 0:
+        return []
+    c = carrier_callbacks.c
+    query = (
+        select(c.id, c.kind, c.connection, c["items"], c.received_at, c.attempt)
+        .where(and_(c.kind == kind, c.attempt == 0, c.id.not_in(list(exclude))))
+        .order_by(c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_stored(r) for r in conn.execute(query)]
 
 
 def finish(conn: Connection, ids: Sequence[int]) -> None:
@@ -119,7 +141,7 @@ def finish(conn: Connection, ids: Sequence[int]) -> None:
 
 
 def postpone(
-    conn: Connection, row_id: int, items: Sequence[dict[str, Any]], due_at: float, attempt: int
+    conn: Connection, row_id: int, items: Sequence[Mapping[str, Any]], due_at: float, attempt: int
 ) -> None:
     """Keep only ``items`` of the row, to be taken again at ``due_at``."""
     conn.execute(

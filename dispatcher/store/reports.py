@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, text, update
 
 from dispatcher.contract import Status
 from dispatcher.store.progress import add_events
@@ -37,6 +37,7 @@ class ApplyResult:
 
     applied: list[str]  # message ids that became final
     early: list[int]  # indexes of reports to retry later (message not yet recorded as sent)
+    applied_from: list[int] = field(default_factory=list)  # the report index of each applied id
     duplicates: int = 0
     intermediate: int = 0
     ignored: int = 0  # conflicting late reports, kept on the timeline only
@@ -60,6 +61,77 @@ def _rows(conn: Connection, connection: str, reports: Sequence[ReportUpdate]) ->
     )
 
 
+@dataclass(frozen=True)
+class _Move:
+    """A final report to write, if the message is still in ``expected``."""
+
+    message_id: str
+    expected: str
+    report: ReportUpdate
+    detail: dict[str, Any]
+    index: int  # of the report in the batch
+
+
+def _move_values(mv: _Move, now: float) -> dict[str, Any]:
+    rep = mv.report
+    delivered = rep.status == Status.DELIVERED
+    return {
+        "status": rep.status,
+        "final_at": rep.done_at or now,
+        "report_stat": rep.carrier_status,
+        "report_error": rep.error_code,
+        "error_code": None if delivered else (rep.error_code or rep.carrier_status.lower()),
+        "error_description": None if delivered else f"handset report {rep.carrier_status}",
+        "error_permanent": None if delivered else True,
+    }
+
+
+_MOVE_SQL = text(
+    "UPDATE messages AS m SET status = v.status, status_at = :now, final_at = v.final_at, "
+    "report_at = :now, report_stat = v.stat, report_error = v.err, error_code = v.code, "
+    "error_description = v.descr, error_permanent = v.perm "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:expected AS text[]), CAST(:statuses AS text[]), "
+    "CAST(:finals AS float8[]), CAST(:stats AS text[]), CAST(:errs AS text[]), "
+    "CAST(:codes AS text[]), CAST(:descrs AS text[]), CAST(:perms AS boolean[])) "
+    "AS v(id, expected, status, final_at, stat, err, code, descr, perm) "
+    "WHERE m.id = v.id AND m.status = v.expected RETURNING m.id"
+)
+
+
+def _apply_moves(conn: Connection, moves: Sequence[_Move], now: float) -> set[str]:
+    """Write the final reports, each only if its message is still as expected (compare and
+    set); the ids that moved. On PostgreSQL one statement for the batch: a statement per report
+    cost the dlr worker ~1.2 ms of CPU per report, half of it SQLAlchemy building statements."""
+    if not moves:
+        return set()
+    values = [_move_values(mv, now) for mv in moves]
+    if conn.dialect.name == "postgresql":
+        params = {
+            "now": now,
+            "ids": [mv.message_id for mv in moves],
+            "expected": [mv.expected for mv in moves],
+            "statuses": [v["status"] for v in values],
+            "finals": [v["final_at"] for v in values],
+            "stats": [v["report_stat"] for v in values],
+            "errs": [v["report_error"] for v in values],
+            "codes": [v["error_code"] for v in values],
+            "descrs": [v["error_description"] for v in values],
+            "perms": [v["error_permanent"] for v in values],
+        }
+        return {r[0] for r in conn.execute(_MOVE_SQL, params)}
+    m = messages.c
+    moved: set[str] = set()
+    for mv, v in zip(moves, values, strict=True):
+        done = conn.execute(
+            update(messages)
+            .where(and_(m.id == mv.message_id, m.status == mv.expected))
+            .values(status_at=now, report_at=now, **v)
+        ).rowcount
+        if done:
+            moved.add(mv.message_id)
+    return moved
+
+
 def apply_reports(
     conn: Connection, connection: str, reports: Sequence[ReportUpdate], now: float
 ) -> ApplyResult:
@@ -73,7 +145,7 @@ def apply_reports(
             by_cid[r.carrier_message_id] = found
     result = ApplyResult([], [])
     events: list[tuple[str, float, str, str | None, dict[str, Any] | None]] = []
-    m = messages.c
+    moves: list[_Move] = []
     for i, rep in enumerate(reports):
         row: dict[str, Any] | None = (by_id.get(rep.ref) if rep.ref else None) or (
             by_cid.get(rep.carrier_message_id) if rep.carrier_message_id else None
@@ -100,27 +172,16 @@ def apply_reports(
                 result.ignored += 1
                 events.append((row["id"], now, "report_ignored", rep.status, detail))
             continue
-        delivered = rep.status == Status.DELIVERED
-        moved = conn.execute(
-            update(messages)
-            .where(and_(m.id == row["id"], m.status == row["status"]))
-            .values(
-                status=rep.status,
-                status_at=now,
-                final_at=rep.done_at or now,
-                report_at=now,
-                report_stat=rep.carrier_status,
-                report_error=rep.error_code,
-                error_code=None if delivered else (rep.error_code or rep.carrier_status.lower()),
-                error_description=None if delivered else f"handset report {rep.carrier_status}",
-                error_permanent=None if delivered else True,
-            )
-        ).rowcount
-        if moved:
-            row["status"] = rep.status
-            row["error_code"] = None
-            result.applied.append(row["id"])
-            events.append((row["id"], now, "report", rep.status, detail))
+        # Assume it moves (later reports in this batch see the new state); checked below.
+        moves.append(_Move(row["id"], row["status"], rep, detail, i))
+        row["status"] = rep.status
+        row["error_code"] = None
+    moved = _apply_moves(conn, moves, now)
+    for mv in moves:
+        if mv.message_id in moved:
+            result.applied.append(mv.message_id)
+            result.applied_from.append(mv.index)
+            events.append((mv.message_id, now, "report", mv.report.status, mv.detail))
         else:  # changed under us (another report in a parallel batch): treat as a duplicate
             result.duplicates += 1
     add_events(conn, events)

@@ -23,7 +23,7 @@ from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine
 from dispatcher.store.schema import carrier_callbacks
 from tests.support.log import queued_messages, set_status, status_of
-from tests.support.services import fresh_database, fresh_redis
+from tests.support.services import backend, fresh_database, fresh_redis
 from workers.connectors.callbacks import parse_smpp_style_report
 from workers.reports import apply_stored
 
@@ -223,3 +223,40 @@ def test_tasks_in_the_format_before_the_inbox_are_stored_then_applied(
         assert json.loads(row.items) == [{"ref": queued, "stat": "UNDELIV"}]
         assert row.received_at == pytest.approx(received) and row.attempt == 1
         engine.dispose()
+
+
+@pytest.mark.skipif(backend() != "postgres", reason="several dlr processes need PostgreSQL")
+def test_a_task_takes_fresh_rows_along_but_not_early_ones_or_held_ones(engine: Engine) -> None:
+    """A burst of one-report callbacks is one row each: a task applies the rows never tried yet
+    with its own (one transaction for many), leaves early reports to their backoff, and skips
+    rows another worker holds."""
+    a, b, c, d = queued_messages(engine, 4)
+    for mid, cid in ((a, "c-a"), (b, "c-b"), (c, "c-c")):
+        set_status(engine, mid, "sent", cid)
+    now = time.time()
+    with engine.begin() as conn:
+        mine, _fresh, held = (
+            callback_inbox.add(
+                conn, REPORT, "default", [[{"id": cid, "stat": "DELIVRD"}]], now, 30
+            )[0]
+            for cid in ("c-a", "c-b", "c-c")
+        )
+        [early] = callback_inbox.add(
+            conn, REPORT, "default", [[{"ref": d, "stat": "DELIVRD"}]], now, 30
+        )
+        callback_inbox.postpone(conn, early, [{"ref": d, "stat": "DELIVRD"}], now + 60, 1)
+    with engine.connect() as other:
+        other.begin()
+        assert [r.id for r in callback_inbox.lock(other, [held], REPORT)] == [held]
+        with engine.begin() as conn:
+            [out] = apply_stored(conn, parse_smpp_style_report, [mine], now + 1, 600)
+        other.rollback()
+    assert sorted(out.result.applied) == sorted([a, b]) and out.rows == 2
+    assert out.received == {a: pytest.approx(now), b: pytest.approx(now)}
+    assert [status_of(engine, m) for m in (a, b, c, d)] == [
+        "delivered",
+        "delivered",
+        "sent",
+        "queued",
+    ]
+    assert sorted(r.id for r in _rows(engine)) == [held, early]  # untouched, for their own turn

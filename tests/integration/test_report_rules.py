@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -75,3 +76,52 @@ def test_no_report_expires_then_a_real_report_still_wins() -> None:
             )
         assert r.applied == ids and status_of(engine, ids[0]) == "delivered"
         engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_a_batch_writes_each_final_report_only_over_the_state_it_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's statement is a compare and set per message: a message another batch moved
+    meanwhile is counted as a duplicate, and the rest of the batch is still applied with the
+    values of its own report (undelivered ones carry their error)."""
+    from dispatcher.store import reports as store_reports
+
+    with fresh_database() as url:
+        engine, ids = _setup(url, 3)
+        a, b, c = ids
+        for mid, cid in ((a, "c-a"), (b, "c-b"), (c, "c-c")):
+            set_status(engine, mid, Status.SENT, cid)
+        read = store_reports._rows
+
+        def read_then_race(conn: Any, connection: str, reports: Any) -> Any:
+            rows = read(conn, connection, reports)  # what the batch saw: all three sent
+            # Another batch makes c final between this batch's read and its write.
+            conn.execute(text("UPDATE messages SET status = 'expired' WHERE id = :i"), {"i": c})
+            return rows
+
+        monkeypatch.setattr(store_reports, "_rows", read_then_race)
+        now = time.time()
+        with engine.begin() as conn:
+            r = apply_reports(
+                conn,
+                "default",
+                [
+                    rep("c-a", Status.DELIVERED, "DELIVRD"),
+                    ReportUpdate("c-b", None, Status.UNDELIVERED, "UNDELIV", "012", now - 1),
+                    rep("c-c", Status.DELIVERED, "DELIVRD"),
+                ],
+                now,
+            )
+        assert r.applied == [a, b] and r.duplicates == 1
+        assert [status_of(engine, m) for m in ids] == ["delivered", "undelivered", "expired"]
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT error_code, error_description, error_permanent, report_stat,"
+                    " report_error, final_at, report_at FROM messages WHERE id = :i"
+                ),
+                {"i": b},
+            ).one()
+        assert tuple(row[:5]) == ("012", "handset report UNDELIV", True, "UNDELIV", "012")
+        assert row.final_at == pytest.approx(now - 1) and row.report_at == pytest.approx(now)
+        engine.dispose()

@@ -31,6 +31,13 @@ class Received:
     at: float
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog (5) drops the SYNs of a burst of concurrent webhook posts; the
+    # retransmission a second later can outlast the sender's timeout, and a webhook that was
+    # received gets posted again.
+    request_queue_size = 128
+
+
 class Receiver:
     """Start with ``with Receiver() as r:``; ``r.url("/a")`` is an address to register."""
 
@@ -38,7 +45,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._scripts: dict[str, list[Answer]] = {}
         self._received: list[Received] = []
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server = _Server((host, port), self._handler())
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
