@@ -328,4 +328,13 @@ carrier_callbacks = Table(
     Column("due_at", Double, nullable=False),
     Column("attempt", SmallInteger, nullable=False, default=0),
     Index("ix_carrier_callbacks_due", "due_at"),
+    # Rows never tried, for a dlr task to take along (callback_inbox.lock_fresh) without
+    # walking past a backlog of early reports waiting for their next try.
+    Index(
+        "ix_carrier_callbacks_fresh",
+        "kind",
+        "id",
+        postgresql_where=text("attempt = 0"),
+        sqlite_where=text("attempt = 0"),
+    ),
 )

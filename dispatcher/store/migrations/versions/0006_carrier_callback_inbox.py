@@ -32,8 +32,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_carrier_callbacks_due", "carrier_callbacks", ["due_at"], unique=False)
+    op.create_index(
+        "ix_carrier_callbacks_fresh",
+        "carrier_callbacks",
+        ["kind", "id"],
+        unique=False,
+        postgresql_where=sa.text("attempt = 0"),
+        sqlite_where=sa.text("attempt = 0"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_carrier_callbacks_fresh", table_name="carrier_callbacks")
     op.drop_index("ix_carrier_callbacks_due", table_name="carrier_callbacks")
     op.drop_table("carrier_callbacks")
