@@ -50,11 +50,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.contract import HELD_STATUSES, CallbackKind, Lane, queue_name
+from dispatcher.contract import HELD_STATUSES, Lane, queue_name
 from dispatcher.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.health import metrics_route as registry_route
+from dispatcher.store import callback_inbox
 from dispatcher.store.schema import (
-    carrier_callbacks,
     dispatch_batches,
     messages,
     webhook_deliveries,
@@ -215,7 +215,6 @@ class BrokerCollector(Collector):
     # -- the message log --------------------------------------------------------------------------
     def _database(self, now: float) -> list[Metric]:
         m, b, w, e = messages.c, dispatch_batches.c, webhook_deliveries.c, webhook_endpoints.c
-        cb = carrier_callbacks.c
         with self.engine.connect() as conn:
             held = conn.execute(
                 select(m.status, func.count(), func.min(m.next_attempt_at))
@@ -234,9 +233,7 @@ class BrokerCollector(Collector):
                 )
             ).one()
             endpoints = conn.execute(select(e.state, func.count()).group_by(e.state)).all()
-            inbox = conn.execute(
-                select(cb.kind, func.count(), func.min(cb.received_at)).group_by(cb.kind)
-            ).all()
+            inbox = callback_inbox.waiting(conn)
 
         due_count = _gauge(
             "smsdispatch_scheduled_due_messages",
@@ -304,11 +301,9 @@ class BrokerCollector(Collector):
             "Age of the oldest carrier callback not yet applied (0 when none).",
             ["kind"],
         )
-        by_kind = {r[0]: (int(r[1]), r[2]) for r in inbox}
-        for kind in CallbackKind:
-            n, oldest = by_kind.get(kind, (0, None))
-            in_n.add_metric([str(kind)], n)
-            in_age.add_metric([str(kind)], _since(now, oldest))
+        for kind, (n, oldest) in inbox.items():
+            in_n.add_metric([kind], n)
+            in_age.add_metric([kind], _since(now, oldest))
         return [
             due_count,
             due_delay,

@@ -10,7 +10,7 @@ have their own thread, so they never wait behind a 10,000-recipient ``COPY`` of 
 they all join one group while it commits. Two threads taking turns on the same queue split
 small submissions into two half-size groups instead: measured in benchmark E (32 clients,
 single-recipient sends), that cost 472-498 µs of API CPU and 145-177 µs of PostgreSQL CPU per
-request against 399-417 and 120-124 with one thread, and p99 24-26 ms against 17-20 ms.
+request against 399-417 and 120-124 with one thread, and p99 24-27 ms against 17-20 ms.
 """
 
 from __future__ import annotations

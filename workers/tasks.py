@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection
 
 from dispatcher.contract import TASK_APPLY_REPORTS, TASK_RECONCILE, TASK_SEND_CHUNK
 from dispatcher.store import callback_inbox
@@ -93,7 +92,15 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     rt = runtime()
     now = time.time()
     try:
-        ids = payload["ids"] if "ids" in payload else _store_legacy(rt, payload, now)
+        ids = (
+            payload["ids"]
+            if "ids" in payload
+            else rt.store.run(
+                lambda conn: callback_inbox.add_task_payload(
+                    conn, callback_inbox.REPORT, payload, now, rt.settings.callback_lease_s
+                )
+            )
+        )
         outcomes = rt.store.run(
             lambda conn: apply_stored(
                 conn, rt.connector.parse_report, ids, now, rt.settings.report_retry_s
@@ -119,21 +126,3 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
             ignored=o.result.ignored,
             unreadable=o.unreadable,
         )
-
-
-def _store_legacy(rt: Any, payload: dict[str, Any], now: float) -> list[int]:
-    """Store an ``items`` payload in the callback inbox (one transaction); its row id."""
-    received = float(payload.get("first_received", payload.get("received_at", now)))
-
-    def add(conn: Connection) -> list[int]:
-        # Stored as received at its original arrival: the retry window counts from it.
-        return callback_inbox.add(
-            conn,
-            callback_inbox.REPORT,
-            str(payload["connection"]),
-            [payload["items"]],
-            received,
-            rt.settings.callback_lease_s,
-        )
-
-    return list(rt.store.run(add))

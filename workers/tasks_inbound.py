@@ -7,10 +7,8 @@ import time
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.config import Settings
 from dispatcher.contract import TASK_APPLY_INBOUND
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable
@@ -41,8 +39,14 @@ def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
     """
     rt = runtime()
     try:
-        ids = payload["ids"] if "ids" in payload else _store_legacy(rt.engine, rt.settings, payload)
         with rt.engine.begin() as conn:
+            ids = (
+                payload["ids"]
+                if "ids" in payload
+                else callback_inbox.add_task_payload(
+                    conn, callback_inbox.INBOUND, payload, time.time(), rt.settings.callback_lease_s
+                )
+            )
             rows = callback_inbox.lock(conn, ids, callback_inbox.INBOUND)
         for row in rows:
             _apply_row(rt, row)
@@ -69,16 +73,3 @@ def _apply_row(rt: Any, row: callback_inbox.StoredCallback) -> None:
         ms=round((time.perf_counter() - started) * 1000, 1),
         **{k: v for k, v in dataclasses.asdict(report).items() if v},
     )
-
-
-def _store_legacy(engine: Engine, settings: Settings, payload: dict[str, Any]) -> list[int]:
-    received = payload.get("received_at")
-    with engine.begin() as conn:
-        return callback_inbox.add(
-            conn,
-            callback_inbox.INBOUND,
-            str(payload["connection"]),
-            [payload["items"]],
-            float(received) if received is not None else time.time(),
-            settings.callback_lease_s,
-        )

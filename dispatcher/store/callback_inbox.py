@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, Select, and_, delete, func, select, update
 
 from dispatcher.contract import CallbackKind
 from dispatcher.store.schema import carrier_callbacks
@@ -69,6 +69,17 @@ def add(
     return ids
 
 
+def add_task_payload(
+    conn: Connection, kind: str, payload: Mapping[str, Any], now: float, lease_s: float
+) -> list[int]:
+    """Store a task payload of the format before the inbox (``{"connection", "items",
+    "received_at"}``, and ``first_received`` for a report that went round) as one row, dated
+    by its first arrival so the early-report window counts from it; its id."""
+    received = payload.get("first_received", payload.get("received_at"))
+    arrived = float(received) if received is not None else now
+    return add(conn, kind, str(payload["connection"]), [payload["items"]], arrived, lease_s)
+
+
 def take_due(
     conn: Connection, now: float, lease_s: float, limit: int = 500
 ) -> list[tuple[int, str]]:
@@ -97,14 +108,15 @@ def lock(conn: Connection, ids: Sequence[int], kind: str) -> list[StoredCallback
     if not ids:
         return []
     c = carrier_callbacks.c
-    query = (
-        select(c.id, c.kind, c.connection, c["items"], c.received_at, c.attempt)
-        .where(and_(c.id.in_(list(ids)), c.kind == kind))
-        .order_by(c.id)
-    )
+    query = _select_rows().where(and_(c.id.in_(list(ids)), c.kind == kind)).order_by(c.id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [_stored(r) for r in conn.execute(query)]
+
+
+def _select_rows() -> Select[Any]:
+    c = carrier_callbacks.c
+    return select(c.id, c.kind, c.connection, c["items"], c.received_at, c.attempt)
 
 
 def _stored(r: Any) -> StoredCallback:
@@ -125,7 +137,7 @@ def lock_fresh(
         return []
     c = carrier_callbacks.c
     query = (
-        select(c.id, c.kind, c.connection, c["items"], c.received_at, c.attempt)
+        _select_rows()
         .where(and_(c.kind == kind, c.attempt == 0, c.id.not_in(list(exclude))))
         .order_by(c.id)
         .limit(limit)
@@ -151,10 +163,14 @@ def postpone(
     )
 
 
-def waiting(conn: Connection) -> dict[str, int]:
-    """Rows waiting per kind (an exporter gauge: a growing inbox means applying lags)."""
+def waiting(conn: Connection) -> dict[str, tuple[int, float | None]]:
+    """Rows waiting per kind and the oldest one's arrival (the exporter's gauges: a growing
+    age means the dlr lane is not applying them)."""
     c = carrier_callbacks.c
-    counts: dict[str, int] = {str(k): 0 for k in CallbackKind}
-    for kind, n in conn.execute(select(c.kind, func.count()).group_by(c.kind)):
-        counts[str(kind)] = int(n)
-    return counts
+    found = {
+        str(kind): (int(n), oldest)
+        for kind, n, oldest in conn.execute(
+            select(c.kind, func.count(), func.min(c.received_at)).group_by(c.kind)
+        )
+    }
+    return {str(k): found.get(str(k), (0, None)) for k in CallbackKind}

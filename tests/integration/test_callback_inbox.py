@@ -56,7 +56,7 @@ def test_rows_are_leased_and_taken_again_only_when_due(engine: Engine) -> None:
         due = callback_inbox.take_due(conn, 130.0, 30)
         assert due == [(ids[0], "report"), (ids[1], "report"), (inbound, "inbound")]
         assert callback_inbox.take_due(conn, 130.0, 30) == []  # leased again by the take
-        assert callback_inbox.waiting(conn) == {"report": 2, "inbound": 1}
+        assert callback_inbox.waiting(conn) == {"report": (2, 100.0), "inbound": (1, 100.0)}
     with engine.begin() as conn:
         rows = callback_inbox.lock(conn, [*ids, inbound], REPORT)  # kind-filtered
         assert [(r.id, r.items, r.received_at, r.attempt) for r in rows] == [
