@@ -28,6 +28,7 @@
 //   POST /mo {"system_id", "source_addr", "destination_addr", "data_coding",
 //             "parts": ["..", ".."], "concat": "udh8" | "udh16" | "sar" | "payload",
 //             "message_id"}
+//   POST /send-raw {"hex"}         writes these bytes to every bound session
 //   POST /drop                     closes every SMPP connection (no unbind)
 //   POST /unbind                   sends unbind on every bound session
 "use strict";
@@ -146,14 +147,18 @@ function bindsOf(systemId) {
 }
 
 function sendRecorded(session, pdu, onResponse) {
-  const sent = session.send(pdu, onResponse);
-  // toBuffer() ran inside send(); encode again for the record (idempotent for our PDUs).
+  // Recorded before it is written, so that a test reading the record after the answer
+  // arrived always finds it. The package numbers requests in send() unless numbered already.
+  if (!pdu.isResponse() && !pdu.sequence_number) {
+    if (session.sequence === 0x7fffffff) session.sequence = 0;
+    pdu.sequence_number = ++session.sequence;
+  }
   record({
     dir: "out", session: session.sid, system_id: session.systemId || null,
     command: pdu.command, command_status: pdu.command_status,
-    sequence_number: pdu.sequence_number, hex: sent ? pdu.toBuffer().toString("hex") : null,
+    sequence_number: pdu.sequence_number, hex: pdu.toBuffer().toString("hex"),
   });
-  return sent;
+  return session.send(pdu, onResponse);
 }
 
 function onBind(session, pdu) {
@@ -270,7 +275,8 @@ function receipt(body) {
   const err = String(body.err === undefined ? 0 : body.err).padStart(3, "0");
   const state = body.state !== undefined ? body.state : STATE_OF_STAT[stat];
   const done = Date.now() / 1000;
-  const final = stat === "ENROUTE" || stat === "ACCEPTD" ? "" : smppDate(done);
+  // query_sm_resp's final_date is an absolute time, YYMMDDhhmmsstnnp (UTC: "000+").
+  const final = stat === "ENROUTE" || stat === "ACCEPTD" ? "" : smppDate(done) + "00000+";
   storeMessage({ message_id: m.message_id, state, error: Number(err), final_date: final });
   const text = `id:${m.message_id} sub:001 dlvrd:${body.dlvrd || (stat === "DELIVRD" ? "001" : "000")}` +
     ` submit date:${smppDate(m.submit_date)} done date:${smppDate(done)} stat:${stat}` +
@@ -408,6 +414,12 @@ const control = http.createServer(async (req, res) => {
     } else if (url.pathname === "/drop") {
       for (const s of sessions) s.destroy();
       out = { dropped: true };
+    } else if (url.pathname === "/send-raw") {
+      // Bytes as they are (a command we do not serve, a broken PDU) to every bound session.
+      const raw = Buffer.from(body.hex, "hex");
+      for (const s of sessions) if (s.mode) s.socket.write(raw);
+      record({ dir: "out", session: null, system_id: null, command: "raw", hex: body.hex });
+      out = { sent: true };
     } else if (url.pathname === "/unbind") {
       for (const s of sessions) if (s.mode) sendRecorded(s, new smpp.PDU("unbind"));
       out = { unbind: true };

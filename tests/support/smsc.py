@@ -41,12 +41,14 @@ class Smsc:
         accounts: dict[str, str] | None = None,
         max_binds: int = 0,
         port: int | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         if shutil.which("node") is None or not (SMSC_DIR / "node_modules" / "smpp").is_dir():
             raise SmscNotInstalled("test SMSC not installed: run scripts/ensure-services.sh smsc")
         self.state_dir = state_dir
         self.accounts = accounts or {ACCOUNT[0]: ACCOUNT[1]}
         self.max_binds = max_binds
+        self.tls = tls  # (key file, certificate file): the SMSC listens with TLS
         self.port = port or free_port()
         self.control_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -58,11 +60,15 @@ class Smsc:
         args = ["node", str(SMSC_DIR / "smsc.js"), "--port", str(self.port)]
         args += ["--control-port", str(self.control_port), "--state", self.state_dir]
         args += ["--max-binds", str(self.max_binds)]
+        if self.tls is not None:
+            args += ["--tls-key", self.tls[0], "--tls-cert", self.tls[1]]
         for system_id, password in self.accounts.items():
             args += ["--account", f"{system_id}:{password}"]
         log = open(os.path.join(self.state_dir, "smsc.log"), "ab")  # noqa: SIM115
         # stdin stays open while we live: the SMSC exits by itself when it closes.
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+        )
         log.close()
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -108,7 +114,9 @@ class Smsc:
         """Binds (open, peak, total per account), counters, unacknowledged deliveries."""
         return dict(self._call("GET", "/state"))
 
-    def pdus(self, command: str | None = None, direction: str | None = None) -> list[dict[str, Any]]:
+    def pdus(
+        self, command: str | None = None, direction: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every PDU recorded since the state folder was made (across restarts)."""
         out = []
         with open(os.path.join(self.state_dir, "pdus.jsonl"), encoding="utf-8") as fh:
@@ -135,7 +143,9 @@ class Smsc:
 
     def receipt(self, message_id: str, stat: str = "DELIVRD", **extra: Any) -> dict[str, Any]:
         """Send a delivery receipt for an accepted message."""
-        return dict(self._call("POST", "/receipt", {"message_id": message_id, "stat": stat, **extra}))
+        return dict(
+            self._call("POST", "/receipt", {"message_id": message_id, "stat": stat, **extra})
+        )
 
     def mo(self, source: str, destination: str, parts: list[str], **extra: Any) -> Any:
         """Send a mobile-originated message (several parts: ``concat`` udh8/udh16/sar/payload)."""
@@ -145,6 +155,10 @@ class Smsc:
     def drop_connections(self) -> None:
         """Close every SMPP connection at once (no unbind)."""
         self._call("POST", "/drop")
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are to every bound session."""
+        self._call("POST", "/send-raw", {"hex": data.hex()})
 
     def unbind_all(self) -> None:
         """Send unbind on every bound session."""

@@ -11,6 +11,7 @@ passwords gets accounts locked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,10 +99,8 @@ class Bind:
             await self.session.close()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def _state(self, state: str, detail: str = "") -> None:

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
@@ -190,46 +190,43 @@ def build_submits(
     """The submit_sm PDUs of one message (one per part, or one with ``message_payload``)."""
     kind = sender_kind(sender)
     src_ton, src_npi = (rules.source_ton_npi or {}).get(kind, DEFAULT_SOURCE_TON_NPI[kind])
-    base = {
-        "service_type": rules.service_type,
-        "source_addr_ton": src_ton,
-        "source_addr_npi": src_npi,
-        "source_addr": address(sender) if kind == "international" else sender,
-        "dest_addr_ton": rules.dest_ton_npi[0],
-        "dest_addr_npi": rules.dest_ton_npi[1],
-        "destination_addr": address(to),
-        "registered_delivery": rules.registered_delivery,
-        "validity_period": validity(validity_s) if validity_s else "",
-    }
+    base = SubmitSm(
+        service_type=rules.service_type,
+        source_addr_ton=src_ton,
+        source_addr_npi=src_npi,
+        source_addr=address(sender) if kind == "international" else sender,
+        dest_addr_ton=rules.dest_ton_npi[0],
+        dest_addr_npi=rules.dest_ton_npi[1],
+        destination_addr=address(to),
+        registered_delivery=rules.registered_delivery,
+        validity_period=validity(validity_s) if validity_s else "",
+    )
     parts = split_parts(text)
     flash_bits = FLASH_CLASS if flash else 0
-    if len(parts) == 1 or rules.concat is Concat.PAYLOAD:
-        coding, data = encode_text(text, rules)
-        if len(parts) == 1:
-            return [SubmitSm(**base, data_coding=coding | flash_bits, short_message=data)]
+    # One data_coding for the whole message: split_parts chose one encoding for all parts.
+    coding, data = encode_text(text, rules)
+    if len(parts) == 1:
+        return [replace(base, data_coding=coding | flash_bits, short_message=data)]
+    if rules.concat is Concat.PAYLOAD:
         payload: Tlvs = {Tag.MESSAGE_PAYLOAD: data}
-        return [SubmitSm(**base, data_coding=coding | flash_bits, tlvs=payload)]
-    # One data_coding for every part, so a text mixing GSM-7 and UCS-2 parts is not possible:
-    # split_parts already chose one encoding for the whole text.
-    coding, _ = encode_text(text, rules)
+        return [replace(base, data_coding=coding | flash_bits, tlvs=payload)]
     total = len(parts)
     out = []
     for seq, part in enumerate(parts, 1):
-        _, data = encode_text(part, rules) if coding != DC_UCS2 else (coding, part.encode("utf-16-be"))
+        _, data = encode_text(part, rules)
         if rules.concat is Concat.SAR:
             tlvs = sar_tlvs(concat_ref(ref, 16), total, seq)
-            out.append(SubmitSm(**base, data_coding=coding | flash_bits, short_message=data, tlvs=tlvs))
+            out.append(
+                replace(base, data_coding=coding | flash_bits, short_message=data, tlvs=tlvs)
+            )
             continue
         if rules.concat is Concat.UDH16:
             udh = bytes((6, 0x08, 4)) + concat_ref(ref, 16).to_bytes(2, "big") + bytes((total, seq))
         else:
             udh = bytes((5, 0x00, 3, concat_ref(ref, 8), total, seq))
         out.append(
-            SubmitSm(
-                **base,
-                esm_class=ESM_UDHI,
-                data_coding=coding | flash_bits,
-                short_message=udh + data,
+            replace(
+                base, esm_class=ESM_UDHI, data_coding=coding | flash_bits, short_message=udh + data
             )
         )
     return out

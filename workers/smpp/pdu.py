@@ -198,11 +198,50 @@ class ShortMessage(Pdu):
         )
 
     def _read(self, r: _Reader) -> None:
+        # The hot path of receipts: the fixed layout read with local variables, not a call
+        # per field (about half the CPU of the generic reader).
+        data, pos = r.data, r.pos
+        try:
+            end = data.index(0, pos, pos + 6)
+            self.service_type = data[pos:end].decode("latin-1")
+            self.source_addr_ton, self.source_addr_npi = data[end + 1], data[end + 2]
+            pos = end + 3
+            # Real SMSCs send longer addresses than the specification's 21 (alphanumeric MO
+            # gateways, numbers with prefixes): read up to 65 rather than refuse the PDU.
+            end = data.index(0, pos, pos + 65)
+            self.source_addr = data[pos:end].decode("latin-1")
+            self.dest_addr_ton, self.dest_addr_npi = data[end + 1], data[end + 2]
+            pos = end + 3
+            end = data.index(0, pos, pos + 65)
+            self.destination_addr = data[pos:end].decode("latin-1")
+            self.esm_class, self.protocol_id, self.priority_flag = data[end + 1 : end + 4]
+            pos = end + 4
+            end = data.index(0, pos, pos + 17)
+            self.schedule_delivery_time = data[pos:end].decode("latin-1")
+            pos = end + 1
+            end = data.index(0, pos, pos + 17)
+            self.validity_period = data[pos:end].decode("latin-1")
+            pos = end + 1
+            (
+                self.registered_delivery,
+                self.replace_if_present_flag,
+                self.data_coding,
+                self.sm_default_msg_id,
+                length,
+            ) = data[pos : pos + 5]
+        except (ValueError, IndexError):
+            # Truncated or unterminated: the generic reader names the field.
+            r.pos = r.start
+            self._read_slowly(r)
+            return
+        r.pos = pos + 5
+        self.short_message = r.take(length, "short_message")
+        self.tlvs = r.tlvs()
+
+    def _read_slowly(self, r: _Reader) -> None:
         self.service_type = r.cstr("service_type", 6)
         self.source_addr_ton = r.u8("source_addr_ton")
         self.source_addr_npi = r.u8("source_addr_npi")
-        # Real SMSCs send longer addresses than the specification's 21 (alphanumeric MO
-        # gateways, numbers with prefixes): read up to 65 rather than refuse the PDU.
         self.source_addr = r.cstr("source_addr", 65)
         self.dest_addr_ton = r.u8("dest_addr_ton")
         self.dest_addr_npi = r.u8("dest_addr_npi")
@@ -360,6 +399,11 @@ class Unknown(Pdu):
     COMMAND = Command.GENERIC_NACK  # never encoded; the real id is in ``raw_command_id``
     raw_command_id: int = 0
 
+    @property
+    def is_response(self) -> bool:
+        """Whether the unknown command id has the response bit."""
+        return bool(self.raw_command_id & RESPONSE_BIT)
+
 
 _TYPES: dict[int, type[Pdu]] = {
     int(cls.COMMAND): cls
@@ -496,11 +540,12 @@ def _tlv_bytes(tlvs: Tlvs) -> bytes:
 class _Reader:
     """Reads a PDU body; every error names the field."""
 
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "pos", "start")
 
     def __init__(self, data: bytes, pos: int) -> None:
         self.data = data
         self.pos = pos
+        self.start = pos
 
     @property
     def done(self) -> bool:

@@ -16,6 +16,7 @@ raises :class:`~workers.smpp.errors.NotBound` / :class:`WindowBusy`: certainly n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import ssl
 import time
@@ -154,10 +155,8 @@ class Session(asyncio.Protocol):
         while self._pending and self._loop.time() < deadline and not self.closed.done():
             await asyncio.sleep(0.01)
         if not self.closed.done():
-            try:
+            with contextlib.suppress(SmppError):  # closing anyway
                 await self.request(p.Unbind(), self.config.unbind_timeout_s, force=True)
-            except SmppError:
-                pass  # closing anyway
         self.abort()
         await asyncio.shield(self.closed)
 
