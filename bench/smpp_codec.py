@@ -43,6 +43,22 @@ def _our_part() -> p.SubmitSm:
     return build_submits("msg-1", "+48500100200", "MyShop", TEXT, EncodingRules())[0]
 
 
+def _fields(part: p.SubmitSm) -> dict[str, Any]:
+    """The submit_sm fields the byte-taking libraries are given (the same PDU as ours)."""
+    return {
+        "source_addr_ton": part.source_addr_ton,
+        "source_addr_npi": part.source_addr_npi,
+        "source_addr": part.source_addr,
+        "dest_addr_ton": 1,
+        "dest_addr_npi": 1,
+        "destination_addr": part.destination_addr,
+        "esm_class": part.esm_class,
+        "registered_delivery": 1,
+        "data_coding": 0,
+        "short_message": part.short_message,
+    }
+
+
 def _receipt_bytes() -> bytes:
     pdu = p.DeliverSm(
         sequence=7,
@@ -93,20 +109,7 @@ def smpplib_ops() -> dict[str, Callable[[], Any]]:
     client = Sequence()
 
     def encode() -> bytes:
-        pdu = smpplib.smpp.make_pdu(
-            "submit_sm",
-            client=client,
-            source_addr_ton=part.source_addr_ton,
-            source_addr_npi=part.source_addr_npi,
-            source_addr=part.source_addr,
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr=part.destination_addr,
-            esm_class=part.esm_class,
-            data_coding=0,
-            registered_delivery=1,
-            short_message=part.short_message,
-        )
+        pdu = smpplib.smpp.make_pdu("submit_sm", client=client, **_fields(part))
         return bytes(pdu.generate())
 
     def receipt() -> tuple[str | None, str | None]:
@@ -155,19 +158,7 @@ def smpp34_ops() -> dict[str, Callable[[], Any]]:
     raw = _receipt_bytes()
 
     def encode() -> bytes:
-        sm = smpp34.SubmitSm(
-            source_addr_ton=part.source_addr_ton,
-            source_addr_npi=part.source_addr_npi,
-            source_addr=part.source_addr,
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr=part.destination_addr,
-            esm_class=part.esm_class,
-            registered_delivery=1,
-            data_coding=0,
-            short_message=part.short_message,
-        )
-        return bytes(sm.encode())
+        return bytes(smpp34.SubmitSm(**_fields(part)).encode())
 
     def receipt() -> tuple[str | None, str | None]:
         d = smpp34.decode(raw)
