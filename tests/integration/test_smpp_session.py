@@ -221,10 +221,11 @@ async def test_throttling_and_permanent_answers_translate(smsc: Smsc) -> None:
 
 async def test_window_bounds_outstanding_submits_and_silence_is_ambiguous(smsc: Smsc) -> None:
     smsc.answer_submits(default="silent")
-    session = await Session.open(config(smsc, window=5, response_timeout_s=1.0))
+    session = await Session.open(config(smsc, window=5, response_timeout_s=2.0))
     sms = [build_submits(f"m{i}", TO, "MyShop", "hi", RULES)[0] for i in range(8)]
     results = [asyncio.ensure_future(session.submit(sm)) for sm in sms]
-    await asyncio.sleep(0.5)
+    await until(lambda: len(submits_seen(smsc)) == 5, timeout=1.5)
+    await asyncio.sleep(0.05)
     assert len(submits_seen(smsc)) == 5 and session.in_window == 5  # the window held 3 back
     done = await asyncio.gather(*results, return_exceptions=True)
     assert all(isinstance(d, SubmitUnanswered) and d.reason == "timeout" for d in done)
@@ -324,9 +325,8 @@ async def test_bind_limit_of_the_account_is_enforced_by_the_smsc() -> None:
 
 async def test_enquire_link_keeps_the_line_and_graceful_close_unbinds(smsc: Smsc) -> None:
     session = await Session.open(config(smsc, enquire_link_s=0.2))
-    await asyncio.sleep(0.9)
-    assert len(smsc.pdus("enquire_link", "in")) >= 2
-    assert len(smsc.pdus("enquire_link_resp", "out")) == len(smsc.pdus("enquire_link", "in"))
+    await until(lambda: len(smsc.pdus("enquire_link_resp", "out")) >= 2)
+    assert session.bound
     await session.close()
     assert [e["command"] for e in smsc.pdus(direction="in")][-1] == "unbind"
     assert smsc.pdus("unbind_resp", "out")
