@@ -2,8 +2,9 @@
 # Make sure Redis and PostgreSQL answer on 127.0.0.1 (6379, 5432): start them when installed but
 # stopped, install them from Debian's packages when missing. Used by .ci/run and `make test`.
 # `chromium`: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; its
-# own browser download does not work offline).
-# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium]   (default: redis postgres)
+# own browser download does not work offline). `smsc`: the independent SMPP server of the SMPP
+# tests (Debian's nodejs and npm, then `npm ci` in tests/smsc).
+# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc]   (default: redis postgres)
 set -euo pipefail
 want=("$@"); [[ ${#want[@]} -eq 0 ]] && want=(redis postgres)
 SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -48,6 +49,10 @@ ensure_postgres() {
 
 ensure_chromium() {
   [[ -x /usr/bin/chromium ]] || apt_install chromium
+}
+
+ensure_smsc() {
+  "$(dirname "$0")/../tests/smsc/install.sh"
 }
 
 for s in "${want[@]}"; do "ensure_$s"; done
