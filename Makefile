@@ -82,7 +82,7 @@ clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (issue 3): everything on this machine; results in bench/results/latest.json and
-# docs/benchmarks.md. SCENARIO=B runs one scenario.
+# bench/results/runs/<run>.md, summarised in docs/benchmarks.md. SCENARIO=B runs one scenario.
 bench: $(STAMP) services
 	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO),)
 
