@@ -397,7 +397,7 @@ class Faults:
 
 
 def _ready(api_url: str) -> bool:
-    from tests.support.stack import LOCAL  # one client: httpx.get() costs ~45 ms of CPU a call
+    from tests.support.stack import LOCAL  # one client: httpx.get() builds one (and TLS) a call
 
     try:
         return LOCAL.get(api_url + "/readyz", timeout=1).status_code == 200
