@@ -82,7 +82,7 @@ clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (issue 3): everything on this machine; results in bench/results/latest.json and
-# docs/benchmarks.md. SCENARIO=B runs one scenario.
+# bench/results/runs/<run>.md, summarised in docs/benchmarks.md. SCENARIO=B runs one scenario.
 bench: $(STAMP) services
 	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO),)
 
@@ -92,7 +92,7 @@ bench-quick: $(STAMP) services
 # Chaos run (issue 7): the pipeline on PostgreSQL while workers are SIGKILLed, a private Redis
 # is restarted, database connections are cut, the carrier fails and the webhook receiver is down;
 # then a reconciliation against the carrier's and the receiver's records (docs/reliability.md).
-# `make chaos` (20,000 messages, ~7 min, up to 30) appends its figures to docs/reliability.md;
+# `make chaos` (20,000 messages, ~7 min, up to 30) writes its log to chaos/results/runs/;
 # `make chaos-quick` (2,000, ~3 min, CI) writes var/chaos/latest.json. SEED=n repeats a schedule.
 chaos: $(STAMP) services
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/python -m chaos.run $(if $(SEED),--seed $(SEED),)

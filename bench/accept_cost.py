@@ -1,7 +1,7 @@
 """CPU cost of the accept path's group commit, in process, on real PostgreSQL and Redis.
 
-Scenario E's req/s moves by ±30 % between identical 8-s runs on a shared 2-core machine, which
-hides a 10 % change in the code. This measures what the code controls: the writer's CPU per
+Scenario E's req/s moves more between identical 8-s runs on a shared 2-core machine than a
+10 % change in the code would. This measures what the code controls: the writer's CPU per
 submission (``time.process_time`` of this process) and the PostgreSQL backend's CPU per
 submission (psutil on the backend process), for groups of ``--group`` single-recipient
 submissions, the shape the API's writer threads see at 32 concurrent clients. Minimum over

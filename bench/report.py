@@ -1,4 +1,7 @@
-"""``bench/results/latest.json`` and the dated section appended to ``docs/benchmarks.md``."""
+"""``bench/results/latest.json`` and the run's Markdown log, ``bench/results/runs/<run>.md``.
+
+``docs/benchmarks.md`` is a summary curated by hand from these logs; a run never edits it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 from bench.common import Ctx
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
+RUNS = ROOT / "bench" / "results" / "runs"
 
 # (scenario, key, target, goal, higher_is_better, unit)
 FIGURES: list[tuple[str, str, float | None, float | None, bool, str]] = [
@@ -200,7 +203,7 @@ def write(
     total_s: float,
     docs: bool = True,
 ) -> Path | None:
-    """Write/merge the JSON; append the dated section to the doc (returns its path)."""
+    """Write/merge the JSON and the run's log ``RUNS/<run>.md`` (returns the log's path)."""
     ceiling_per_s = ceiling.get("single_req_per_s")
     common = {
         "commit": mach["commit"],
@@ -243,12 +246,12 @@ def write(
     tmp.replace(out)
     if not docs:
         return None
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    if not DOC.exists():
-        DOC.write_text("# Benchmarks\n\n## Run log\n")
-    with DOC.open("a", encoding="utf-8") as fh:
-        fh.write("\n" + section(results, ceiling, mach, ctx, total_s) + "\n")
-    return DOC
+    log = RUNS / f"{ctx.run_id}.md"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        section(results, ceiling, mach, ctx, total_s).rstrip("\n") + "\n", encoding="utf-8"
+    )
+    return log
 
 
 def _cpu_line(cpu: dict[str, Any] | None) -> str:
@@ -284,7 +287,7 @@ def _profile_lines(profile: dict[str, Any] | None) -> list[str]:
 def section(
     results: dict[str, Any], ceiling: dict[str, Any], mach: dict[str, Any], ctx: Ctx, total_s: float
 ) -> str:
-    """The Markdown appended to the doc for one run."""
+    """The Markdown log of one run (charts linked relative to ``RUNS``)."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     form = "quick" if ctx.quick else "full"
     flags = (" --quick" if ctx.quick else "") + (" --profile" if ctx.profile else "")
@@ -292,7 +295,7 @@ def section(
     if len(results) == 1:
         flags += f" --scenario {next(iter(results))}"
     out = [
-        f"### {when}: {form} run `{ctx.run_id}`",
+        f"# {when}: {form} run `{ctx.run_id}`",
         "",
         f"Machine: {mach['nproc']} cores ({mach['cpu_model']}), {mach['ram_gb']} GB RAM, "
         f"Linux {mach['kernel']}, Python {mach['python']}, PostgreSQL {mach['postgres']}, "
@@ -331,7 +334,7 @@ def section(
                 )
         out.extend(_profile_lines(res.get("profile")))
         if res.get("chart"):
-            chart = os.path.relpath(ROOT / res["chart"], DOC.parent)
+            chart = os.path.relpath(ROOT / res["chart"], RUNS)
             out.append(f"\n![{name}]({chart})")
         out.append("")
     if ctx.notes:

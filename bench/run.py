@@ -8,8 +8,8 @@ matplotlib, py-spy; ``wrk`` from Debian when missing and apt-get is usable), the
 carrier's own ceiling and runs the scenarios in order. A scenario that fails is recorded with
 its error and the others still run. Results: ``--out`` (merged with the previous file when only
 some scenarios ran), PNG charts under ``bench/results/charts/``, py-spy profiles under
-``bench/results/profiles/``, process logs under ``bench/results/logs/<run>/``, and a dated
-section appended to ``docs/benchmarks.md``.
+``bench/results/profiles/``, process logs under ``bench/results/logs/<run>/``, and the run's
+Markdown log in ``bench/results/runs/<run>.md`` (``docs/benchmarks.md`` summarises the latest).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short form of every scenario")
     p.add_argument("--profile", action="store_true", help="py-spy + PostgreSQL sampling")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline runs")
-    p.add_argument("--no-docs", action="store_true", help="do not append to docs/benchmarks.md")
+    p.add_argument(
+        "--no-docs", action="store_true", help="do not write bench/results/runs/<run>.md"
+    )
     p.add_argument(
         "--analyze",
         action="store_true",

@@ -20,10 +20,10 @@ from bench.scenario_b import start_pipeline
 from bench.stack import BenchStack, CpuMeter
 
 # A's carrier takes 500 recipients per request, so a bulk process waits on PostgreSQL (claim,
-# then record) for much of a chunk; with 2 processes the machine was 86 % busy. A third fills
-# that wait: alternated single runs at 4fe02be gave 11,916 and 12,184 msg/s with 3 processes
-# against 10,937 and 10,995 with 2. B (one carrier request per message, CPU-bound in the
-# workers) is faster with 2 (scenario_b.BULK_CONCURRENCY).
+# then record) for much of a chunk and 2 processes leave the machine idle part of the time. A
+# third fills that wait (alternated runs: docs/benchmarks.md, "What limits each row"). B (one
+# carrier request per message, CPU-bound in the workers) is faster with 2
+# (scenario_b.BULK_CONCURRENCY).
 A_BULK_CONCURRENCY = 3
 
 SETTINGS = {"carrier_batch_size": 500, "chunk_size": 500, "carrier_tps": 1_000_000}

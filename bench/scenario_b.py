@@ -15,10 +15,9 @@ from bench.profiling import Profiler
 from bench.stack import BenchStack, CpuMeter
 
 SETTINGS = {"carrier_batch_size": 1, "chunk_size": 500, "carrier_tps": 1_000_000}
-# As the Procfile: one process per core. With the aiohttp carrier client a third process
-# helped (B: 2,793-3,008 msg/s with 2, 3,112-4,140 with 3); with the wire client, which
-# spends a quarter of the CPU per request, 2 win: 7,035, 7,187, 7,646 against 6,065, 6,320,
-# 6,527 msg/s, alternated (docs/benchmarks.md).
+# As the Procfile: one process per core. B is CPU-bound in the workers (one carrier request
+# per message), so a third process on 2 cores only adds contention; alternated runs of 2
+# against 3 are in docs/benchmarks.md ("What limits each row").
 BULK_CONCURRENCY = 2
 
 

@@ -57,7 +57,7 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float
 
 
 # One client for every loopback call: httpx.get() builds a client, and with it a TLS context,
-# per call (~45 ms of CPU here), which turned each polling loop into a busy core.
+# per call, which turned each polling loop into a busy core (docs/benchmarks.md).
 LOCAL = httpx.Client(timeout=30)
 
 
@@ -109,8 +109,7 @@ def reset_database(env: dict[str, str]) -> None:
         conn.execute(f'CREATE DATABASE "{BENCH_DB}" TEMPLATE "{template}"')
         # Start every scenario with nothing left to flush: without this the kernel writes the
         # previous scenario's and the copy's dirty pages ~30 s later (vm.dirty_expire_centisecs),
-        # in the middle of the next measurement, and every commit waits behind them (E: four
-        # COMMITs of 400 ms at once, 30 s after the copy, PostgreSQL's slow-statement log).
+        # in the middle of the next measurement, and every commit waits behind them.
         conn.execute("CHECKPOINT")
     os.sync()
 

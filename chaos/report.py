@@ -1,4 +1,4 @@
-"""The long chaos run's section of ``docs/reliability.md``."""
+"""The long chaos run's Markdown log, ``chaos/results/runs/<start>-seed<seed>.md``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from typing import Any
 
 
 def markdown_section(doc: dict[str, Any]) -> str:
-    """A dated section: figures, faults with their exact times, violations."""
+    """One run's log: figures, faults with their exact times, violations."""
     f = doc["figures"]
     carrier = doc["carrier"]
     by_lane = doc["accepted_by_lane"]
     lines = [
-        "",
-        f"## Long run, {doc['started_at']} (seed {doc['seed']})",
+        f"# Long run, {doc['started_at']} (seed {doc['seed']})",
         "",
         f"Result: **{'pass' if doc['ok'] else 'FAIL'}**. Command: "
         f"`make chaos` (`python -m chaos.run --seed {doc['seed']}` repeats the schedule).",

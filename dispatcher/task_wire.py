@@ -1,8 +1,9 @@
 """Celery task messages (protocol 2) as kombu's Redis transport stores them, built without kombu.
 
-The API publishes one task per dispatch batch. Going through ``Celery.send_task`` costs ~150 µs
-of Python per task (producer pool, routing, a binding lookup round trip, stdlib JSON twice);
-building the same bytes here costs a few µs, and every task of a group commit goes to Redis in
+The API publishes one task per dispatch batch. ``Celery.send_task`` does far more Python work
+per task than the message needs (producer pool, routing, a binding lookup round trip, stdlib
+JSON twice) on the accept path, which is CPU-bound (docs/benchmarks.md, "Measurements behind code
+choices"); here the bytes are built directly, and every task of a group commit goes to Redis in
 one pipelined round trip. The workers consume these messages unchanged: they are what
 ``send_task(name, args=[payload], queue=q)`` writes with this project's configuration (JSON
 serialiser, anonymous exchange, priority 0), which ``tests/unit/test_task_wire.py`` checks key

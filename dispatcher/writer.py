@@ -7,10 +7,9 @@ the handlers. The library producer calls :meth:`SubmissionWriter.write` directly
 
 Two threads, split by size, not by turn: small submissions (an OTP, a single-recipient send)
 have their own thread, so they never wait behind a 10,000-recipient ``COPY`` of a campaign, and
-they all join one group while it commits. Two threads taking turns on the same queue split
-small submissions into two half-size groups instead: measured in benchmark E (32 clients,
-single-recipient sends), that cost 472-498 µs of API CPU and 145-177 µs of PostgreSQL CPU per
-request against 399-417 and 120-124 with one thread, and p99 24-27 ms against 17-20 ms.
+they all join one group while it commits. Two threads taking turns on the same queue would
+split small submissions into two half-size groups instead: twice the commits, more CPU per
+request and a longer tail (benchmark E, docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -138,7 +138,16 @@ INTRO = (
 )
 
 
+INLINE = "curl"  # the language shown inline in docs/snippets.md: the HTTP exchange itself
+
+
 def _markdown(spec: dict[str, Any], sections: list[Any]) -> str:
+    """An index: one row per snippet, a link per language, and the cURL form of each inline.
+
+    The files under ``docs/snippets/`` and the ``/docs/snippets`` page hold every language in
+    full; repeating all of them here would make a page nobody reads to the end.
+    """
+    languages = spec["languages"]
     lines = [
         "# Snippets",
         "",
@@ -146,14 +155,29 @@ def _markdown(spec: dict[str, Any], sections: list[Any]) -> str:
         "",
         INTRO,
         "",
+        "Every language in full on one page: `/docs/snippets` of a running API.",
+        "",
+        "| | " + " | ".join(lang["title"] for lang in languages.values()) + " |",
+        "|---" * (len(languages) + 1) + "|",
     ]
     for snippet, rendered in sections:
+        anchor = _anchor(snippet["title"])
+        links = [f"[{path.rsplit('/', 1)[1]}]({path[len('docs/') :]})" for _, path, _ in rendered]
+        lines.append(f"| [{snippet['title']}](#{anchor}) | " + " | ".join(links) + " |")
+    lines.append("")
+    for snippet, rendered in sections:
+        language, path, text = next(r for r in rendered if r[0] == INLINE)
+        lang = languages[language]
         lines += [f"## {snippet['title']}", ""]
-        for language, path, text in rendered:
-            lang = spec["languages"][language]
-            lines += [f"### {lang['title']}", "", f"[`{path}`]({path[len('docs/') :]})", ""]
-            lines += [f"```{lang['fence']}", text.rstrip("\n"), "```", ""]
+        lines += [f"{lang['title']}, [`{path}`]({path[len('docs/') :]}):", ""]
+        lines += [f"```{lang['fence']}", text.rstrip("\n"), "```", ""]
     return "\n".join(lines)
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes."""
+    kept = "".join(c for c in title.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
 
 
 def _page(spec: dict[str, Any], sections: list[Any]) -> str:

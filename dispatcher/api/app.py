@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
 
     app.add_route("/metrics", metrics.metrics_endpoint, include_in_schema=False)
     # First added, so innermost: sends skip FastAPI's routing and dependency solving (CPU-bound
-    # accept path, docs/benchmarks.md) and pass through every other middleware.
+    # accept path, docs/benchmarks.md, scenario E) and pass through every other middleware.
     app.add_middleware(FastSend)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
     app.add_middleware(metrics.MetricsMiddleware)  # added last: outermost, sees the guard's 413/415

@@ -33,8 +33,8 @@ def iso(ts: float | None) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _iso_ms(ms: int) -> str:
-    # Cached: the messages of one submission share their times, and a 10,000-recipient answer
-    # formatted the same instant 20,000 times (13 % of the API's CPU in benchmark A).
+    # Cached: the messages of one submission share their times, so a 10,000-recipient answer
+    # would otherwise format the same instant 20,000 times (docs/benchmarks.md, scenario A).
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 

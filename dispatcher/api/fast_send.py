@@ -1,7 +1,7 @@
 """``POST /v2.1/sms`` without FastAPI's per-request machinery, same endpoint, same dependencies.
 
 Profiled at 32 concurrent clients, FastAPI's routing, dependency solving and parameter
-validation took more CPU than the endpoint itself (about 55 % of a request, writer aside). This
+validation took more CPU than the endpoint itself (docs/benchmarks.md, scenario E). This
 middleware answers the send route by calling the route's own dependencies and endpoint
 directly, planned once from the route's ``dependant`` (so dependencies added to the route, its
 router or the app are honoured), and renders exceptions with the app's own exception handlers.

@@ -1,15 +1,15 @@
 """Run the API: one uvicorn process, or several that each own a ``SO_REUSEPORT`` socket.
 
 Why not uvicorn's own ``--workers``: its processes share one listening socket, and whichever
-is awake when clients connect accepts them all. In scenario E (32 keep-alive clients, 2
-processes) one process served ~97 % of the requests while the other idled, so the API ran on
-one core. With a socket per process the kernel spreads new connections across the
-processes by a hash of the address pair (``docs/benchmarks.md``, "API processes").
+is awake when clients connect accepts them all, so with keep-alive clients one process can
+serve nearly every request while the others idle, and the API runs on one core. With a socket
+per process the kernel spreads new connections across the processes by a hash of the address
+pair (``docs/benchmarks.md``, "Measurements behind code choices").
 
 Each process freezes the garbage collector's view of what exists once it has started (the app,
 its settings, pools, imported modules: nothing that becomes garbage), so a full collection scans
-the few thousand objects of requests in flight instead of ~145,000: in E, full collections
-took up to 80-165 ms with them (wall time on a busy machine) and set the latency tail.
+the few thousand objects of requests in flight instead of every start-up object: collections
+that walk all of those stall the event loop and set the latency tail (docs/benchmarks.md).
 
 The parent binds nothing and serves nothing: it starts the children, restarts one that dies
 (a child that fails at startup stops the whole API instead, as a bad configuration would fail

@@ -34,7 +34,7 @@ class ConnectionConfig:
     tps: float
     # Share of ``tps`` left unused: the limiter grants on schedule, but a sender stalled between
     # the grant and the HTTP write delivers late and bunched, so the carrier's own 1-s windows
-    # can exceed what was granted in any 1-s window (+3 % measured in benchmark D).
+    # can exceed what was granted in any 1-s window (benchmark D, docs/benchmarks.md).
     headroom: float = 0.0
     # Concurrent requests over all worker processes; ``None`` (implicit default connection
     # only) keeps the per-process limit ``SMSDISPATCH_CARRIER_MAX_IN_FLIGHT``.

@@ -27,8 +27,8 @@ encoded to Latin-1 bytes (``"€"`` counted with ``str.count``) and checked with
 ``bytes.translate(None, delete)`` against precomputed byte sets; texts with Greek capitals fall
 back to a precompiled regex character class. UCS-2 counting uses ``str.encode("utf-16-le")``.
 Python loops run per part, never per character (except to step back over at most the extension
-characters at a part boundary). Results are shared immutable :class:`SegmentInfo` instances.
-Measured on a shared 2-core box: ``count_parts`` ~0.6-1.1 us for 1-3 part GSM-7 texts.
+characters at a part boundary). Results are shared immutable :class:`SegmentInfo` instances
+(timings: docs/benchmarks.md, "Measurements behind code choices").
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ _INFO_CACHE_MAX: Final[int] = 8192
 def _segment_info(
     encoding: Encoding, units: int, parts: int, per_part: int, remaining: int
 ) -> SegmentInfo:
-    """Return a (shared, immutable) SegmentInfo; building a frozen dataclass costs ~1 us."""
+    """Return a (shared, immutable) SegmentInfo: building a frozen dataclass per call would
+    cost as much as the counting itself."""
     key = (encoding, units, parts, remaining)  # per_part follows from encoding and parts
     info = _INFO_CACHE.get(key)
     if info is None:

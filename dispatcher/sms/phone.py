@@ -41,9 +41,9 @@ Speed: input that is already ``+`` followed by digits takes a fast path that spl
 code itself instead of running ``phonenumbers.parse``; it builds the very same ``PhoneNumber``
 (whenever ``parse`` might transform the number - a leading ``0`` after the calling code, or a
 national prefix of that country - the fast path defers to ``parse``). Validation always runs:
-the cheap plausibility test first, ``is_valid_number`` (~6 us) only when it fails or in strict
-mode. Measured: ~3.5 us per canonical E.164 number, ~4.5 us per formatted international number,
-~15 us per national-format number (that one goes through ``phonenumbers.parse``).
+the cheap plausibility test first, ``is_valid_number`` (dearer than the rest of the path
+together) only when it fails or in strict mode. Timings: docs/benchmarks.md, "Measurements
+behind code choices".
 """
 
 from __future__ import annotations

@@ -37,10 +37,11 @@ def make_engine(url: str, pool_size: int = 5, plan_each_run: bool = False) -> En
     rows out of ``messages`` by id or by state while the table grows or drains by the hundred
     thousand: psycopg prepares a statement after five runs, and PostgreSQL then keeps a generic
     plan made for the table's size at that moment. A priority worker that started on a nearly
-    empty log claimed each OTP with a sequential scan of 30,000-40,000 rows (20-30 ms,
-    auto_explain in scenario C: OTP p99 91 ms, 40 ms without) until autovacuum re-analysed the
-    table. Not for the API: its group commit re-plans every INSERT of an ``executemany`` (E:
-    ~50 µs more PostgreSQL CPU per request) and its statements do not choose between plans.
+    empty log kept claiming each OTP with a sequential scan of the grown table until autovacuum
+    re-analysed it (``tests/integration/test_plan_each_run.py``; the effect on scenario C is in
+    docs/benchmarks.md). Not for the API: its group commit would re-plan every INSERT of an
+    ``executemany``, costing PostgreSQL CPU per request, and its statements do not choose
+    between plans.
     """
     url = normalize_url(url)
     if is_sqlite(url):

@@ -136,7 +136,7 @@ messages = Table(
     Index("ix_messages_account_phone", "account_id", "phone"),
     Index("ix_messages_account_external", "account_id", "external_id"),
     # The panel's sender filter: without it a sender with no messages scans the whole account
-    # (964 ms on 1M rows; 0.1 ms with it, bench/panel_search.py).
+    # (docs/panel.md, "Speed on 1,000,000 messages").
     Index("ix_messages_account_sender_created", "account_id", "sender", "created_at"),
     Index("ix_messages_submission", "submission_id"),
     Index("ix_messages_batch", "batch_id"),

@@ -1,9 +1,8 @@
 """Connector for the carrier simulator's HTTP JSON API (``docs/simulator.md``).
 
 The hot path uses our lean HTTP/1.1 client (:mod:`workers.connectors.wire`) rather than httpx or
-aiohttp: measured on this machine it costs a fraction of their CPU per request
-(``docs/client-choice.md``). Its errors never leave the connectors; they become
-:mod:`workers.errors` types in :func:`translate`.
+aiohttp: it costs a fraction of their CPU per request (``docs/client-choice.md``). Its errors
+never leave the connectors; they become :mod:`workers.errors` types in :func:`translate`.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 per connection, responses parsed by ``httptools`` (llhttp, the parser inside Node.js and
 uvicorn).
 
-Why not aiohttp here: a carrier submit is a small POST to one origin, and aiohttp spent ~63 %
+Why not aiohttp here: a carrier submit is a small POST to one origin, and aiohttp spent most
 of the bulk workers' CPU in scenario B doing it (header multidicts, URL objects, tracing hooks,
-a task per request). This client keeps only what that call needs and measured about a quarter
-of aiohttp's CPU per request (``docs/client-choice.md``). Everything else that speaks HTTP
-(webhooks, the SDK, tools) keeps its general-purpose client.
+a task per request). This client keeps only what that call needs, at a fraction of aiohttp's
+CPU per request (figures and the command: ``docs/client-choice.md``). Everything else that
+speaks HTTP (webhooks, the SDK, tools) keeps its general-purpose client.
 
 What it does and does not do:
 
