@@ -92,21 +92,14 @@ class FakeLog:
 
 def sync_client(handler: Any, attempts: int = 4) -> SmsClient:
     """A client whose requests go to ``handler``."""
-    return SmsClient(
-        "k",
-        "a",
-        "http://api.test",
-        retry=RetryPolicy(attempts=attempts, base=0.5, max_delay=8),
-        transport=httpx.MockTransport(handler),
-    )
+    return SmsClient("k", "a", "http://api.test", **_fake(handler, attempts))
 
 
 def async_client(handler: Any, attempts: int = 4) -> AsyncSmsClient:
     """The asyncio client whose requests go to ``handler``."""
-    return AsyncSmsClient(
-        "k",
-        "a",
-        "http://api.test",
-        retry=RetryPolicy(attempts=attempts, base=0.5, max_delay=8),
-        transport=httpx.MockTransport(handler),
-    )
+    return AsyncSmsClient("k", "a", "http://api.test", **_fake(handler, attempts))
+
+
+def _fake(handler: Any, attempts: int) -> dict[str, Any]:
+    retry = RetryPolicy(attempts=attempts, base=0.5, max_delay=8)
+    return {"retry": retry, "transport": httpx.MockTransport(handler)}

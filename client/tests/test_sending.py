@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fakeapi import OK, Script, envelope, message, refused, sync_client
 from smsdispatch_client import (
+    AsyncSmsClient,
     CredentialsError,
     SmsApiError,
     SmsClient,
@@ -194,3 +195,15 @@ def test_requests_carry_the_keys_and_a_user_agent() -> None:
     headers = script.requests[0].headers
     assert (headers["Application-Key"], headers["Authorization"]) == ("k", "a")
     assert headers["User-Agent"].startswith(f"smsdispatch-client/{__version__} ")
+
+
+def test_from_env_builds_either_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSDISPATCH_APP_KEY", "K")
+    monkeypatch.setenv("SMSDISPATCH_AUTHORIZATION", "A")
+    monkeypatch.setenv("SMSDISPATCH_URL", "http://from.env")
+    script = Script(httpx.Response(200, json=OK))
+    with SmsClient.from_env(transport=httpx.MockTransport(script)) as sms:
+        sms.get_status("m1")
+    request = script.requests[0]
+    assert (request.url.host, request.headers["Application-Key"]) == ("from.env", "K")
+    assert isinstance(AsyncSmsClient.from_env(), AsyncSmsClient)

@@ -9,7 +9,7 @@ from typing import Any, Unpack
 import httpx
 
 from smsdispatch_client import protocol
-from smsdispatch_client.credentials import DEFAULT_URL, credentials_from_env
+from smsdispatch_client.credentials import DEFAULT_URL
 from smsdispatch_client.errors import SmsApiError
 from smsdispatch_client.models import Message, Page, SendResult
 from smsdispatch_client.protocol import ListFilters
@@ -33,12 +33,6 @@ class AsyncSmsClient(protocol.Core):
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
         )
-
-    @classmethod
-    def from_env(cls, keys_file: str | None = None, **kw: Any) -> AsyncSmsClient:
-        """A client configured by :func:`credentials_from_env`; ``kw`` as in the constructor."""
-        app_key, auth, url = credentials_from_env(keys_file=keys_file)
-        return cls(app_key, auth, url, **kw)
 
     async def request(
         self,

@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, Self, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
 
+from smsdispatch_client.credentials import credentials_from_env
 from smsdispatch_client.errors import SmsApiError, SmsTransportError
 from smsdispatch_client.models import Message, Page, RecipientError, SendResult
 from smsdispatch_client.retry import RetryPolicy
@@ -260,6 +261,12 @@ class Core:
         }
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+
+    @classmethod
+    def from_env(cls, keys_file: str | None = None, **kw: Any) -> Self:
+        """A client configured by :func:`credentials_from_env`; ``kw`` as in the constructor."""
+        app_key, auth, url = credentials_from_env(keys_file=keys_file)
+        return cls(app_key, auth, url, **kw)
 
     def retry_in(self, attempt: int, outcome: Outcome) -> float | None:
         """Seconds before the next attempt, or ``None`` when this outcome is the answer."""
