@@ -26,6 +26,7 @@ from smsdispatch_client.errors import (
     SmsTransportError,
 )
 from smsdispatch_client.models import Message, Page, RecipientError, SendResult
+from smsdispatch_client.protocol import ListFilters
 from smsdispatch_client.retry import RetryPolicy
 from smsdispatch_client.sync import SmsClient
 from smsdispatch_client.version import API_VERSION, __version__
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_URL",
     "AsyncSmsClient",
     "CredentialsError",
+    "ListFilters",
     "Message",
     "Page",
     "RecipientError",

@@ -115,7 +115,13 @@ class SmsClient(protocol.Core):
     def iter_pages(
         self, *, page_size: int = 1000, **filters: Unpack[ListFilters]
     ) -> Iterator[Page]:
-        """Every page of the listing, one request per page (see :class:`protocol.PageWalk`)."""
+        """Every page of ``GET /v2.1/sms``, one request each, from the first to the last.
+
+        Messages created during a newest-first walk push older ones onto the next page: those
+        repeats are dropped (so a page may hold fewer than ``page_size``). A message whose
+        status leaves a ``status`` filter during the walk can be missed: pass ``date_to`` for a
+        fixed set.
+        """
         walk = protocol.PageWalk(page_size, filters)
         while (query := walk.query()) is not None:
             yield walk.take(self._fetch(protocol.SMS_PATH, query, walk.page_size))
