@@ -9,12 +9,13 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE celeryconfig.py ./
+COPY client ./client
 COPY dispatcher ./dispatcher
 COPY workers ./workers
 COPY simulator ./simulator
 RUN python -m venv /opt/smsdispatch \
     && /opt/smsdispatch/bin/pip install --upgrade pip \
-    && /opt/smsdispatch/bin/pip install .
+    && /opt/smsdispatch/bin/pip install ./client .
 
 FROM python:3.11-slim-bookworm
 # tini is PID 1: it forwards SIGTERM to the process (Celery's warm shutdown, uvicorn's graceful

@@ -5,19 +5,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
+# Wheels of the client's dependencies, pytest and the build backend, for the test that installs
+# ./client into an empty venv without an index (tests/unit/test_client_distribution.py).
+WHEELHOUSE := $(VENV)/wheelhouse
+PIP := $(BIN)/pip install -q --disable-pip-version-check
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: run test unit lint typecheck services install bench bench-quick monitoring-check clean snippets snippets-test audit lock chaos chaos-quick
 
 # `make run` needs only the runtime dependencies; `make test` adds the development tools.
-$(RUN_STAMP): pyproject.toml
+# The server depends on the client (smsdispatch-client), which is installed from ./client
+# (editable) in the same pip call.
+$(RUN_STAMP): pyproject.toml client/pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
 	@test -d $(VENV) || $(PY) -m venv $(VENV) || { echo "install python3-venv"; exit 1; }
-	$(BIN)/pip install -q --disable-pip-version-check -e .
+	$(PIP) -e ./client -e .
 	@touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) -e ./client -e '.[dev]'
+	$(BIN)/pip download -q --disable-pip-version-check -d $(WHEELHOUSE) ./client pytest 'setuptools>=77'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -31,7 +38,7 @@ services:
 	scripts/ensure-services.sh redis postgres
 
 # Everything but the tests is type-checked; everything is linted and format-checked.
-TYPED = dispatcher workers simulator bench chaos snippets scripts celeryconfig.py
+TYPED = dispatcher workers simulator bench chaos snippets scripts celeryconfig.py client
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +48,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy $(TYPED)
 
 unit: $(STAMP)
+	$(BIN)/pytest -q client/tests
 	$(BIN)/pytest -q tests/unit
 
 # The suite on SQLite (the default log) and on PostgreSQL (production), with a real Redis.
@@ -52,6 +60,7 @@ test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check $(TYPED) tests
 	$(BIN)/mypy $(TYPED)
+	$(BIN)/pytest -q -p no:cacheprovider client/tests
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not any_db or slow" tests/integration
 

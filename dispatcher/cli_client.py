@@ -1,8 +1,9 @@
 """Client commands of ``smsdispatch``: ``send``, ``status``, ``campaign upload``, ``openapi``.
 
-They talk to a running API over HTTP (:mod:`dispatcher.client`), with the credentials from
-``SMSDISPATCH_APP_KEY`` / ``SMSDISPATCH_AUTHORIZATION`` / ``SMSDISPATCH_URL`` or a keys file
-(``--keys``, the ``accounts create --write`` format; ``SMSDISPATCH_KEYS_FILE``).
+They talk to a running API over HTTP through the Python client (:mod:`smsdispatch_client`),
+with the credentials from ``SMSDISPATCH_APP_KEY`` / ``SMSDISPATCH_AUTHORIZATION`` /
+``SMSDISPATCH_URL`` or a keys file (``--keys``, the ``accounts create --write`` format;
+``SMSDISPATCH_KEYS_FILE``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import os
 import sys
 from typing import Any
 
-from dispatcher.client import SmsApiError, SmsClient
+from smsdispatch_client import SmsClient, SmsError, credentials_from_env
 
 
 def _client(args: argparse.Namespace) -> SmsClient:
-    from dispatcher.client import credentials_from_env
-
     app_key, auth, url = credentials_from_env(keys_file=args.keys)
     return SmsClient(app_key, auth, args.url or url)
 
 
-def _fail(exc: SmsApiError) -> int:
+def _fail(exc: SmsError) -> int:
     out: dict[str, Any] = {"error": exc.code, "status": exc.status, "message": exc.message}
     if exc.parameter:
         out["parameter"] = exc.parameter
@@ -43,7 +42,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 priority=args.priority or None,
                 campaign=args.campaign,
             )
-    except SmsApiError as exc:
+    except SmsError as exc:
         return _fail(exc)
     print(
         json.dumps(
@@ -64,7 +63,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
             message = client.get_message(args.id)
-    except SmsApiError as exc:
+    except SmsError as exc:
         return _fail(exc)
     print(
         json.dumps(
@@ -94,7 +93,7 @@ def cmd_campaign_upload(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(json.dumps({"error": "invalid_csv", "message": str(exc)}), file=sys.stderr)
         return 2
-    except SmsApiError as exc:
+    except SmsError as exc:
         return _fail(exc)
     print(json.dumps({"campaign": name, **report.as_dict()}))
     return 0

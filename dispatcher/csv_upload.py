@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from dispatcher.client import RecipientError, SendResult, SmsApiError, SmsClient
+from smsdispatch_client import RecipientError, SendResult, SmsApiError, SmsClient
 
 PHONE_COLUMNS = ("phone", "phonenumber", "phone_number", "number", "msisdn", "to", "recipient")
 TEXT_COLUMNS = ("message", "text", "body")
@@ -191,7 +191,7 @@ class Uploader:
     def _record(self, rows: list[Row], outcome: SendResult | SmsApiError) -> None:
         self.report.requests += 1
         if isinstance(outcome, SmsApiError):
-            if outcome.status in (0, 401, 403) or outcome.status >= 500:
+            if outcome.status in (401, 403) or outcome.status >= 500:
                 raise outcome  # nothing row-specific: stop; a re-run resumes safely
             self._reject_from(rows, outcome.errors, f"{outcome.code}: {outcome.message}")
             return

@@ -18,7 +18,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from dispatcher.webhooks.verify import WebhookVerificationError, verify
+from smsdispatch_client.webhooks import WebhookVerificationError, verify
 
 KEEP = 100
 

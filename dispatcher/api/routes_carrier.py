@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Request
+from smsdispatch_client.webhooks import WebhookVerificationError, verify
 
 from dispatcher.api.context import ContextDep, request_id
 from dispatcher.api.envelope import JsonResponse
@@ -28,7 +29,6 @@ from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.routing.upstream import report_from_status_event
 from dispatcher.store.callback_inbox import INBOUND, REPORT
 from dispatcher.store.db import StoreUnavailable
-from dispatcher.webhooks.verify import WebhookVerificationError, verify
 
 router = APIRouter(prefix="/carrier", tags=["Carrier callbacks"])
 MAX_ITEMS = 1000

@@ -1,6 +1,6 @@
 """Customer webhooks, the parts both sides share: secrets, signing, verification, URL safety,
 and the payloads (see ``docs/webhooks.md``).
 
-:mod:`dispatcher.webhooks.verify` is the public helper for receivers: standard library only,
-so it can also be copied into a customer's project on its own.
+Signing uses :mod:`smsdispatch_client.webhooks`, the verifier that customers install with the
+Python client, so what the server signs is what a receiver checks.
 """

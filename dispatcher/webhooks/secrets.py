@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 
-from dispatcher.webhooks.verify import SECRET_PREFIX, secret_key
+from smsdispatch_client.webhooks import SECRET_PREFIX, secret_key
 
 SECRET_BYTES = 32
 

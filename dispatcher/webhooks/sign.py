@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from dispatcher.webhooks.verify import signature
+from smsdispatch_client.webhooks import signature
 
 USER_AGENT = "smsdispatch-webhooks/1"
 

@@ -1,5 +1,6 @@
 """The Python library against a real stack: HTTP client (sync and async), retries with one
-Idempotency-Key through a real flaky HTTP server, errors, and the in-process producer."""
+Idempotency-Key through a real flaky HTTP server, errors, listings and their filters and pages,
+and the in-process producer."""
 
 from __future__ import annotations
 
@@ -7,20 +8,21 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-
-from dispatcher.client import (
+from smsdispatch_client import (
     AsyncSmsClient,
     RetryPolicy,
     SmsApiError,
     SmsClient,
     SmsTransportError,
 )
+from sqlalchemy import text
+
 from tests.support.services import free_port
 from tests.support.stack import ApiClient, Stack, wait_until
 
@@ -207,6 +209,73 @@ def test_async_client_retries_with_the_same_key(stack: Stack, account: ApiClient
         ids = asyncio.run(main(proxy.url))
     assert len(proxy.keys) == 3 and len(set(proxy.keys)) == 1
     assert len(ids) == 1 and _stored(stack, phone) == 1
+
+
+@pytest.fixture(scope="module")
+def listed(stack: Stack) -> tuple[ApiClient, list[str], datetime, datetime]:
+    """A fresh account with 25 messages (one with an externalId), and times around the sends."""
+    lister = stack.account()
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    with _client(lister) as sms:
+        ids = sms.send_bulk([f"+4811130{i:04d}" for i in range(24)], "Listed", sender="LIST").ids
+        ids += sms.send_sms("+48111309999", "Order", sender="SHOP", external_id="ord-1").ids
+    return lister, ids, before, datetime.now(UTC) + timedelta(seconds=1)
+
+
+def test_list_pages_newest_first_and_iterates_every_page(
+    listed: tuple[ApiClient, list[str], datetime, datetime],
+) -> None:
+    lister, ids, _, _ = listed
+    with _client(lister) as sms:
+        page = sms.list_messages(limit=10)
+        walked = list(sms.iter_messages(page_size=7))
+        oldest_first = [m.id for m in sms.iter_messages(page_size=7, descending=False)]
+    assert (page.total, page.offset, page.next_offset, len(page.messages)) == (25, 0, 10, 10)
+    assert page.messages[0].id == ids[-1], "the newest first"
+    created = [m.created_at for m in walked]
+    assert None not in created and created == sorted(created, reverse=True)  # type: ignore[type-var]
+    assert [m.id for m in walked] == oldest_first[::-1] and sorted(oldest_first) == sorted(ids)
+
+
+def test_list_filters_reach_the_api(
+    listed: tuple[ApiClient, list[str], datetime, datetime],
+) -> None:
+    lister, ids, before, after = listed
+    with _client(lister) as sms:
+        two = sms.list_messages(phone_number=["+48111300003", "+48 111 300 004"])
+        shop = sms.list_messages(sender="SHOP")
+        order = sms.list_statuses(external_id="ord-1")
+        in_window = sms.list_messages(date_from=before, date_to=after, sender=["LIST", "SHOP"])
+        later = sms.list_messages(date_from=after)
+        by_code = sms.list_messages(status=[1, 2, 3, 9, 21, 22, 23, 24])
+        with pytest.raises(SmsApiError) as bad:
+            sms.list_messages(status="lost")
+    assert {m.phone_number for m in two.messages} == {"+48111300003", "+48111300004"}
+    assert [m.id for m in shop.messages] == [ids[-1]] and shop.messages[0].external_id == "ord-1"
+    assert [m.id for m in order.messages] == [ids[-1]]
+    assert in_window.total == 25
+    assert later.messages == [] and later.total == 0, "nothing matching: an empty page"
+    assert by_code.total == 25
+    assert (bad.value.status, bad.value.code, bad.value.parameter) == (
+        400,
+        "invalid_query",
+        "status",
+    )
+
+
+def test_async_listing_matches_the_blocking_one(
+    listed: tuple[ApiClient, list[str], datetime, datetime],
+) -> None:
+    lister, ids, _, _ = listed
+
+    async def main() -> list[str]:
+        keys = lister.keys
+        async with AsyncSmsClient(
+            keys["Application-Key"], keys["Authorization"], lister.base, retry=FAST
+        ) as sms:
+            return [m.id async for m in sms.iter_messages(page_size=10, sender="LIST")]
+
+    assert sorted(asyncio.run(main())) == sorted(ids[:-1])
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from collections import Counter
 
 import httpx
 import pytest
+from smsdispatch_client.webhooks import verify
 from sqlalchemy import update
 
 from dispatcher.store.schema import accounts
 from dispatcher.webhooks import admin
-from dispatcher.webhooks.verify import verify
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, running_stack, wait_until
 

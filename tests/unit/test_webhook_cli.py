@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from smsdispatch_client.webhooks import secret_key
 from sqlalchemy import Engine, select
 
 from dispatcher.cli_webhooks import add_account_webhook_parser, apply, cmd_accounts_webhook
@@ -15,7 +16,6 @@ from dispatcher.config import Settings
 from dispatcher.store.schema import accounts
 from dispatcher.webhooks.admin import AccountNotFound
 from dispatcher.webhooks.urls import UrlRefused
-from dispatcher.webhooks.verify import secret_key
 from tests.unit.test_webhook_outbox import add_account, engine  # noqa: F401
 
 

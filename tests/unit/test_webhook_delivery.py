@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from smsdispatch_client.webhooks import verify
 from sqlalchemy import Engine, select, update
 
 from dispatcher.store.schema import (
@@ -23,7 +24,6 @@ from dispatcher.store.schema import (
 )
 from dispatcher.store.webhooks import create_status_webhooks, recover_stale_deliveries
 from dispatcher.webhooks import admin
-from dispatcher.webhooks.verify import verify
 from tests.support.receiver import Answer, Receiver
 from tests.unit.test_webhook_outbox import add_account, add_message, engine  # noqa: F401
 from workers.webhooks.backoff import WebhookBackoff

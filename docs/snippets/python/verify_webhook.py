@@ -1,6 +1,6 @@
 """Verify a webhook signature (Standard Webhooks; Python 3, standard library only).
 
-In a smsdispatch checkout, `dispatcher.webhooks.verify` does the same (and explains why)."""
+The Python client (`smsdispatch_client.verify_webhook`) does the same (and explains why)."""
 
 import base64
 import hashlib

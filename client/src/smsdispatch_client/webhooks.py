@@ -1,19 +1,19 @@
-"""Verify a webhook from smsdispatch (Standard Webhooks signatures). Standard library only.
+"""Verify a webhook from smsdispatch (Standard Webhooks signatures), with the standard library.
 
 Usage in a receiver::
 
-    from dispatcher.webhooks.verify import WebhookVerificationError, verify
+    from smsdispatch_client import WebhookVerificationError, verify_webhook
 
     try:
-        verify(request_body_bytes, request_headers, ["whsec_…"])
+        verify_webhook(request_body_bytes, request_headers, ["whsec_…"])
     except WebhookVerificationError:
         return 400  # not from us, altered, or too old: ignore it
 
 The signed content is ``{webhook-id}.{webhook-timestamp}.{body}`` (the raw body bytes, before any
 JSON parsing), signed with HMAC-SHA256 under the key that the secret's base64 part encodes; the
 ``webhook-signature`` header holds one or more space-separated ``v1,<base64 signature>``
-entries (two while a secret is being rotated). This file depends on nothing else in the
-project: it may be copied as is.
+entries (two while a secret is being rotated). The server signs with :func:`signature` from
+this module, so the signer and the verifier cannot drift apart.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ import hmac
 import time
 from collections.abc import Mapping
 
+from smsdispatch_client.errors import SmsError
+
 __all__ = ["SECRET_PREFIX", "WebhookVerificationError", "secret_key", "signature", "verify"]
 
 SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE_S = 300
 
 
-class WebhookVerificationError(Exception):
+class WebhookVerificationError(SmsError):
     """The webhook is not authentic, was altered, or its timestamp is outside the tolerance."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_webhook", message)
 
 
 def secret_key(secret: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The HTTP client's retry and error rules, on httpx's MockTransport (no sleeping)."""
+"""Sending and reading one message: retries with one Idempotency-Key, errors, options."""
 
 from __future__ import annotations
 
@@ -7,70 +7,22 @@ from typing import Any
 
 import httpx
 import pytest
-
-from dispatcher import client as client_module
-from dispatcher.client import (
-    RetryPolicy,
+from fakeapi import OK, Script, envelope, message, refused, sync_client
+from smsdispatch_client import (
+    AsyncSmsClient,
+    CredentialsError,
     SmsApiError,
     SmsClient,
+    SmsError,
     SmsTransportError,
+    WebhookVerificationError,
+    __version__,
     credentials_from_env,
 )
 
-OK = {
-    "data": [
-        {
-            "id": "m1",
-            "externalId": "e1",
-            "phoneNumber": "+48111222333",
-            "statusName": "queued",
-            "isFinal": False,
-            "numberOfParts": 1,
-            "encoding": "gsm7",
-            "lane": "bulk",
-        }
-    ],
-    "errors": [],
-    "meta": {"status": 200, "uniqId": "r1"},
-}
-
-
-def refused(status: int, code: str, parameter: str | None = None) -> httpx.Response:
-    meta = {"parameter": parameter} if parameter else {}
-    body = {"data": [], "errors": [{"code": code, "message": code, "meta": meta}], "meta": {}}
-    return httpx.Response(status, json=body)
-
-
-class Script:
-    """Answers in order; records each request."""
-
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-@pytest.fixture
-def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-    monkeypatch.setattr(client_module.time, "sleep", delays.append)
-    return delays
-
 
 def make(script: Script, attempts: int = 4) -> SmsClient:
-    return SmsClient(
-        "k",
-        "a",
-        "http://api.test",
-        retry=RetryPolicy(attempts=attempts, base=0.5, max_delay=8),
-        transport=httpx.MockTransport(script),
-    )
+    return sync_client(script, attempts)
 
 
 def test_retries_5xx_and_connection_errors_with_one_key(slept: list[float]) -> None:
@@ -169,6 +121,89 @@ def test_credentials_from_env_or_keys_file(tmp_path: Any) -> None:
     keys.write_text(json.dumps({"Application-Key": "K", "Authorization": "A"}))
     got = credentials_from_env({"SMSDISPATCH_URL": "http://x", "SMSDISPATCH_KEYS_FILE": str(keys)})
     assert got == ("K", "A", "http://x")
-    with pytest.raises(SmsApiError) as caught:
+    with pytest.raises(CredentialsError) as caught:
         credentials_from_env({})
     assert caught.value.code == "no_credentials"
+
+
+@pytest.mark.parametrize("content", [None, "not json", '{"Authorization": "A"}', "[1]"])
+def test_a_bad_keys_file_is_a_credentials_error_naming_it(
+    tmp_path: Any, content: str | None
+) -> None:
+    keys = tmp_path / "keys.json"
+    if content is not None:
+        keys.write_text(content)
+    with pytest.raises(CredentialsError, match=r"keys\.json"):
+        credentials_from_env({}, keys_file=str(keys))
+
+
+def test_one_exception_tree() -> None:
+    for cls in (SmsApiError, SmsTransportError, CredentialsError, WebhookVerificationError):
+        assert issubclass(cls, SmsError)
+    assert not issubclass(SmsTransportError, SmsApiError), "no answer is not an API refusal"
+    err = SmsTransportError("ConnectError: refused")
+    assert (err.code, err.status, err.parameter) == ("unreachable", 0, None)
+
+
+def test_a_message_is_read_with_its_times_and_codes() -> None:
+    body = message("m7", status="delivered")
+    body["error"] = {"code": "E1", "description": "absent", "permanent": False}
+    script = Script(httpx.Response(200, json=envelope([{**body, "events": [{"event": "x"}]}])))
+    got = make(script).get_message("m7")
+    assert (got.id, got.status, got.status_code, got.is_final) == ("m7", "delivered", 21, True)
+    assert got.created_at is not None and got.created_at.utcoffset() is not None
+    assert got.created_at.isoformat() == "2026-01-02T03:04:05.678000+00:00"
+    assert (got.error_code, got.error_description) == ("E1", "absent")
+    assert got.raw["events"] == [{"event": "x"}] and got.sent_at is None
+    assert script.requests[0].url.path == "/v2.1/sms/m7"
+
+
+def test_a_message_id_cannot_name_another_path() -> None:
+    script = Script(httpx.Response(200, json=OK))
+    with pytest.raises(SmsApiError) as caught:
+        make(script).get_message("statuses/../x")
+    assert script.requests[0].url.raw_path == b"/v2.1/sms/statuses%2F..%2Fx"
+    assert (caught.value.status, caught.value.code) == (404, "not_found"), "m1 was not asked for"
+    with pytest.raises(ValueError, match="message_id"):
+        make(Script()).get_status("")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>proxy</html>"),
+        httpx.Response(200, json=[1, 2]),
+        httpx.Response(200, json={"data": [{"no": "id"}]}),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_an_api_error(answer: httpx.Response) -> None:
+    with pytest.raises(SmsApiError) as caught:
+        make(Script(answer)).get_message("m1")
+    assert caught.value.code == "invalid_response"
+
+
+def test_an_error_without_the_envelope_still_has_its_status(slept: list[float]) -> None:
+    with pytest.raises(SmsApiError) as caught:
+        make(Script(httpx.Response(418, text="teapot"))).get_status("m1")
+    assert (caught.value.status, caught.value.code) == (418, "http_error")
+    assert str(caught.value).startswith("418 http_error")
+
+
+def test_requests_carry_the_keys_and_a_user_agent() -> None:
+    script = Script(httpx.Response(200, json=OK))
+    make(script).get_status("m1")
+    headers = script.requests[0].headers
+    assert (headers["Application-Key"], headers["Authorization"]) == ("k", "a")
+    assert headers["User-Agent"].startswith(f"smsdispatch-client/{__version__} ")
+
+
+def test_from_env_builds_either_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSDISPATCH_APP_KEY", "K")
+    monkeypatch.setenv("SMSDISPATCH_AUTHORIZATION", "A")
+    monkeypatch.setenv("SMSDISPATCH_URL", "http://from.env")
+    script = Script(httpx.Response(200, json=OK))
+    with SmsClient.from_env(transport=httpx.MockTransport(script)) as sms:
+        sms.get_status("m1")
+    request = script.requests[0]
+    assert (request.url.host, request.headers["Application-Key"]) == ("from.env", "K")
+    assert isinstance(AsyncSmsClient.from_env(), AsyncSmsClient)
