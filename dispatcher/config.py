@@ -75,6 +75,9 @@ class Settings:
     # How soon workers notice an account that turned on webhooks for `sent` (they cache the
     # answer so the hot path skips the look-up while no account uses it).
     webhook_on_sent_check_s: float = 10.0
+    # Distinct webhook URLs (endpoints) per account; a per-message webhookUrl beyond it is
+    # refused (webhook_endpoint_limit). 0 = no cap.
+    webhook_max_endpoints: int = 1000
     # Per-account API limits (docs/security.md); an account's own values override these.
     api_rate_per_s: float = 0.0  # requests per second per account; 0 = unlimited
     api_rate_burst: int = 0  # requests allowed at once; 0 = one second's worth

@@ -31,6 +31,7 @@ from dispatcher.api.guard import RequestGuard
 from dispatcher.api.routes_carrier import router as carrier_router
 from dispatcher.api.routes_inbound import router as inbound_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
+from dispatcher.api.webhook_targets import WebhookTargets
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
@@ -70,6 +71,7 @@ def build_context(settings: Settings) -> ApiContext:
         Authenticator(engine, settings.auth_cache_ttl_s),
         CallbackInbox(engine, broker, settings.callback_lease_s),
         AccountQuotas(settings, engine),
+        WebhookTargets(engine, settings),
     )
 
 
