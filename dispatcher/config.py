@@ -67,11 +67,17 @@ class Settings:
     report_retry_s: float = 600.0  # how long a report for an unknown message is retried
     # A stored callback whose wake-up task was lost is published again after this.
     callback_lease_s: float = 30.0
+    # A stored callback (or the item of one) that fails to apply this many times is set aside
+    # as a dead letter (`smsdispatch callbacks`), so it never holds up the others.
+    callback_max_failures: int = 5
     # Customer webhooks.
     webhook_allow_private: bool = False  # allow loopback/private targets (tests, make run)
     webhook_timeout_s: float = 5.0
     webhook_retry_window_h: float = 26.0  # retried with backoff for at least this long
     webhook_suspend_after_h: float = 24.0  # an endpoint failing this long is suspended
+    # A delivery whose claims end this many times without a recorded result (its worker died,
+    # recording failed) is set aside as `dead` with its last error.
+    webhook_max_failures: int = 5
     # How soon workers notice an account that turned on webhooks for `sent` (they cache the
     # answer so the hot path skips the look-up while no account uses it).
     webhook_on_sent_check_s: float = 10.0

@@ -107,7 +107,8 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> str:
         if not chunk:
             break
         buf += chunk
-    return buf.decode("utf-8", errors="replace")[:MAX_BODY_CHARS]
+    # What a receiver answers is kept as text the log can hold (PostgreSQL refuses NUL).
+    return buf.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:MAX_BODY_CHARS]
 
 
 def _refused_cause(exc: BaseException) -> AddressRefusedError | None:
