@@ -98,7 +98,10 @@ class Settings:
     panel_login_attempts: int = 5  # failed logins per username per window
     panel_login_ip_attempts: int = 20  # failed logins per client address per window
     panel_login_window_s: float = 900.0
-    panel_trust_forwarded_proto: bool = False  # behind a TLS proxy: honour X-Forwarded-Proto
+    # Behind a TLS proxy: honour X-Forwarded-Proto; needs trusted_proxies (the proxies whose
+    # forwarded headers count: X-Forwarded-For and -Proto from anyone else are ignored).
+    panel_trust_forwarded_proto: bool = False
+    trusted_proxies: str = ""  # addresses or networks, comma-separated; empty: none
     # Messages matching this (case-insensitive regex) have their 4-8 digit runs masked for the
     # support role; empty masks nothing.
     panel_mask_keywords: str = (
@@ -127,6 +130,12 @@ class Settings:
                 "SMSDISPATCH_SENDING_STALE_S must exceed SMSDISPATCH_CARRIER_TIMEOUT_S by more "
                 "than 1.2 s: the reconciler must not ask the carrier about a request still in "
                 "flight"
+            )
+        if settings.panel_trust_forwarded_proto and not settings.trusted_proxies:
+            raise ValueError(
+                "SMSDISPATCH_PANEL_TRUST_FORWARDED_PROTO needs SMSDISPATCH_TRUSTED_PROXIES: the "
+                "addresses of the proxies whose X-Forwarded-Proto counts (from anyone else it "
+                "is ignored)"
             )
         if not 0 <= settings.rate_headroom < 0.5:
             raise ValueError("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")

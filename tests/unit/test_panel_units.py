@@ -114,16 +114,16 @@ def test_sessions_expire_and_end() -> None:
 def test_login_limiter_counts_per_user_and_per_address() -> None:
     async def scenario() -> None:
         limiter = LoginLimiter(fakeredis.FakeAsyncRedis(), per_user=3, per_ip=5, window_s=600)
-        for _ in range(3):
-            assert await limiter.blocked_for("ann", "10.0.0.1") == 0
-            await limiter.failed("ann", "10.0.0.1")
-        assert 0 < await limiter.blocked_for("ANN", "10.0.0.9") <= 600  # username, any address
-        assert await limiter.blocked_for("bob", "10.0.0.1") == 0  # 3 of 5 for the address
-        await limiter.failed("bob", "10.0.0.1")
-        await limiter.failed("bob", "10.0.0.1")
-        assert await limiter.blocked_for("carol", "10.0.0.1") > 0  # the address is spent
-        assert await limiter.blocked_for("carol", "10.0.0.2") == 0
-        await limiter.succeeded("ann")
-        assert await limiter.blocked_for("ann", "10.0.0.2") == 0
+        for _ in range(3):  # each attempt is counted as failed when it is allowed
+            assert await limiter.attempt("ann", "10.0.0.1") == 0
+        assert 0 < await limiter.attempt("ANN", "10.0.0.9") <= 600  # username, any address
+        assert await limiter.attempt("bob", "10.0.0.1") == 0  # 4 of 5 for the address
+        await limiter.succeeded("bob", "10.0.0.1")  # a right password gives the try back
+        assert await limiter.attempt("bob", "10.0.0.1") == 0  # 4 of 5
+        assert await limiter.attempt("eve", "10.0.0.1") == 0  # 5 of 5
+        assert await limiter.attempt("dan", "10.0.0.1") > 0  # the address is spent
+        assert await limiter.attempt("carol", "10.0.0.2") == 0
+        await limiter.succeeded("ann", "10.0.0.2")
+        assert await limiter.attempt("ann", "10.0.0.2") == 0
 
     asyncio.run(scenario())
