@@ -27,6 +27,14 @@ KEYWORDS = Settings().panel_mask_keywords
         ),
         ("PIN 12345678 for card ending 4321", "PIN •••••••• for card ending ••••"),
         ("Verification code 123456789 (too long to be a code)", None),
+        ("Your code is 551 234", "Your code is ••• •••"),
+        ("Your code is 551-234.", "Your code is •••-•••."),
+        ("Kod: 55.12.34, ważny 5 min", "Kod: ••.••.••, ważny 5 min"),
+        ("Your code: A5B1C2", "Your code: ••••••"),
+        ("OTP 7K-9QX (2FA)", "OTP ••-••• (2FA)"),
+        ("Your code is \uff15\uff15\uff11\uff12\uff13\uff14", "Your code is ••••••"),
+        ("PIN\u00a01234\u00a05678", "PIN\u00a0••••\u00a0••••"),
+        ("Verification code for +48 111 222 333", None),  # a phone number is not a code
     ],
 )
 def test_code_messages_have_their_digits_masked(body: str, expected: str | None) -> None:
