@@ -361,3 +361,47 @@ def test_a_delivery_whose_claims_keep_expiring_is_set_aside(engine: Engine) -> N
     p, q = _delivery_row(engine, poison), _delivery_row(engine, lost)
     assert (p.state, p.failures) == ("dead", 3) and "claim expired" in p.last_error
     assert (q.state, q.failures) == ("pending", 0)
+
+
+def _cli(url: str, *argv: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.stack import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
+    env.update(DATABASE_URL=url, SMSDISPATCH_LOG_LEVEL="WARNING")
+    out = subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", "dead-letters", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_operator_sees_retries_and_drops_dead_letters_with_the_cli() -> None:
+    with fresh_database() as url:
+        engine = make_engine(url)
+        now = time.time()
+        [report] = add_rows(engine, REPORT, [{"id": "c-1", "text": "secret"}], now=now)
+        with engine.begin() as conn:
+            assert dead_letters.record_failure(conn, report, "DataError (SQLSTATE 22021)", now, 1)
+        hook = _delivery(engine, state=DeliveryState.DEAD)
+        listed = _cli(url, "list")
+        assert [(d["kind"], d["id"]) for d in listed] == [("report", report), ("webhook", hook)]
+        assert listed[0]["items"] == 1 and "secret" not in json.dumps(listed)  # no texts
+        assert listed[0]["error"] == "DataError (SQLSTATE 22021)"
+        assert listed[1]["endpoint"] == "https://hooks.example.com"  # no path: it may hold tokens
+        shown = _cli(url, "list", "--kind", "report", "--show-items")
+        assert shown[0]["items"] == [{"id": "c-1", "text": "secret"}]
+        assert _cli(url, "retry", "--kind", "report", str(report)) == {"retry": 1, "kind": "report"}
+        assert [r.id for r in rows(engine)] == [report]
+        assert _cli(url, "drop", "--kind", "webhook", "--all") == {"drop": 1, "kind": "webhook"}
+        assert _delivery_row(engine, hook).state == "failed"
+        assert _cli(url, "list") == []
+        engine.dispose()
