@@ -82,6 +82,17 @@ def _locked_row(conn: Connection, row_id: int) -> Any:
     return conn.execute(query).first()
 
 
+def _moved(row: Any) -> dict[str, Any]:
+    """The columns a row keeps between the inbox and the dead letters (the id included)."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "connection": row.connection,
+        "items": row.items,
+        "received_at": row.received_at,
+    }
+
+
 def split(conn: Connection, row_id: int) -> list[int]:
     """Replace a row of several items by one row per item (same kind, connection, arrival,
     tries), so each is applied or fails on its own; the new ids, or ``[row_id]`` when it holds
@@ -130,11 +141,7 @@ def record_failure(
     if failures >= max_failures:
         conn.execute(
             insert(carrier_callbacks_dead).values(
-                id=row.id,
-                kind=row.kind,
-                connection=row.connection,
-                items=row.items,
-                received_at=row.received_at,
+                **_moved(row),
                 failures=failures,
                 error=error[:255],
                 dead_at=now,
@@ -204,11 +211,7 @@ def retry(conn: Connection, kind: str, ids: Sequence[int] | None, now: float) ->
     for r in rows:
         conn.execute(
             insert(carrier_callbacks).values(
-                id=r.id,
-                kind=r.kind,
-                connection=r.connection,
-                items=r.items,
-                received_at=r.received_at,
+                **_moved(r),
                 due_at=now,
                 attempt=1,
                 failures=0,
