@@ -98,9 +98,9 @@ def _message_row(mid: str, status: str, next_at: float, now: float) -> dict[str,
 def test_exporter_reads_kombu_messages_and_the_log() -> None:
     """The ages hold whether the publisher stamps its header or not (the payload's own clock is
     the fallback): everything is published at ``t0`` and the scrape happens "40 s later"."""
-    t0 = time.time()
-    now = t0 + 40.0
     with fresh_redis() as redis_url, fresh_database() as db_url:
+        t0 = time.time()  # after the database exists: creating it takes a second or more
+        now = t0 + 40.0
         broker = Broker(redis_url)
         engine = make_engine(db_url)
         client = redis.Redis.from_url(redis_url)
