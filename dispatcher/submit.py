@@ -89,7 +89,9 @@ def webhook_url_problem(url: str, allow_private: bool) -> ApiError | None:
     """A per-message ``webhookUrl`` gets every check a registered endpoint gets that needs no
     DNS (:func:`dispatcher.webhooks.urls.check_static`); the API also resolves the name."""
     try:
-        check_static(url if _is_text(url) else "", allow_private)
+        if not _is_text(url):  # a lone surrogate (library callers; the API refuses it earlier)
+            raise UrlRefused("invalid_url", "not valid Unicode text")
+        check_static(url, allow_private)
     except UrlRefused as exc:
         return webhook_url_error(exc, url)
     return None

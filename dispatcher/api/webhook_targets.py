@@ -18,9 +18,10 @@ from dispatcher.errors import ApiError
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.endpoint_cap import admit_endpoint
 from dispatcher.submit import webhook_url_error
-from dispatcher.webhooks.urls import UrlRefused, check_resolved
+from dispatcher.webhooks.urls import UrlRefused, canonical, check_resolved
 
 KNOWN_MAX = 10_000  # (account, url) pairs this process has seen admitted
+VERDICT_TTL_S = 60.0  # how long a host's DNS verdict is reused (the sender checks anyway)
 
 
 class WebhookTargets:
@@ -32,11 +33,33 @@ class WebhookTargets:
         self.cap = settings.webhook_max_endpoints
         # An endpoint, once registered, stays: the database is asked once per URL.
         self._known: OrderedDict[tuple[int, str], None] = OrderedDict()
+        # (host, port) → (valid until, refusal or None): one DNS look-up per host a minute,
+        # not one per request (and a slow resolver delays one request a minute, not all).
+        self._verdicts: OrderedDict[tuple[str, int], tuple[float, UrlRefused | None]] = (
+            OrderedDict()
+        )
+
+    async def _resolved(self, url: str) -> None:
+        target = canonical(url)
+        key, now = (target.host, target.port), time.monotonic()
+        cached = self._verdicts.get(key)
+        if cached is None or cached[0] < now:
+            refusal: UrlRefused | None = None
+            try:
+                await check_resolved(url, self.allow_private)
+            except UrlRefused as exc:
+                refusal = exc
+            cached = (now + VERDICT_TTL_S, refusal)
+            self._verdicts[key] = cached
+            if len(self._verdicts) > KNOWN_MAX:
+                self._verdicts.popitem(last=False)
+        if cached[1] is not None:
+            raise cached[1]
 
     async def admit(self, account_id: int, url: str) -> None:
         """Raise :class:`ApiError` unless ``url`` (canonical, statically checked) may be used."""
         try:
-            await check_resolved(url, self.allow_private)
+            await self._resolved(url)
         except UrlRefused as exc:
             raise webhook_url_error(exc, url) from None
         key = (account_id, url)

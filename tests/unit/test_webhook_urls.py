@@ -13,6 +13,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from dispatcher.webhooks.urls import (
     UrlRefused,
     address_problem,
+    check_resolved,
     check_syntax,
     check_url,
     safe_host,
@@ -222,3 +223,71 @@ def test_dns_rebinding_is_refused_at_send_time() -> None:
         with pytest.raises(WebhookRefused, match="loopback"):
             _post(url, inner, allow_private=False)
         assert rx.requests() == []
+
+
+def _with_dns(answers: dict[str, Any], work: Any) -> Any:
+    """Run ``work()`` (a coroutine function) on a loop whose getaddrinfo answers from
+    ``answers`` (a list of addresses, or an exception to raise); the names asked."""
+    asked: list[str] = []
+
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+
+        async def getaddrinfo(host: str, port: int, **_kw: Any) -> list[tuple[Any, ...]]:
+            asked.append(host)
+            answer = answers[host]
+            if isinstance(answer, BaseException):
+                raise answer
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answer]
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        return await work()
+
+    return asyncio.run(go()), asked
+
+
+def test_submission_resolves_names_without_blaming_the_sender_for_dns_trouble() -> None:
+    answers = {
+        "ok.test": ["93.184.216.34"],
+        "inward.test": ["93.184.216.34", "10.0.0.5"],
+        "gone.test": socket.gaierror(socket.EAI_NONAME, "not known"),
+        "flaky.test": socket.gaierror(socket.EAI_AGAIN, "try again"),
+    }
+    for host, refused in (("ok", None), ("inward", "forbidden_address"), ("gone", "unresolvable")):
+        url = f"https://{host}.test/x"
+        try:
+            result, _ = _with_dns(answers, lambda u=url: check_resolved(u))  # type: ignore[misc]
+            assert refused is None and result == url
+        except UrlRefused as exc:
+            assert exc.code == refused, (host, exc.code)
+    result, _ = _with_dns(answers, lambda: check_resolved("https://flaky.test/x"))
+    assert result == "https://flaky.test/x"  # the sender checks again when it connects
+
+
+def test_the_api_asks_dns_once_per_host_a_minute() -> None:
+    from dispatcher.api.webhook_targets import WebhookTargets
+    from dispatcher.config import Settings
+    from dispatcher.errors import ApiError
+    from dispatcher.store.db import make_engine
+    from tests.support.services import fresh_database
+
+    with fresh_database() as db_url:
+        engine = make_engine(db_url)
+        targets = WebhookTargets(engine, Settings.from_env({}))
+
+        async def work() -> list[str]:
+            codes = []
+            for path in ("a", "b", "c"):
+                for host in ("ok.test", "inward.test"):
+                    try:
+                        await targets.admit(1, f"https://{host}/{path}")
+                        codes.append("ok")
+                    except ApiError as exc:
+                        codes.append(exc.code)
+            return codes
+
+        answers = {"ok.test": ["93.184.216.34"], "inward.test": ["10.0.0.5"]}
+        codes, asked = _with_dns(answers, work)
+        engine.dispose()
+    assert codes == ["ok", "webhook_url_forbidden"] * 3
+    assert sorted(asked) == ["inward.test", "ok.test"]
