@@ -34,7 +34,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import idna
 
@@ -219,20 +219,6 @@ def canonical(url: str, restrict_ports: bool = True) -> Canonical:
         authority += f":{explicit_port}"
     rebuilt = f"{scheme}://{authority}{parts.path}" + (f"?{parts.query}" if parts.query else "")
     return Canonical(rebuilt, scheme, host, port, ip)
-
-
-def check_syntax(url: str) -> SplitResult:
-    """The parts of ``url`` in canonical form (see :func:`canonical`)."""
-    return urlsplit(canonical(url).url)
-
-
-def literal_ip(host: str) -> IPAddress | None:
-    """``host`` as an IP address when it is a literal one in standard form (brackets and zone
-    allowed)."""
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
 
 
 def check_address(host: str, ip: IPAddress | str, allow_private: bool) -> None:
