@@ -14,6 +14,7 @@ from dispatcher.cli_accounts import register as register_accounts
 from dispatcher.cli_client import register as register_client
 from dispatcher.cli_connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli_connections import register as register_connections
+from dispatcher.cli_dead_letters import register as register_dead_letters
 from dispatcher.cli_numbers import register as register_numbers
 from dispatcher.cli_users import register as register_users
 from dispatcher.cli_webhooks import add_account_webhook_parser
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_client(sub)
     register_connections(sub)
     register_users(sub)
+    register_dead_letters(sub)
 
     r = sub.add_parser("run", help="run the whole stack locally (make run)")
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")

@@ -76,8 +76,8 @@ def apply(engine: Engine, settings: Settings, args: argparse.Namespace) -> dict[
         if value is None:
             continue
         if value:
-            try:
-                check_url(value, allow_private=settings.webhook_allow_private)
+            try:  # stored in the form the webhooks lane connects to
+                value = check_url(value, allow_private=settings.webhook_allow_private)
             except UrlRefused as exc:
                 raise UrlRefused(exc.code, f"{flag}: {exc.reason}") from exc
         urls[key] = value

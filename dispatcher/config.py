@@ -67,14 +67,23 @@ class Settings:
     report_retry_s: float = 600.0  # how long a report for an unknown message is retried
     # A stored callback whose wake-up task was lost is published again after this.
     callback_lease_s: float = 30.0
+    # A stored callback (or the item of one) that fails to apply this many times is set aside
+    # as a dead letter (`smsdispatch callbacks`), so it never holds up the others.
+    callback_max_failures: int = 5
     # Customer webhooks.
     webhook_allow_private: bool = False  # allow loopback/private targets (tests, make run)
     webhook_timeout_s: float = 5.0
     webhook_retry_window_h: float = 26.0  # retried with backoff for at least this long
     webhook_suspend_after_h: float = 24.0  # an endpoint failing this long is suspended
+    # A delivery whose claims end this many times without a recorded result (its worker died,
+    # recording failed) is set aside as `dead` with its last error.
+    webhook_max_failures: int = 5
     # How soon workers notice an account that turned on webhooks for `sent` (they cache the
     # answer so the hot path skips the look-up while no account uses it).
     webhook_on_sent_check_s: float = 10.0
+    # Distinct webhook URLs (endpoints) per account; a per-message webhookUrl beyond it is
+    # refused (webhook_endpoint_limit). 0 = no cap.
+    webhook_max_endpoints: int = 1000
     # Per-account API limits (docs/security.md); an account's own values override these.
     api_rate_per_s: float = 0.0  # requests per second per account; 0 = unlimited
     api_rate_burst: int = 0  # requests allowed at once; 0 = one second's worth
@@ -89,7 +98,10 @@ class Settings:
     panel_login_attempts: int = 5  # failed logins per username per window
     panel_login_ip_attempts: int = 20  # failed logins per client address per window
     panel_login_window_s: float = 900.0
-    panel_trust_forwarded_proto: bool = False  # behind a TLS proxy: honour X-Forwarded-Proto
+    # Behind a TLS proxy: honour X-Forwarded-Proto; needs trusted_proxies (the proxies whose
+    # forwarded headers count: X-Forwarded-For and -Proto from anyone else are ignored).
+    panel_trust_forwarded_proto: bool = False
+    trusted_proxies: str = ""  # addresses or networks, comma-separated; empty: none
     # Messages matching this (case-insensitive regex) have their 4-8 digit runs masked for the
     # support role; empty masks nothing.
     panel_mask_keywords: str = (
@@ -118,6 +130,12 @@ class Settings:
                 "SMSDISPATCH_SENDING_STALE_S must exceed SMSDISPATCH_CARRIER_TIMEOUT_S by more "
                 "than 1.2 s: the reconciler must not ask the carrier about a request still in "
                 "flight"
+            )
+        if settings.panel_trust_forwarded_proto and not settings.trusted_proxies:
+            raise ValueError(
+                "SMSDISPATCH_PANEL_TRUST_FORWARDED_PROTO needs SMSDISPATCH_TRUSTED_PROXIES: the "
+                "addresses of the proxies whose X-Forwarded-Proto counts (from anyone else it "
+                "is ignored)"
             )
         if not 0 <= settings.rate_headroom < 0.5:
             raise ValueError("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")

@@ -1,8 +1,14 @@
 """``smsdispatch run``: the whole stack as child processes, on embedded defaults.
 
-Without ``REDIS_URL`` a private ``redis-server`` is started on a free port; without
-``DATABASE_URL`` the log is a SQLite file under ``var/``. The carrier is the simulator. A demo
-account is created (its keys in ``var/demo-account.json``) and a ready curl command is printed.
+Without ``REDIS_URL`` a private ``redis-server`` is started on a free port, with a password;
+without ``DATABASE_URL`` the log is a SQLite file under ``var/``. The carrier is the simulator.
+A demo account is created (its keys in ``var/demo-account.json``) and a ready curl command is
+printed.
+
+Another user of the machine learns nothing from it: ``var/`` and everything written under it
+(the database, Redis's files, keys, logs) is readable by its owner only (umask 077), and no
+secret is on a command line, where ``ps`` shows it to everyone: Redis reads its password from a
+0600 configuration file, the simulator its callback token from the environment.
 """
 
 from __future__ import annotations
@@ -149,8 +155,43 @@ def curl_command(port: int, keys: dict[str, str]) -> str:
     )
 
 
+def private_dir(path: str) -> None:
+    """Make ``path`` (created if needed) and everything in it readable by its owner only, and
+    new files in this process and its children too (earlier runs may have left files open to
+    all)."""
+    os.umask(0o077)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, 0o700)
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, os.stat(full).st_mode & 0o700)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+
+
+def start_redis(redis_bin: str, var: str, env: dict[str, str], procs: list[Any]) -> str:
+    """A private redis-server on a free loopback port, with a random password read from a
+    0600 configuration file (not the command line); its URL (holding the password)."""
+    port = free_port()
+    password = secrets.token_urlsafe(24)
+    data = os.path.join(var, "redis")
+    os.makedirs(data, mode=0o700, exist_ok=True)
+    conf = os.path.join(data, "redis.conf")
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(
+            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+            f'save ""\nappendonly yes\ndir {data}\n'
+        )
+    _spawn("redis", [redis_bin, conf], env, procs)
+    _wait_port(port)
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
 def run_stack(args: argparse.Namespace) -> int:
     """Start everything, print the curl, wait for Ctrl-C, stop everything."""
+    private_dir(VAR)
     os.makedirs(os.path.join(VAR, "logs"), exist_ok=True)
     env = dict(os.environ)
     env.setdefault("SMSDISPATCH_LOG_FORMAT", "json")
@@ -168,28 +209,7 @@ def run_stack(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            rport = free_port()
-            os.makedirs(os.path.join(VAR, "redis"), exist_ok=True)
-            _spawn(
-                "redis",
-                [
-                    redis_bin,
-                    "--port",
-                    str(rport),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--dir",
-                    os.path.join(VAR, "redis"),
-                ],
-                env,
-                procs,
-            )
-            env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
-            _wait_port(rport)
+            env["REDIS_URL"] = start_redis(redis_bin, VAR, env, procs)
         sim_port = free_port()
         env["SMSDISPATCH_CARRIER_URL"] = f"http://127.0.0.1:{sim_port}"
         env.setdefault("SMSDISPATCH_CARRIER_TPS", "100")
@@ -198,9 +218,9 @@ def run_stack(args: argparse.Namespace) -> int:
         token = env.setdefault("SMSDISPATCH_CARRIER_CALLBACK_TOKEN", secrets.token_urlsafe(16))
         callbacks = f"http://127.0.0.1:{port}/carrier/default"
         sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
-        sim += ["--dlr-url", f"{callbacks}/reports", f"--dlr-token={token}"]
-        sim += ["--mo-url", f"{callbacks}/inbound", f"--mo-token={token}"]
-        _spawn("simulator", [py, "-m", "simulator", *sim], env, procs)
+        sim += ["--dlr-url", f"{callbacks}/reports", "--mo-url", f"{callbacks}/inbound"]
+        sim_env = {**env, "SIMULATOR_DLR_TOKEN": token, "SIMULATOR_MO_TOKEN": token}
+        _spawn("simulator", [py, "-m", "simulator", *sim], sim_env, procs)
         subprocess.run(
             [py, "-m", "dispatcher.cli", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
         )

@@ -18,8 +18,18 @@ from dispatcher.accounts import Account, find_account
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
+from dispatcher.errors import ApiError
 from dispatcher.store.db import make_engine
-from dispatcher.submit import Prepared, SendRequest, prepare, prepare_personalised
+from dispatcher.store.endpoint_cap import admit_endpoint
+from dispatcher.submit import (
+    Prepared,
+    RequestRefused,
+    SendRequest,
+    prepare,
+    prepare_personalised,
+    webhook_url_error,
+)
+from dispatcher.webhooks.urls import UrlRefused, check_url
 from dispatcher.writer import SubmissionWriter
 
 
@@ -84,8 +94,24 @@ class Producer:
             external_id=external_id,
             priority=priority,
         )
-        prepared = prepare(req, self.account(account), self.settings, time.time(), source="library")
+        acct = self.account(account)
+        prepared = prepare(req, acct, self.settings, time.time(), source="library")
+        hook = prepared.submission.messages[0].webhook_url
+        if hook is not None:
+            self._admit_webhook(acct, hook)
         return self._store(prepared)
+
+    def _admit_webhook(self, acct: Account, url: str) -> None:
+        """What the API checks beyond :func:`~dispatcher.submit.prepare`: the name's addresses
+        and the account's cap on webhook endpoints (:class:`RequestRefused` otherwise)."""
+        try:
+            check_url(url, self.settings.webhook_allow_private)
+        except UrlRefused as exc:
+            raise RequestRefused([webhook_url_error(exc, url)]) from None
+        with self.engine.begin() as conn:
+            cap = self.settings.webhook_max_endpoints
+            if not admit_endpoint(conn, acct.id, url, cap, time.time()):
+                raise RequestRefused([ApiError("webhook_endpoint_limit", None, "webhookUrl", url)])
 
     def send_bulk(
         self,

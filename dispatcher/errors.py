@@ -88,7 +88,25 @@ CATALOGUE: dict[str, ErrorKind] = {
         "Send `shortLink: false` or omit it; this server does not shorten links yet.",
     ),
     "invalid_webhook_url": ErrorKind(
-        400, "Invalid webhookUrl", "Use an absolute http(s) URL of at most 2048 characters."
+        400,
+        "Invalid webhookUrl",
+        "Use an absolute http(s) URL of at most 2048 characters, without credentials, on a port "
+        "that speaks HTTP, whose host is a DNS name that exists (ASCII or a valid "
+        "internationalised name) or an IP address in standard form; `message` says which rule.",
+    ),
+    "webhook_url_forbidden": ErrorKind(
+        400,
+        "webhookUrl points inside our network",
+        "The host is, or resolves to, a loopback, private, link-local, CGNAT, cloud metadata, "
+        "multicast or reserved address, which webhooks never call, however it is spelled. "
+        "Use a publicly reachable address.",
+    ),
+    "webhook_endpoint_limit": ErrorKind(
+        422,
+        "Too many webhook endpoints",
+        "The account already sends webhooks to the maximum number of distinct URLs "
+        "(SMSDISPATCH_WEBHOOK_MAX_ENDPOINTS): reuse one of them, and tell messages apart by "
+        "the payload's `id` or `externalId` rather than by a URL per message.",
     ),
     "invalid_external_id": ErrorKind(400, "Invalid externalId", "Use 1-128 printable characters."),
     "priority_not_enabled": ErrorKind(

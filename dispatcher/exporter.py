@@ -53,7 +53,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatcher.contract import HELD_STATUSES, Lane, queue_name
 from dispatcher.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.health import metrics_route as registry_route
-from dispatcher.store import callback_inbox
+from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.schema import (
     dispatch_batches,
     messages,
@@ -234,6 +234,8 @@ class BrokerCollector(Collector):
             ).one()
             endpoints = conn.execute(select(e.state, func.count()).group_by(e.state)).all()
             inbox = callback_inbox.waiting(conn)
+            dead = dead_letters.counts(conn)
+            dead_hooks = conn.execute(select(func.count()).where(w.state == "dead")).scalar_one()
 
         due_count = _gauge(
             "smsdispatch_scheduled_due_messages",
@@ -304,7 +306,18 @@ class BrokerCollector(Collector):
         for kind, (n, oldest) in inbox.items():
             in_n.add_metric([kind], n)
             in_age.add_metric([kind], _since(now, oldest))
+        dead_n = _gauge(
+            "smsdispatch_dead_letters",
+            "Rows of the callback inbox (kind report, inbound) and the webhook outbox (kind "
+            "webhook) set aside after failing to apply too many times: they wait for an operator "
+            "(smsdispatch dead-letters).",
+            ["kind"],
+        )
+        for kind, (n, _oldest) in dead.items():
+            dead_n.add_metric([kind], n)
+        dead_n.add_metric(["webhook"], int(dead_hooks))
         return [
+            dead_n,
             due_count,
             due_delay,
             out_n,

@@ -166,7 +166,9 @@ class Scheduler:
 
     def _slow(self, now: float, report: TickReport) -> None:
         with self.engine.begin() as conn:
-            report.webhooks_recovered = webhooks.recover_stale_deliveries(conn, now)
+            report.webhooks_recovered = webhooks.recover_stale_deliveries(
+                conn, now, max_failures=self.settings.webhook_max_failures
+            )
             grace = self.settings.report_grace_h * 3600
             report.report_timeouts = len(reports.expire_unreported(conn, now - grace, now))
         with self.engine.connect() as conn:

@@ -29,12 +29,12 @@ from dispatcher.sms import (
     validate_sender,
 )
 from dispatcher.store.records import NewMessage, NewSubmission
+from dispatcher.webhooks.urls import UrlRefused, canonical, check_static
 
 MAX_VALIDITY_MIN = 4320
 MAX_SCHEDULE_AHEAD_S = 14 * 24 * 3600
 SCHEDULE_SLACK_S = 1.0  # a scheduleTime this close to now is sent at once
 _EXTERNAL_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
-_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
 class RequestRefused(Exception):
@@ -85,6 +85,24 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def webhook_url_problem(url: str, allow_private: bool) -> ApiError | None:
+    """A per-message ``webhookUrl`` gets every check a registered endpoint gets that needs no
+    DNS (:func:`dispatcher.webhooks.urls.check_static`); the API also resolves the name."""
+    try:
+        if not _is_text(url):  # a lone surrogate (library callers; the API refuses it earlier)
+            raise UrlRefused("invalid_url", "not valid Unicode text")
+        check_static(url, allow_private)
+    except UrlRefused as exc:
+        return webhook_url_error(exc, url)
+    return None
+
+
+def webhook_url_error(exc: UrlRefused, url: str) -> ApiError:
+    """The API error for a refused ``webhookUrl``: an address we never call has its own code."""
+    code = "webhook_url_forbidden" if exc.code == "forbidden_address" else "invalid_webhook_url"
+    return ApiError(code, f"webhookUrl: {exc.reason}", "webhookUrl", url)
+
+
 def _check_request(
     req: SendRequest, account: Account, settings: Settings, now: float
 ) -> list[ApiError]:
@@ -109,12 +127,10 @@ def _check_request(
         errors.append(ApiError("invalid_type", None, "type", req.type))
     if req.short_link:
         errors.append(ApiError("short_link_unsupported", None, "shortLink", True))
-    if req.webhook_url is not None and (
-        len(req.webhook_url) > 2048
-        or not _URL.match(req.webhook_url)
-        or not _is_text(req.webhook_url)
-    ):
-        errors.append(ApiError("invalid_webhook_url", None, "webhookUrl", req.webhook_url))
+    if req.webhook_url is not None:
+        problem = webhook_url_problem(req.webhook_url, settings.webhook_allow_private)
+        if problem is not None:
+            errors.append(problem)
     if req.external_id is not None and not _EXTERNAL_ID.match(req.external_id):
         errors.append(ApiError("invalid_external_id", None, "externalId", req.external_id))
     if req.priority and not account.priority_enabled:
@@ -297,6 +313,8 @@ def prepare(
         campaign=campaign,
     )
     sender = req.sender.strip()
+    # Stored in the form the webhook sender connects to (checked above: cannot fail here).
+    webhook_url = None if req.webhook_url is None else canonical(req.webhook_url).url
     for phone in good:
         sub.messages.append(
             NewMessage(
@@ -316,7 +334,7 @@ def prepare(
                 valid_until=start + validity_s,
                 scheduled_at=start if scheduled else None,
                 next_attempt_at=start if scheduled else None,
-                webhook_url=req.webhook_url,
+                webhook_url=webhook_url,
             )
         )
     return Prepared(sub, recipient_errors)

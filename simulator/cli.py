@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -40,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9090, help="listen port, 0 picks a free one")
     p.add_argument("--workers", type=int, default=1, help="worker processes (SO_REUSEPORT)")
-    p.add_argument("--token", default=d.token, help="required bearer token on /v1 endpoints")
+    # Tokens may come from the environment instead: a command line is visible to every user.
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SIMULATOR_TOKEN", d.token),
+        help="required bearer token on /v1 endpoints (or SIMULATOR_TOKEN)",
+    )
     p.add_argument("--latency-ms", type=float, default=d.latency_ms)
     p.add_argument("--latency-jitter-ms", type=float, default=d.latency_jitter_ms)
     p.add_argument("--error-rate", type=float, default=d.error_rate)
@@ -69,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-text", action="store_true", help="store message texts in records")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--dlr-url", default=d.dlr_url)
-    p.add_argument("--dlr-token", default=d.dlr_token)
+    p.add_argument(
+        "--dlr-token",
+        default=os.environ.get("SIMULATOR_DLR_TOKEN", d.dlr_token),
+        help="bearer token for delivery reports (or SIMULATOR_DLR_TOKEN)",
+    )
     p.add_argument("--dlr-delay-ms", type=float, default=d.dlr_delay_ms)
     p.add_argument("--dlr-jitter-ms", type=float, default=d.dlr_jitter_ms)
     p.add_argument("--dlr-mix", type=_mix, default=None, help="e.g. DELIVRD=95,UNDELIV=5")
@@ -79,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dlr-retries", type=int, default=d.dlr_retries)
     p.add_argument("--dlr-concurrency", type=int, default=d.dlr_concurrency)
     p.add_argument("--mo-url", default=d.mo_url)
-    p.add_argument("--mo-token", default=d.mo_token)
+    p.add_argument(
+        "--mo-token",
+        default=os.environ.get("SIMULATOR_MO_TOKEN", d.mo_token),
+        help="bearer token for inbound messages (or SIMULATOR_MO_TOKEN)",
+    )
     return p
 
 

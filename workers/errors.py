@@ -7,13 +7,23 @@ class DispatchError(Exception):
     """Root of the consumer side's errors."""
 
 
+def storable(text: str, limit: int) -> str:
+    """Carrier-supplied ``text`` as the message log can hold it: no NUL or other control
+    characters (PostgreSQL refuses NUL in text), at most ``limit`` characters. A carrier's
+    error code or message must never make recording an attempt fail."""
+    cleaned = "".join(c if c.isprintable() else " " for c in text)
+    return cleaned.encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
 class CarrierError(DispatchError):
-    """A carrier call failed. ``code`` is ours (stable, for the log and the panel)."""
+    """A carrier call failed. ``code`` is ours (stable, for the log and the panel); the
+    carrier's own codes and words are kept as the log's columns can hold them."""
 
     retryable = False
     ambiguous = False  # the carrier may have accepted it: check before resending
 
     def __init__(self, code: str, description: str, http_status: int | None = None) -> None:
+        code, description = storable(code, 32), storable(description, 255)
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description

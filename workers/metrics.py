@@ -141,6 +141,13 @@ WEBHOOK_LAG = Histogram(
     "Time from a webhook event being created to the customer's endpoint accepting it.",
     buckets=LAG_BUCKETS,
 )
+INBOX_FAILURES = Counter(
+    "smsdispatch_inbox_row_failures",
+    "Rows of a shared inbox or outbox (kind: report, inbound, webhook) that failed to apply on "
+    "their own, by what became of them: retried later, or dead (set aside after "
+    "SMSDISPATCH_CALLBACK_MAX_FAILURES / SMSDISPATCH_WEBHOOK_MAX_FAILURES tries).",
+    ["kind", "outcome"],
+)
 TASKS = Counter(
     "smsdispatch_worker_tasks",
     "Tasks a worker pool finished, by lane (the pool's), task name and final state.",
@@ -365,6 +372,14 @@ def record_reports(
         if r.status == "delivered":
             origin = max(r.created_at, r.scheduled_at or 0.0)
             DELIVERY_LATENCY.labels(r.lane).observe(max(0.0, now - origin))
+
+
+def record_inbox_failures(kind: str, failed: int, dead: int) -> None:
+    """Count rows that failed on their own (``failed``), of which ``dead`` were set aside."""
+    if failed - dead > 0:
+        INBOX_FAILURES.labels(str(kind), "retried").inc(failed - dead)
+    if dead > 0:
+        INBOX_FAILURES.labels(str(kind), "dead").inc(dead)
 
 
 def record_reconcile(found_sent: int, requeued: int, unknown: int) -> None:

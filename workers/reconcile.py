@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, select, update
 from dispatcher.contract import Status
 from dispatcher.store.progress import Failure, Sent, add_events, record_sent
 from dispatcher.store.schema import messages
-from workers.connectors.base import Connector
+from workers.connectors.base import Connector, carrier_id_of
 from workers.connectors.registry import ConnectorSet
 from workers.progress_store import SqlProgress
 
@@ -120,6 +120,7 @@ async def _reconcile_one(
         ]
         report.unknown = store.record_failures(failures, now)
         return report
+    found = {ref: carrier_id_of(ref, cid) for ref, cid in found.items()}
     sent = [Sent(i, found[i], 200, 0.0) for i in stale if i in found]
     missing = [i for i in stale if i not in found]
 

@@ -91,9 +91,10 @@ def apply_stored(
     ids: Sequence[int],
     now: float,
     retry_s: float,
+    take_fresh: bool = True,
 ) -> list[Outcome]:
-    """Apply the stored report rows ``ids``, and up to :data:`TAKE_FRESH_ROWS` rows never tried
-    yet, in the caller's transaction: one batch per connection.
+    """Apply the stored report rows ``ids``, and (``take_fresh``) up to :data:`TAKE_FRESH_ROWS`
+    rows never tried yet, in the caller's transaction: one batch per connection.
 
     Each row is deleted, or narrowed to the reports that came before their submit was recorded
     and taken again after :func:`retry_delay`; reports still early ``retry_s`` after they first
@@ -101,9 +102,10 @@ def apply_stored(
     skipped.
     """
     rows = callback_inbox.lock(conn, ids, callback_inbox.REPORT)
-    rows += callback_inbox.lock_fresh(
-        conn, callback_inbox.REPORT, [r.id for r in rows], TAKE_FRESH_ROWS
-    )
+    if take_fresh:
+        rows += callback_inbox.lock_fresh(
+            conn, callback_inbox.REPORT, [r.id for r in rows], TAKE_FRESH_ROWS
+        )
     by_connection: dict[str, list[callback_inbox.StoredCallback]] = {}
     for row in rows:
         by_connection.setdefault(row.connection, []).append(row)

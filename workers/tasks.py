@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -14,9 +15,10 @@ from dispatcher.store.db import StoreUnavailable
 from workers import metrics
 from workers.app import app
 from workers.errors import CarrierError
+from workers.isolation import apply_isolated
 from workers.rate_limits import RateLimitUnavailable
 from workers.reconcile import reconcile
-from workers.reports import apply_stored
+from workers.reports import TAKE_FRESH_ROWS, Outcome, apply_stored
 from workers.runtime import runtime
 
 log = structlog.get_logger(component="worker")
@@ -84,13 +86,23 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
 def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     """Apply stored delivery reports: ``{"ids": [...]}``, rows of the callback inbox.
 
-    On database trouble nothing was applied and the rows stay: the scheduler publishes them
-    again when their lease ends, so this task does not retry itself (a Celery countdown is held
-    in a worker's memory and lost with it). A payload with ``items`` (published by a version
-    before the inbox, or parked in ``EARLY_REPORTS_KEY`` by one) is stored first, then applied.
+    A row whose data makes applying fail is found and set aside without holding up the others
+    (:mod:`workers.isolation`). On database trouble nothing was applied and the rows stay: the
+    scheduler publishes them again when their lease ends, so this task does not retry itself
+    (a Celery countdown is held in a worker's memory and lost with it). A payload with
+    ``items`` (published by a version before the inbox, or parked in ``EARLY_REPORTS_KEY`` by
+    one) is stored first, then applied.
     """
     rt = runtime()
     now = time.time()
+
+    def apply(rows: Sequence[int], take_fresh: bool) -> list[Outcome]:
+        return rt.store.run(
+            lambda conn: apply_stored(
+                conn, rt.connector.parse_report, rows, now, rt.settings.report_retry_s, take_fresh
+            )
+        )
+
     try:
         ids = (
             payload["ids"]
@@ -101,17 +113,22 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
                 )
             )
         )
-        outcomes = rt.store.run(
-            lambda conn: apply_stored(
-                conn, rt.connector.parse_report, ids, now, rt.settings.report_retry_s
-            )
+        done = apply_isolated(
+            rt.engine,
+            callback_inbox.REPORT,
+            ids,
+            apply,
+            now,
+            rt.settings.callback_max_failures,
+            TAKE_FRESH_ROWS,
         )
     except INFRA_ERRORS as exc:
         log.warning(
             "reports.deferred", rows=len(payload.get("ids") or []), error=type(exc).__name__
         )
         return
-    for o in outcomes:
+    metrics.record_inbox_failures(callback_inbox.REPORT, done.failed, done.dead)
+    for o in done.results:
         metrics.record_reports(rt.engine, o.connection, o.result.applied, o.received)
         if o.dropped:
             log.warning("reports.dropped_unmatched", count=o.dropped, connection=o.connection)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -13,8 +14,10 @@ from dispatcher.contract import TASK_APPLY_INBOUND
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.inbound import InboundStore
+from workers import metrics
 from workers.app import app
-from workers.inbound import apply_inbound
+from workers.inbound import InboundReport, apply_inbound
+from workers.isolation import apply_isolated
 from workers.runtime import runtime
 
 log = structlog.get_logger(component="worker")
@@ -33,28 +36,39 @@ DB_ERRORS = (StoreUnavailable, SQLAlchemyError)
 def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
     """Apply stored inbound messages: ``{"ids": [...]}``, rows of the callback inbox.
 
-    Each row is applied, then deleted. Database trouble leaves the rest of the rows for the
-    scheduler to publish again when their lease ends; what was applied then counts as
-    duplicates. An ``items`` payload (from a version before the inbox) is stored first.
+    Each row is applied, then deleted; a row whose data makes applying fail is found and set
+    aside without holding up the others (:mod:`workers.isolation`). Database trouble leaves
+    the rest of the rows for the scheduler to publish again when their lease ends; what was
+    applied then counts as duplicates. An ``items`` payload (from a version before the inbox)
+    is stored first.
     """
     rt = runtime()
+    now = time.time()
+
+    def apply(ids: Sequence[int], _take_fresh: bool) -> list[InboundReport]:
+        with rt.engine.begin() as conn:
+            rows = callback_inbox.lock(conn, ids, callback_inbox.INBOUND)
+        return [_apply_row(rt, row) for row in rows]
+
     try:
         with rt.engine.begin() as conn:
             ids = (
                 payload["ids"]
                 if "ids" in payload
                 else callback_inbox.add_task_payload(
-                    conn, callback_inbox.INBOUND, payload, time.time(), rt.settings.callback_lease_s
+                    conn, callback_inbox.INBOUND, payload, now, rt.settings.callback_lease_s
                 )
             )
-            rows = callback_inbox.lock(conn, ids, callback_inbox.INBOUND)
-        for row in rows:
-            _apply_row(rt, row)
+        done = apply_isolated(
+            rt.engine, callback_inbox.INBOUND, ids, apply, now, rt.settings.callback_max_failures
+        )
     except DB_ERRORS as exc:
         log.warning("inbound.deferred", error=type(exc).__name__)
+        return
+    metrics.record_inbox_failures(callback_inbox.INBOUND, done.failed, done.dead)
 
 
-def _apply_row(rt: Any, row: callback_inbox.StoredCallback) -> None:
+def _apply_row(rt: Any, row: callback_inbox.StoredCallback) -> InboundReport:
     started = time.perf_counter()
     report = apply_inbound(
         InboundStore.for_settings(rt.engine, rt.settings),
@@ -73,3 +87,4 @@ def _apply_row(rt: Any, row: callback_inbox.StoredCallback) -> None:
         ms=round((time.perf_counter() - started) * 1000, 1),
         **{k: v for k, v in dataclasses.asdict(report).items() if v},
     )
+    return report

@@ -28,9 +28,11 @@ from dispatcher.api.docs_page import install as install_docs
 from dispatcher.api.envelope import JsonResponse, error_response
 from dispatcher.api.fast_send import FastSend
 from dispatcher.api.guard import RequestGuard
+from dispatcher.api.proxies import TrustedProxies, parse_networks
 from dispatcher.api.routes_carrier import router as carrier_router
 from dispatcher.api.routes_inbound import router as inbound_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
+from dispatcher.api.webhook_targets import WebhookTargets
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
@@ -70,6 +72,7 @@ def build_context(settings: Settings) -> ApiContext:
         Authenticator(engine, settings.auth_cache_ttl_s),
         CallbackInbox(engine, broker, settings.callback_lease_s),
         AccountQuotas(settings, engine),
+        WebhookTargets(engine, settings),
     )
 
 
@@ -213,5 +216,8 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
     # accept path, docs/benchmarks.md, scenario E) and pass through every other middleware.
     app.add_middleware(FastSend)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
-    app.add_middleware(metrics.MetricsMiddleware)  # added last: outermost, sees the guard's 413/415
+    app.add_middleware(metrics.MetricsMiddleware)  # sees the guard's 413/415
+    # Outermost: forwarded headers from trusted proxies only, before anything reads the client.
+    parse_networks(settings.trusted_proxies)  # a bad entry stops the start, not a request
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     return app

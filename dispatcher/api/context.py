@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from dispatcher.accounts import Account, Authenticator
 from dispatcher.api.callbacks import CallbackInbox
+from dispatcher.api.webhook_targets import WebhookTargets
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
@@ -30,6 +31,7 @@ class ApiContext:
     auth: Authenticator
     callbacks: CallbackInbox
     quotas: AccountQuotas | None = None  # per-account request rate and daily cap
+    webhook_targets: WebhookTargets | None = None  # per-message webhookUrl: DNS and the cap
 
 
 async def get_context(request: Request) -> ApiContext:

@@ -17,11 +17,16 @@ MAX_JSON_DEPTH = 32  # our deepest document is 2 levels; generous for clients' e
 _STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+"')  # possessive: linear on any input
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _UNIFY = bytes.maketrans(b"{}", b"[]")
+# An escape starts at a backslash that is not itself escaped: one preceded by an even run of
+# backslashes (``\\u0000`` in JSON is a backslash and the text "u0000", not a NUL).
+_ESCAPE = rb"(?<!\\)(?:\\\\)*"
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_NUL = re.compile(_ESCAPE + rb"\\u0000")
 # A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or the reverse: JSON lets it
 # through, but it is not text (the log's encoders refuse it later: a 500).
 _LONE_SURROGATE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    _ESCAPE + _HIGH + rb"(?!" + _LOW + rb")|" + _ESCAPE + rb"(?<!" + _HIGH + rb")" + _LOW
 )
 
 
@@ -140,13 +145,15 @@ def json_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> ApiError | Non
         return ApiError(
             "invalid_json", f"the body is not valid UTF-8 (byte {exc.start})", "body", None
         )
-    if b"\\u0000" in body:
+    # The plain searches first: a body without these bytes (nearly all) costs no regex.
+    if b"\\u0000" in body and _NUL.search(body):
         return ApiError("invalid_json", "NUL characters (\\u0000) are not allowed", "body", None)
-    lone = _LONE_SURROGATE.search(body)
+    lone = _LONE_SURROGATE.search(body) if b"\\u" in body else None
     if lone is not None:
+        escape = lone.group().lstrip(b"\\")[-5:].decode()
         return ApiError(
             "invalid_json",
-            f"{lone.group().decode()} is half of a UTF-16 surrogate pair, not a character",
+            f"\\{escape} is half of a UTF-16 surrogate pair, not a character",
             "body",
             None,
         )

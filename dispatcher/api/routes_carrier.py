@@ -1,9 +1,10 @@
 """Carrier callbacks: ``POST /carrier/{connection}/reports`` and ``…/inbound``.
 
-Thin on purpose: authenticate the connection, check the shape, commit the items to the callback
-inbox, answer (:mod:`dispatcher.api.callbacks`). Parsing (each carrier's status map) and applying
-happen in the dlr workers, so a burst of reports never slows the API and a report that arrives
-before its submit was recorded can be retried there instead of being dropped.
+Thin on purpose: authenticate the connection, check the shape and every value
+(:mod:`dispatcher.api.callback_fields`: 4xx naming each bad place), commit the items to the
+callback inbox, answer (:mod:`dispatcher.api.callbacks`). Parsing (each carrier's status map)
+and applying happen in the dlr workers, so a burst of reports never slows the API and a report
+that arrives before its submit was recorded can be retried there instead of being dropped.
 
 Each connection of the routing configuration authenticates with its own secret: a bearer
 callback token, or, for a ``messageflow`` upstream that reports by signed webhooks, its webhook
@@ -21,8 +22,9 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from smsdispatch_client.webhooks import WebhookVerificationError, verify
 
+from dispatcher.api.callback_fields import item_errors
 from dispatcher.api.context import ContextDep, request_id
-from dispatcher.api.envelope import JsonResponse
+from dispatcher.api.envelope import JsonResponse, envelope
 from dispatcher.api.models import error_responses
 from dispatcher.errors import ApiError
 from dispatcher.routing import ConnectionConfig, current_table
@@ -31,7 +33,6 @@ from dispatcher.store.callback_inbox import INBOUND, REPORT
 from dispatcher.store.db import StoreUnavailable
 
 router = APIRouter(prefix="/carrier", tags=["Carrier callbacks"])
-MAX_ITEMS = 1000
 
 
 def _connection(ctx: ContextDep, connection: str) -> ConnectionConfig:
@@ -58,15 +59,19 @@ def _parse(body: bytes) -> Any:
         raise ApiError("invalid_json", "the body is not valid JSON", "body", None) from None
 
 
+class _Refused(Exception):
+    """The body holds values that must not be stored (each named in ``errors``)."""
+
+    def __init__(self, errors: list[ApiError]) -> None:
+        super().__init__(", ".join(e.code for e in errors))
+        self.errors = errors
+
+
 def _items(body: Any) -> list[dict[str, Any]]:
     items = body if isinstance(body, list) else [body]
-    if not items or len(items) > MAX_ITEMS:
-        raise ApiError("invalid_field", f"send 1-{MAX_ITEMS} objects", "body", len(items))
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or len(item) > 50:
-            raise ApiError(
-                "invalid_field", "each item must be a JSON object", "body", None, f"body[{i}]"
-            )
+    errors = item_errors(items, single=not isinstance(body, list))
+    if errors:
+        raise _Refused(errors)
     return items
 
 
@@ -114,10 +119,13 @@ async def reports(
     """Accept one report object or an array of them; 200 once they are stored."""
     cfg = _connection(ctx, connection)
     body = await request.body()
-    if cfg.credentials.webhook_secret and "webhook-signature" in request.headers:
-        return await _signed_reports(request, ctx, cfg, body)
-    _check_token(cfg, authorization)
-    return await _accept(request, ctx, REPORT, cfg.name, _items(_parse(body)))
+    try:
+        if cfg.credentials.webhook_secret and "webhook-signature" in request.headers:
+            return await _signed_reports(request, ctx, cfg, body)
+        _check_token(cfg, authorization)
+        return await _accept(request, ctx, REPORT, cfg.name, _items(_parse(body)))
+    except _Refused as exc:
+        return _refused(request, exc)
 
 
 @router.post(
@@ -129,4 +137,13 @@ async def inbound(
     """Accept one inbound message (or part) or an array of them; 200 once they are stored."""
     cfg = _connection(ctx, connection)
     _check_token(cfg, authorization)
-    return await _accept(request, ctx, INBOUND, cfg.name, _items(_parse(await request.body())))
+    try:
+        items = _items(_parse(await request.body()))
+    except _Refused as exc:
+        return _refused(request, exc)
+    return await _accept(request, ctx, INBOUND, cfg.name, items)
+
+
+def _refused(request: Request, exc: _Refused) -> JsonResponse:
+    """400 naming every bad place; nothing of the request was stored."""
+    return JsonResponse(envelope(request_id(request), 400, errors=exc.errors), status_code=400)

@@ -65,6 +65,8 @@ SEND_ERRORS = (
     "invalid_type",
     "short_link_unsupported",
     "invalid_webhook_url",
+    "webhook_url_forbidden",
+    "webhook_endpoint_limit",
     "invalid_external_id",
     "priority_not_enabled",
     "idempotency_key_reused",
@@ -161,6 +163,12 @@ async def send_sms(
         if any(e.status == 403 for e in exc.errors):
             status = 403
         return JsonResponse(envelope(rid, status, errors=exc.errors), status_code=status)
+    hook = prepared.submission.messages[0].webhook_url if prepared.submission.messages else None
+    if hook is not None and ctx.webhook_targets is not None:
+        try:
+            await ctx.webhook_targets.admit(account.id, hook)
+        except StoreUnavailable:
+            raise ApiError("service_unavailable", "the message log is unreachable") from None
     # Daily cap: recipients beyond it are dropped here; what is not stored is given back.
     reserved = await reserve_for(ctx.quotas.daily, account, prepared, now) if ctx.quotas else 0
     try:

@@ -60,6 +60,9 @@ class ServeOptions:
             "loop": "uvloop",
             "http": CoalescingHttpToolsProtocol,  # one write per response, not two
             "access_log": False,
+            # Forwarded headers are applied by dispatcher.api.proxies, from the configured
+            # proxies only; uvicorn's own handling trusts loopback by default.
+            "proxy_headers": False,
             "log_config": None,
             "timeout_graceful_shutdown": self.graceful_s,
         }

@@ -93,7 +93,7 @@ async def login(
     username = username.strip()[:MAX_FIELD]
     password = password[: MAX_PASSWORD_LENGTH + 1]  # longer is never right; bounds argon2
     ip = request.client.host if request.client else "-"
-    wait = await panel.limiter.blocked_for(username, ip)
+    wait = await panel.limiter.attempt(username, ip)  # counted as failed until it succeeds
     if wait:
         log.warning("panel.login_limited", ip=ip)
         minutes = max(1, round(wait / 60))
@@ -106,10 +106,9 @@ async def login(
         )
     user = await in_db(request, lambda conn: authenticate(conn, username, password))
     if user is None:
-        await panel.limiter.failed(username, ip)
         log.info("panel.login_failed", ip=ip)
         return _login_page(request, target, "Wrong username or password.", 401, username)
-    await panel.limiter.succeeded(username)
+    await panel.limiter.succeeded(username, ip)
     token, _ = await panel.sessions.create(user.id)
     log.info("panel.login", user_id=user.id, account_id=user.account_id)
     response = redirect(target)

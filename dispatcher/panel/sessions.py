@@ -7,6 +7,7 @@ synchroniser CSRF token that every state-changing form posts back.
 
 Failed logins are counted per username and per client address in keys that expire with the
 window; reaching either limit refuses further attempts, right or wrong, until the window ends.
+Each attempt is checked and counted in one Redis script, before the password is verified.
 """
 
 from __future__ import annotations
@@ -81,51 +82,63 @@ class SessionStore:
             raise SessionsUnavailable(str(exc)) from None
 
 
+# Check and count in one step: an attempt is counted as a failure before the password is
+# verified, and refused if either count is already at its limit. Concurrent wrong passwords
+# cannot all pass the check before any is counted.
+_ATTEMPT = """
+local wait = 0
+for k = 1, 2 do
+  local n = tonumber(redis.call('GET', KEYS[k]) or '0')
+  if n >= tonumber(ARGV[k]) then
+    wait = math.max(wait, redis.call('TTL', KEYS[k]), 1)
+  end
+end
+if wait > 0 then return wait end
+for k = 1, 2 do
+  if redis.call('INCR', KEYS[k]) == 1 then redis.call('EXPIRE', KEYS[k], ARGV[3]) end
+end
+return 0
+"""
+
+
 class LoginLimiter:
-    """At most ``per_user`` failed logins per username and ``per_ip`` per address per window."""
+    """At most ``per_user`` failed logins per username and ``per_ip`` per address per window.
+
+    :meth:`attempt` reserves the try atomically (counted as a failure until
+    :meth:`succeeded` says otherwise), so the limit holds under concurrent attempts.
+    """
 
     def __init__(self, redis: Redis, per_user: int, per_ip: int, window_s: float) -> None:
         self.redis = redis
         self.per_user = per_user
         self.per_ip = per_ip
         self.window_s = max(1, int(window_s))
+        self._attempt = redis.register_script(_ATTEMPT)
 
     def _keys(self, username: str, ip: str) -> tuple[str, str]:
         # Hashed: usernames typed by strangers do not end up readable in Redis.
         return (PREFIX + "fail:u:" + _digest(username.lower())[:32], PREFIX + "fail:ip:" + ip)
 
-    async def blocked_for(self, username: str, ip: str) -> int:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        ukey, ikey = self._keys(username, ip)
+    async def attempt(self, username: str, ip: str) -> int:
+        """Seconds until another attempt is allowed (the attempt is refused), or 0: allowed,
+        and counted as failed until :meth:`succeeded`."""
         try:
-            async with self.redis.pipeline(transaction=False) as p:
-                for command in (p.get, p.ttl):
-                    command(ukey)
-                    command(ikey)
-                ufail, ifail, uttl, ittl = await p.execute()  # get, get, ttl, ttl
+            wait = await self._attempt(
+                keys=list(self._keys(username, ip)),
+                args=[self.per_user, self.per_ip, self.window_s],
+            )
         except RedisError as exc:
             raise SessionsUnavailable(str(exc)) from None
-        wait = 0
-        if ufail is not None and int(ufail) >= self.per_user:
-            wait = max(wait, int(uttl), 1)
-        if ifail is not None and int(ifail) >= self.per_ip:
-            wait = max(wait, int(ittl), 1)
-        return wait
+        return int(wait)
 
-    async def failed(self, username: str, ip: str) -> None:
-        """Count a failed attempt; the window starts at the first failure."""
+    async def succeeded(self, username: str, ip: str) -> None:
+        """A right password clears the username's count and gives the address back the try
+        :meth:`attempt` counted."""
+        user_key, ip_key = self._keys(username, ip)
         try:
             async with self.redis.pipeline(transaction=True) as p:
-                for key in self._keys(username, ip):
-                    p.set(key, 0, ex=self.window_s, nx=True)
-                    p.incr(key)
+                p.delete(user_key)
+                p.decr(ip_key)
                 await p.execute()
-        except RedisError as exc:
-            raise SessionsUnavailable(str(exc)) from None
-
-    async def succeeded(self, username: str) -> None:
-        """A right password clears the username's count (not the address's)."""
-        try:
-            await self.redis.delete(self._keys(username, "")[0])
         except RedisError as exc:
             raise SessionsUnavailable(str(exc)) from None

@@ -125,12 +125,9 @@ async def in_db(request: Request, work: Callable[[Connection], T], write: bool =
 
 
 def is_https(request: Request) -> bool:
-    """Served over HTTPS (``X-Forwarded-Proto`` counts only when configured to trust it)."""
-    if request.url.scheme == "https":
-        return True
-    if state(request).settings.panel_trust_forwarded_proto:
-        return request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
-    return False
+    """Served over HTTPS: the connection's scheme, or ``X-Forwarded-Proto`` from a trusted
+    proxy (applied by :mod:`dispatcher.api.proxies`; from anyone else it does not count)."""
+    return request.url.scheme == "https"
 
 
 async def viewer(request: Request) -> Viewer:

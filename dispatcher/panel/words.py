@@ -72,7 +72,28 @@ EVENT_WORDS = {
     "report_timeout": "No delivery report arrived in time",
     "final": "Final status",
 }
-_DIGIT_RUN = re.compile(r"(?<!\d)\d{4,8}(?!\d)")
+# What a one-time code looks like, however it is written: 4-8 digits (any script's), alone or
+# in groups split by a space, no-break space, dot or dash ("551 234", "551-234", "55.12.34");
+# or 4-12 letters and digits with at least two digits ("A5B1C2", "7K-9QX").
+_DIGIT_GROUPS = re.compile(r"(?<!\w)\d+(?:[ \u00a0.\-\u2013]\d+)*(?!\w)")
+_MIXED = re.compile(r"(?<!\w)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?!\w)")
+
+
+def _digit_code(m: re.Match[str]) -> str:
+    text = m.group()
+    digits = sum(c.isdigit() for c in text)
+    return _hide(text) if 4 <= digits <= 8 else text
+
+
+def _mixed_code(m: re.Match[str]) -> str:
+    text = m.group()
+    digits = sum(c.isdigit() for c in text)
+    letters = sum(c.isalpha() for c in text)
+    return _hide(text) if digits >= 2 and letters and 4 <= digits + letters <= 12 else text
+
+
+def _hide(text: str) -> str:
+    return "".join("•" if c.isalnum() else c for c in text)
 
 
 def status_words(status: str) -> str:
@@ -118,7 +139,8 @@ def _keywords(pattern: str) -> re.Pattern[str] | None:
 
 
 def mask_codes(body: str, keywords: str) -> tuple[str, bool]:
-    """``body`` with its 4-8 digit runs masked when it looks like a code message.
+    """``body`` with anything shaped like a one-time code masked (4-8 digits, grouped or not,
+    or letters mixed with digits) when it looks like a code message.
 
     A message "looks like a code" when it matches ``keywords`` (a case-insensitive regex, the
     ``SMSDISPATCH_PANEL_MASK_KEYWORDS`` setting). Returns the text and whether anything was
@@ -127,5 +149,5 @@ def mask_codes(body: str, keywords: str) -> tuple[str, bool]:
     pattern = _keywords(keywords)
     if pattern is None or not pattern.search(body):
         return body, False
-    masked, n = _DIGIT_RUN.subn(lambda m: "•" * len(m.group()), body)
-    return masked, n > 0
+    masked = _MIXED.sub(_mixed_code, _DIGIT_GROUPS.sub(_digit_code, body))
+    return masked, masked != body

@@ -21,6 +21,7 @@ from dispatcher.routing.model import (
     Credentials,
     RoutingConfig,
 )
+from dispatcher.webhooks.urls import UrlRefused, check_static
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PREFIX_RE = re.compile(r"^\+[0-9]{1,15}$")
@@ -142,6 +143,11 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
     url = reader.get(
         "url", lambda v: isinstance(v, str) and v.startswith(("http://", "https://")), "an URL"
     )
+    try:
+        # The guard of every fetcher: carriers may live on the operator's own networks.
+        url = check_static(url, allow_private=True, restrict_ports=False).url
+    except UrlRefused as exc:
+        raise reader.fail("url", exc.reason) from None
     creds = Credentials(**{s: reader.secret(s) for s in SECRETS})
     if kind == "messageflow" and not (creds.application_key and creds.authorization):
         raise reader.fail(

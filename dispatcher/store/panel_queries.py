@@ -187,7 +187,7 @@ def _webhooks(conn: Connection, account_id: int, message_id: str) -> list[dict[s
         for r in conn.execute(
             select(
                 d.id, d.event, d.status_key, d.url, d.state, d.attempts, d.created_at,
-                d.delivered_at, d.last_status_code,
+                d.delivered_at, d.last_status_code, d.last_error,
             )
             .where(and_(d.message_id == message_id, d.account_id == account_id))
             .order_by(d.created_at)

@@ -44,12 +44,17 @@ class ApplyResult:
 
 
 def _rows(conn: Connection, connection: str, reports: Sequence[ReportUpdate]) -> list[Any]:
+    """The messages ``reports`` name, among those sent through ``connection`` only: a carrier
+    reports on what it was given, so its reports never touch another connection's messages,
+    whether they name our reference or a carrier id. (A message not yet sent has no
+    connection: its report is early and tried again.)"""
     refs = [r.ref for r in reports if r.ref]
     cids = [r.carrier_message_id for r in reports if r.carrier_message_id]
     m = messages.c
     conds: list[Any] = []
+    # The connection in each branch, so each keeps its index (primary key; connection + id).
     if refs:
-        conds.append(m.id.in_(refs))
+        conds.append(and_(m.id.in_(refs), m.connection == connection))
     if cids:
         conds.append(and_(m.connection == connection, m.carrier_message_id.in_(cids)))
     if not conds:

@@ -194,13 +194,17 @@ webhook_deliveries = Table(
     Column("url", Text, nullable=False),
     Column("url_secondary", Text),
     Column("payload", Text, nullable=False),  # the exact JSON body that is signed
-    # pending | queued | sending | delivered | failed | disabled
+    # pending | queued | sending | delivered | failed | disabled | dead
     Column("state", String(12), nullable=False),
     Column("attempts", SmallInteger, nullable=False, default=0),
     Column("created_at", Double, nullable=False),
     Column("next_attempt_at", Double),
     Column("delivered_at", Double),
     Column("last_status_code", SmallInteger),
+    # Claims that ended without a recorded result (a worker died, recording failed); at
+    # webhook_max_failures the delivery is set aside as ``dead`` with its last error.
+    Column("failures", SmallInteger, nullable=False, default=0, server_default=text("0")),
+    Column("last_error", String(255)),
     UniqueConstraint("message_id", "event", "status_key", name="uq_webhook_once"),
     Index("ix_webhook_deliveries_message", "message_id"),
     Index(
@@ -214,6 +218,13 @@ webhook_deliveries = Table(
         "next_attempt_at",
         postgresql_where=text("state = 'pending'"),
         sqlite_where=text("state = 'pending'"),
+    ),
+    # Dead letters, counted by the exporter on every scrape.
+    Index(
+        "ix_webhook_deliveries_dead",
+        "created_at",
+        postgresql_where=text("state = 'dead'"),
+        sqlite_where=text("state = 'dead'"),
     ),
 )
 
@@ -327,6 +338,10 @@ carrier_callbacks = Table(
     # or the next try of reports that came before their submit was recorded.
     Column("due_at", Double, nullable=False),
     Column("attempt", SmallInteger, nullable=False, default=0),
+    # Tries that failed with an error (not early reports); at callback_max_failures the row
+    # moves to carrier_callbacks_dead with its last error (dispatcher/store/dead_letters.py).
+    Column("failures", SmallInteger, nullable=False, default=0, server_default=text("0")),
+    Column("last_error", String(255)),
     Index("ix_carrier_callbacks_due", "due_at"),
     # Rows never tried, for a dlr task to take along (callback_inbox.lock_fresh) without
     # walking past a backlog of early reports waiting for their next try.
@@ -337,4 +352,20 @@ carrier_callbacks = Table(
         postgresql_where=text("attempt = 0"),
         sqlite_where=text("attempt = 0"),
     ),
+)
+
+# Callbacks that failed to apply callback_max_failures times, set aside so they block nothing:
+# listed, retried and dropped with `smsdispatch callbacks`, counted by the exporter.
+carrier_callbacks_dead = Table(
+    "carrier_callbacks_dead",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=False),  # the inbox row's id
+    Column("kind", String(8), nullable=False),
+    Column("connection", String(64), nullable=False),
+    Column("items", Text, nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("failures", SmallInteger, nullable=False),
+    Column("error", String(255), nullable=False),
+    Column("dead_at", Double, nullable=False),
+    Index("ix_carrier_callbacks_dead_at", "dead_at"),
 )

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.contract import EVENT_MESSAGE_INBOUND, EVENT_MESSAGE_STATUS, FINAL_STATUSES, Status
@@ -37,6 +37,7 @@ class DeliveryState(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     DISABLED = "disabled"  # its endpoint answered 410 Gone or was disabled
+    DEAD = "dead"  # its claims kept ending without a recorded result: set aside
 
 
 class EndpointState(StrEnum):
@@ -225,12 +226,16 @@ def due_deliveries(
     return [r[0] for r in rows]
 
 
-def recover_stale_deliveries(conn: Connection, now: float, limit: int = 1000) -> int:
+def recover_stale_deliveries(
+    conn: Connection, now: float, limit: int = 1000, max_failures: int = 5
+) -> int:
     """Queued or claimed deliveries whose lease ran out (lost task, crashed worker) → pending.
 
     Run it every few seconds (the scheduler's slow path); returns how many were recovered. A
     recovered claim may have reached the receiver before the crash: receivers de-duplicate on
-    ``webhook-id``, as the docs ask.
+    ``webhook-id``, as the docs ask. A claim that ran out counts as a failure of the delivery
+    (a lost task does not): a delivery that kills its worker, or that cannot be recorded,
+    every time is set aside as ``dead`` at ``max_failures`` instead of being taken again.
     """
     d = webhook_deliveries.c
     stale = and_(
@@ -240,13 +245,49 @@ def recover_stale_deliveries(conn: Connection, now: float, limit: int = 1000) ->
     if conn.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     picked = pick.cte("stale")
+    claimed = d.state == DeliveryState.SENDING
     rows = conn.execute(
         update(webhook_deliveries)
         .where(and_(d.id.in_(select(picked.c.id)), stale))
-        .values(state=DeliveryState.PENDING, next_attempt_at=now)
+        .values(
+            state=case(
+                (and_(claimed, d.failures + 1 >= max_failures), DeliveryState.DEAD),
+                else_=DeliveryState.PENDING,
+            ),
+            failures=d.failures + case((claimed, 1), else_=0),
+            last_error=case((claimed, CLAIM_LOST), else_=d.last_error),
+            next_attempt_at=now,
+        )
         .returning(d.id)
     )
     return len(rows.all())
+
+
+CLAIM_LOST = "claim expired without a recorded result (worker lost or recording failed)"
+
+
+def set_aside(
+    conn: Connection, delivery_id: str, error: str, now: float, max_failures: int
+) -> bool:
+    """Count a failure to record a delivery's result: pending again after a back-off, or
+    ``dead`` at ``max_failures``. Whether it became dead."""
+    d = webhook_deliveries.c
+    row = conn.execute(select(d.failures).where(d.id == delivery_id)).first()
+    if row is None:
+        return False
+    failures = int(row.failures) + 1
+    dead = failures >= max_failures
+    conn.execute(
+        update(webhook_deliveries)
+        .where(d.id == delivery_id)
+        .values(
+            state=DeliveryState.DEAD if dead else DeliveryState.PENDING,
+            failures=failures,
+            last_error=error[:255],
+            next_attempt_at=now + min(60.0, 2.0**failures),
+        )
+    )
+    return dead
 
 
 def signing_secrets(

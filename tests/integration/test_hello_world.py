@@ -12,13 +12,16 @@ import os
 import queue
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
+import redis
 
 from tests.support.services import backend, free_port
 from tests.support.stack import ROOT, wait_until
@@ -107,6 +110,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         hooked = time.monotonic()
         assert received["verified"], received
         assert received["payload"]["statusName"] == "delivered"
+        _assert_no_secret_shown(clone, proc.pid)
         sent = seen.get("sent", delivered)
         print(
             f"\nfresh clone: make run ready in {ready - started:.1f} s "
@@ -123,6 +127,28 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
     assert proc.returncode in (0, -signal.SIGINT, 2, 130)
+
+
+def _assert_no_secret_shown(clone: str, pid: int) -> None:
+    """Other users of the machine see none of it: var/ is private, Redis wants a password,
+    and no command line holds the Redis password or the carrier callback token."""
+    for root, _dirs, files in os.walk(os.path.join(clone, "var")):
+        for path in [root, *(os.path.join(root, f) for f in files)]:
+            assert stat.S_IMODE(os.lstat(path).st_mode) & 0o077 == 0, path
+    children = psutil.Process(pid).children(recursive=True)
+    [api] = [p for p in children if "dispatcher.cli" in p.cmdline() and "api" in p.cmdline()]
+    env = api.environ()
+    token, url = env["SMSDISPATCH_CARRIER_CALLBACK_TOKEN"], env["REDIS_URL"]
+    password = url.split("@")[0].rsplit(":", 1)[1]
+    assert len(password) >= 24 and len(token) >= 16
+    for p in children:
+        shown = " ".join(p.cmdline())
+        assert token not in shown and password not in shown, shown
+    host_port = url.split("@")[1].split("/")[0]
+    bare = redis.Redis.from_url(f"redis://{host_port}/0")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        bare.ping()
+    bare.close()
 
 
 def _printed(lines: queue.Queue[str], output: list[str], marker: str) -> str:

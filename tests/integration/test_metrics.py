@@ -26,7 +26,7 @@ from dispatcher.broker import Broker
 from dispatcher.contract import TASK_APPLY_REPORTS, TASK_SEND_CHUNK, Lane, chunk_payload, queue_name
 from dispatcher.exporter import PUBLISHED_AT_HEADER, BrokerCollector
 from dispatcher.ids import new_message_id
-from dispatcher.store import callback_inbox
+from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.db import make_engine
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.records import Batch
@@ -98,9 +98,9 @@ def _message_row(mid: str, status: str, next_at: float, now: float) -> dict[str,
 def test_exporter_reads_kombu_messages_and_the_log() -> None:
     """The ages hold whether the publisher stamps its header or not (the payload's own clock is
     the fallback): everything is published at ``t0`` and the scrape happens "40 s later"."""
-    t0 = time.time()
-    now = t0 + 40.0
     with fresh_redis() as redis_url, fresh_database() as db_url:
+        t0 = time.time()  # after the database exists: creating it takes a second or more
+        now = t0 + 40.0
         broker = Broker(redis_url)
         engine = make_engine(db_url)
         client = redis.Redis.from_url(redis_url)
@@ -134,6 +134,8 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
                 insert_batches(conn, [Batch("b-unpublished", "bulk", [])], now - 12)
                 callback_inbox.add(conn, "report", "default", [[{"id": "c"}], [{}]], now - 9, 30)
                 callback_inbox.add(conn, "report", "default", [[{"id": "d"}]], now - 3, 30)
+                [poison] = callback_inbox.add(conn, "report", "default", [[{}]], now - 1, 30)
+                assert dead_letters.record_failure(conn, poison, "DataError", now, 1)  # set aside
                 conn.execute(
                     insert(webhook_endpoints),
                     [
@@ -158,7 +160,17 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
                             "state": "pending",
                             "created_at": now - 300,
                             "next_attempt_at": now - 30,
-                        }
+                        },
+                        {
+                            "id": "w2",
+                            "account_id": 1,
+                            "event": "message.status",
+                            "url": "https://a",
+                            "payload": "{}",
+                            "state": "dead",
+                            "created_at": now - 300,
+                            "next_attempt_at": now - 30,
+                        },
                     ],
                 )
             registry = CollectorRegistry()
@@ -195,6 +207,9 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
     assert g("smsdispatch_callback_inbox_oldest_age_seconds", kind="report") == pytest.approx(9)
     assert g("smsdispatch_callback_inbox_rows", kind="inbound") == 0
     assert g("smsdispatch_callback_inbox_oldest_age_seconds", kind="inbound") == 0
+    assert g("smsdispatch_dead_letters", kind="report") == 1
+    assert g("smsdispatch_dead_letters", kind="inbound") == 0
+    assert g("smsdispatch_dead_letters", kind="webhook") == 1
     assert g("smsdispatch_exporter_source_up", source="redis") == 1
     assert g("smsdispatch_exporter_source_up", source="database") == 1
 

@@ -37,6 +37,7 @@ def pstack() -> Iterator[Stack]:
         scheduler=False,
         default_region="PL",
         panel_trust_forwarded_proto=1,
+        trusted_proxies="127.0.0.1",  # the test client plays the TLS proxy
         panel_login_attempts=3,
     ) as s:
         yield s

@@ -287,8 +287,14 @@ def running_stack(  # type: ignore[no-untyped-def]
             token = env.get("SMSDISPATCH_CARRIER_CALLBACK_TOKEN")
             if token and reports:
                 callbacks = f"http://127.0.0.1:{api_port}/carrier/default"
-                sim_args += ["--dlr-url", f"{callbacks}/reports", f"--dlr-token={token}"]
-                sim_args += ["--mo-url", f"{callbacks}/inbound", f"--mo-token={token}"]
+                sim_args += [
+                    "--dlr-url",
+                    f"{callbacks}/reports",
+                    "--mo-url",
+                    f"{callbacks}/inbound",
+                ]
+                # From the environment: a command line is visible to every user of the machine.
+                env.update(SIMULATOR_DLR_TOKEN=token, SIMULATOR_MO_TOKEN=token)
                 sim_args += ["--dlr-delay-ms", "50"]
             stack.spawn("simulator", [sys.executable, "-m", "simulator", *sim_args])
             stack.spawn("api", [sys.executable, "-m", "dispatcher.cli", "api"])

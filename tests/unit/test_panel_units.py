@@ -27,6 +27,14 @@ KEYWORDS = Settings().panel_mask_keywords
         ),
         ("PIN 12345678 for card ending 4321", "PIN •••••••• for card ending ••••"),
         ("Verification code 123456789 (too long to be a code)", None),
+        ("Your code is 551 234", "Your code is ••• •••"),
+        ("Your code is 551-234.", "Your code is •••-•••."),
+        ("Kod: 55.12.34, ważny 5 min", "Kod: ••.••.••, ważny 5 min"),
+        ("Your code: A5B1C2", "Your code: ••••••"),
+        ("OTP 7K-9QX (2FA)", "OTP ••-••• (2FA)"),
+        ("Your code is \uff15\uff15\uff11\uff12\uff13\uff14", "Your code is ••••••"),
+        ("PIN\u00a01234\u00a05678", "PIN\u00a0••••\u00a0••••"),
+        ("Verification code for +48 111 222 333", None),  # a phone number is not a code
     ],
 )
 def test_code_messages_have_their_digits_masked(body: str, expected: str | None) -> None:
@@ -114,16 +122,16 @@ def test_sessions_expire_and_end() -> None:
 def test_login_limiter_counts_per_user_and_per_address() -> None:
     async def scenario() -> None:
         limiter = LoginLimiter(fakeredis.FakeAsyncRedis(), per_user=3, per_ip=5, window_s=600)
-        for _ in range(3):
-            assert await limiter.blocked_for("ann", "10.0.0.1") == 0
-            await limiter.failed("ann", "10.0.0.1")
-        assert 0 < await limiter.blocked_for("ANN", "10.0.0.9") <= 600  # username, any address
-        assert await limiter.blocked_for("bob", "10.0.0.1") == 0  # 3 of 5 for the address
-        await limiter.failed("bob", "10.0.0.1")
-        await limiter.failed("bob", "10.0.0.1")
-        assert await limiter.blocked_for("carol", "10.0.0.1") > 0  # the address is spent
-        assert await limiter.blocked_for("carol", "10.0.0.2") == 0
-        await limiter.succeeded("ann")
-        assert await limiter.blocked_for("ann", "10.0.0.2") == 0
+        for _ in range(3):  # each attempt is counted as failed when it is allowed
+            assert await limiter.attempt("ann", "10.0.0.1") == 0
+        assert 0 < await limiter.attempt("ANN", "10.0.0.9") <= 600  # username, any address
+        assert await limiter.attempt("bob", "10.0.0.1") == 0  # 4 of 5 for the address
+        await limiter.succeeded("bob", "10.0.0.1")  # a right password gives the try back
+        assert await limiter.attempt("bob", "10.0.0.1") == 0  # 4 of 5
+        assert await limiter.attempt("eve", "10.0.0.1") == 0  # 5 of 5
+        assert await limiter.attempt("dan", "10.0.0.1") > 0  # the address is spent
+        assert await limiter.attempt("carol", "10.0.0.2") == 0
+        await limiter.succeeded("ann", "10.0.0.2")
+        assert await limiter.attempt("ann", "10.0.0.2") == 0
 
     asyncio.run(scenario())

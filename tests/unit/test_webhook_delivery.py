@@ -25,6 +25,7 @@ from dispatcher.store.schema import (
 from dispatcher.store.webhooks import create_status_webhooks, recover_stale_deliveries
 from dispatcher.webhooks import admin
 from tests.support.receiver import Answer, Receiver
+from tests.support.services import free_port
 from tests.unit.test_webhook_outbox import add_account, add_message, engine  # noqa: F401
 from workers.webhooks.backoff import WebhookBackoff
 from workers.webhooks.deliver import DeliverOptions, DeliverReport, WebhookDeliverer
@@ -205,7 +206,8 @@ def test_main_failure_uses_the_secondary_in_the_same_attempt(
     failure: Any,
 ) -> None:
     clock = Clock()
-    main = "http://127.0.0.1:9/hook" if failure == "closed-port" else rx.url("/main")
+    closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    main = closed if failure == "closed-port" else rx.url("/main")
     if failure != "closed-port":
         rx.script("/main", failure)
     acct = add_account(engine, webhook_url=main, webhook_url_secondary=rx.url("/second"))

@@ -7,14 +7,14 @@ import asyncio
 import socket
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from dispatcher.webhooks.urls import (
     UrlRefused,
     address_problem,
-    check_syntax,
+    canonical,
+    check_resolved,
     check_url,
     safe_host,
 )
@@ -81,7 +81,12 @@ def test_public_literal_addresses_pass(url: str) -> None:
 
 
 def test_allow_private_permits_our_networks_but_never_metadata() -> None:
-    for url in ("http://127.0.0.1:9/", "http://10.1.1.1/", "http://[::1]/", "http://100.64.0.9/"):
+    for url in (
+        "http://127.0.0.1:8080/",
+        "http://10.1.1.1/",
+        "http://[::1]/",
+        "http://100.64.0.9/",
+    ):
         assert check_url(url, allow_private=True, resolve=False) == url
     for url in ("http://169.254.169.254/", "http://[fd00:ec2::254]/", "http://100.100.100.200/"):
         with pytest.raises(UrlRefused):
@@ -135,7 +140,7 @@ def test_address_problem_names_the_kind() -> None:
 
 def test_safe_host_drops_path_and_query() -> None:
     assert safe_host("https://h.example.com:8443/p?token=abc") == "https://h.example.com:8443"
-    assert check_syntax("https://h.example.com/p").hostname == "h.example.com"
+    assert canonical("https://H.example.com/p").host == "h.example.com"
 
 
 class MapResolver(AbstractResolver):
@@ -182,14 +187,7 @@ def test_safe_resolver_filters_and_refuses() -> None:
 
 def _post(url: str, resolver: AbstractResolver | None, allow_private: bool) -> Any:
     async def go() -> Any:
-        if resolver is None:
-            session = await make_session(allow_private)
-        else:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    resolver=SafeResolver(allow_private, resolver), use_dns_cache=False
-                )
-            )
+        session = await make_session(allow_private, resolver=resolver)
         try:
             poster = AiohttpPoster(session, 2.0, allow_private)
             return await poster.post(url, b"{}", {"Content-Type": "application/json"})
@@ -225,3 +223,71 @@ def test_dns_rebinding_is_refused_at_send_time() -> None:
         with pytest.raises(WebhookRefused, match="loopback"):
             _post(url, inner, allow_private=False)
         assert rx.requests() == []
+
+
+def _with_dns(answers: dict[str, Any], work: Any) -> Any:
+    """Run ``work()`` (a coroutine function) on a loop whose getaddrinfo answers from
+    ``answers`` (a list of addresses, or an exception to raise); the names asked."""
+    asked: list[str] = []
+
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+
+        async def getaddrinfo(host: str, port: int, **_kw: Any) -> list[tuple[Any, ...]]:
+            asked.append(host)
+            answer = answers[host]
+            if isinstance(answer, BaseException):
+                raise answer
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answer]
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        return await work()
+
+    return asyncio.run(go()), asked
+
+
+def test_submission_resolves_names_without_blaming_the_sender_for_dns_trouble() -> None:
+    answers = {
+        "ok.test": ["93.184.216.34"],
+        "inward.test": ["93.184.216.34", "10.0.0.5"],
+        "gone.test": socket.gaierror(socket.EAI_NONAME, "not known"),
+        "flaky.test": socket.gaierror(socket.EAI_AGAIN, "try again"),
+    }
+    for host, refused in (("ok", None), ("inward", "forbidden_address"), ("gone", "unresolvable")):
+        url = f"https://{host}.test/x"
+        try:
+            result, _ = _with_dns(answers, lambda u=url: check_resolved(u))  # type: ignore[misc]
+            assert refused is None and result == url
+        except UrlRefused as exc:
+            assert exc.code == refused, (host, exc.code)
+    result, _ = _with_dns(answers, lambda: check_resolved("https://flaky.test/x"))
+    assert result == "https://flaky.test/x"  # the sender checks again when it connects
+
+
+def test_the_api_asks_dns_once_per_host_a_minute() -> None:
+    from dispatcher.api.webhook_targets import WebhookTargets
+    from dispatcher.config import Settings
+    from dispatcher.errors import ApiError
+    from dispatcher.store.db import make_engine
+    from tests.support.services import fresh_database
+
+    with fresh_database() as db_url:
+        engine = make_engine(db_url)
+        targets = WebhookTargets(engine, Settings.from_env({}))
+
+        async def work() -> list[str]:
+            codes = []
+            for path in ("a", "b", "c"):
+                for host in ("ok.test", "inward.test"):
+                    try:
+                        await targets.admit(1, f"https://{host}/{path}")
+                        codes.append("ok")
+                    except ApiError as exc:
+                        codes.append(exc.code)
+            return codes
+
+        answers = {"ok.test": ["93.184.216.34"], "inward.test": ["10.0.0.5"]}
+        codes, asked = _with_dns(answers, work)
+        engine.dispose()
+    assert codes == ["ok", "webhook_url_forbidden"] * 3
+    assert sorted(asked) == ["inward.test", "ok.test"]

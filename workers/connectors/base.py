@@ -6,7 +6,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from workers.errors import CarrierError
+from workers.errors import CarrierError, storable
+
+CARRIER_ID_MAX = 64  # messages.carrier_message_id
+
+
+def carrier_id_of(ref: str, raw: str) -> str:
+    """The carrier's id for our message ``ref`` as the log can store it, whatever the carrier
+    sent (recording a message as sent must not fail on it: it was sent). An id with nothing
+    printable is kept as ``unreadable:<ref>``; reports for it then match by our reference."""
+    return storable(raw, CARRIER_ID_MAX) or f"unreadable:{ref}"[:CARRIER_ID_MAX]
 
 
 @dataclass(slots=True, frozen=True)
@@ -30,6 +39,10 @@ class SubmitResult:
     http_status: int | None
     latency_ms: float
     error: CarrierError | None = None
+
+    def __post_init__(self) -> None:
+        if self.carrier_id is not None:
+            self.carrier_id = carrier_id_of(self.ref, self.carrier_id)
 
     @property
     def ok(self) -> bool:

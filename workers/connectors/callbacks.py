@@ -7,6 +7,7 @@ SMPP-style ``stat`` words; the map below turns them into our final statuses. Non
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,14 +40,20 @@ def _str(raw: Mapping[str, Any], key: str, limit: int = 64) -> str | None:
     return text
 
 
+MAX_UNIX_S = 10**11  # year 5138: anything later is not a time a carrier means
+
+
 def _time(raw: Mapping[str, Any], key: str) -> float | None:
     value = raw.get(key)
     if value is None:
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise CallbackError(f"{key} is not unix seconds") from None
+    if not (math.isfinite(seconds) and 0 <= seconds < MAX_UNIX_S):
+        raise CallbackError(f"{key} is not unix seconds")
+    return seconds
 
 
 def parse_smpp_style_report(raw: Mapping[str, Any]) -> Report:

@@ -13,7 +13,11 @@ What it does and does not do:
 * ``http`` and ``https`` (the stdlib's TLS with certificate checks), one origin per client;
 * ``Content-Length`` and chunked responses; ``Connection: close`` is honoured;
 * a total deadline per request (connect + write + answer);
-* no redirects, proxies, cookies, compression or pipelining: a carrier API needs none.
+* no redirects, proxies, cookies, compression or pipelining: a carrier API needs none;
+* the URL guard of every fetcher (:mod:`dispatcher.webhooks.urls`): the base URL is taken in
+  its canonical form, and each new connection goes only to an address the guard allows
+  (carrier connections are configured by the operator, so private networks and loopback are
+  allowed; cloud metadata, multicast and reserved addresses never are).
 
 Errors leave as :class:`WireError` subclasses and say whether the request may have reached the
 server: only :class:`ConnectFailed` is certain it did not. The connectors map them to ours.
@@ -23,14 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from dispatcher.webhooks.urls import UrlRefused, address_problem, check_static
 
 
 class WireError(Exception):
@@ -188,13 +195,18 @@ class WireClient:
         limit: int = 64,
         keepalive_s: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        allow_private: bool = True,
     ) -> None:
-        url = urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"carrier url must be http(s)://host[:port][/path]: {base_url!r}")
-        self._host = url.hostname
-        self._tls = url.scheme == "https"
-        self._port = url.port or (443 if self._tls else 80)
+        try:
+            target = check_static(base_url, allow_private, restrict_ports=False)
+        except UrlRefused as exc:
+            raise ValueError(f"carrier url {base_url!r}: {exc.reason}") from None
+        url = urlsplit(target.url)
+        self._host = target.host
+        self._tls = target.scheme == "https"
+        self._port = target.port
+        self._allow_private = allow_private
+        self._literal = target.ip
         self._ssl = (ssl_context or ssl.create_default_context()) if self._tls else None
         self._prefix = url.path.rstrip("/")
         default_port = self._port == (443 if self._tls else 80)
@@ -260,17 +272,44 @@ class WireClient:
             self._drop(conn)
         try:
             async with asyncio.timeout_at(deadline):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(loop),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._tls else None,
-                )
+                conn = await self._connect(loop)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
         self._open.add(conn)
         return conn
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        """Resolve, keep the addresses the guard allows, connect to the first that answers.
+        The host name is kept for TLS (SNI and the certificate check)."""
+        if self._literal is not None:  # checked already; no resolver round trip
+            family = socket.AF_INET6 if self._literal.version == 6 else socket.AF_INET
+            infos: list[tuple[Any, ...]] = [
+                (family, socket.SOCK_STREAM, 6, "", (self._host, self._port))
+            ]
+        else:
+            infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+        allowed = [i for i in infos if address_problem(str(i[4][0]), self._allow_private) is None]
+        if not allowed:
+            problems = sorted(
+                {str(address_problem(str(i[4][0]), self._allow_private)) for i in infos}
+            )
+            raise OSError(f"{self._host} resolves only to a {', '.join(problems)}")
+        error: OSError | None = None
+        for family, _kind, _proto, _name, sockaddr in allowed:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    str(sockaddr[0]),
+                    self._port,
+                    family=family,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._tls else None,
+                )
+                return conn
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     def _put_back(self, conn: _Connection) -> None:
         if conn.usable:

@@ -1,25 +1,28 @@
-"""The webhook HTTP client: aiohttp with an address-checking resolver (the only module of the
+"""The webhook HTTP client: aiohttp with address checks at every step (the only module of the
 webhooks lane that imports aiohttp; its errors stop here).
 
-DNS rebinding: the connector asks :class:`SafeResolver` for the addresses and connects only to
-those it returns, all of which passed :func:`dispatcher.webhooks.urls.address_problem`; the
-host name is kept for the ``Host`` header and TLS (SNI and certificate check). Literal IP hosts
-never reach a resolver, so :meth:`AiohttpPoster.post` checks them itself. Redirects are not
-followed, proxies from the environment are ignored, each request is bounded by
-``webhook_timeout_s``, and at most a few KiB of the answer are read.
+:meth:`AiohttpPoster.post` hands aiohttp only the canonical form of a URL
+(:func:`dispatcher.webhooks.urls.check_static`: ASCII host, literal addresses checked), so
+aiohttp connects to exactly the host that was judged. DNS rebinding: the connector asks
+:class:`SafeResolver` for the addresses and connects only to those it returns, all of which
+passed :func:`dispatcher.webhooks.urls.address_problem`; the host name is kept for the ``Host``
+header and TLS (SNI and certificate check). Last, :func:`guarded_socket_factory` checks the
+address of every socket aiohttp opens, whatever path led there. Redirects are not followed,
+proxies from the environment are ignored, each request is bounded by ``webhook_timeout_s``, and
+at most a few KiB of the answer are read.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from dispatcher.webhooks.urls import UrlRefused, address_problem, check_address, check_syntax
-from dispatcher.webhooks.urls import literal_ip as literal_ip_of
+from dispatcher.webhooks.urls import UrlRefused, address_problem, check_static
 from workers.webhooks.classify import MAX_BODY_CHARS, HttpAnswer
 from workers.webhooks.errors import WebhookConnectError, WebhookRefused, WebhookTimeout
 
@@ -59,16 +62,41 @@ class SafeResolver(AbstractResolver):
         await self._inner.close()
 
 
-async def make_session(allow_private: bool, max_in_flight: int = 64) -> aiohttp.ClientSession:
-    """The per-process session of the webhooks lane (call inside the process's loop)."""
-    connector = aiohttp.TCPConnector(
+def guarded_socket_factory(allow_private: bool) -> Callable[[AddrInfoType], socket.socket]:
+    """A socket factory for aiohttp that refuses to open a socket towards a forbidden address
+    (the last check before ``connect``, whichever way the address was found)."""
+
+    def factory(addr_info: AddrInfoType) -> socket.socket:
+        family, kind, proto, _name, sockaddr = addr_info
+        problem = address_problem(str(sockaddr[0]), allow_private)
+        if problem is not None:
+            raise AddressRefusedError(f"{sockaddr[0]} is a {problem}")
+        return socket.socket(family, kind, proto)
+
+    return factory
+
+
+def make_connector(
+    allow_private: bool, max_in_flight: int = 64, resolver: AbstractResolver | None = None
+) -> aiohttp.TCPConnector:
+    """The guarded connector (``resolver``: the name lookup under the check, for tests)."""
+    return aiohttp.TCPConnector(
         limit=max_in_flight,
         ttl_dns_cache=60,
-        resolver=SafeResolver(allow_private),
+        resolver=SafeResolver(allow_private, resolver),
+        socket_factory=guarded_socket_factory(allow_private),
         enable_cleanup_closed=True,
     )
+
+
+async def make_session(
+    allow_private: bool, max_in_flight: int = 64, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """The per-process session of the webhooks lane (call inside the process's loop)."""
     return aiohttp.ClientSession(
-        connector=connector, skip_auto_headers=("User-Agent",), trust_env=False
+        connector=make_connector(allow_private, max_in_flight, resolver),
+        skip_auto_headers=("User-Agent",),
+        trust_env=False,
     )
 
 
@@ -79,7 +107,8 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> str:
         if not chunk:
             break
         buf += chunk
-    return buf.decode("utf-8", errors="replace")[:MAX_BODY_CHARS]
+    # What a receiver answers is kept as text the log can hold (PostgreSQL refuses NUL).
+    return buf.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:MAX_BODY_CHARS]
 
 
 def _refused_cause(exc: BaseException) -> AddressRefusedError | None:
@@ -103,23 +132,20 @@ class AiohttpPoster:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.allow_private = allow_private
 
-    def _precheck(self, url: str) -> None:
+    def _target(self, url: str) -> str:
+        """The canonical URL to connect to (stored URLs may predate canonical storage)."""
         try:
-            parts = check_syntax(url)
-            host = parts.hostname or ""
-            ip = literal_ip_of(host)
-            if ip is not None:
-                check_address(host, ip, self.allow_private)
+            return check_static(url, self.allow_private).url
         except UrlRefused as exc:
             raise WebhookRefused(exc.reason) from exc
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
         """One POST, no redirects; raises a :class:`~workers.webhooks.errors.WebhookError`."""
-        self._precheck(url)
+        target = self._target(url)
         started = time.perf_counter()
         try:
             async with self.session.post(
-                url,
+                target,
                 data=body,
                 headers=dict(headers),
                 allow_redirects=False,

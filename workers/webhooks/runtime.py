@@ -33,7 +33,9 @@ class WebhookRuntime:
         poster = AiohttpPoster(
             self.session, settings.webhook_timeout_s, settings.webhook_allow_private
         )
-        store = SqlDeliveryStore(self.engine, settings.webhook_suspend_after_h * 3600)
+        store = SqlDeliveryStore(
+            self.engine, settings.webhook_suspend_after_h * 3600, settings.webhook_max_failures
+        )
         backoff = WebhookBackoff(window_s=settings.webhook_retry_window_h * 3600)
         self.deliverer = WebhookDeliverer(
             store, poster, backoff, self.options, observe=record_webhook_outcomes

@@ -9,18 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.dead_letters import describe, transient
 from dispatcher.store.schema import webhook_attempts, webhook_deliveries, webhook_endpoints
-from dispatcher.store.webhooks import DeliveryState, EndpointState, signing_secrets
+from dispatcher.store.webhooks import DeliveryState, EndpointState, set_aside, signing_secrets
 from dispatcher.webhooks.payloads import iso
+from workers.metrics import record_inbox_failures
 from workers.webhooks.classify import Verdict
 from workers.webhooks.records import AttemptRecord, Claimed, Outcome
 
 T = TypeVar("T")
+log = structlog.get_logger(component="webhooks")
 FAILURES = frozenset({Verdict.RETRY, Verdict.REJECTED, Verdict.GONE})
 
 
@@ -210,11 +214,18 @@ def record(
 
 
 class SqlDeliveryStore:
-    """:func:`claim` and :func:`record` on an engine, one transaction each."""
+    """:func:`claim` and :func:`record` on an engine, one transaction each.
 
-    def __init__(self, engine: Engine, suspend_after_s: float) -> None:
+    A slice of results that cannot be recorded because of one of them (not because the
+    database is away) is recorded one at a time; the one that fails alone is counted against
+    its delivery and set aside at ``max_failures`` (:func:`set_aside`), so it never makes the
+    others of its slice be sent again.
+    """
+
+    def __init__(self, engine: Engine, suspend_after_s: float, max_failures: int = 5) -> None:
         self.engine = engine
         self.suspend_after_s = suspend_after_s
+        self.max_failures = max_failures
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -229,4 +240,23 @@ class SqlDeliveryStore:
 
     def record(self, outcomes: Sequence[Outcome], now: float) -> int:
         """See :func:`record`."""
-        return self._call(record, outcomes, now, self.suspend_after_s)
+        try:
+            return self._call(record, outcomes, now, self.suspend_after_s)
+        except StoreUnavailable as exc:
+            if transient(exc) or not outcomes:
+                raise
+            log.warning("webhooks.record_failed", deliveries=len(outcomes), error=describe(exc))
+        moved = failed = dead = 0
+        for o in outcomes:
+            try:
+                moved += self._call(record, [o], now, self.suspend_after_s)
+            except StoreUnavailable as exc:
+                if transient(exc):
+                    raise
+                error = describe(exc)
+                failed += 1
+                if self._call(set_aside, o.claimed.id, error, now, self.max_failures):
+                    dead += 1
+                log.warning("webhooks.delivery_set_aside", delivery=o.claimed.id, error=error)
+        record_inbox_failures("webhook", failed, dead)
+        return moved
