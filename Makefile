@@ -9,16 +9,14 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: run test unit lint typecheck services install bench bench-quick monitoring-check clean snippets snippets-test audit lock chaos chaos-quick
 
-# `make run` needs only the runtime dependencies; `make test` adds the development tools.
-$(RUN_STAMP): pyproject.toml
-	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
-	@test -d $(VENV) || $(PY) -m venv $(VENV) || { echo "install python3-venv"; exit 1; }
-	$(BIN)/pip install -q --disable-pip-version-check -e .
-	@touch $(RUN_STAMP)
+# `make run` installs the runtime set (requirements.lock), `make test` the runtime set and the
+# development tools (requirements-dev.lock), each synced exactly with uv (pip as a fallback),
+# the project itself editable: scripts/install-venv.sh.
+$(RUN_STAMP): requirements.lock requirements-dev.lock pyproject.toml scripts/install-venv.sh
+	@scripts/install-venv.sh run
 
-$(STAMP): $(RUN_STAMP)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
-	@touch $(STAMP)
+$(STAMP): requirements-dev.lock pyproject.toml scripts/install-venv.sh
+	@scripts/install-venv.sh dev
 
 install: $(STAMP)
 
@@ -60,10 +58,15 @@ test: $(STAMP) services
 audit: $(STAMP)
 	$(BIN)/python scripts/audit.py
 
-# Rewrite requirements.lock from the venv after changing dependencies.
-lock: $(STAMP)
-	{ echo "# Locked dependencies of the venv (make lock: pip freeze --exclude-editable); audited by make audit."; \
-	  $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > requirements.lock
+# Re-resolve pyproject.toml's dependencies into the lock files (hashes, every platform): the dev
+# set first, then the runtime set constrained to it, so both pin the same versions. Versions
+# already locked are kept unless UPGRADE=1.
+LOCK_FLAGS = --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade,)
+lock:
+	@uv=$$(scripts/uv.sh) || { echo "make lock needs uv"; exit 1; }; \
+	$$uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.lock && \
+	$$uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_FLAGS) -o requirements.lock
 
 # promtool: alert-rule unit tests and `check metrics` over a real scrape of a running stack.
 monitoring-check: $(STAMP) services
