@@ -33,7 +33,9 @@ fi
 
 command -v "$PY" >/dev/null || { echo "python3 is required" >&2; exit 1; }
 started=$EPOCHREALTIME
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 editable=
+timings=
 if uv=$(scripts/uv.sh); then
   export UV_PYTHON_DOWNLOADS=never # the interpreter is $PY, never one uv would download
   if [ ! -x "$VENV/bin/python" ]; then
@@ -43,9 +45,12 @@ if uv=$(scripts/uv.sh); then
   [ "$mode" = dev ] && compile=(--compile-bytecode)
   # Exactly the lock: what it does not name is removed.
   "$uv" pip sync -q "${compile[@]}" --python "$VENV/bin/python" "$lock"
+  timings="sync $(since "$started") s"
   # The project, editable, its dependencies not resolved again; built while the stack's
   # bytecode compiles below (each takes a core for a few seconds).
-  "$uv" pip install -q --no-deps --python "$VENV/bin/python" -e . &
+  t=$EPOCHREALTIME
+  { "$uv" pip install -q --no-deps --python "$VENV/bin/python" -e . &&
+    echo "$(since "$t")" >"$VENV/.editable-seconds"; } &
   editable=$!
 else
   if [ ! -x "$VENV/bin/pip" ]; then
@@ -58,13 +63,17 @@ fi
 # install compiled all of site-packages above).
 stack=()
 [ "$mode" = run ] && stack=(--stack)
+t=$EPOCHREALTIME
 "$VENV/bin/python" scripts/precompile.py "${stack[@]}"
-[ -z "$editable" ] || wait "$editable"
+timings+="${timings:+, }bytecode $(since "$t") s"
+if [ -n "$editable" ]; then
+  wait "$editable"
+  timings+=", project $(cat "$VENV/.editable-seconds") s"
+fi
 touch "$RUN_STAMP"
 if [ "$mode" = dev ]; then
   touch "$DEV_STAMP"
 else
   rm -f "$DEV_STAMP" # the sync removed the development tools
 fi
-awk -v a="$started" -v b="$EPOCHREALTIME" -v l="$lock" \
-  'BEGIN { printf "installed %s in %.1f s\n", l, b - a }'
+echo "installed $lock in $(since "$started") s ($timings)"
