@@ -96,7 +96,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     print(
         f"\nfresh clone: make run ready in {ready - run.started:.1f} s: "
         f"install {installed - run.started:.1f} s "
-        f"(of which the venv sync and bytecode {setup['seconds'] if setup else '?'} s), "
+        f"(venv {setup['seconds'] if setup else '?'} s: {setup['parts'] if setup else '?'}), "
         f"stack {ready - installed:.1f} s (command start {launch:.1f} s, "
         f"Redis and simulator {stack['redis']} s, migrations and demo account "
         f"{stack['migrations']} s, processes up {stack['processes']} s); "

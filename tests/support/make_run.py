@@ -26,7 +26,8 @@ READY = re.compile(
 )
 # make's exit status after Ctrl-C: make itself is interrupted too (killed by SIGINT, or 2).
 STOPPED = (0, -signal.SIGINT, 2, 130)
-INSTALLED = re.compile(r"installed \S+ in (?P<seconds>[\d.]+) s")
+# scripts/install-venv.sh's last line.
+INSTALLED = re.compile(r"installed \S+ in (?P<seconds>[\d.]+) s \((?P<parts>[^)]*)\)")
 
 
 def checkout(dest: str) -> None:
