@@ -32,6 +32,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     checkout(clone)
     port = free_port()
     env = user_env(port)
+    load = os.getloadavg()[0]  # the figures below mean little without it
     run = MakeRun(clone, env)
     try:
         installed_line = run.wait_for("installed ", 600)
@@ -94,7 +95,8 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
 
     launch = ready - installed - float(stack["total"])  # interpreter and command-line imports
     print(
-        f"\nfresh clone: make run ready in {ready - run.started:.1f} s: "
+        f"\nload average {load:.1f} on {os.cpu_count()} cores; "
+        f"fresh clone: make run ready in {ready - run.started:.1f} s: "
         f"install {installed - run.started:.1f} s "
         f"(venv {setup['seconds'] if setup else '?'} s: {setup['parts'] if setup else '?'}), "
         f"stack {ready - installed:.1f} s (command start {launch:.1f} s, "
