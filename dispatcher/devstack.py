@@ -156,7 +156,11 @@ def run_stack(args: argparse.Namespace) -> int:
     env.setdefault("SMSDISPATCH_LOG_FORMAT", "json")
     port = args.port or int(env.get("SMSDISPATCH_API_PORT") or 8080)
     env["SMSDISPATCH_API_PORT"] = str(port)
-    supervisor = Supervisor(RUN_DIR, info={"api": f"http://127.0.0.1:{port}"})
+    supervisor = Supervisor(
+        RUN_DIR,
+        watchdog_log=os.path.join(VAR, "logs", "watchdog.log"),
+        info={"api": f"http://127.0.0.1:{port}"},
+    )
     try:
         leftovers = supervisor.start()
     except StackRunning as exc:

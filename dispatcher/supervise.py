@@ -75,6 +75,7 @@ class Supervisor:
 
     run_dir: str
     grace_s: float = GRACE_S
+    watchdog_log: str = ""  # default: watchdog.log in run_dir
     info: dict[str, Any] = field(default_factory=dict)  # shown by a second run (e.g. the API)
     children: list[Child] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -162,7 +163,8 @@ class Supervisor:
 
     def _start_watchdog(self) -> None:
         read, write = os.pipe()  # both ends non-inheritable: no other child holds the write end
-        log = open(os.path.join(self.run_dir, "watchdog.log"), "ab")  # noqa: SIM115
+        path = self.watchdog_log or os.path.join(self.run_dir, "watchdog.log")
+        log = open(path, "ab")  # noqa: SIM115 - closed below: the child has its own copy
         try:
             self._watchdog = subprocess.Popen(
                 [sys.executable, "-m", __name__, self.token, str(self.grace_s)],
