@@ -43,6 +43,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         curl = run.wait_for("curl -s -X POST", 10)
         assert ready_line and curl, run.tail()
         ready = time.monotonic()
+        profile = run.cpu_profile()
         inbox_line = run.wait_for("webhook inbox:", 30)
         assert inbox_line, run.tail()
         inbox = inbox_line.split("webhook inbox:", 1)[1].split()[0]
@@ -88,6 +89,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         second_line = again.wait_for("ready in", 120)
         assert second_line and again.wait_for("curl -s -X POST", 10), again.tail()
         second_ready = time.monotonic() - again.started
+        second_profile = again.cpu_profile()
     finally:
         assert again.interrupt() in STOPPED, again.tail()
     second = READY.search(second_line)
@@ -104,6 +106,7 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         f"{stack['migrations']} s, processes up {stack['processes']} s); "
         f"curl → sent in {sent - ready:.2f} s, → delivered in {delivered - ready:.2f} s; "
         f"delivered → webhook received in {hooked - delivered:.2f} s"
+        f"\nCPU used by the stack's start: {profile}"
         f"\nsecond make run: ready in {second_ready:.1f} s (migrations and demo account "
-        f"{second['migrations']} s, processes up {second['processes']} s)"
+        f"{second['migrations']} s, processes up {second['processes']} s); CPU {second_profile}"
     )

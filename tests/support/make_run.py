@@ -104,6 +104,25 @@ class MakeRun:
                 return child
         raise AssertionError(f"no `smsdispatch run` under make:\n{self.tail()}")
 
+    def cpu_profile(self) -> str:
+        """CPU seconds each part of the stack has used so far, largest first (a profile of its
+        start when called once it is ready)."""
+        supervisor = self.supervisor()
+        parts: dict[str, float] = {}
+        for proc in [supervisor, *supervisor.children(recursive=True)]:
+            try:
+                cmd = " ".join(proc.cmdline())
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            part = next((name for key, name in _PARTS if key in cmd), "supervisor")
+            if part == "worker pools" and proc.ppid() != supervisor.pid:
+                part = "prefork children"
+            parts[part] = parts.get(part, 0.0) + times.user + times.system
+        ranked = sorted(parts.items(), key=lambda kv: -kv[1])
+        total = sum(parts.values())
+        return f"{total:.1f} s: " + ", ".join(f"{name} {cpu:.2f}" for name, cpu in ranked)
+
     def interrupt(self, timeout: float = 30) -> int:
         """Ctrl-C, as in a terminal (the whole foreground group); make's exit status."""
         if self.proc.poll() is None:
@@ -114,6 +133,18 @@ class MakeRun:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
             raise
+
+
+# Which part of the stack a command line belongs to (the first key found in it).
+_PARTS = (
+    ("celery", "worker pools"),
+    ("cli api", "API"),
+    ("cli scheduler", "scheduler"),
+    ("-m simulator", "simulator"),
+    ("webhook_inbox", "webhook inbox"),
+    ("redis-server", "Redis"),
+    ("dispatcher.supervise", "watchdog"),
+)
 
 
 def _copy_worktree(dest: str) -> None:
