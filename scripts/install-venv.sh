@@ -59,10 +59,10 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$lock"
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
 fi
-# The project's own modules, and for `make run` what the stack's processes import (a dev
-# install compiled all of site-packages above).
+# The project's own modules, and for `make run` what the stack's processes import, compiled once
+# per lock into the user's cache (a dev install compiled all of site-packages above).
 stack=()
-[ "$mode" = run ] && stack=(--stack)
+[ "$mode" = run ] && stack=(--stack "$lock")
 t=$EPOCHREALTIME
 "$VENV/bin/python" scripts/precompile.py "${stack[@]}"
 timings+="${timings:+, }bytecode $(since "$t") s"
