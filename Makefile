@@ -5,27 +5,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # Wheels of the client's dependencies, pytest and the build backend, for the test that installs
 # ./client into an empty venv without an index (tests/unit/test_client_distribution.py).
 WHEELHOUSE := $(VENV)/wheelhouse
-PIP := $(BIN)/pip install -q --disable-pip-version-check
-PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: run test unit lint typecheck services install bench bench-quick monitoring-check clean snippets snippets-test audit lock chaos chaos-quick
 
-# `make run` needs only the runtime dependencies; `make test` adds the development tools.
-# The server depends on the client (smsdispatch-client), which is installed from ./client
-# (editable) in the same pip call.
-$(RUN_STAMP): pyproject.toml client/pyproject.toml
-	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
-	@test -d $(VENV) || $(PY) -m venv $(VENV) || { echo "install python3-venv"; exit 1; }
-	$(PIP) -e ./client -e .
-	@touch $(RUN_STAMP)
+# `make run` installs the runtime set (requirements.lock), `make test` the runtime set and the
+# development tools (requirements-dev.lock), each synced exactly with uv (pip as a fallback),
+# the project and its client (./client, its own distribution) editable: scripts/install-venv.sh.
+$(RUN_STAMP): requirements.lock requirements-dev.lock pyproject.toml client/pyproject.toml scripts/install-venv.sh
+	@scripts/install-venv.sh run
 
-$(STAMP): $(RUN_STAMP)
-	$(PIP) -e ./client -e '.[dev]'
-	$(BIN)/pip download -q --disable-pip-version-check -d $(WHEELHOUSE) ./client pytest 'setuptools>=77'
-	@touch $(STAMP)
+$(STAMP): requirements-dev.lock pyproject.toml client/pyproject.toml scripts/install-venv.sh
+	@scripts/install-venv.sh dev
+	@$(BIN)/pip download -q --disable-pip-version-check -d $(WHEELHOUSE) ./client pytest 'setuptools>=77'
 
 install: $(STAMP)
 
@@ -69,10 +64,17 @@ test: $(STAMP) services
 audit: $(STAMP)
 	$(BIN)/python scripts/audit.py
 
-# Rewrite requirements.lock from the venv after changing dependencies.
-lock: $(STAMP)
-	{ echo "# Locked dependencies of the venv (make lock: pip freeze --exclude-editable); audited by make audit."; \
-	  $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > requirements.lock
+# Re-resolve pyproject.toml's dependencies into the lock files (hashes, every platform): the dev
+# set first, then the runtime set constrained to it, so both pin the same versions. Versions
+# already locked are kept unless UPGRADE=1. The client (./client) is installed editable beside
+# the project, so the lock names only its dependencies.
+LOCK_FLAGS = --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock" --no-emit-package smsdispatch-client \
+	$(if $(UPGRADE),--upgrade,)
+lock:
+	@uv=$$(scripts/uv.sh) || { echo "make lock needs uv"; exit 1; }; \
+	$$uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.lock && \
+	$$uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_FLAGS) -o requirements.lock
 
 # promtool: alert-rule unit tests and `check metrics` over a real scrape of a running stack.
 monitoring-check: $(STAMP) services

@@ -47,31 +47,15 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker pool for one lane (replaces this process with Celery's own CLI, so
     the producer side never imports worker code and signals reach Celery directly)."""
-    from dispatcher.contract import Lane, queue_name
+    from dispatcher.contract import Lane
+    from dispatcher.worker_command import worker_command
 
     lane = Lane(args.lane)
     if checked(_settings()) is None:  # refuse to start on an invalid connections file
         return CONFIG_ERROR_EXIT
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "--app=workers.app",
-        "worker",
-        f"--queues={queue_name(lane)}",
-        f"--hostname={lane}@%h",
-        f"--concurrency={args.concurrency}",
-        "--pool=prefork",
-        "--prefetch-multiplier=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel=INFO",
-    ]
-    if lane == Lane.PRIORITY:
-        argv.append("--disable-prefetch")
-    # libpq names the pool's database sessions after the lane: pg_stat_activity then tells an
-    # operator (or a profile) which lane a slow statement or a lock wait belongs to.
-    os.environ.setdefault("PGAPPNAME", f"smsdispatch-{lane}")
+    argv, env = worker_command(lane, args.concurrency)
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
     os.execv(sys.executable, argv)
 
 

@@ -9,6 +9,10 @@ Another user of the machine learns nothing from it: ``var/`` and everything writ
 (the database, Redis's files, keys, logs) is readable by its owner only (umask 077), and no
 secret is on a command line, where ``ps`` shows it to everyone: Redis reads its password from a
 0600 configuration file, the simulator its callback token from the environment.
+
+The children never outlive this process, however it ends, and a second ``smsdispatch run`` of
+the same checkout refuses to start beside a live one and stops what a killed one left behind
+(:mod:`dispatcher.supervise`).
 """
 
 from __future__ import annotations
@@ -21,17 +25,21 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from typing import Any
+
+from dispatcher.contract import Lane
+from dispatcher.supervise import StackRunning, Supervisor
+from dispatcher.worker_command import worker_command
 
 VAR = os.path.abspath("var")
 DEMO_FILE = os.path.join(VAR, "demo-account.json")
 DEMO_SECRET_FILE = os.path.join(VAR, "demo-webhook-secret")
 DEMO_PANEL_FILE = os.path.join(VAR, "demo-panel-password")
 INBOX_SECRET_ARG = f"--secret-file={DEMO_SECRET_FILE}"
+RUN_DIR = os.path.join(VAR, "run")  # the supervisor's lock and state (dispatcher/supervise.py)
 LOG_START: dict[str, int] = {}
 
 
@@ -54,15 +62,6 @@ def wait_http(url: str, timeout: float = 30.0) -> bool:
             pass
         time.sleep(0.1)
     return False
-
-
-def _spawn(name: str, argv: list[str], env: dict[str, str], procs: list[Any]) -> None:
-    log = open(os.path.join(VAR, "logs", f"{name}.log"), "ab")  # noqa: SIM115 - lives with child
-    LOG_START[name] = log.tell()  # earlier runs' lines stay in the file: look only after this
-    proc = subprocess.Popen(
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    procs.append((name, proc))
 
 
 def _demo_keys(env: dict[str, str], port: int) -> dict[str, str]:
@@ -170,9 +169,10 @@ def private_dir(path: str) -> None:
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
 
 
-def start_redis(redis_bin: str, var: str, env: dict[str, str], procs: list[Any]) -> str:
-    """A private redis-server on a free loopback port, with a random password read from a
-    0600 configuration file (not the command line); its URL (holding the password)."""
+def redis_config(var: str) -> tuple[str, int, str]:
+    """A private redis-server's configuration: a free loopback port and a random password, in
+    a 0600 file (not the command line). Returns the file, the port and the URL (holding the
+    password)."""
     port = free_port()
     password = secrets.token_urlsafe(24)
     data = os.path.join(var, "redis")
@@ -184,127 +184,156 @@ def start_redis(redis_bin: str, var: str, env: dict[str, str], procs: list[Any])
             f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
             f'save ""\nappendonly yes\ndir {data}\n'
         )
-    _spawn("redis", [redis_bin, conf], env, procs)
-    _wait_port(port)
-    return f"redis://:{password}@127.0.0.1:{port}/0"
+    return conf, port, f"redis://:{password}@127.0.0.1:{port}/0"
 
 
 def run_stack(args: argparse.Namespace) -> int:
     """Start everything, print the curl, wait for Ctrl-C, stop everything."""
+    started = time.monotonic()
     private_dir(VAR)
     os.makedirs(os.path.join(VAR, "logs"), exist_ok=True)
     env = dict(os.environ)
     env.setdefault("SMSDISPATCH_LOG_FORMAT", "json")
     port = args.port or int(env.get("SMSDISPATCH_API_PORT") or 8080)
     env["SMSDISPATCH_API_PORT"] = str(port)
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    py = sys.executable
+    supervisor = Supervisor(
+        RUN_DIR,
+        watchdog_log=os.path.join(VAR, "logs", "watchdog.log"),
+        info={"api": f"http://127.0.0.1:{port}"},
+    )
     try:
-        if not env.get("REDIS_URL"):
-            redis_bin = shutil.which("redis-server")
-            if redis_bin is None:
-                print(
-                    "redis-server not found: install it (apt-get install redis-server) or set "
-                    "REDIS_URL",
-                    file=sys.stderr,
-                )
-                return 2
-            env["REDIS_URL"] = start_redis(redis_bin, VAR, env, procs)
-        sim_port = free_port()
-        env["SMSDISPATCH_CARRIER_URL"] = f"http://127.0.0.1:{sim_port}"
-        env.setdefault("SMSDISPATCH_CARRIER_TPS", "100")
-        # Local defaults: webhooks may target loopback (never in the production example).
-        env.setdefault("SMSDISPATCH_WEBHOOK_ALLOW_PRIVATE", "1")
-        token = env.setdefault("SMSDISPATCH_CARRIER_CALLBACK_TOKEN", secrets.token_urlsafe(16))
-        callbacks = f"http://127.0.0.1:{port}/carrier/default"
-        sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
-        sim += ["--dlr-url", f"{callbacks}/reports", "--mo-url", f"{callbacks}/inbound"]
-        sim_env = {**env, "SIMULATOR_DLR_TOKEN": token, "SIMULATOR_MO_TOKEN": token}
-        _spawn("simulator", [py, "-m", "simulator", *sim], sim_env, procs)
-        subprocess.run(
-            [py, "-m", "dispatcher.cli", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
-        )
-        keys = _demo_keys(env, port)
-        # A local inbox receives the demo account's signed webhooks (delivery reports).
-        inbox_port = free_port()
-        inbox = f"http://127.0.0.1:{inbox_port}"
-        _demo_webhook(env, inbox + "/demo")
-        panel_password = _demo_panel_user(env)
-        _spawn(
-            "webhook-inbox",
-            [py, "-m", "dispatcher.webhook_inbox", f"--port={inbox_port}", INBOX_SECRET_ARG],
-            env,
-            procs,
-        )
-        cli = [py, "-m", "dispatcher.cli"]
-        _spawn("api", [*cli, "api", "--port", str(port)], env, procs)
-        _spawn(
-            "worker-priority",
-            [*cli, "worker", "--lane", "priority", "--concurrency", "1"],
-            env,
-            procs,
-        )
-        _spawn("worker-bulk", [*cli, "worker", "--lane", "bulk", "--concurrency", "2"], env, procs)
-        for lane, n in (("dlr", "1"), ("webhooks", "1")):
-            _spawn(
-                f"worker-{lane}", [*cli, "worker", "--lane", lane, "--concurrency", n], env, procs
-            )
-        _spawn("scheduler", [*cli, "scheduler"], env, procs)
-        if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
-            print("the API did not become ready; see var/logs/api.log", file=sys.stderr)
-            return 1
-        # The printed curl should be answered at once: wait until the pools consume.
-        for name, _p in procs:
-            if name.startswith("worker-") and not _wait_log(name, "ready.", 90):
-                print(f"{name} did not become ready; see var/logs/{name}.log", file=sys.stderr)
-                return 1
-        if not wait_http(inbox, 10):
-            print(
-                "the webhook inbox did not start; see var/logs/webhook-inbox.log", file=sys.stderr
-            )
-            return 1
-        if not wait_http(f"http://127.0.0.1:{sim_port}/healthz", 30):
-            print(
-                "the carrier simulator did not start; see var/logs/simulator.log", file=sys.stderr
-            )
-            return 1
-        dead = [name for name, p in procs if p.poll() is not None]
-        if dead:
-            print(f"{', '.join(dead)} exited at start; see var/logs/", file=sys.stderr)
-            return 1
-        print(f"\nsmsdispatch is running: API http://127.0.0.1:{port}  (logs in var/logs/)")
-        print(f"demo account keys: {DEMO_FILE}\n\nSend an SMS:\n")
-        print(curl_command(port, keys))
+        leftovers = supervisor.start()
+    except StackRunning as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if leftovers:
         print(
-            f"\nThen look it up:\n  curl -s http://127.0.0.1:{port}/v2.1/sms "
-            f"-H 'Application-Key: {keys['Application-Key']}' "
-            f"-H 'Authorization: {keys['Authorization']}'\n\n"
-            f"Its delivery report arrives as a signed webhook; see them at:\n"
-            f"  webhook inbox: {inbox}/   (secret in {DEMO_SECRET_FILE})\n\n"
-            f"Support panel: http://127.0.0.1:{port}/panel   "
-            f"user demo, password {panel_password}\n\n"
-            f"API reference: http://127.0.0.1:{port}/docs\n\nCtrl-C stops everything.",
-            flush=True,
+            f"stopped {leftovers} process(es) left running by an earlier smsdispatch run of "
+            "this checkout (it was killed before it could stop them)",
+            file=sys.stderr,
         )
-        stop = {"now": False}
-
-        def _stop(*_a: Any) -> None:
-            stop["now"] = True
-
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
-        while not stop["now"]:
-            for name, p in procs:
-                if p.poll() is not None:
-                    print(
-                        f"{name} exited with {p.returncode}; see var/logs/{name}.log",
-                        file=sys.stderr,
-                    )
-                    stop["now"] = True
-            time.sleep(0.2)
+    # SIGTERM and a closed terminal (SIGHUP) stop the stack in order, as Ctrl-C does.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        return _run(supervisor, env, port, started)
+    except KeyboardInterrupt:
         return 0
     finally:
-        _terminate(procs)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the shutdown finish
+        supervisor.stop()
+
+
+def _interrupt(*_args: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float) -> int:
+    py = sys.executable
+
+    def spawn(name: str, argv: list[str], child_env: dict[str, str] | None = None) -> None:
+        path = os.path.join(VAR, "logs", f"{name}.log")
+        with contextlib.suppress(OSError):
+            LOG_START[name] = os.path.getsize(path)  # earlier runs' lines: look only after
+        supervisor.spawn(name, argv, env if child_env is None else child_env, path)
+
+    if not env.get("REDIS_URL"):
+        redis_bin = shutil.which("redis-server")
+        if redis_bin is None:
+            print(
+                "redis-server not found: install it (apt-get install redis-server) or set "
+                "REDIS_URL",
+                file=sys.stderr,
+            )
+            return 2
+        conf, rport, env["REDIS_URL"] = redis_config(VAR)
+        spawn("redis", [redis_bin, conf])
+        _wait_port(rport)
+    sim_port = free_port()
+    env["SMSDISPATCH_CARRIER_URL"] = f"http://127.0.0.1:{sim_port}"
+    env.setdefault("SMSDISPATCH_CARRIER_TPS", "100")
+    # Local defaults: webhooks may target loopback (never in the production example).
+    env.setdefault("SMSDISPATCH_WEBHOOK_ALLOW_PRIVATE", "1")
+    token = env.setdefault("SMSDISPATCH_CARRIER_CALLBACK_TOKEN", secrets.token_urlsafe(16))
+    callbacks = f"http://127.0.0.1:{port}/carrier/default"
+    sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
+    sim += ["--dlr-url", f"{callbacks}/reports", "--mo-url", f"{callbacks}/inbound"]
+    sim_env = {**env, "SIMULATOR_DLR_TOKEN": token, "SIMULATOR_MO_TOKEN": token}
+    spawn("simulator", [py, "-m", "simulator", *sim], sim_env)
+    # A local inbox receives the demo account's signed webhooks (delivery reports); it reads
+    # the secret on each request, so it starts before the secret is written.
+    inbox_port = free_port()
+    inbox = f"http://127.0.0.1:{inbox_port}"
+    spawn(
+        "webhook-inbox",
+        [py, "-m", "dispatcher.webhook_inbox", f"--port={inbox_port}", INBOX_SECRET_ARG],
+    )
+    migrating = time.monotonic()
+    from dispatcher.config import Settings
+    from dispatcher.store.migrate import upgrade
+
+    upgrade(Settings.from_env(env).database_url)
+    keys = _demo_keys(env, port)
+    _demo_webhook(env, inbox + "/demo")
+    panel_password = _demo_panel_user(env)
+    spawning = time.monotonic()
+    cli = [py, "-m", "dispatcher.cli"]
+    spawn("api", [*cli, "api", "--port", str(port)])
+    # The pools start Celery directly (`smsdispatch worker` would import the whole command
+    # line tool first, only to replace itself with Celery).
+    for lane, n in ((Lane.PRIORITY, 1), (Lane.BULK, 2), (Lane.DLR, 1), (Lane.WEBHOOKS, 1)):
+        argv, extra = worker_command(lane, n)
+        spawn(f"worker-{lane}", argv, {**extra, **env})
+    spawn("scheduler", [*cli, "scheduler"])
+    if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
+        print("the API did not become ready; see var/logs/api.log", file=sys.stderr)
+        return 1
+    # The printed curl should be answered at once: wait until the pools consume.
+    for child in supervisor.children:
+        if child.name.startswith("worker-") and not _wait_log(child.name, "ready.", 90):
+            print(
+                f"{child.name} did not become ready; see var/logs/{child.name}.log", file=sys.stderr
+            )
+            return 1
+    if not wait_http(inbox, 10):
+        print("the webhook inbox did not start; see var/logs/webhook-inbox.log", file=sys.stderr)
+        return 1
+    if not wait_http(f"http://127.0.0.1:{sim_port}/healthz", 30):
+        print("the carrier simulator did not start; see var/logs/simulator.log", file=sys.stderr)
+        return 1
+    dead = [c.name for c in supervisor.exited()]
+    if dead:
+        print(f"{', '.join(dead)} exited at start; see var/logs/", file=sys.stderr)
+        return 1
+    ready = time.monotonic()
+    print(
+        f"\nsmsdispatch is running: API http://127.0.0.1:{port}  (logs in var/logs/)\n"
+        f"ready in {ready - started:.1f} s: Redis and simulator {migrating - started:.1f} s, "
+        f"migrations and demo account {spawning - migrating:.1f} s, "
+        f"processes up {ready - spawning:.1f} s"
+    )
+    print(f"demo account keys: {DEMO_FILE}\n\nSend an SMS:\n")
+    print(curl_command(port, keys))
+    print(
+        f"\nThen look it up:\n  curl -s http://127.0.0.1:{port}/v2.1/sms "
+        f"-H 'Application-Key: {keys['Application-Key']}' "
+        f"-H 'Authorization: {keys['Authorization']}'\n\n"
+        f"Its delivery report arrives as a signed webhook; see them at:\n"
+        f"  webhook inbox: {inbox}/   (secret in {DEMO_SECRET_FILE})\n\n"
+        f"Support panel: http://127.0.0.1:{port}/panel   "
+        f"user demo, password {panel_password}\n\n"
+        f"API reference: http://127.0.0.1:{port}/docs\n\nCtrl-C stops everything.",
+        flush=True,
+    )
+    while True:
+        for child in supervisor.exited():
+            print(
+                f"{child.name} exited with {child.proc.returncode}; see var/logs/{child.name}.log",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.2)
 
 
 def _wait_log(name: str, marker: str, timeout: float) -> bool:
@@ -328,16 +357,3 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-
-
-def _terminate(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _name, p in reversed(procs):
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for _name, p in reversed(procs):
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)

@@ -1,9 +1,10 @@
-"""``make audit``: pip-audit over ``requirements.lock``, honest about what it could check.
+"""``make audit``: pip-audit over the lock files, honest about what it could check.
 
 Exit status: 1 when a known vulnerability is found; 0 otherwise, including when the
 vulnerability service could not be reached or had no data for the pinned versions. That case is
 printed plainly ("NOT AUDITED"), so CI stays green on a machine without network access but
-nobody mistakes it for a clean audit. ``make lock`` rewrites the lock from the venv.
+nobody mistakes it for a clean audit. ``make lock`` rewrites the lock files; the development
+lock holds every runtime pin too, at the same version.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCK = ROOT / "requirements.lock"
+LOCKS = (ROOT / "requirements.lock", ROOT / "requirements-dev.lock")
 NETWORK_ERRORS = ("ConnectionError", "NameResolutionError", "Max retries exceeded", "timed out")
 
 
 def main() -> int:
     """Run the audit; see the module docstring for the exit status."""
-    pins = [
-        line for line in LOCK.read_text().splitlines() if line.strip() and not line.startswith("#")
-    ]
+    # A pin starts a line; hashes, markers' continuations and comments are indented or "#".
+    pins = {
+        line.split()[0]
+        for lock in LOCKS
+        for line in lock.read_text().splitlines()
+        if line[:1].isalnum()
+    }
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "audit.json"
         proc = subprocess.run(
@@ -31,8 +36,7 @@ def main() -> int:
                 sys.executable,
                 "-m",
                 "pip_audit",
-                "-r",
-                str(LOCK),
+                *(arg for lock in LOCKS for arg in ("-r", str(lock))),
                 "--no-deps",
                 "--disable-pip",
                 "--progress-spinner",

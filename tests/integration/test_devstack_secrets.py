@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from typing import Any
 
 import psutil
 import pytest
 import redis
 
-from dispatcher.devstack import private_dir, start_redis
+from dispatcher.devstack import private_dir, redis_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 
@@ -42,26 +43,25 @@ def test_var_and_everything_in_it_become_private(tmp_path: Any) -> None:
     assert mode(os.path.join(var, "new-file")) == 0o600
 
 
-def test_redis_gets_a_password_that_no_command_line_shows(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_redis_gets_a_password_that_no_command_line_shows(tmp_path: Any) -> None:
     var = str(tmp_path)
-    os.makedirs(os.path.join(var, "logs"))
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    monkeypatch.setattr("dispatcher.devstack.VAR", var)  # where the process's log goes
+    conf, port, url = redis_config(var)
+    proc = subprocess.Popen(["redis-server", conf], stdout=subprocess.DEVNULL)
     try:
-        url = start_redis("redis-server", var, dict(os.environ), procs)
         password = url.split(":", 2)[2].split("@")[0]
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert int(url.rsplit(":", 1)[1].split("/")[0]) == port
         assert len(password) >= 24
+        client = redis.Redis.from_url(url)
+        for _ in range(100):  # until it listens
+            try:
+                assert client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis(host="127.0.0.1", port=port).ping()
-        assert redis.Redis.from_url(url).ping()
-        (_, proc) = procs[0]
         assert password not in " ".join(psutil.Process(proc.pid).cmdline())
-        conf = os.path.join(var, "redis", "redis.conf")
         assert mode(conf) == 0o600 and mode(os.path.join(var, "redis")) == 0o700
     finally:
-        for _, p in procs:
-            p.terminate()
-            p.wait(10)
+        proc.terminate()
+        proc.wait(10)

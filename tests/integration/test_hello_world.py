@@ -1,20 +1,18 @@
 """A new user's first minutes: fresh clone, `make run`, the printed curl, the message delivered
-(its handset report through the API) and its signed webhook in the local inbox `make run` starts.
+(its handset report through the API) and its signed webhook in the local inbox `make run` starts;
+then a second `make run` of the same checkout.
 
-``SMSD_HELLO_FROM_WORKTREE=1`` copies the working tree (tracked and untracked files, minus the
-ignored ones) instead of cloning HEAD, to try uncommitted changes the same way.
+It prints each phase's time (the README's figures come from it):
+
+    SMSD_HELLO_FROM_WORKTREE=1 .venv/bin/pytest -s -q tests/integration/test_hello_world.py
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
-import shutil
-import signal
 import stat
 import subprocess
-import threading
 import time
 from typing import Any
 
@@ -23,8 +21,9 @@ import psutil
 import pytest
 import redis
 
+from tests.support.make_run import INSTALLED, READY, STOPPED, MakeRun, checkout, user_env
 from tests.support.services import backend, free_port
-from tests.support.stack import ROOT, wait_until
+from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,57 +32,26 @@ pytestmark = pytest.mark.integration
 @pytest.mark.skipif(backend() == "postgres", reason="make run uses its own SQLite and Redis")
 def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
     clone = os.path.join(str(tmp_path), "smsdispatch")
-    if os.environ.get("SMSD_HELLO_FROM_WORKTREE"):
-        _copy_worktree(clone)
-    else:
-        subprocess.run(["git", "clone", "--quiet", ROOT, clone], check=True)
+    checkout(clone)
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")
-        and not k.startswith("SMSDISPATCH_")
-    }
-    env["SMSDISPATCH_API_PORT"] = str(port)
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        ["make", "run"],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    output: list[str] = []
-    curl = None
-    installed = started
-    # A reader thread: select() on the pipe would miss lines already sitting in Python's buffer.
-    lines: queue.Queue[str] = queue.Queue()
-    stdout = proc.stdout
-
-    def pump() -> None:
-        for raw in iter(stdout.readline, b""):
-            lines.put(raw.decode(errors="replace"))
-
-    threading.Thread(target=pump, daemon=True).start()
+    env = user_env(port)
+    load = os.getloadavg()[0]  # the figures below mean little without it
+    run = MakeRun(clone, env)
     try:
-        deadline = time.monotonic() + 600
-        while curl is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                continue
-            output.append(line)
-            if "smsdispatch run" in line:  # make echoes the command: the install is done
-                installed = time.monotonic()
-            if line.startswith("curl -s -X POST"):
-                curl = line.strip()
-        assert curl, "make run printed no curl command:\n" + "".join(output[-50:])
+        installed_line = run.wait_for("installed ", 600)
+        # make echoes the command once the install is done
+        assert run.wait_for("smsdispatch run", 60), run.tail()
+        installed = time.monotonic()
+        ready_line = run.wait_for("ready in", 300)
+        curl = run.wait_for("curl -s -X POST", 10)
+        assert ready_line and curl, run.tail()
         ready = time.monotonic()
-        inbox = _printed(lines, output, "webhook inbox:")
+        profile = run.cpu_profile()
+        inbox_line = run.wait_for("webhook inbox:", 30)
+        assert inbox_line, run.tail()
+        inbox = inbox_line.split("webhook inbox:", 1)[1].split()[0]
         answer = subprocess.run(
-            ["bash", "-c", curl], capture_output=True, text=True, check=True, timeout=30
+            ["bash", "-c", curl.strip()], capture_output=True, text=True, check=True, timeout=30
         )
         message = json.loads(answer.stdout)["data"][0]
         with open(os.path.join(clone, "var", "demo-account.json")) as fh:
@@ -108,25 +76,44 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
 
         received = wait_until(webhook, 30, interval=0.05, what="webhook in the inbox")
         hooked = time.monotonic()
-        assert received["verified"], received
+        assert received and received["verified"], received
         assert received["payload"]["statusName"] == "delivered"
-        _assert_no_secret_shown(clone, proc.pid)
-        sent = seen.get("sent", delivered)
-        print(
-            f"\nfresh clone: make run ready in {ready - started:.1f} s "
-            f"(venv install {installed - started:.1f} s, stack start {ready - installed:.1f} s); "
-            f"curl → sent in {sent - ready:.2f} s, "
-            f"→ delivered in {delivered - ready:.2f} s; delivered → webhook received "
-            f"in {hooked - delivered:.2f} s"
-        )
+        _assert_no_secret_shown(clone, run.proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    assert proc.returncode in (0, -signal.SIGINT, 2, 130)
+        code = run.interrupt()
+    assert code in STOPPED, run.tail()
+    sent = seen.get("sent", delivered)
+    stack = READY.search(ready_line)
+    setup = INSTALLED.search(installed_line or "")
+    assert stack, ready_line
+
+    # The same checkout again: nothing to install, the log and the demo account already there.
+    again = MakeRun(clone, env)
+    try:
+        second_line = again.wait_for("ready in", 120)
+        assert second_line and again.wait_for("curl -s -X POST", 10), again.tail()
+        second_ready = time.monotonic() - again.started
+        second_profile = again.cpu_profile()
+    finally:
+        assert again.interrupt() in STOPPED, again.tail()
+    second = READY.search(second_line)
+    assert second, second_line
+
+    launch = ready - installed - float(stack["total"])  # interpreter and command-line imports
+    print(
+        f"\nload average {load:.1f} on {os.cpu_count()} cores; "
+        f"fresh clone: make run ready in {ready - run.started:.1f} s: "
+        f"install {installed - run.started:.1f} s "
+        f"(venv {setup['seconds'] if setup else '?'} s: {setup['parts'] if setup else '?'}), "
+        f"stack {ready - installed:.1f} s (command start {launch:.1f} s, "
+        f"Redis and simulator {stack['redis']} s, migrations and demo account "
+        f"{stack['migrations']} s, processes up {stack['processes']} s); "
+        f"curl → sent in {sent - ready:.2f} s, → delivered in {delivered - ready:.2f} s; "
+        f"delivered → webhook received in {hooked - delivered:.2f} s"
+        f"\nCPU used by the stack's start: {profile}"
+        f"\nsecond make run: ready in {second_ready:.1f} s (migrations and demo account "
+        f"{second['migrations']} s, processes up {second['processes']} s); CPU {second_profile}"
+    )
 
 
 def _assert_no_secret_shown(clone: str, pid: int) -> None:
@@ -149,31 +136,3 @@ def _assert_no_secret_shown(clone: str, pid: int) -> None:
     with pytest.raises(redis.exceptions.AuthenticationError):
         bare.ping()
     bare.close()
-
-
-def _printed(lines: queue.Queue[str], output: list[str], marker: str) -> str:
-    """The URL on the line of make run's output that contains ``marker``."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        output.append(line)
-        if marker in line:
-            return line.split(marker, 1)[1].split()[0]
-    raise AssertionError(f"make run printed no {marker!r}:\n" + "".join(output[-50:]))
-
-
-def _copy_worktree(dest: str) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for rel in filter(None, (f.decode() for f in files)):
-        src = os.path.join(ROOT, rel)
-        if os.path.isfile(src):
-            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
-            shutil.copy2(src, os.path.join(dest, rel))
