@@ -84,7 +84,8 @@ def compile_stack(lock: Path) -> bool:
 
 def _imported_sources(site: Path) -> list[Path]:
     """The source files under ``site`` of what the stack's entry modules import."""
-    sys.path.insert(0, str(ROOT))  # the editable install may still be being built
+    # The editable installs of the project and its client may still be being built.
+    sys.path[:0] = [str(ROOT), str(ROOT / "client" / "src")]
     for name in STACK:
         importlib.import_module(name)
     files = (getattr(m, "__file__", None) for m in list(sys.modules.values()))
