@@ -1,7 +1,11 @@
 """Accounts and their API key pairs (stored as SHA-256 hashes, compared in constant time).
 
-Keys are 256-bit random tokens, so a fast hash is enough (there is nothing to brute-force); a
-slow password hash would cost milliseconds on every request.
+Keys are letters and digits only, as the original API's are (some of its clients send a key
+only when it is alphanumeric): an ``Application-Key`` of 32 characters (190 bits) and an
+``Authorization`` of 128 (762 bits), as long as the original's. Pairs issued before that (URL-safe
+base64 with ``-`` and ``_``) keep working: only their hashes are stored and compared. Random
+tokens that long leave nothing to brute-force, so a fast hash is enough; a slow password hash
+would cost milliseconds on every request.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
-from dispatcher.ids import new_token
+from dispatcher.ids import alphanumeric_token
 from dispatcher.store.schema import accounts, api_keys
 
 AUTH_CACHE_TTL_S = 30.0
+APPLICATION_KEY_LENGTH = 32
+AUTHORIZATION_LENGTH = 128
 
 
 def key_hash(value: str) -> str:
@@ -66,7 +72,9 @@ def add_key(engine: Engine, account_id: int) -> KeyPair:
 
 
 def _add_key(conn: Connection, account_id: int, now: float) -> KeyPair:
-    pair = KeyPair(new_token(24), new_token(32))
+    pair = KeyPair(
+        alphanumeric_token(APPLICATION_KEY_LENGTH), alphanumeric_token(AUTHORIZATION_LENGTH)
+    )
     conn.execute(
         insert(api_keys).values(
             account_id=account_id,
