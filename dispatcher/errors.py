@@ -6,6 +6,7 @@ error in a response carries a ``docs`` pointer to its entry.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,8 +176,10 @@ class ApiError(Exception):
         self.headers = headers  # extra response headers (``Retry-After``)
 
     def as_dict(self) -> dict[str, Any]:
-        """The element of the envelope's ``errors[]``."""
-        meta: dict[str, Any] = {}
+        """The element of the envelope's ``errors[]``: ``meta`` has the original's three
+        fields, each a string or null (a typed client of the original reads ``value`` as a
+        string, so a number or a boolean is echoed in its JSON spelling: ``"5000"``)."""
+        meta: dict[str, Any] = {"parameter": None, "source": None, "value": None}
         if self.parameter is not None:
             meta["parameter"] = self.parameter
             meta["source"] = self.source or self.parameter
@@ -190,15 +193,17 @@ class ApiError(Exception):
         }
 
 
-def _printable(value: Any) -> Any:
-    """Echo the offending value, bounded so an error never repeats a megabyte back."""
-    if isinstance(value, str) and len(value) > 200:
-        return value[:200] + "…"
-    if isinstance(value, (list, dict)):
+def _printable(value: Any) -> str | None:
+    """Echo the offending value as a string, bounded so an error never repeats a megabyte."""
+    if value is None or isinstance(value, (list, dict)):
         return None
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        return _printable(str(value))  # JSON encoders stop at 64 bits
-    return value
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    return text[:200] + "…" if len(text) > 200 else text
 
 
 def render_catalogue() -> str:
@@ -209,7 +214,7 @@ def render_catalogue() -> str:
         "Every error in an API response has a stable `code`; its `docs` field points to its",
         "entry here, as served by the API (`/docs/errors#<code with dashes>`).",
         "`meta.parameter` names the field, `meta.source` the exact place (`phoneNumbers[3]`),",
-        "`meta.value` echoes the offending value (truncated). Generated from",
+        "`meta.value` echoes the offending value as a string (truncated). Generated from",
         "`dispatcher/errors.py`; do not edit by hand.",
         "",
         "| code | HTTP | meaning | fix |",

@@ -41,8 +41,10 @@ class InboundView(BaseModel):
     number: str = Field(description="Your dedicated number it was sent to.", examples=["4321"])
     message: str = Field(description="The text, parts joined.", examples=["What time do you open?"])
     numberOfParts: int = Field(description="Parts joined into this message.", examples=[1])
-    receiveTime: str = Field(
-        description="When it arrived (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    receiveTime: int = Field(description="When it arrived: unix seconds.", examples=[1795694400])
+    receivedAt: str = Field(
+        description="`receiveTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
     )
     keyword: str | None = Field(
         None, description="The opt-out/opt-in keyword the body is, if any.", examples=[None]
@@ -54,8 +56,12 @@ class NumberView(BaseModel):
 
     number: str = Field(description="The number (E.164 or short code).", examples=["+48500100200"])
     kind: str = Field(description="short_code or long_number.", examples=["long_number"])
-    createTime: str = Field(
-        description="When it was assigned (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    createTime: int = Field(
+        description="When it was assigned: unix seconds.", examples=[1795694400]
+    )
+    createdAt: str = Field(
+        description="`createTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
     )
 
 
@@ -67,8 +73,12 @@ class SuppressionView(BaseModel):
     )
     source: str = Field(description="keyword (the subscriber) or api.", examples=["keyword"])
     keyword: str | None = Field(None, description="The keyword it sent.", examples=["STOP"])
-    createTime: str = Field(
-        description="When it was suppressed (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    createTime: int = Field(
+        description="When it was suppressed: unix seconds.", examples=[1795694400]
+    )
+    createdAt: str = Field(
+        description="`createTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
     )
 
 
@@ -122,7 +132,8 @@ def inbound_view(row: dict[str, Any]) -> dict[str, Any]:
         "number": row["number"],
         "message": row["body"],
         "numberOfParts": row["parts"],
-        "receiveTime": iso(row["received_at"]),
+        "receiveTime": int(row["received_at"]),
+        "receivedAt": iso(row["received_at"]),
         "keyword": row["keyword"],
     }
 
@@ -133,7 +144,8 @@ def suppression_view(row: dict[str, Any]) -> dict[str, Any]:
         "phoneNumber": row["phone"],
         "source": row["source"],
         "keyword": row["keyword"],
-        "createTime": iso(row["created_at"]),
+        "createTime": int(row["created_at"]),
+        "createdAt": iso(row["created_at"]),
     }
 
 
@@ -197,7 +209,13 @@ async def list_account_numbers(
     if not rows:
         raise ApiError("no_results", "no dedicated number is assigned to your account")
     data = [
-        {"number": r["number"], "kind": r["kind"], "createTime": iso(r["created_at"])} for r in rows
+        {
+            "number": r["number"],
+            "kind": r["kind"],
+            "createTime": int(r["created_at"]),
+            "createdAt": iso(r["created_at"]),
+        }
+        for r in rows
     ]
     return JsonResponse(envelope(request_id(request), 200, data, total=len(data)))
 

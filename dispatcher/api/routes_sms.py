@@ -166,7 +166,9 @@ async def send_sms(
         status = exc.errors[0].status if len(exc.errors) == 1 else 400
         if any(e.status == 403 for e in exc.errors):
             status = 403
-        return JsonResponse(envelope(rid, status, errors=exc.errors), status_code=status)
+        return JsonResponse(
+            envelope(rid, status, errors=exc.errors, **_nothing_sent(req)), status_code=status
+        )
     # Daily cap: recipients beyond it are dropped here; what is not stored is given back.
     reserved = await reserve_for(ctx.quotas.daily, account, prepared, now) if ctx.quotas else 0
     try:
@@ -189,7 +191,9 @@ async def send_sms(
             *prepared.recipient_errors,
             ApiError("no_valid_recipients", None, "phoneNumbers", None),
         ]
-        return JsonResponse(envelope(rid, 400, errors=errors), status_code=400)
+        return JsonResponse(
+            envelope(rid, 400, errors=errors, **_nothing_sent(req)), status_code=400
+        )
     if stored.conflict == "body_mismatch":
         raise ApiError("idempotency_key_reused", None, "Idempotency-Key", idempotency_key)
     if stored.conflict == "in_flight":
@@ -213,6 +217,11 @@ async def send_sms(
             lane=prepared.submission.lane,
         )
     )
+
+
+def _nothing_sent(req: SendRequest) -> dict[str, int]:
+    """``meta`` counts of a send refused as a whole: every recipient not sent."""
+    return {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
 
 
 async def _refund(ctx: ApiContext, account: Account, count: int, now: float) -> None:

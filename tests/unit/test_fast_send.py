@@ -23,7 +23,8 @@ from dispatcher.store.suppressions import add_suppression
 from tests.support.services import fresh_database, fresh_redis
 
 OPTED_OUT = "+48600999888"
-VOLATILE = {"id", "externalId", "uniqId", "statusTime", "createTime"}  # fresh per request
+# Fresh per request:
+VOLATILE = {"id", "externalId", "uniqId", "statusTime", "createTime", "statusAt", "createdAt"}
 
 
 def _never() -> None:  # pragma: no cover - only its presence in the overrides matters

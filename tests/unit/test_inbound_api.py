@@ -115,7 +115,8 @@ def test_inbound_listing(world: World) -> None:
         "number": "4321",
         "message": "first",
         "numberOfParts": 1,
-        "receiveTime": "2023-11-14T22:13:20.000Z",
+        "receiveTime": 1700000000,
+        "receivedAt": "2023-11-14T22:13:20.000Z",
         "keyword": None,
     }
 
