@@ -70,6 +70,13 @@ CATALOGUE: dict[str, ErrorKind] = {
         "Invalid sender",
         "Use 1-11 letters/digits (at least one letter) or a number of 3-15 digits.",
     ),
+    "sender_not_registered": ErrorKind(
+        400,
+        "Sender name not approved",
+        "The account sends only from approved sender names: use one `GET /v2.1/sms/senders` "
+        "lists as `approved`, or request this one with `POST /v2.1/sms/senders` and send once "
+        "the operator has approved it. Nothing was stored.",
+    ),
     "empty_message": ErrorKind(400, "Empty message", "Send a non-empty `message`."),
     "message_too_long": ErrorKind(
         400,

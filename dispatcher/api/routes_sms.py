@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import metrics
-from dispatcher.accounts import Account
+from dispatcher.accounts import Account, recheck_sender
 from dispatcher.api.context import AccountDep, ApiContext, ContextDep, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
@@ -146,10 +146,10 @@ async def send_sms(
     body_hash = hashlib.sha256(canonical).hexdigest()
     now = time.time()
 
-    def validate() -> Prepared:
+    def validate(acct: Account) -> Prepared:
         return prepare(
             req,
-            account,
+            acct,
             ctx.settings,
             now,
             idempotency_key=idempotency_key,
@@ -157,18 +157,32 @@ async def send_sms(
             campaign=campaign,
         )
 
-    try:
+    async def attempt(acct: Account) -> Prepared:
         if len(req.phone_numbers) > OFFLOAD_RECIPIENTS:
-            prepared = await asyncio.to_thread(validate)
-        else:
-            prepared = validate()
+            return await asyncio.to_thread(validate, acct)
+        return validate(acct)
+
+    try:
+        try:
+            prepared = await attempt(account)
+        except RequestRefused as exc:
+            if not exc.for_sender:
+                raise
+            # The key cache may hold the account from before an approval: ask the log.
+            account, entry = await asyncio.to_thread(
+                recheck_sender, ctx.engine, account, req.sender
+            )
+            try:
+                prepared = await attempt(account)
+            except RequestRefused as again:
+                raise again.explained(req.sender.strip(), entry) from None
     except RequestRefused as exc:
         status = exc.errors[0].status if len(exc.errors) == 1 else 400
         if any(e.status == 403 for e in exc.errors):
             status = 403
-        return JsonResponse(
-            envelope(rid, status, errors=exc.errors, **_nothing_sent(req)), status_code=status
-        )
+        # Refused as a whole: every recipient not sent.
+        nothing = {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
+        return JsonResponse(envelope(rid, status, None, exc.errors, **nothing), status_code=status)
     # Daily cap: recipients beyond it are dropped here; what is not stored is given back.
     reserved = await reserve_for(ctx.quotas.daily, account, prepared, now) if ctx.quotas else 0
     try:
@@ -191,9 +205,8 @@ async def send_sms(
             *prepared.recipient_errors,
             ApiError("no_valid_recipients", None, "phoneNumbers", None),
         ]
-        return JsonResponse(
-            envelope(rid, 400, errors=errors, **_nothing_sent(req)), status_code=400
-        )
+        nothing = {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
+        return JsonResponse(envelope(rid, 400, None, errors, **nothing), status_code=400)
     if stored.conflict == "body_mismatch":
         raise ApiError("idempotency_key_reused", None, "Idempotency-Key", idempotency_key)
     if stored.conflict == "in_flight":
@@ -217,11 +230,6 @@ async def send_sms(
             lane=prepared.submission.lane,
         )
     )
-
-
-def _nothing_sent(req: SendRequest) -> dict[str, int]:
-    """``meta`` counts of a send refused as a whole: every recipient not sent."""
-    return {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
 
 
 async def _refund(ctx: ApiContext, account: Account, count: int, now: float) -> None:

@@ -74,7 +74,7 @@ class World:
 @pytest.fixture
 def world(db_url: str) -> Iterator[World]:
     engine = make_engine(db_url)
-    acct_a, keys_a = create_account(engine, "alpha", priority=True)
+    acct_a, keys_a = create_account(engine, "alpha", priority=True, sender_policy="open")
     acct_b, keys_b = create_account(engine, "beta")
     with engine.begin() as conn:
         add_number(conn, "4321", acct_a.id, "short_code", 1.0)
