@@ -126,6 +126,18 @@ CATALOGUE: dict[str, ErrorKind] = {
     "unsupported_media_type": ErrorKind(
         415, "Unsupported media type", "Send `Content-Type: application/json`."
     ),
+    "lookup_not_supported": ErrorKind(
+        400,
+        "Number look-up not available",
+        "None of the carrier connections that serve this number answers look-ups (or none "
+        "serves it): ask the operator to enable `lookups` on one (docs/lookup.md).",
+    ),
+    "lookup_failed": ErrorKind(
+        502,
+        "Number look-up failed",
+        "The carrier connections that answer look-ups for this number failed (no answer, an "
+        "error, an unreadable answer): retry after the seconds in `Retry-After`.",
+    ),
     "not_found": ErrorKind(404, "Not found", "Check the id: it must belong to your account."),
     "no_results": ErrorKind(
         404,

@@ -30,12 +30,14 @@ from dispatcher.api.fast_send import FastSend
 from dispatcher.api.guard import RequestGuard
 from dispatcher.api.routes_carrier import router as carrier_router
 from dispatcher.api.routes_inbound import router as inbound_router
+from dispatcher.api.routes_lookup import router as lookup_router
 from dispatcher.api.routes_senders import router as senders_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.errors import ApiError
+from dispatcher.lookup import NumberLookup
 from dispatcher.panel import mount_panel
 from dispatcher.quotas import AccountQuotas
 from dispatcher.routing import current_table
@@ -63,6 +65,7 @@ def build_context(settings: Settings) -> ApiContext:
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
     )
+    quotas = AccountQuotas(settings, engine)
     return ApiContext(
         settings,
         engine,
@@ -70,7 +73,8 @@ def build_context(settings: Settings) -> ApiContext:
         writer,
         Authenticator(engine, settings.auth_cache_ttl_s),
         CallbackInbox(engine, broker, settings.callback_lease_s),
-        AccountQuotas(settings, engine),
+        quotas,
+        NumberLookup(settings, quotas.client),  # its cache shares the quotas' Redis client
     )
 
 
@@ -117,6 +121,8 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
             yield
         finally:
             ctx.writer.stop()
+            if ctx.lookups is not None:
+                await ctx.lookups.close()
             if ctx.quotas is not None:
                 await ctx.quotas.close()
             ctx.broker.close()
@@ -136,6 +142,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
     app.include_router(carrier_router)
     app.include_router(inbound_router)  # before the sms router: /v2.1/sms/inbound ≠ /{id}
     app.include_router(senders_router)  # likewise /v2.1/sms/senders
+    app.include_router(lookup_router)
     app.include_router(router)
     panel = mount_panel(app, settings)  # the support panel under /panel (docs/panel.md)
     install_docs(app)  # /docs, /docs/errors, /docs/snippets; completes /openapi.json

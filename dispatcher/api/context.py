@@ -15,6 +15,7 @@ from dispatcher.api.callbacks import CallbackInbox
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
+from dispatcher.lookup import NumberLookup
 from dispatcher.quotas import AccountQuotas
 from dispatcher.writer import SubmissionWriter
 
@@ -30,6 +31,7 @@ class ApiContext:
     auth: Authenticator
     callbacks: CallbackInbox
     quotas: AccountQuotas | None = None  # per-account request rate and daily cap
+    lookups: NumberLookup | None = None  # number look-ups (POST /v2.1/sms/hlr)
 
 
 async def get_context(request: Request) -> ApiContext:
