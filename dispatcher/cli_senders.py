@@ -12,28 +12,50 @@ Output is JSON on stdout; errors are JSON on stderr with exit code 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
-import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from dispatcher.cli_accounts import fail, open_engine
 from dispatcher.config import Settings
-from dispatcher.logs import configure
 from dispatcher.store.senders import NameState, SenderName, SenderPolicy
 
 
-def _engine() -> Any:
-    from dispatcher.store.db import make_engine
-
-    s = Settings.from_env()
-    configure(s.log_level, s.log_format)
-    return make_engine(s.database_url, pool_size=1)
+class _Refused(Exception):
+    """What the operator asked for cannot be done; the message says why."""
 
 
-def _fail(message: str) -> int:
-    print(json.dumps({"error": message}), file=sys.stderr)
-    return 1
+def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except _Refused as exc:
+            return fail(str(exc))
+
+    return wrapped
+
+
+@contextmanager
+def _account(name: str) -> Iterator[tuple[Any, int]]:
+    """A transaction and the id of the account called ``name``."""
+    from sqlalchemy import select
+
+    from dispatcher.store.schema import accounts
+
+    engine = open_engine()
+    try:
+        with engine.begin() as conn:
+            found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
+            if found is None:
+                raise _Refused(f"no account named {name!r}")
+            yield conn, int(found)
+    finally:
+        engine.dispose()
 
 
 def _operator(args: argparse.Namespace) -> str:
@@ -59,15 +81,7 @@ def _view(entry: SenderName, account: str) -> dict[str, Any]:
     }
 
 
-def _account_id(conn: Any, name: str) -> int | None:
-    from sqlalchemy import select
-
-    from dispatcher.store.schema import accounts
-
-    found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
-    return None if found is None else int(found)
-
-
+@_command
 def cmd_list(args: argparse.Namespace) -> int:
     """Sender names of one account or of all, optionally in one state (oldest first)."""
     from sqlalchemy import select
@@ -75,40 +89,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dispatcher.store.schema import accounts
     from dispatcher.store.senders import list_names
 
-    engine = _engine()
-    try:
-        with engine.connect() as conn:
-            account_id = None
-            if args.account:
-                account_id = _account_id(conn, args.account)
-                if account_id is None:
-                    return _fail(f"no account named {args.account!r}")
+    if args.account:
+        with _account(args.account) as (conn, account_id):
             entries = list_names(conn, account_id, args.state)
-            rows = conn.execute(select(accounts.c.id, accounts.c.name))
-            names = {int(r.id): str(r.name) for r in rows}
-    finally:
-        engine.dispose()
+            names = {account_id: args.account}
+    else:
+        engine = open_engine()
+        try:
+            with engine.connect() as conn:
+                entries = list_names(conn, None, args.state)
+                rows = conn.execute(select(accounts.c.id, accounts.c.name))
+                names = {int(r.id): str(r.name) for r in rows}
+        finally:
+            engine.dispose()
     print(json.dumps([_view(e, names.get(e.account_id, "?")) for e in entries], indent=2))
     return 0
 
 
+@_command
 def cmd_request(args: argparse.Namespace) -> int:
     """Request a name on an account's behalf (it is pending until approved)."""
     from dispatcher.sms import InvalidSender
     from dispatcher.store.senders import request_name
 
-    engine = _engine()
-    try:
-        with engine.begin() as conn:
-            account_id = _account_id(conn, args.account)
-            if account_id is None:
-                return _fail(f"no account named {args.account!r}")
-            try:
-                entry = request_name(conn, account_id, args.sender, _operator(args), time.time())
-            except InvalidSender as exc:
-                return _fail(f"invalid sender name {args.sender!r}: {exc.message}")
-    finally:
-        engine.dispose()
+    with _account(args.account) as (conn, account_id):
+        try:
+            entry = request_name(conn, account_id, args.sender, _operator(args), time.time())
+        except InvalidSender as exc:
+            raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
     print(json.dumps(_view(entry, args.account), indent=2))
     return 0
 
@@ -116,67 +124,55 @@ def cmd_request(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace, state: NameState) -> int:
     from dispatcher.store.senders import approve, find_name, reject
 
-    engine = _engine()
-    try:
-        with engine.begin() as conn:
-            account_id = _account_id(conn, args.account)
-            if account_id is None:
-                return _fail(f"no account named {args.account!r}")
-            entry = find_name(conn, account_id, args.sender)
-            if entry is None:
-                return _fail(
-                    f"account {args.account!r} has not requested {args.sender!r} "
-                    "(smsdispatch senders request ACCOUNT NAME asks on its behalf)"
-                )
-            now = time.time()
-            if state == NameState.APPROVED:
-                entry = approve(conn, entry.id, _operator(args), now)
-            else:
-                entry = reject(conn, entry.id, _operator(args), args.reason, now)
-    finally:
-        engine.dispose()
+    with _account(args.account) as (conn, account_id):
+        entry = find_name(conn, account_id, args.sender)
+        if entry is None:
+            raise _Refused(
+                f"account {args.account!r} has not requested {args.sender!r} "
+                "(smsdispatch senders request ACCOUNT NAME asks on its behalf)"
+            )
+        now = time.time()
+        if state == NameState.APPROVED:
+            entry = approve(conn, entry.id, _operator(args), now)
+        else:
+            entry = reject(conn, entry.id, _operator(args), args.reason, now)
     out = _view(entry, args.account)
     out["note"] = "API processes apply the decision at once to new sends"
     print(json.dumps(out, indent=2))
     return 0
 
 
+@_command
 def cmd_approve(args: argparse.Namespace) -> int:
     """Approve a requested name: a registered account may send from it."""
     return _decide(args, NameState.APPROVED)
 
 
+@_command
 def cmd_reject(args: argparse.Namespace) -> int:
     """Reject a requested name (or withdraw an approval), with the reason the customer sees."""
     if not args.reason.strip():
-        return _fail("--reason must say why: the customer sees it")
+        raise _Refused("--reason must say why: the customer sees it")
     return _decide(args, NameState.REJECTED)
 
 
+@_command
 def cmd_policy(args: argparse.Namespace) -> int:
     """Show or set which names an account may send from."""
     from dispatcher.store.senders import get_policy, set_policy
 
-    engine = _engine()
-    try:
-        with engine.begin() as conn:
-            account_id = _account_id(conn, args.account)
-            if account_id is None:
-                return _fail(f"no account named {args.account!r}")
-            if args.policy:
-                set_policy(conn, account_id, args.policy)
-            policy = get_policy(conn, account_id)
-    finally:
-        engine.dispose()
-    s = Settings.from_env()
+    with _account(args.account) as (conn, account_id):
+        if args.policy:
+            set_policy(conn, account_id, args.policy)
+        policy = get_policy(conn, account_id)
+    ttl = Settings.from_env().auth_cache_ttl_s
     print(
         json.dumps(
             {
                 "account": args.account,
                 "sender_policy": str(policy),
                 "note": "registered: only approved names and dedicated numbers may send; "
-                f"open: any valid name. API processes apply a change within "
-                f"{s.auth_cache_ttl_s:g} s",
+                f"open: any valid name. API processes apply a change within {ttl:g} s",
             },
             indent=2,
         )

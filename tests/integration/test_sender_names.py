@@ -241,3 +241,24 @@ def test_accounts_that_existed_before_the_policy_are_open() -> None:
             assert old is not None and get_policy(conn, old.id) == SenderPolicy.OPEN
             assert get_policy(conn, new.id) == SenderPolicy.REGISTERED
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (("senders", "approve", "nobody", "ACME"), "no account named 'nobody'"),
+        (("senders", "policy", "nobody"), "no account named 'nobody'"),
+        (("senders", "request", "{account}", "Much Too Long"), "invalid sender name"),
+        (("senders", "approve", "{account}", "NEVER"), "has not requested 'NEVER'"),
+        (("senders", "reject", "{account}", "ACME", "--reason", " "), "--reason must say why"),
+    ],
+)
+def test_the_operator_commands_refuse_clearly(
+    world: World, argv: tuple[str, ...], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = world.account("registered")
+    cli("senders", "request", keys["name"], "ACME")
+    capsys.readouterr()
+    assert main([a.format(account=keys["name"]) for a in argv]) == 1
+    assert says in json.loads(capsys.readouterr().err)["error"]
+    assert cli("senders", "list", "--account", keys["name"])[0]["state"] == "pending"
