@@ -26,7 +26,7 @@ from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.sms import InvalidPhoneNumber, normalize, region
 
 log = structlog.get_logger(component="lookup")
-CACHE_KEY = "smsd:hlr:{}"
+CACHE_KEY = "smsd:hlr:{}:{}"  # account name, E.164
 LANES = ("priority", "bulk")
 
 
@@ -88,7 +88,8 @@ class NumberLookup:
             if exc.reason == "not_a_number":
                 raise
             return _not_valid(raw, exc.reason, now), False
-        cached = await self._cached(phone)
+        key = CACHE_KEY.format(account or "", phone)
+        cached = await self._cached(key)
         if cached is not None:
             return cached, True
         serving = self.connections(phone, account)
@@ -106,15 +107,15 @@ class NumberLookup:
                 log.warning("lookup.failed", connection=conn.name, reason=failure.reason)
                 failures.append(failure)
                 continue
-            await self._store(result)
+            await self._store(key, result)
             return result, False
         raise AllLookupsFailed(failures)
 
-    async def _cached(self, phone: str) -> LookupResult | None:
+    async def _cached(self, key: str) -> LookupResult | None:
         if self.cache is None:
             return None
         try:
-            raw = await self.cache.get(CACHE_KEY.format(phone))
+            raw = await self.cache.get(key)
         except RedisError as exc:
             log.warning("lookup.cache_unavailable", error=type(exc).__name__)
             return None
@@ -125,12 +126,12 @@ class NumberLookup:
         except (orjson.JSONDecodeError, TypeError):  # written by another version: ask again
             return None
 
-    async def _store(self, result: LookupResult) -> None:
+    async def _store(self, key: str, result: LookupResult) -> None:
         if self.cache is None:
             return
         try:
             await self.cache.set(
-                CACHE_KEY.format(result.phone),
+                key,
                 orjson.dumps(result.to_cache()),
                 px=max(1, round(self.settings.lookup_cache_s * 1000)),
             )
