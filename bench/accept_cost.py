@@ -48,7 +48,7 @@ def measure(group: int, groups: int, repeat: int) -> dict[str, float]:
     try:
         upgrade(url)
         engine = make_engine(url, pool_size=1)
-        account, _ = create_account(engine, "cost", priority=True)
+        account, _ = create_account(engine, "cost", priority=True, sender_policy="open")
         settings = Settings.from_env({}, redis_url=REDIS_URL, database_url=url)
         broker = Broker(REDIS_URL)
         writer = SubmissionWriter(engine, broker, {Lane.BULK: 500, Lane.PRIORITY: 100})

@@ -1,7 +1,11 @@
 """Accounts and their API key pairs (stored as SHA-256 hashes, compared in constant time).
 
-Keys are 256-bit random tokens, so a fast hash is enough (there is nothing to brute-force); a
-slow password hash would cost milliseconds on every request.
+Keys are letters and digits only, as the original API's are (some of its clients send a key
+only when it is alphanumeric): an ``Application-Key`` of 32 characters (190 bits) and an
+``Authorization`` of 128 (762 bits), as long as the original's. Pairs issued before that (URL-safe
+base64 with ``-`` and ``_``) keep working: only their hashes are stored and compared. Random
+tokens that long leave nothing to brute-force, so a fast hash is enough; a slow password hash
+would cost milliseconds on every request.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
-from dispatcher.ids import new_token
+from dispatcher.ids import alphanumeric_token
 from dispatcher.store.schema import accounts, api_keys
+from dispatcher.store.senders import SenderName, SenderPolicy, approved_names, find_name
 
 AUTH_CACHE_TTL_S = 30.0
+APPLICATION_KEY_LENGTH = 32
+AUTHORIZATION_LENGTH = 128
 
 
 def key_hash(value: str) -> str:
@@ -36,6 +43,10 @@ class Account:
     # Per-account limits: ``None`` = the settings' default, 0 = unlimited.
     api_rate_per_s: float | None = None
     daily_cap: int | None = None
+    # Which sender names it may send from (docs/senders.md); ``senders`` is loaded for a
+    # ``registered`` account only (approved names and dedicated numbers, see sender_key).
+    sender_policy: str = SenderPolicy.OPEN
+    senders: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -46,17 +57,24 @@ class KeyPair:
     authorization: str
 
 
-def create_account(engine: Engine, name: str, priority: bool = False) -> tuple[Account, KeyPair]:
-    """Create an account and its first key pair."""
+def create_account(
+    engine: Engine,
+    name: str,
+    priority: bool = False,
+    sender_policy: SenderPolicy | str = SenderPolicy.REGISTERED,
+) -> tuple[Account, KeyPair]:
+    """Create an account and its first key pair. New accounts send only from approved sender
+    names, as in the original API, unless ``sender_policy`` is ``open``."""
     now = time.time()
+    policy = SenderPolicy(sender_policy)
     with engine.begin() as conn:
         account_id = conn.execute(
             insert(accounts)
-            .values(name=name, priority_enabled=priority, created_at=now)
+            .values(name=name, priority_enabled=priority, created_at=now, sender_policy=policy)
             .returning(accounts.c.id)
         ).scalar_one()
         pair = _add_key(conn, account_id, now)
-    return Account(account_id, name, priority), pair
+    return Account(account_id, name, priority, sender_policy=policy), pair
 
 
 def add_key(engine: Engine, account_id: int) -> KeyPair:
@@ -66,7 +84,9 @@ def add_key(engine: Engine, account_id: int) -> KeyPair:
 
 
 def _add_key(conn: Connection, account_id: int, now: float) -> KeyPair:
-    pair = KeyPair(new_token(24), new_token(32))
+    pair = KeyPair(
+        alphanumeric_token(APPLICATION_KEY_LENGTH), alphanumeric_token(AUTHORIZATION_LENGTH)
+    )
     conn.execute(
         insert(api_keys).values(
             account_id=account_id,
@@ -82,17 +102,33 @@ def find_account(engine: Engine, name: str) -> Account | None:
     """Look an account up by name."""
     with engine.connect() as conn:
         row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
-    return _account(row) if row else None
+        return _account(conn, row) if row else None
 
 
-def _account(row: Any) -> Account:
+def _account(conn: Connection, row: Any) -> Account:
+    policy = SenderPolicy(row.sender_policy)
     return Account(
         row.id,
         row.name,
         bool(row.priority_enabled),
         None if row.api_rate_per_s is None else float(row.api_rate_per_s),
         None if row.daily_cap is None else int(row.daily_cap),
+        policy,
+        approved_names(conn, row.id) if policy == SenderPolicy.REGISTERED else frozenset(),
     )
+
+
+def recheck_sender(
+    engine: Engine, account: Account, sender: str
+) -> tuple[Account, SenderName | None]:
+    """The account with its sender policy and names as stored now, and its entry for
+    ``sender``. A send refused for its sender name checks again with this before answering,
+    so an approval counts at once, not only after the API's key cache expires."""
+    with engine.connect() as conn:
+        row = conn.execute(select(accounts).where(accounts.c.id == account.id)).first()
+        if row is None:
+            return account, None
+        return _account(conn, row), find_name(conn, account.id, sender)
 
 
 def rotate_key(engine: Engine, account_id: int, overlap_s: float) -> KeyPair:
@@ -199,6 +235,7 @@ class Authenticator:
                     accounts.c.priority_enabled,
                     accounts.c.api_rate_per_s,
                     accounts.c.daily_cap,
+                    accounts.c.sender_policy,
                 )
                 .join(accounts, accounts.c.id == api_keys.c.account_id)
                 .where(
@@ -208,6 +245,6 @@ class Authenticator:
                     )
                 )
             ).first()
-        if row is None:
-            return "", None, None
-        return row.secret_hash, _account(row), row.expires_at
+            if row is None:
+                return "", None, None
+            return row.secret_hash, _account(conn, row), row.expires_at

@@ -16,6 +16,7 @@ from dispatcher.cli_connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli_connections import register as register_connections
 from dispatcher.cli_dead_letters import register as register_dead_letters
 from dispatcher.cli_numbers import register as register_numbers
+from dispatcher.cli_senders import register as register_senders
 from dispatcher.cli_users import register as register_users
 from dispatcher.cli_webhooks import add_account_webhook_parser
 from dispatcher.config import Settings
@@ -111,11 +112,14 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
 
     s = _settings()
     engine = make_engine(s.database_url, pool_size=1)
-    account, pair = create_account(engine, args.name, priority=args.priority)
+    account, pair = create_account(
+        engine, args.name, priority=args.priority, sender_policy=args.sender_policy
+    )
     out = {
         "account": account.name,
         "id": account.id,
         "priority": account.priority_enabled,
+        "sender_policy": account.sender_policy,
         "Application-Key": pair.application_key,
         "Authorization": pair.authorization,
     }
@@ -175,11 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--priority", action="store_true", help="enable the priority add-on")
     c.add_argument("--write", metavar="FILE", help="also write the key pair to FILE (0600)")
+    c.add_argument(
+        "--sender-policy",
+        choices=["registered", "open"],
+        default="registered",
+        help="registered (default, as the original): only sender names an operator approved; "
+        "open: any valid name",
+    )
     c.set_defaults(func=cmd_accounts_create)
     add_account_webhook_parser(acc_sub)
     register_accounts(acc_sub)
 
     register_numbers(sub)
+    register_senders(sub)
     register_client(sub)
     register_connections(sub)
     register_users(sub)

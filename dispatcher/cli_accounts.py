@@ -42,7 +42,8 @@ def _limit(kind: type) -> Any:
     return parse
 
 
-def _engine() -> Any:
+def open_engine() -> Any:
+    """An engine on the configured database, logging configured (the operator commands')."""
     from dispatcher.store.db import make_engine
 
     s = Settings.from_env()
@@ -50,7 +51,8 @@ def _engine() -> Any:
     return make_engine(s.database_url, pool_size=1)
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
+    """Print ``message`` as a JSON error on stderr; exit code 1."""
     print(json.dumps({"error": message}), file=sys.stderr)
     return 1
 
@@ -59,11 +61,11 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     """Issue a new key pair; the old pairs keep working until the overlap ends."""
     from dispatcher.accounts import find_account, rotate_key
 
-    engine = _engine()
+    engine = open_engine()
     try:
         account = find_account(engine, args.name)
         if account is None:
-            return _fail(f"no account named {args.name!r}")
+            return fail(f"no account named {args.name!r}")
         pair = rotate_key(engine, account.id, args.overlap)
     finally:
         engine.dispose()
@@ -85,11 +87,11 @@ def cmd_limits(args: argparse.Namespace) -> int:
     """Show or set an account's request rate and daily cap."""
     from dispatcher.accounts import find_account, set_limits
 
-    engine = _engine()
+    engine = open_engine()
     try:
         account = find_account(engine, args.name)
         if account is None:
-            return _fail(f"no account named {args.name!r}")
+            return fail(f"no account named {args.name!r}")
         rate = account.api_rate_per_s if args.rate is ... else args.rate
         cap = account.daily_cap if args.daily_cap is ... else args.daily_cap
         if (rate, cap) != (account.api_rate_per_s, account.daily_cap):

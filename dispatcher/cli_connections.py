@@ -31,6 +31,7 @@ def describe(c: ConnectionConfig) -> dict[str, Any]:
         "timeout_s": c.timeout_s,
         "destinations": list(c.destinations),
         "fallback": c.fallback,
+        "lookups": c.lookups,
         "weight": c.weight,
         "preference": c.preference,
         "lanes": list(c.lanes) or ["priority", "bulk"],

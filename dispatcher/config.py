@@ -38,6 +38,10 @@ class Settings:
     # Carrier connections, routing and breakers (docs/routing.md); empty: the one connection
     # above, named "default", routes everything.
     connections: str = ""
+    # Number look-ups (POST /v2.1/sms/hlr, docs/lookup.md): how long an answer is reused (0:
+    # never), and how long a carrier may take to answer one.
+    lookup_cache_s: float = 3600.0
+    lookup_timeout_s: float = 5.0
     chunk_size: int = 500  # messages per bulk task
     max_attempts: int = 6
     retry_base_s: float = 1.0

@@ -82,7 +82,8 @@ def _demo_keys(env: dict[str, str], port: int) -> dict[str, str]:
     account = find_account(engine, "demo")
     pair: KeyPair
     if account is None:
-        _, pair = create_account(engine, "demo", priority=True)
+        # Open: every example of the README and the snippets sends as printed, from any name.
+        _, pair = create_account(engine, "demo", priority=True, sender_policy="open")
     else:
         pair = add_key(engine, account.id)
     keys = {"Application-Key": pair.application_key, "Authorization": pair.authorization}

@@ -12,9 +12,9 @@ account is named, not authenticated, because the caller already holds the databa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from dispatcher.accounts import Account, find_account
+from dispatcher.accounts import Account, find_account, recheck_sender
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
@@ -61,6 +61,22 @@ class Producer:
             self._accounts[name] = found
         return self._accounts[name]
 
+    def _prepare(self, name: str, sender: str, run: Callable[[Account], Prepared]) -> Prepared:
+        """``run`` for the named account; a refusal for the sender name is checked again
+        against the log (the cached account may predate an approval)."""
+        account = self.account(name)
+        try:
+            return run(account)
+        except RequestRefused as exc:
+            if not exc.for_sender:
+                raise
+            account, entry = recheck_sender(self.engine, account, sender)
+            self._accounts[name] = account
+            try:
+                return run(account)
+            except RequestRefused as again:
+                raise again.explained(sender.strip(), entry) from None
+
     def _store(self, prepared: Prepared) -> list[str]:
         stored = self.writer.write([prepared.submission])[0]
         if stored.duplicate:
@@ -94,11 +110,15 @@ class Producer:
             external_id=external_id,
             priority=priority,
         )
-        acct = self.account(account)
-        prepared = prepare(req, acct, self.settings, time.time(), source="library")
+        now = time.time()
+        prepared = self._prepare(
+            account,
+            sender,
+            lambda acct: prepare(req, acct, self.settings, now, source="library"),
+        )
         hook = prepared.submission.messages[0].webhook_url
         if hook is not None:
-            self._admit_webhook(acct, hook)
+            self._admit_webhook(self.account(account), hook)
         return self._store(prepared)
 
     def _admit_webhook(self, acct: Account, url: str) -> None:
@@ -123,23 +143,28 @@ class Producer:
         batch: int = 10_000,
     ) -> list[str]:
         """Personalised messages ``(phone, text)``, stored in batches of ``batch``; the ids."""
-        acct = self.account(account)
+        self.account(account)  # an unknown account fails before the items are read
         ids: list[str] = []
         pending: list[tuple[str, str]] = []
         for item in items:
             pending.append(item)
             if len(pending) >= batch:
-                ids += self._bulk(acct, sender, pending, validity_min)
+                ids += self._bulk(account, sender, pending, validity_min)
                 pending = []
         if pending:
-            ids += self._bulk(acct, sender, pending, validity_min)
+            ids += self._bulk(account, sender, pending, validity_min)
         return ids
 
     def _bulk(
-        self, acct: Account, sender: str, items: list[tuple[str, str]], validity_min: int | None
+        self, account: str, sender: str, items: list[tuple[str, str]], validity_min: int | None
     ) -> list[str]:
-        prepared = prepare_personalised(
-            acct, self.settings, sender, items, time.time(), validity_min=validity_min
+        now = time.time()
+        prepared = self._prepare(
+            account,
+            sender,
+            lambda acct: prepare_personalised(
+                acct, self.settings, sender, items, now, validity_min=validity_min
+            ),
         )
         return self._store(prepared)
 

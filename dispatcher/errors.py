@@ -6,6 +6,7 @@ error in a response carries a ``docs`` pointer to its entry.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,13 @@ CATALOGUE: dict[str, ErrorKind] = {
         400,
         "Invalid sender",
         "Use 1-11 letters/digits (at least one letter) or a number of 3-15 digits.",
+    ),
+    "sender_not_registered": ErrorKind(
+        400,
+        "Sender name not approved",
+        "The account sends only from approved sender names: use one `GET /v2.1/sms/senders` "
+        "lists as `approved`, or request this one with `POST /v2.1/sms/senders` and send once "
+        "the operator has approved it. Nothing was stored.",
     ),
     "empty_message": ErrorKind(400, "Empty message", "Send a non-empty `message`."),
     "message_too_long": ErrorKind(
@@ -136,6 +144,18 @@ CATALOGUE: dict[str, ErrorKind] = {
     "unsupported_media_type": ErrorKind(
         415, "Unsupported media type", "Send `Content-Type: application/json`."
     ),
+    "lookup_not_supported": ErrorKind(
+        400,
+        "Number look-up not available",
+        "None of the carrier connections that serve this number answers look-ups (or none "
+        "serves it): ask the operator to enable `lookups` on one (docs/lookup.md).",
+    ),
+    "lookup_failed": ErrorKind(
+        502,
+        "Number look-up failed",
+        "The carrier connections that answer look-ups for this number failed (no answer, an "
+        "error, an unreadable answer): retry after the seconds in `Retry-After`.",
+    ),
     "not_found": ErrorKind(404, "Not found", "Check the id: it must belong to your account."),
     "no_results": ErrorKind(
         404,
@@ -193,8 +213,10 @@ class ApiError(Exception):
         self.headers = headers  # extra response headers (``Retry-After``)
 
     def as_dict(self) -> dict[str, Any]:
-        """The element of the envelope's ``errors[]``."""
-        meta: dict[str, Any] = {}
+        """The element of the envelope's ``errors[]``: ``meta`` has the original's three
+        fields, each a string or null (a typed client of the original reads ``value`` as a
+        string, so a number or a boolean is echoed in its JSON spelling: ``"5000"``)."""
+        meta: dict[str, Any] = {"parameter": None, "source": None, "value": None}
         if self.parameter is not None:
             meta["parameter"] = self.parameter
             meta["source"] = self.source or self.parameter
@@ -208,15 +230,17 @@ class ApiError(Exception):
         }
 
 
-def _printable(value: Any) -> Any:
-    """Echo the offending value, bounded so an error never repeats a megabyte back."""
-    if isinstance(value, str) and len(value) > 200:
-        return value[:200] + "…"
-    if isinstance(value, (list, dict)):
+def _printable(value: Any) -> str | None:
+    """Echo the offending value as a string, bounded so an error never repeats a megabyte."""
+    if value is None or isinstance(value, (list, dict)):
         return None
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        return _printable(str(value))  # JSON encoders stop at 64 bits
-    return value
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    return text[:200] + "…" if len(text) > 200 else text
 
 
 def render_catalogue() -> str:
@@ -227,7 +251,7 @@ def render_catalogue() -> str:
         "Every error in an API response has a stable `code`; its `docs` field points to its",
         "entry here, as served by the API (`/docs/errors#<code with dashes>`).",
         "`meta.parameter` names the field, `meta.source` the exact place (`phoneNumbers[3]`),",
-        "`meta.value` echoes the offending value (truncated). Generated from",
+        "`meta.value` echoes the offending value as a string (truncated). Generated from",
         "`dispatcher/errors.py`; do not edit by hand.",
         "",
         "| code | HTTP | meaning | fix |",

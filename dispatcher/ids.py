@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import string
 import time
 import uuid
+
+# Letters and digits only: a published PHP client of the original API sends the
+# Application-Key header only when the key is made of them, and no client has to escape them.
+KEY_ALPHABET = string.ascii_letters + string.digits
 
 
 def new_message_id() -> str:
@@ -20,6 +25,7 @@ def new_message_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def new_token(nbytes: int = 32) -> str:
-    """A URL-safe random secret (API keys, webhook secrets)."""
-    return secrets.token_urlsafe(nbytes)
+def alphanumeric_token(length: int) -> str:
+    """A random secret of ``length`` letters and digits (API keys): 5.95 bits per character,
+    each character drawn uniformly by the operating system's CSPRNG."""
+    return "".join(KEY_ALPHABET[secrets.randbelow(len(KEY_ALPHABET))] for _ in range(length))

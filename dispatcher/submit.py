@@ -29,6 +29,7 @@ from dispatcher.sms import (
     validate_sender,
 )
 from dispatcher.store.records import NewMessage, NewSubmission
+from dispatcher.store.senders import NameState, SenderName, may_send
 from dispatcher.webhooks.urls import UrlRefused, canonical, check_static
 
 MAX_VALIDITY_MIN = 4320
@@ -37,12 +38,43 @@ SCHEDULE_SLACK_S = 1.0  # a scheduleTime this close to now is sent at once
 _EXTERNAL_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
 
 
+SENDER_REFUSED = "sender_not_registered"
+
+
 class RequestRefused(Exception):
     """Nothing was stored; ``errors`` says why (each naming its field)."""
 
     def __init__(self, errors: list[ApiError]) -> None:
         super().__init__(", ".join(e.code for e in errors))
         self.errors = errors
+
+    @property
+    def for_sender(self) -> bool:
+        """Refused (among other things) because the account may not send from the name."""
+        return any(e.code == SENDER_REFUSED for e in self.errors)
+
+    def explained(self, sender: str, entry: SenderName | None) -> RequestRefused:
+        """The same refusal, the sender error saying where the name stands."""
+        return RequestRefused(
+            [sender_refusal(sender, entry) if e.code == SENDER_REFUSED else e for e in self.errors]
+        )
+
+
+def sender_refusal(sender: str, entry: SenderName | None = None) -> ApiError:
+    """The ``sender_not_registered`` error for ``sender``, saying where its request stands."""
+    if entry is None:
+        why = "is not a sender name of this account: request it with POST /v2.1/sms/senders"
+    elif entry.state == NameState.PENDING:
+        why = "is waiting for the operator's approval"
+    elif entry.state == NameState.REJECTED:
+        why = "was rejected" + (f": {entry.reason}" if entry.reason else "")
+    else:  # approved, but the policy check ran on an older copy of the account
+        why = "was approved a moment ago: send again"
+    return ApiError(SENDER_REFUSED, f"{sender} {why}", "sender", sender)
+
+
+def _sender_allowed(account: Account, sender: str) -> bool:
+    return may_send(account.sender_policy, account.senders, sender)
 
 
 @dataclass
@@ -111,6 +143,9 @@ def _check_request(
         validate_sender(req.sender)
     except InvalidSender as exc:
         errors.append(ApiError("invalid_sender", exc.message, "sender", req.sender))
+    else:
+        if not _sender_allowed(account, req.sender):
+            errors.append(sender_refusal(req.sender.strip()))
     try:
         check_parts(req.message, settings.max_parts)
     except EmptyMessage:
@@ -220,6 +255,8 @@ def prepare_personalised(
         validate_sender(sender)
     except InvalidSender as exc:
         raise RequestRefused([ApiError("invalid_sender", exc.message, "sender", sender)]) from None
+    if not _sender_allowed(account, sender):
+        raise RequestRefused([sender_refusal(sender.strip())])
     lane = choose_lane(account, priority, len(items), settings.bulk_threshold)
     sub = NewSubmission(new_message_id(), account.id, "", lane, source, now)
     external_id = uuid.uuid4().hex

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from simulator import faults as F
+from simulator import hlr
 from simulator.config import ConfigError, SimConfig
 from simulator.dlr import Emitter
 from simulator.faults import Faults, format_retry_after
@@ -104,6 +105,7 @@ class SimApp:
         r.add("GET", "/v1/sms", self.get_by_ref)
         r.add("POST", "/v1/sms/batch", self.submit_batch)
         r.add("POST", "/v1/sms/lookup", self.lookup)
+        r.add("POST", "/v1/hlr", self.hlr)
         r.add("GET", "/healthz", self.healthz)
         r.add("GET", "/_sim/stats", self.stats)
         r.add("GET", "/_sim/submits", self.submits)
@@ -329,6 +331,33 @@ class SimApp:
             if rec is not None:
                 found[ref] = rec.carrier_id
         return self._delay(ok_json(_dumps({"found": found})))
+
+    def hlr(self, req: Request) -> Reply:
+        """``POST /v1/hlr``: look a number up (validity, country, network, ported, reachable)."""
+        if self._auth_expected is not None and not self._authorized(req):
+            self.state.counters.unauthorized += 1
+            return UNAUTHORIZED
+        try:
+            data = self._parse_json(req)
+            phone = data.get("phone") if type(data) is dict else None
+            if not _valid_to(phone):
+                raise BadRequest("phone must be a phone number (digits, optional leading +)")
+        except BadRequest as exc:
+            self.state.counters.invalid += 1
+            return self._delay(_bad(str(exc)))
+        if self.faults.active:
+            verdict, retry_after = self.faults.check(time.time(), 0)
+            if verdict:
+                return self._fault_reply(verdict, retry_after)
+        self.state.counters.hlr_lookups += 1
+        c = self.config
+        answer = hlr.lookup(
+            cast(str, phone),
+            self.faults.reject_prefixes,
+            tuple(p.removeprefix("+") for p in c.hlr_ported_prefixes),
+            tuple(p.removeprefix("+") for p in c.hlr_absent_prefixes),
+        )
+        return self._delay(ok_json(_dumps(answer)))
 
     # -- control API --------------------------------------------------------------------------
 

@@ -62,8 +62,13 @@ class SimConfig:
     tps_cap: float = 0.0
     #: Bucket capacity; 0 means ``max(1, tps_cap / 10)``.
     tps_burst: float = 0.0
-    #: Destination prefixes that are permanently rejected (``unknown_subscriber``).
+    #: Destination prefixes that are permanently rejected (``unknown_subscriber``); number
+    #: look-ups call them not valid (no such subscriber).
     reject_prefixes: list[str] = field(default_factory=list)
+    #: Number look-ups (``POST /v1/hlr``): prefixes of numbers ported to another network, and
+    #: of subscribers that are absent (handset off: not reachable).
+    hlr_ported_prefixes: list[str] = field(default_factory=list)
+    hlr_absent_prefixes: list[str] = field(default_factory=list)
     #: Largest number of recipients in one batch request.
     max_batch: int = 1000
     #: Keep the message text in the records (off by default: texts are never stored).
@@ -189,6 +194,9 @@ _BOOLS = {"keep_text", "timeout_accepts", "dlr_reorder"}
 _OPT_STRS = {"token", "dlr_url", "dlr_token", "mo_url", "mo_token"}
 
 
+_PREFIX_LISTS = {"reject_prefixes", "hlr_ported_prefixes", "hlr_absent_prefixes"}
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Check the JSON type of one field's new value and normalise it."""
     if name in _FLOATS:
@@ -210,9 +218,9 @@ def _coerce(name: str, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{name} must be a string or null")
         return value or None
-    if name == "reject_prefixes":
+    if name in _PREFIX_LISTS:
         if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
-            raise ConfigError("reject_prefixes must be a list of non-empty strings")
+            raise ConfigError(f"{name} must be a list of non-empty strings")
         return list(value)
     if name == "dlr_mix":
         if not isinstance(value, dict):

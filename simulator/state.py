@@ -41,6 +41,7 @@ class Counters:
         "dlr_sent",
         "errors_injected",
         "handler_errors",
+        "hlr_lookups",
         "invalid",
         "mo_failed",
         "mo_sent",
@@ -68,6 +69,8 @@ class Counters:
         self.errors_injected: int = 0
         #: Handler crashes answered with 500 (a simulator bug if ever non-zero).
         self.handler_errors: int = 0
+        #: Number look-ups answered (``POST /v1/hlr``).
+        self.hlr_lookups: int = 0
         #: Requests (or batch recipients) answered ``invalid_request``.
         self.invalid: int = 0
         #: MO parts posted / given up.

@@ -116,7 +116,9 @@ def render_all() -> dict[pathlib.Path, str]:
     for snippet in spec["snippet"]:
         rendered = []
         for language, lang in spec["languages"].items():
-            source = HERE / "templates" / language / f"{snippet['template']}.{lang['ext']}.tmpl"
+            # Typed languages may decode with a model of the snippet's own (``templates``).
+            name = snippet.get("templates", {}).get(language, snippet["template"])
+            source = HERE / "templates" / language / f"{name}.{lang['ext']}.tmpl"
             template = source.read_text()
             text = render(template, values(spec, snippet, language))
             path = OUT / language / file_name(snippet, language, lang)
@@ -129,12 +131,13 @@ def render_all() -> dict[pathlib.Path, str]:
 
 
 INTRO = (
-    "Copy-paste examples for the four things every integration does. They read the API address "
+    "Copy-paste examples for what every integration does. They read the API address "
     "and your keys from `SMSDISPATCH_URL`, `SMSDISPATCH_APP_KEY` and `SMSDISPATCH_AUTHORIZATION` "
     "(placeholders otherwise); the status example reads `SMSDISPATCH_MESSAGE_ID`, the webhook "
     "example `WEBHOOK_SECRET`, `WEBHOOK_ID`, `WEBHOOK_TIMESTAMP`, `WEBHOOK_SIGNATURE` and "
-    "`WEBHOOK_BODY` (in a real receiver: the request's headers and raw body). Every snippet is "
-    "executed against a running server by `make snippets-test`."
+    "`WEBHOOK_BODY` (in a real receiver: the request's headers and raw body). The Go, Java "
+    "(Jackson) and C# ones decode each answer into types as strict as the original API's "
+    "model. Every snippet is executed against a running server by `make snippets-test`."
 )
 
 

@@ -12,6 +12,9 @@ command -v ruby >/dev/null || need+=(ruby)
 command -v java >/dev/null || need+=(default-jdk-headless)
 command -v mcs >/dev/null || need+=(mono-mcs)
 [ -e /usr/lib/mono/4.5/System.Net.Http.dll ] || need+=(libmono-system-net-http4.0-cil)
+# The typed snippets decode answers: Java with Jackson, C# with DataContractJsonSerializer.
+[ -e /usr/share/java/jackson-databind.jar ] || need+=(libjackson2-databind-java)
+[ -e /usr/lib/mono/4.5/System.Runtime.Serialization.dll ] || need+=(libmono-system-runtime-serialization4.0-cil)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -31,12 +31,15 @@ from dispatcher.api.guard import RequestGuard
 from dispatcher.api.proxies import TrustedProxies, parse_networks
 from dispatcher.api.routes_carrier import router as carrier_router
 from dispatcher.api.routes_inbound import router as inbound_router
+from dispatcher.api.routes_lookup import router as lookup_router
+from dispatcher.api.routes_senders import router as senders_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
 from dispatcher.api.webhook_targets import WebhookTargets
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.errors import ApiError
+from dispatcher.lookup import NumberLookup
 from dispatcher.panel import mount_panel
 from dispatcher.quotas import AccountQuotas
 from dispatcher.routing import current_table
@@ -64,6 +67,7 @@ def build_context(settings: Settings) -> ApiContext:
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
     )
+    quotas = AccountQuotas(settings, engine)
     return ApiContext(
         settings,
         engine,
@@ -71,8 +75,9 @@ def build_context(settings: Settings) -> ApiContext:
         writer,
         Authenticator(engine, settings.auth_cache_ttl_s),
         CallbackInbox(engine, broker, settings.callback_lease_s),
-        AccountQuotas(settings, engine),
+        quotas,
         WebhookTargets(engine, settings),
+        NumberLookup(settings, quotas.client),  # its cache shares the quotas' Redis client
     )
 
 
@@ -119,6 +124,8 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
             yield
         finally:
             ctx.writer.stop()
+            if ctx.lookups is not None:
+                await ctx.lookups.close()
             if ctx.quotas is not None:
                 await ctx.quotas.close()
             ctx.broker.close()
@@ -137,6 +144,8 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
     )
     app.include_router(carrier_router)
     app.include_router(inbound_router)  # before the sms router: /v2.1/sms/inbound ≠ /{id}
+    app.include_router(senders_router)  # likewise /v2.1/sms/senders
+    app.include_router(lookup_router)
     app.include_router(router)
     panel = mount_panel(app, settings)  # the support panel under /panel (docs/panel.md)
     install_docs(app)  # /docs, /docs/errors, /docs/snippets; completes /openapi.json

@@ -16,6 +16,7 @@ from dispatcher.api.webhook_targets import WebhookTargets
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
+from dispatcher.lookup import NumberLookup
 from dispatcher.quotas import AccountQuotas
 from dispatcher.writer import SubmissionWriter
 
@@ -32,6 +33,7 @@ class ApiContext:
     callbacks: CallbackInbox
     quotas: AccountQuotas | None = None  # per-account request rate and daily cap
     webhook_targets: WebhookTargets | None = None  # per-message webhookUrl: DNS and the cap
+    lookups: NumberLookup | None = None  # number look-ups (POST /v2.1/sms/hlr)
 
 
 async def get_context(request: Request) -> ApiContext:

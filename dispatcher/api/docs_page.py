@@ -37,10 +37,10 @@ Java, C#, Node.js, Go, Ruby, Swift): [snippets](/docs/snippets).
 
 # name → (description, example). Used only when the route itself gave none.
 PARAMETERS: dict[str, tuple[str, Any]] = {
-    "Application-Key": ("Your application key.", "a1b2c3d4e5f6a7b8c9d0e1f2"),
+    "Application-Key": ("Your application key (32 letters and digits).", "Xk9fQ2mZ" * 4),
     "authorization": (
-        "Your authorization token (no `Bearer` prefix).",
-        "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
+        "Your authorization token (128 letters and digits, no `Bearer` prefix).",
+        "p3RtL8wVn2QeJ6sA" * 8,
     ),
     "Idempotency-Key": ("Retry safely: the same key and body return the first answer.", "a7c3"),
     "externalId": ("Filter by your externalId.", "order-1234"),

@@ -1,4 +1,9 @@
-"""The ``{data, errors, meta}`` envelope and the message view, as plain dicts (fast to dump)."""
+"""The ``{data, errors, meta}`` envelope and the message view, as plain dicts (fast to dump).
+
+Every field the original API defines has the original's type (docs/compatibility.md): times
+as integer unix seconds, ``smsPrice`` and ``currency`` integers, ``meta.accountBalance`` a
+string or null. What we add has names of its own (the ``…At`` times keep milliseconds).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,17 @@ def _iso_ms(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
+def unix(ts: float | None) -> int | None:
+    """Unix seconds as the original's integer (the second it falls in)."""
+    return None if ts is None else int(ts)
+
+
+# No price is recorded yet: 0 and 0, the values a client typed as the original's model (int
+# smsPrice, int currency) parses; docs/compatibility.md says what they will carry.
+NO_PRICE = 0
+NO_CURRENCY = 0
+
+
 def message_view(m: dict[str, Any]) -> dict[str, Any]:
     """A stored message row as the API shows it."""
     status = m["status"]
@@ -56,19 +72,26 @@ def message_view(m: dict[str, Any]) -> dict[str, Any]:
         "status": STATUS_CODES[Status(status)],
         "statusName": status,
         "isFinal": is_final(status),
-        "statusTime": iso(m["status_at"]),
-        "createTime": iso(m["created_at"]),
+        "statusTime": int(m["status_at"]),
+        "createTime": int(m["created_at"]),
+        "smsPrice": NO_PRICE,
+        "currency": NO_CURRENCY,
         "numberOfParts": m["parts"],
         "encoding": m["encoding"],
         "lane": m["lane"],
-        "scheduleTime": iso(m.get("scheduled_at")),
-        "sentTime": iso(m.get("sent_at")),
+        "scheduleTime": unix(m.get("scheduled_at")),
+        "sentTime": unix(m.get("sent_at")),
+        "statusAt": iso(m["status_at"]),
+        "createdAt": iso(m["created_at"]),
+        "scheduledAt": iso(m.get("scheduled_at")),
+        "sentAt": iso(m.get("sent_at")),
         "error": error,
     }
 
 
 def new_message_view(m: NewMessage) -> dict[str, Any]:
     """A just-accepted message as the API shows it."""
+    created = iso(m.created_at)
     return {
         "id": m.id,
         "externalId": m.external_id,
@@ -77,13 +100,19 @@ def new_message_view(m: NewMessage) -> dict[str, Any]:
         "status": STATUS_CODES[Status(m.status)],
         "statusName": m.status,
         "isFinal": False,
-        "statusTime": iso(m.created_at),
-        "createTime": iso(m.created_at),
+        "statusTime": int(m.created_at),
+        "createTime": int(m.created_at),
+        "smsPrice": NO_PRICE,
+        "currency": NO_CURRENCY,
         "numberOfParts": m.parts,
         "encoding": m.encoding,
         "lane": m.lane,
-        "scheduleTime": iso(m.scheduled_at),
+        "scheduleTime": unix(m.scheduled_at),
         "sentTime": None,
+        "statusAt": created,
+        "createdAt": created,
+        "scheduledAt": iso(m.scheduled_at),
+        "sentAt": None,
         "error": None,
     }
 
@@ -95,7 +124,8 @@ def envelope(
     errors: list[ApiError] | None = None,
     **meta: Any,
 ) -> dict[str, Any]:
-    """Build the envelope; ``meta`` extras are merged in."""
+    """Build the envelope; ``meta`` extras are merged in. ``accountBalance`` is null: no
+    balance is kept (a prepaid balance would be its decimal string, as the original's)."""
     data = data or []
     errs = [e.as_dict() for e in errors or []]
     return {
@@ -106,6 +136,7 @@ def envelope(
             "uniqId": request_id,
             "numberOfData": len(data),
             "numberOfErrors": len(errs),
+            "accountBalance": None,
             **meta,
         },
     }

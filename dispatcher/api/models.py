@@ -83,8 +83,11 @@ class ErrorMeta(BaseModel):
     source: str | None = Field(
         None, description="The exact place, with the index in a list.", examples=["phoneNumbers[1]"]
     )
-    value: Any = Field(
-        None, description="The offending value (truncated to 200 characters).", examples=["+48 12"]
+    value: str | None = Field(
+        None,
+        description="The offending value as a string, numbers and booleans in their JSON "
+        'spelling (`"5000"`, `"true"`); truncated to 200 characters.',
+        examples=["+48 12"],
     )
 
 
@@ -100,7 +103,9 @@ class ErrorItem(BaseModel):
         description="What is wrong with this request, in words.",
         examples=["the number is too short"],
     )
-    meta: ErrorMeta = Field(description="Where the error is (empty for request-wide errors).")
+    meta: ErrorMeta = Field(
+        description="Where the error is (its fields are null for request-wide errors)."
+    )
     docs: str = Field(
         description="The code's entry in the error catalogue (its status, meaning and fix).",
         examples=["/docs/errors#invalid-phone-number"],
@@ -142,26 +147,53 @@ class MessageView(BaseModel):
     isFinal: bool = Field(
         description="True when the status will not change again.", examples=[False]
     )
-    statusTime: str = Field(
-        description="When it entered its status (ISO 8601 UTC).",
-        examples=["2026-11-26T12:00:00.000Z"],
+    statusTime: int = Field(
+        description="When it entered its status: unix seconds (the original's int64).",
+        examples=[1795694400],
     )
-    createTime: str = Field(
-        description="When it was accepted (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    createTime: int = Field(
+        description="When it was accepted: unix seconds (the original's int64).",
+        examples=[1795694400],
+    )
+    smsPrice: int = Field(
+        description="The original's price field (an integer): 0, no price is recorded yet "
+        "(docs/compatibility.md).",
+        examples=[0],
+    )
+    currency: int = Field(
+        description="The original's currency field (an integer): 0 while no price is "
+        "recorded (docs/compatibility.md).",
+        examples=[0],
     )
     numberOfParts: int = Field(
         description="SMS parts it takes (each is charged against the rate limit).", examples=[1]
     )
     encoding: str = Field(description="gsm7 or ucs2.", examples=["gsm7"])
     lane: str = Field(description="priority or bulk.", examples=["priority"])
-    scheduleTime: str | None = Field(
+    scheduleTime: int | None = Field(
         None,
-        description="When it is due, for scheduled messages (ISO 8601 UTC).",
+        description="When it is due, for scheduled messages: unix seconds.",
+        examples=[1795766400],
+    )
+    sentTime: int | None = Field(
+        None, description="When the carrier accepted it: unix seconds.", examples=[1795694400]
+    )
+    statusAt: str = Field(
+        description="`statusTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
+    )
+    createdAt: str = Field(
+        description="`createTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
+    )
+    scheduledAt: str | None = Field(
+        None,
+        description="`scheduleTime` with milliseconds (ISO 8601 UTC).",
         examples=["2026-11-27T08:00:00.000Z"],
     )
-    sentTime: str | None = Field(
+    sentAt: str | None = Field(
         None,
-        description="When the carrier accepted it (ISO 8601 UTC).",
+        description="`sentTime` with milliseconds (ISO 8601 UTC).",
         examples=["2026-11-26T12:00:00.412Z"],
     )
     error: MessageError | None = Field(
@@ -178,9 +210,13 @@ class Meta(BaseModel):
     )
     numberOfData: int = Field(description="Elements in `data`.", examples=[1])
     numberOfErrors: int = Field(description="Elements in `errors`.", examples=[0])
-    sentSms: int | None = Field(None, description="Messages accepted (send only).", examples=[1])
-    notSentSms: int | None = Field(
-        None, description="Recipients refused (send only).", examples=[0]
+    sentSms: int = Field(0, description="Messages accepted (send answers).", examples=[1])
+    notSentSms: int = Field(0, description="Recipients refused (send answers).", examples=[0])
+    accountBalance: str | None = Field(
+        None,
+        description="The original's balance field (a string): null, no balance is kept "
+        "(docs/compatibility.md).",
+        examples=[None],
     )
     total: int | None = Field(None, description="Matching rows (listings).", examples=[1])
 
@@ -219,6 +255,9 @@ class ErrorEnvelope(BaseModel):
                         "uniqId": "5f2b8c1d9e0a4b7c",
                         "numberOfData": 0,
                         "numberOfErrors": 1,
+                        "accountBalance": None,
+                        "sentSms": 0,
+                        "notSentSms": 0,
                     },
                 }
             ]

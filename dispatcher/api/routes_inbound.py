@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -20,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatcher.api.context import AccountDep, ContextDep, request_id
 from dispatcher.api.envelope import JsonResponse, envelope, iso
 from dispatcher.api.models import ErrorItem, Meta
+from dispatcher.api.query import direction, phones, split, unix_time
 from dispatcher.errors import CATALOGUE, ApiError
 from dispatcher.sms import InvalidPhoneNumber, normalize
 from dispatcher.store.inbound import InboundFilter, list_inbound
@@ -41,8 +41,10 @@ class InboundView(BaseModel):
     number: str = Field(description="Your dedicated number it was sent to.", examples=["4321"])
     message: str = Field(description="The text, parts joined.", examples=["What time do you open?"])
     numberOfParts: int = Field(description="Parts joined into this message.", examples=[1])
-    receiveTime: str = Field(
-        description="When it arrived (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    receiveTime: int = Field(description="When it arrived: unix seconds.", examples=[1795694400])
+    receivedAt: str = Field(
+        description="`receiveTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
     )
     keyword: str | None = Field(
         None, description="The opt-out/opt-in keyword the body is, if any.", examples=[None]
@@ -54,8 +56,12 @@ class NumberView(BaseModel):
 
     number: str = Field(description="The number (E.164 or short code).", examples=["+48500100200"])
     kind: str = Field(description="short_code or long_number.", examples=["long_number"])
-    createTime: str = Field(
-        description="When it was assigned (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    createTime: int = Field(
+        description="When it was assigned: unix seconds.", examples=[1795694400]
+    )
+    createdAt: str = Field(
+        description="`createTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
     )
 
 
@@ -67,8 +73,12 @@ class SuppressionView(BaseModel):
     )
     source: str = Field(description="keyword (the subscriber) or api.", examples=["keyword"])
     keyword: str | None = Field(None, description="The keyword it sent.", examples=["STOP"])
-    createTime: str = Field(
-        description="When it was suppressed (ISO 8601 UTC).", examples=["2026-11-26T12:00:00.000Z"]
+    createTime: int = Field(
+        description="When it was suppressed: unix seconds.", examples=[1795694400]
+    )
+    createdAt: str = Field(
+        description="`createTime` with milliseconds (ISO 8601 UTC).",
+        examples=["2026-11-26T12:00:00.000Z"],
     )
 
 
@@ -114,32 +124,6 @@ async def _query(ctx: ContextDep, fn: Callable[[Connection], T], write: bool = F
         raise ApiError("service_unavailable", "the message log is unreachable") from None
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
-
-
-def _phones(value: str | None, region: str | None) -> tuple[str, ...]:
-    out = []
-    for p in _split(value):
-        try:
-            out.append(normalize(p, region))
-        except InvalidPhoneNumber as exc:
-            raise ApiError("invalid_query", exc.message, "phoneNumber", p) from None
-    return tuple(out)
-
-
-def _time(value: str | None, name: str) -> float | None:
-    if not value:
-        return None
-    if value.replace(".", "", 1).isdigit():
-        return float(value)
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError("invalid_query", "use ISO 8601 (UTC) or unix seconds", name, value) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-
-
 def inbound_view(row: dict[str, Any]) -> dict[str, Any]:
     """A stored inbound message as the API shows it."""
     return {
@@ -148,7 +132,8 @@ def inbound_view(row: dict[str, Any]) -> dict[str, Any]:
         "number": row["number"],
         "message": row["body"],
         "numberOfParts": row["parts"],
-        "receiveTime": iso(row["received_at"]),
+        "receiveTime": int(row["received_at"]),
+        "receivedAt": iso(row["received_at"]),
         "keyword": row["keyword"],
     }
 
@@ -159,7 +144,8 @@ def suppression_view(row: dict[str, Any]) -> dict[str, Any]:
         "phoneNumber": row["phone"],
         "source": row["source"],
         "keyword": row["keyword"],
-        "createTime": iso(row["created_at"]),
+        "createTime": int(row["created_at"]),
+        "createdAt": iso(row["created_at"]),
     }
 
 
@@ -185,16 +171,18 @@ async def list_inbound_sms(
     dateTo: Annotated[str | None, Query(description="ISO 8601 UTC or unix seconds.")] = None,
     offset: Offset = 0,
     limit: Limit = 100,
-    orderDirection: Annotated[Literal["ASC", "DESC", "asc", "desc"], Query()] = "DESC",
+    orderDirection: Annotated[
+        str, Query(description="`ASC` or `DESC`, in any letter case.")
+    ] = "DESC",
 ) -> JsonResponse:
     """Messages subscribers sent to your numbers, newest first (404 when nothing matches)."""
     flt = InboundFilter(
-        phones=_phones(phoneNumber, ctx.settings.default_region or None),
-        numbers=tuple(f for n in _split(number) for f in lookup_forms(n)),
-        date_from=_time(dateFrom, "dateFrom"),
-        date_to=_time(dateTo, "dateTo"),
+        phones=phones(phoneNumber, ctx.settings.default_region or None),
+        numbers=tuple(f for n in split(number) for f in lookup_forms(n)),
+        date_from=unix_time(dateFrom, "dateFrom"),
+        date_to=unix_time(dateTo, "dateTo"),
     )
-    descending = orderDirection.upper() == "DESC"
+    descending = direction(orderDirection)
     rows, total = await _query(
         ctx, lambda c: list_inbound(c, account.id, flt, offset, limit, descending)
     )
@@ -221,7 +209,13 @@ async def list_account_numbers(
     if not rows:
         raise ApiError("no_results", "no dedicated number is assigned to your account")
     data = [
-        {"number": r["number"], "kind": r["kind"], "createTime": iso(r["created_at"])} for r in rows
+        {
+            "number": r["number"],
+            "kind": r["kind"],
+            "createTime": int(r["created_at"]),
+            "createdAt": iso(r["created_at"]),
+        }
+        for r in rows
     ]
     return JsonResponse(envelope(request_id(request), 200, data, total=len(data)))
 
@@ -245,9 +239,9 @@ async def list_account_suppressions(
 
     Bulk messages to these numbers are refused with `recipient_opted_out`.
     """
-    phones = _phones(phoneNumber, ctx.settings.default_region or None)
+    wanted = phones(phoneNumber, ctx.settings.default_region or None)
     rows, total = await _query(
-        ctx, lambda c: list_suppressions(c, account.id, offset, limit, phones)
+        ctx, lambda c: list_suppressions(c, account.id, offset, limit, wanted)
     )
     if not rows:
         raise ApiError("no_results", "no suppressed number matches")

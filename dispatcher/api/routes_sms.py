@@ -6,14 +6,14 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import metrics
-from dispatcher.accounts import Account
+from dispatcher.accounts import Account, recheck_sender
 from dispatcher.api.context import AccountDep, ApiContext, ContextDep, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
@@ -23,12 +23,18 @@ from dispatcher.api.envelope import (
     new_message_view,
 )
 from dispatcher.api.models import Envelope, SendSmsBody
+from dispatcher.api.query import direction, order_key, phones, split, unix_time
 from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
 from dispatcher.quotas import reserve_for
-from dispatcher.sms import InvalidPhoneNumber, normalize
 from dispatcher.store.db import StoreUnavailable
-from dispatcher.store.queries import MessageFilter, get_message, list_messages, message_timeline
+from dispatcher.store.queries import (
+    ORDER_COLUMNS,
+    MessageFilter,
+    get_message,
+    list_messages,
+    message_timeline,
+)
 from dispatcher.submit import Prepared, RequestRefused, SendRequest, prepare
 from dispatcher.timeline import build_timeline
 
@@ -142,10 +148,10 @@ async def send_sms(
     body_hash = hashlib.sha256(canonical).hexdigest()
     now = time.time()
 
-    def validate() -> Prepared:
+    def validate(acct: Account) -> Prepared:
         return prepare(
             req,
-            account,
+            acct,
             ctx.settings,
             now,
             idempotency_key=idempotency_key,
@@ -153,16 +159,32 @@ async def send_sms(
             campaign=campaign,
         )
 
-    try:
+    async def attempt(acct: Account) -> Prepared:
         if len(req.phone_numbers) > OFFLOAD_RECIPIENTS:
-            prepared = await asyncio.to_thread(validate)
-        else:
-            prepared = validate()
+            return await asyncio.to_thread(validate, acct)
+        return validate(acct)
+
+    try:
+        try:
+            prepared = await attempt(account)
+        except RequestRefused as exc:
+            if not exc.for_sender:
+                raise
+            # The key cache may hold the account from before an approval: ask the log.
+            account, entry = await asyncio.to_thread(
+                recheck_sender, ctx.engine, account, req.sender
+            )
+            try:
+                prepared = await attempt(account)
+            except RequestRefused as again:
+                raise again.explained(req.sender.strip(), entry) from None
     except RequestRefused as exc:
         status = exc.errors[0].status if len(exc.errors) == 1 else 400
         if any(e.status == 403 for e in exc.errors):
             status = 403
-        return JsonResponse(envelope(rid, status, errors=exc.errors), status_code=status)
+        # Refused as a whole: every recipient not sent.
+        nothing = {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
+        return JsonResponse(envelope(rid, status, None, exc.errors, **nothing), status_code=status)
     hook = prepared.submission.messages[0].webhook_url if prepared.submission.messages else None
     if hook is not None and ctx.webhook_targets is not None:
         try:
@@ -191,7 +213,8 @@ async def send_sms(
             *prepared.recipient_errors,
             ApiError("no_valid_recipients", None, "phoneNumbers", None),
         ]
-        return JsonResponse(envelope(rid, 400, errors=errors), status_code=400)
+        nothing = {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
+        return JsonResponse(envelope(rid, 400, None, errors, **nothing), status_code=400)
     if stored.conflict == "body_mismatch":
         raise ApiError("idempotency_key_reused", None, "Idempotency-Key", idempotency_key)
     if stored.conflict == "in_flight":
@@ -222,13 +245,9 @@ async def _refund(ctx: ApiContext, account: Account, count: int, now: float) -> 
         await ctx.quotas.daily.refund(account, count, now)
 
 
-def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
-
-
 def _statuses(value: str | None) -> tuple[str, ...]:
     out: list[str] = []
-    for item in _split(value):
+    for item in split(value):
         if item.isdigit():
             out.extend(s for s, code in STATUS_CODES.items() if code == int(item))
             if not any(code == int(item) for code in STATUS_CODES.values()):
@@ -241,22 +260,6 @@ def _statuses(value: str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _time(value: str | None, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    if value.replace(".", "", 1).isdigit():
-        return float(value)
-    try:
-        from datetime import UTC, datetime
-
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    except ValueError:
-        raise ApiError("invalid_query", "use ISO 8601 (UTC) or unix seconds", name, value) from None
-
-
 def _filter(
     external_id: str | None,
     phone: str | None,
@@ -266,22 +269,16 @@ def _filter(
     date_to: str | None,
     region: str | None,
 ) -> MessageFilter:
-    phones: list[str] = []
-    for p in _split(phone):
-        try:
-            phones.append(normalize(p, region))
-        except InvalidPhoneNumber as exc:
-            raise ApiError("invalid_query", exc.message, "phoneNumber", p) from None
-    senders = _split(sender)
+    senders = split(sender)
     if len(senders) > 10:
         raise ApiError("invalid_query", "at most 10 senders", "sender", len(senders))
     return MessageFilter(
         external_id=external_id or None,
-        phone_numbers=tuple(phones),
+        phone_numbers=phones(phone, region),
         statuses=_statuses(status),
         senders=senders,
-        date_from=_time(date_from, "dateFrom"),
-        date_to=_time(date_to, "dateTo"),
+        date_from=unix_time(date_from, "dateFrom"),
+        date_to=unix_time(date_to, "dateTo"),
     )
 
 
@@ -307,14 +304,24 @@ class ListParams:
         ] = None,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        orderBy: Annotated[Literal["createTime", "externalId", "status"], Query()] = "createTime",
-        orderDirection: Annotated[Literal["ASC", "DESC", "asc", "desc"], Query()] = "DESC",
+        orderBy: Annotated[
+            str,
+            Query(
+                description="Sort key, in any letter case: "
+                + ", ".join(f"`{k}`" for k in ORDER_COLUMNS)
+                + ".",
+                json_schema_extra={"examples": ["createTime"]},
+            ),
+        ] = "createTime",
+        orderDirection: Annotated[
+            str, Query(description="`ASC` or `DESC`, in any letter case.")
+        ] = "DESC",
     ) -> None:
         self.raw = (externalId, phoneNumber, status, sender, dateFrom, dateTo)
         self.offset = offset
         self.limit = limit
-        self.order_by = orderBy
-        self.descending = orderDirection.upper() == "DESC"
+        self.order_by = order_key(orderBy)
+        self.descending = direction(orderDirection)
 
 
 async def _listing(

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+import structlog
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
 from dispatcher.contract import Lane, Status
+from dispatcher.lookup import AllLookupsFailed, LookupNotSupported, LookupResult
 from dispatcher.panel.forms import FIELDS, parse_search
-from dispatcher.panel.web import Viewer, in_db, not_found, render, state, viewer
+from dispatcher.panel.web import PanelError, Viewer, in_db, not_found, render, state, viewer
 from dispatcher.panel.words import mask_codes
+from dispatcher.sms import InvalidPhoneNumber
 from dispatcher.store.panel_queries import (
     inbound_detail,
     message_detail,
     search_inbound,
     search_outgoing,
 )
+from dispatcher.store.schema import accounts
 from dispatcher.timeline import build_timeline
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
+log = structlog.get_logger(component="panel")
 PAGE_SIZE = 50
 MAX_ID = 64
 
@@ -73,7 +79,52 @@ async def search(request: Request) -> Response:
 @router.get("/messages/{message_id}")
 async def detail(request: Request, message_id: str) -> Response:
     """One message of the user's account; 404 for any other id (never 403: no leak)."""
+    return await _detail(request, await viewer(request), message_id)
+
+
+@router.post("/messages/{message_id}/lookup")
+async def lookup(
+    request: Request, message_id: str, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    """Look the message's recipient up (validity, network, ported, reachable) and show the
+    message page with the answer (CSRF-checked: a look-up may cost the operator money)."""
     who = await viewer(request)
+    if not who.session.csrf_ok(csrf_token):
+        raise PanelError(
+            403, "Form expired", "Reload the page and submit the form again.", who.user
+        )
+    return await _detail(request, who, message_id, looked_up=True)
+
+
+async def _lookup(
+    request: Request, who: Viewer, phone: str
+) -> tuple[tuple[LookupResult, bool] | None, str | None]:
+    """The look-up of ``phone`` and whether it was cached, or ``None`` and what went wrong."""
+    lookups = request.app.state.ctx.lookups
+    if lookups is None:
+        return None, "Number look-ups are not set up on this server."
+    account_id = who.user.account_id
+    name = await in_db(
+        request,
+        lambda conn: conn.execute(
+            select(accounts.c.name).where(accounts.c.id == account_id)
+        ).scalar(),
+    )
+    try:
+        result, cached = await lookups.lookup(phone, name)
+    except LookupNotSupported:
+        return None, "No carrier connection serving this number answers look-ups."
+    except AllLookupsFailed:
+        return None, "The carrier did not answer the look-up. Try again in a moment."
+    except InvalidPhoneNumber:
+        return None, "This is not a phone number that can be looked up."
+    log.info("panel.number_lookup", user_id=who.user.id, account_id=account_id, cached=cached)
+    return (result, cached), None
+
+
+async def _detail(
+    request: Request, who: Viewer, message_id: str, looked_up: bool = False
+) -> Response:
     if len(message_id) > MAX_ID:
         raise not_found(who.user)
     account_id = who.user.account_id
@@ -94,6 +145,7 @@ async def detail(request: Request, message_id: str) -> Response:
             masked=masked,
         )
     row = found.row
+    number, lookup_error = await _lookup(request, who, row["phone"]) if looked_up else (None, None)
     body, masked = shown_body(who, row["body"], keywords)
     submission = found.submission or {}
     campaign_url = None
@@ -113,4 +165,6 @@ async def detail(request: Request, message_id: str) -> Response:
         webhooks=found.webhooks,
         submission=submission,
         campaign_url=campaign_url,
+        number=number,
+        lookup_error=lookup_error,
     )

@@ -42,6 +42,7 @@ CONNECTION_KEYS = {
     "lanes",
     "accounts",
     "fallback",
+    "lookups",
 }
 SECRETS = ("api_key", "application_key", "authorization", "callback_token", "webhook_secret")
 SECRET_KEYS = {f"{s}_{how}" for s in SECRETS for how in ("env", "file")}
@@ -184,6 +185,14 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
             reader.get("fallback", lambda v: isinstance(v, bool), "a boolean (true/false)", False)
         ),
         credentials=creds,
+        lookups=bool(
+            reader.get(
+                "lookups",
+                lambda v: isinstance(v, bool),
+                "a boolean (true/false)",
+                kind == "simulator",
+            )
+        ),
     )
 
 
@@ -264,6 +273,7 @@ def implicit(settings: Settings) -> RoutingConfig:
         credentials=Credentials(
             api_key=settings.carrier_token, callback_token=settings.carrier_callback_token
         ),
+        lookups=True,
     )
     return RoutingConfig((default,))
 

@@ -48,6 +48,9 @@ class ConnectionConfig:
     accounts: tuple[str, ...] = ()  # empty: every account
     fallback: bool = False  # serves destinations no connection matches
     credentials: Credentials = field(default_factory=Credentials)
+    # Answers number look-ups (POST /v2.1/sms/hlr; docs/lookup.md): the simulator does, a
+    # generic carrier or an upstream only when configured to.
+    lookups: bool = False
 
     @property
     def send_rate(self) -> float:

@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, case, func, select
 
+from dispatcher.contract import STATUS_CODES
 from dispatcher.store.schema import message_events, messages
 
-ORDER_COLUMNS = {
+# Every ordering the original API's clients send (``id`` is a common client's default); the
+# v2.1 names of the fields. ``status`` orders by the numeric v2.1 code, as the original's does.
+ORDER_COLUMNS: dict[str, Any] = {
+    "id": messages.c.id,  # UUIDv7: the order messages were accepted in
     "createTime": messages.c.created_at,
+    "statusTime": messages.c.status_at,
     "externalId": messages.c.external_id,
-    "status": messages.c.status,
+    "status": case({str(s): code for s, code in STATUS_CODES.items()}, value=messages.c.status),
+    "phoneNumber": messages.c.phone,
+    "sender": messages.c.sender,
 }
 
 

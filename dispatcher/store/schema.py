@@ -47,6 +47,9 @@ accounts = Table(
     # Per-account API limits (docs/security.md); NULL = the settings' default, 0 = unlimited.
     Column("api_rate_per_s", Double),
     Column("daily_cap", Integer),
+    # Which sender names may send (docs/senders.md): registered (only approved names, as in
+    # the original; new accounts) | open (any valid name; accounts older than the policy).
+    Column("sender_policy", String(10), nullable=False, server_default=text("'registered'")),
 )
 
 api_keys = Table(
@@ -59,6 +62,23 @@ api_keys = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double),  # set when rotated: the old pair works until then
+)
+
+# Sender names an account asked for and the operator's decision (docs/senders.md).
+sender_names = Table(
+    "sender_names",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("name", String(16), nullable=False),  # as validate_sender returns it
+    Column("state", String(8), nullable=False),  # pending | approved | rejected
+    Column("requested_at", Double, nullable=False),
+    Column("requested_by", String(64), nullable=False),  # api | cli:<user> | panel:<user>
+    Column("decided_at", Double),
+    Column("decided_by", String(64)),
+    Column("reason", String(255)),  # why it was rejected, shown to the customer
+    UniqueConstraint("account_id", "name", name="uq_sender_names_account_name"),
+    Index("ix_sender_names_state", "state", "requested_at"),
 )
 
 submissions = Table(

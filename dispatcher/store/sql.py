@@ -14,3 +14,10 @@ def id_in(conn: Connection, column: Any, ids: Sequence[str]) -> Any:
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(ids), type_=ARRAY(String)))
     return column.in_(list(ids))
+
+
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """``INSERT`` with the dialect's ``on_conflict_do_nothing()`` (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)

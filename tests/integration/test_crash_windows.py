@@ -59,7 +59,7 @@ def cstack() -> Iterator[Stack]:
 def _account(stack: Stack) -> str:
     name = f"crash-{time.monotonic_ns()}"
     engine = stack.db()
-    create_account(engine, name, priority=True)
+    create_account(engine, name, priority=True, sender_policy="open")
     engine.dispose()
     return name
 

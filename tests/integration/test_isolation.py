@@ -1,6 +1,7 @@
 """Tenant isolation: every route of the API, walked with account B's credentials against
 account A's objects (message ids, externalIds, idempotency keys, phone numbers, inbound
-messages, dedicated numbers, suppressions), over real HTTP on a real stack.
+messages, dedicated numbers, suppressions, sender names, number look-ups), over real HTTP on a
+real stack.
 
 No response to B contains any of A's data, and A's data is unchanged afterwards. The route list
 comes from the application itself: a route that is neither walked here nor exempted (with the
@@ -21,6 +22,7 @@ import pytest
 from dispatcher.api.app import create_app
 from dispatcher.config import Settings
 from dispatcher.store.numbers import add_number
+from dispatcher.store.senders import approve, find_name
 from dispatcher.store.suppressions import add_suppression
 from tests.support.stack import ApiClient, Stack, running_stack, wait_until
 
@@ -35,6 +37,7 @@ A_EXTERNAL = "iso-a-ext-1"
 A_IDEMPOTENCY = "iso-a-idem-1"
 A_TEXT = "isolation text of A"
 A_INBOUND_TEXT = "inbound text for A"
+A_SENDER = "IsoSenderA"
 
 # Routes without account data, or authenticated otherwise: exempt from the walk, with why.
 EXEMPT = {
@@ -76,7 +79,16 @@ class World:
 
     def markers(self) -> list[str]:
         """Strings that identify A's objects: none may appear in an answer to B."""
-        return [*self.a_ids, A_PHONE, A_SUPPRESSED, A_NUMBER, A_MO_FROM, A_EXTERNAL, A_TEXT]
+        return [
+            *self.a_ids,
+            A_PHONE,
+            A_SUPPRESSED,
+            A_NUMBER,
+            A_MO_FROM,
+            A_EXTERNAL,
+            A_TEXT,
+            A_SENDER,
+        ]
 
     def as_b(self, method: str, path: str, **kw: Any) -> httpx.Response:
         r = self.b.http.request(method, path, **kw)
@@ -112,6 +124,14 @@ def world() -> Iterator[World]:
         mo = {"from": A_MO_FROM, "to": A_NUMBER, "text": A_INBOUND_TEXT, "parts": 1}
         assert s.sim("POST", "/_sim/mo", json=mo).status_code == 200
         wait_until(lambda: a.http.get("/v2.1/sms/inbound").status_code == 200, 30, what="A inbound")
+        assert a.http.post("/v2.1/sms/senders", json={"sender": A_SENDER}).status_code == 200
+        engine = s.db()
+        with engine.begin() as conn:
+            entry = find_name(conn, a.account_id, A_SENDER)
+            assert entry is not None
+            approve(conn, entry.id, "ops", time.time())
+        engine.dispose()
+        assert a.http.post("/v2.1/sms/hlr", json={"phone": A_PHONE}).status_code == 200
         yield World(s, a, b, a_ids)
 
 
@@ -168,6 +188,30 @@ def walk_delete_suppression(w: World) -> None:
     not_found(w.as_b("DELETE", f"/v2.1/suppressions/{A_SUPPRESSED}"))
 
 
+def walk_senders(w: World) -> None:
+    for method in ("GET", "OPTIONS"):
+        r = w.as_b(method, "/v2.1/sms/senders")
+        assert r.status_code == 200 and r.json()["data"] == [], r.text
+
+
+def walk_request_sender(w: World) -> None:
+    # A's approved name, asked for by B: B's own request, pending; A's stays approved.
+    r = w.as_b("POST", "/v2.1/sms/senders", json={"sender": A_SENDER})
+    assert r.status_code == 200 and r.json()["data"][0]["state"] == "pending", r.text
+    w.responses_to_b.pop()  # it echoes the name B asked for: not a leak
+    mine = w.a.http.get("/v2.1/sms/senders").json()["data"]
+    assert [(d["sender"], d["state"]) for d in mine if d["kind"] == "name"] == [
+        (A_SENDER, "approved")
+    ]
+
+
+def walk_lookup(w: World) -> None:
+    # A looked A_PHONE up a moment ago: B's answer must not say it was cached.
+    r = w.as_b("POST", "/v2.1/sms/hlr", json={"phone": A_PHONE})
+    assert r.status_code == 200 and r.json()["data"][0]["cached"] is False, r.text
+    w.responses_to_b.pop()  # it echoes the number B asked about: not a leak
+
+
 # The send walk runs last: afterwards B owns a message to A's phone with A's text.
 WALKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v2.1/sms"): walk_list,
@@ -177,6 +221,10 @@ WALKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v2.1/numbers"): walk_numbers,
     ("GET", "/v2.1/suppressions"): walk_suppressions,
     ("DELETE", "/v2.1/suppressions/{phone}"): walk_delete_suppression,
+    ("GET", "/v2.1/sms/senders"): walk_senders,
+    ("OPTIONS", "/v2.1/sms/senders"): walk_senders,
+    ("POST", "/v2.1/sms/senders"): walk_request_sender,
+    ("POST", "/v2.1/sms/hlr"): walk_lookup,
     ("POST", "/v2.1/sms"): walk_send,
 }
 

@@ -36,6 +36,7 @@ destinations = ["+48"]
 application_key_env = "H2_B_APPLICATION_KEY"
 authorization_env = "H2_B_AUTHORIZATION"
 webhook_secret_env = "H2_B_WEBHOOK_SECRET"
+lookups = true
 """
 
 FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
@@ -102,6 +103,16 @@ def test_a_relays_to_b_and_the_report_flows_back(tmp_path: Any, rx: Receiver) ->
                 payloads = [json.loads(h.body) for h in hooks_got]
                 assert {p["id"] for p in payloads} == set(ids.values())
                 assert all(p["statusName"] in FINAL for p in payloads)
+                # Number look-ups go through B's POST /v2.1/sms/hlr to B's simulator.
+                r = customer.http.post("/v2.1/sms/hlr", json={"phone": "+48501000001"})
+                assert r.status_code == 200, r.text
+                (found,) = r.json()["data"]
+                assert (found["connection"], found["valid"], found["country"]) == (
+                    "upstream-b",
+                    True,
+                    "PL",
+                )
+                assert found["network"] == {"mcc": "260", "mnc": "02", "name": "Simulated PL 02"}
                 # A bad signature on A's report endpoint is refused.
                 import httpx
 

@@ -99,7 +99,7 @@ def test_daily_cap_grants_what_is_left_refunds_and_resets_at_utc_midnight(
 def test_daily_cap_is_seeded_from_the_log_and_falls_back_to_it_when_redis_is_down(
     engine: Engine, redis_url: str
 ) -> None:
-    account, _ = create_account(engine, "capped")
+    account, _ = create_account(engine, "capped", sender_policy="open")
     acct = Account(account.id, account.name, False, None, 10)
     now = time.time()
     store_messages(engine, acct, 7, now)

@@ -66,7 +66,7 @@ class World:
 def world() -> Iterator[World]:
     with fresh_database() as db_url, fresh_redis() as redis_url:
         engine = make_engine(db_url)
-        account, _keys = create_account(engine, "alpha", priority=True)
+        account, _keys = create_account(engine, "alpha", priority=True, sender_policy="open")
         with engine.begin() as conn:
             add_suppression(conn, account.id, OPTED_OUT, time.time())
         w = World(engine, redis_url, account)

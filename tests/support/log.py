@@ -14,7 +14,7 @@ from dispatcher.submit import SendRequest, prepare
 
 def queued_messages(engine: Engine, n: int) -> list[str]:
     """Ids of ``n`` new bulk messages of a new account, committed as the API would (queued)."""
-    account, _ = create_account(engine, f"r{time.monotonic_ns()}")
+    account, _ = create_account(engine, f"r{time.monotonic_ns()}", sender_policy="open")
     numbers = [f"+4811122{i:04d}" for i in range(n)]
     prepared = prepare(
         SendRequest("ACME", "hi", numbers), account, Settings.from_env({}), time.time()

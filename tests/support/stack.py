@@ -210,10 +210,15 @@ class Stack:
         return "\n".join(out)
 
     # -- accounts -------------------------------------------------------------------------------
-    def account(self, name: str | None = None, priority: bool = True) -> ApiClient:
-        """A new account and a client holding its keys."""
+    def account(
+        self, name: str | None = None, priority: bool = True, sender_policy: str = "open"
+    ) -> ApiClient:
+        """A new account and a client holding its keys; ``open`` to any sender name unless
+        asked (the tests of sender names ask for ``registered``, the product's default)."""
         engine = make_engine(self.database_url, pool_size=1)
-        account, pair = create_account(engine, name or f"acct-{time.monotonic_ns()}", priority)
+        account, pair = create_account(
+            engine, name or f"acct-{time.monotonic_ns()}", priority, sender_policy
+        )
         engine.dispose()
         keys = {"Application-Key": pair.application_key, "Authorization": pair.authorization}
         return ApiClient(self.api_url, keys, account.id)

@@ -23,7 +23,8 @@ from dispatcher.store.suppressions import add_suppression
 from tests.support.services import fresh_database, fresh_redis
 
 OPTED_OUT = "+48600999888"
-VOLATILE = {"id", "externalId", "uniqId", "statusTime", "createTime"}  # fresh per request
+# Fresh per request:
+VOLATILE = {"id", "externalId", "uniqId", "statusTime", "createTime", "statusAt", "createdAt"}
 
 
 def _never() -> None:  # pragma: no cover - only its presence in the overrides matters
@@ -51,8 +52,8 @@ def shared() -> Iterator[World]:
     """One database and app for the module (each test's requests are independent)."""
     with fresh_database() as db_url, fresh_redis() as redis_url:
         engine = make_engine(db_url)
-        alpha, keys_a = create_account(engine, "alpha", priority=True)
-        _beta, keys_b = create_account(engine, "beta")
+        alpha, keys_a = create_account(engine, "alpha", priority=True, sender_policy="open")
+        _beta, keys_b = create_account(engine, "beta", sender_policy="open")
         with engine.begin() as conn:
             add_suppression(conn, alpha.id, OPTED_OUT, time.time())
         engine.dispose()

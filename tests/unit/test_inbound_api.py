@@ -74,7 +74,7 @@ class World:
 @pytest.fixture
 def world(db_url: str) -> Iterator[World]:
     engine = make_engine(db_url)
-    acct_a, keys_a = create_account(engine, "alpha", priority=True)
+    acct_a, keys_a = create_account(engine, "alpha", priority=True, sender_policy="open")
     acct_b, keys_b = create_account(engine, "beta")
     with engine.begin() as conn:
         add_number(conn, "4321", acct_a.id, "short_code", 1.0)
@@ -115,7 +115,8 @@ def test_inbound_listing(world: World) -> None:
         "number": "4321",
         "message": "first",
         "numberOfParts": 1,
-        "receiveTime": "2023-11-14T22:13:20.000Z",
+        "receiveTime": 1700000000,
+        "receivedAt": "2023-11-14T22:13:20.000Z",
         "keyword": None,
     }
 

@@ -2,12 +2,54 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 )
+
+// The answer as the original API's model types it: a string where it has an integer fails
+// to decode. Id and StatusName are smsdispatch's own fields.
+type SmsData struct {
+	Id            string `json:"id"`
+	Sender        string `json:"sender"`
+	PhoneNumber   string `json:"phoneNumber"`
+	ExternalId    string `json:"externalId"`
+	Status        int    `json:"status"`
+	StatusName    string `json:"statusName"`
+	StatusTime    int64  `json:"statusTime"`
+	CreateTime    int64  `json:"createTime"`
+	SmsPrice      int    `json:"smsPrice"`
+	Currency      int    `json:"currency"`
+	NumberOfParts int    `json:"numberOfParts"`
+}
+
+type SmsError struct {
+	Title   string `json:"title"`
+	Message string `json:"message"`
+	Code    string `json:"code"`
+	Meta    struct {
+		Source    *string `json:"source"`
+		Parameter *string `json:"parameter"`
+		Value     *string `json:"value"`
+	} `json:"meta"`
+}
+
+type SmsApiResponse struct {
+	Data   []SmsData  `json:"data"`
+	Errors []SmsError `json:"errors"`
+	Meta   struct {
+		SentSms        int     `json:"sentSms"`
+		NotSentSms     int     `json:"notSentSms"`
+		AccountBalance *string `json:"accountBalance"`
+		NumberOfErrors int     `json:"numberOfErrors"`
+		NumberOfData   int     `json:"numberOfData"`
+		Status         int     `json:"status"`
+		UniqId         string  `json:"uniqId"`
+	} `json:"meta"`
+}
 
 func env(name, fallback string) string {
 	if value := os.Getenv(name); value != "" {
@@ -31,6 +73,17 @@ func main() {
 		panic(err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	fmt.Println(string(answer))
+	raw, _ := io.ReadAll(resp.Body)
+	var answer SmsApiResponse
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		panic(err)
+	}
+	fmt.Println(string(raw))
+	for _, sms := range answer.Data {
+		fmt.Fprintf(os.Stderr, "%s: %s (%d) since %d, id %s\n",
+			sms.PhoneNumber, sms.StatusName, sms.Status, sms.StatusTime, sms.Id)
+	}
+	for _, e := range answer.Errors {
+		fmt.Fprintf(os.Stderr, "refused: %s: %s\n", e.Code, e.Message)
+	}
 }

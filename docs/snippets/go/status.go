@@ -2,12 +2,37 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 )
+
+// The answer as the original API's model types it: a string where it has an integer fails
+// to decode. Id and StatusName are smsdispatch's own fields.
+type SmsData struct {
+	Id            string `json:"id"`
+	Sender        string `json:"sender"`
+	PhoneNumber   string `json:"phoneNumber"`
+	ExternalId    string `json:"externalId"`
+	Status        int    `json:"status"`
+	StatusName    string `json:"statusName"`
+	StatusTime    int64  `json:"statusTime"`
+	CreateTime    int64  `json:"createTime"`
+	SmsPrice      int    `json:"smsPrice"`
+	Currency      int    `json:"currency"`
+	NumberOfParts int    `json:"numberOfParts"`
+}
+
+type SmsApiResponse struct {
+	Data []SmsData `json:"data"`
+	Meta struct {
+		Status int    `json:"status"`
+		UniqId string `json:"uniqId"`
+	} `json:"meta"`
+}
 
 func env(name, fallback string) string {
 	if value := os.Getenv(name); value != "" {
@@ -30,6 +55,14 @@ func main() {
 		panic(err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	fmt.Println(string(answer))
+	raw, _ := io.ReadAll(resp.Body)
+	var answer SmsApiResponse
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		panic(err)
+	}
+	fmt.Println(string(raw))
+	for _, sms := range answer.Data {
+		fmt.Fprintf(os.Stderr, "%s: %s (%d) since %d\n",
+			sms.PhoneNumber, sms.StatusName, sms.Status, sms.StatusTime)
+	}
 }

@@ -1,10 +1,56 @@
-// Send one SMS (Java 11+; run with `java SendOne.java`)
+// Send one SMS (Java 17+ and Jackson, com.fasterxml.jackson.core:jackson-databind; run with
+// `java -cp jackson-databind.jar:jackson-core.jar:jackson-annotations.jar SendOne.java`)
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.cfg.CoercionAction;
+import com.fasterxml.jackson.databind.cfg.CoercionInputShape;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.util.List;
 
 public class SendOne {
+    // The answer as the original API's model types it. id and statusName are smsdispatch's.
+    public static class SmsData {
+        public String id, sender, phoneNumber, externalId, statusName;
+        public int status, smsPrice, currency, numberOfParts;
+        public long statusTime, createTime;
+    }
+
+    public static class SmsErrorMeta {
+        public String source, parameter, value;
+    }
+
+    public static class SmsError {
+        public String title, message, code;
+        public SmsErrorMeta meta;
+    }
+
+    public static class SmsMetadata {
+        public int sentSms, notSentSms, numberOfErrors, numberOfData, status;
+        public String accountBalance, uniqId;
+    }
+
+    public static class SmsApiResponse {
+        public List<SmsData> data;
+        public List<SmsError> errors;
+        public SmsMetadata meta;
+    }
+
+    /** No coercion: a string where the model has a number (or a null for an int) fails. */
+    static ObjectMapper strictMapper() {
+        ObjectMapper mapper = new ObjectMapper()
+            .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
+            .configure(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES, true)
+            .configure(DeserializationFeature.ACCEPT_FLOAT_AS_INT, false);
+        for (CoercionInputShape shape : new CoercionInputShape[] {CoercionInputShape.String,
+                CoercionInputShape.Integer, CoercionInputShape.Float, CoercionInputShape.Boolean}) {
+            mapper.coercionConfigDefaults().setCoercion(shape, CoercionAction.Fail);
+        }
+        return mapper;
+    }
+
     static String env(String name, String fallback) {
         String value = System.getenv(name);
         return value == null || value.isEmpty() ? fallback : value;
@@ -24,6 +70,14 @@ public class SendOne {
             // servers behind plain HTTP proxies and uvicorn do not accept with a body.
             HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build()
                 .send(request, HttpResponse.BodyHandlers.ofString());
+        SmsApiResponse answer = strictMapper().readValue(response.body(), SmsApiResponse.class);
         System.out.println(response.body());
+        for (SmsData sms : answer.data) {
+            System.err.printf("%s: %s (%d) since %d, id %s%n",
+                sms.phoneNumber, sms.statusName, sms.status, sms.statusTime, sms.id);
+        }
+        for (SmsError error : answer.errors) {
+            System.err.printf("refused: %s: %s%n", error.code, error.message);
+        }
     }
 }

@@ -1,10 +1,46 @@
-// Query a message's status (Java 11+; run with `java Status.java`)
+// Query a message's status (Java 17+ and Jackson, com.fasterxml.jackson.core:jackson-databind; run with
+// `java -cp jackson-databind.jar:jackson-core.jar:jackson-annotations.jar Status.java`)
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.cfg.CoercionAction;
+import com.fasterxml.jackson.databind.cfg.CoercionInputShape;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.util.List;
 
 public class Status {
+    // The answer as the original API's model types it. id and statusName are smsdispatch's.
+    public static class SmsData {
+        public String id, sender, phoneNumber, externalId, statusName;
+        public int status, smsPrice, currency, numberOfParts;
+        public long statusTime, createTime;
+    }
+
+    public static class SmsMetadata {
+        public int status;
+        public String uniqId;
+    }
+
+    public static class SmsApiResponse {
+        public List<SmsData> data;
+        public SmsMetadata meta;
+    }
+
+    /** No coercion: a string where the model has a number (or a null for an int) fails. */
+    static ObjectMapper strictMapper() {
+        ObjectMapper mapper = new ObjectMapper()
+            .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
+            .configure(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES, true)
+            .configure(DeserializationFeature.ACCEPT_FLOAT_AS_INT, false);
+        for (CoercionInputShape shape : new CoercionInputShape[] {CoercionInputShape.String,
+                CoercionInputShape.Integer, CoercionInputShape.Float, CoercionInputShape.Boolean}) {
+            mapper.coercionConfigDefaults().setCoercion(shape, CoercionAction.Fail);
+        }
+        return mapper;
+    }
+
     static String env(String name, String fallback) {
         String value = System.getenv(name);
         return value == null || value.isEmpty() ? fallback : value;
@@ -22,6 +58,11 @@ public class Status {
             // servers behind plain HTTP proxies and uvicorn do not accept with a body.
             HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build()
                 .send(request, HttpResponse.BodyHandlers.ofString());
+        SmsApiResponse answer = strictMapper().readValue(response.body(), SmsApiResponse.class);
         System.out.println(response.body());
+        for (SmsData sms : answer.data) {
+            System.err.printf("%s: %s (%d) since %d%n",
+                sms.phoneNumber, sms.statusName, sms.status, sms.statusTime);
+        }
     }
 }
