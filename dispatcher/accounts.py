@@ -47,6 +47,8 @@ class Account:
     # ``registered`` account only (approved names and dedicated numbers, see sender_key).
     sender_policy: str = SenderPolicy.OPEN
     senders: frozenset[str] = frozenset()
+    # How long its short links redirect (docs/short-links.md); ``None`` = the settings' default.
+    link_lifetime_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def _account(conn: Connection, row: Any) -> Account:
         None if row.daily_cap is None else int(row.daily_cap),
         policy,
         approved_names(conn, row.id) if policy == SenderPolicy.REGISTERED else frozenset(),
+        None if row.link_lifetime_s is None else float(row.link_lifetime_s),
     )
 
 
@@ -236,6 +239,7 @@ class Authenticator:
                     accounts.c.api_rate_per_s,
                     accounts.c.daily_cap,
                     accounts.c.sender_policy,
+                    accounts.c.link_lifetime_s,
                 )
                 .join(accounts, accounts.c.id == api_keys.c.account_id)
                 .where(

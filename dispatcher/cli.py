@@ -15,6 +15,7 @@ from dispatcher.cli_client import register as register_client
 from dispatcher.cli_connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli_connections import register as register_connections
 from dispatcher.cli_dead_letters import register as register_dead_letters
+from dispatcher.cli_links import register as register_links
 from dispatcher.cli_numbers import register as register_numbers
 from dispatcher.cli_senders import register as register_senders
 from dispatcher.cli_users import register as register_users
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_accounts_create)
     add_account_webhook_parser(acc_sub)
     register_accounts(acc_sub)
+    register_links(sub, acc_sub)
 
     register_numbers(sub)
     register_senders(sub)

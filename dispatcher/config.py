@@ -95,6 +95,16 @@ class Settings:
     auth_cache_ttl_s: float = 30.0  # key rotations and limit changes reach the API within this
     optout_keywords: str = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,NIE,REZYGNUJE"
     optin_keywords: str = "START,UNSTOP,TAK"
+    # Short links (shortLink, docs/short-links.md): the public base of the redirect service
+    # (empty: shortLink is refused), the code length (62**8 ≈ 2.2e14 codes), how long links
+    # redirect unless the account says otherwise, the redirect service's address, and the salt
+    # of the click's address hash (empty: no address is kept at all).
+    short_link_base: str = ""
+    short_link_code_length: int = 8
+    short_link_lifetime_s: float = 30 * 86400.0
+    links_host: str = "127.0.0.1"
+    links_port: int = 8081
+    link_ip_salt: str = ""
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
     # Support panel (docs/panel.md).
@@ -141,9 +151,34 @@ class Settings:
                 "addresses of the proxies whose X-Forwarded-Proto counts (from anyone else it "
                 "is ignored)"
             )
+        if not 6 <= settings.short_link_code_length <= 16:
+            raise ValueError("SMSDISPATCH_SHORT_LINK_CODE_LENGTH must be from 6 to 16")
+        if settings.short_link_base and not _is_base(settings.short_link_base):
+            raise ValueError(
+                "SMSDISPATCH_SHORT_LINK_BASE must be an http(s) URL with a host and no query, "
+                "e.g. https://s.example.com"
+            )
         if not 0 <= settings.rate_headroom < 0.5:
             raise ValueError("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")
         return settings
+
+
+def _is_base(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and url.isascii()
+        and not any(c.isspace() for c in url)
+    )
 
 
 def _coerce(name: str, typ: Any, raw: str) -> Any:

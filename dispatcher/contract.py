@@ -65,6 +65,7 @@ TASK_DELIVER_WEBHOOKS = "smsdispatch.deliver_webhooks"
 # Webhook event names (the ``type`` of a webhook payload).
 EVENT_MESSAGE_STATUS = "message.status"
 EVENT_MESSAGE_INBOUND = "message.inbound"
+EVENT_MESSAGE_CLICK = "message.click"  # a short link was clicked (docs/short-links.md)
 
 
 class Status(StrEnum):

@@ -92,8 +92,9 @@ CATALOGUE: dict[str, ErrorKind] = {
     "invalid_type": ErrorKind(400, "Invalid type", "`type` is 0 (normal) or 1 (flash)."),
     "short_link_unsupported": ErrorKind(
         400,
-        "Link shortening not available",
-        "Send `shortLink: false` or omit it; this server does not shorten links yet.",
+        "Link shortening not configured",
+        "This server has no short-link address (`SMSDISPATCH_SHORT_LINK_BASE`, "
+        "docs/short-links.md): send `shortLink: false` or omit it, or ask its operator.",
     ),
     "invalid_webhook_url": ErrorKind(
         400,

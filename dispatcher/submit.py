@@ -18,6 +18,7 @@ from dispatcher.config import Settings
 from dispatcher.contract import Lane, Status
 from dispatcher.errors import ApiError
 from dispatcher.ids import new_message_id
+from dispatcher.links.shorten import Shortener
 from dispatcher.routing import current_table
 from dispatcher.sms import (
     EmptyMessage,
@@ -146,8 +147,11 @@ def _check_request(
     else:
         if not _sender_allowed(account, req.sender):
             errors.append(sender_refusal(req.sender.strip()))
+    text = req.message
+    if req.short_link and settings.short_link_base and _is_text(text):
+        text = shortener(settings).template(text)  # parts are counted on the text as sent
     try:
-        check_parts(req.message, settings.max_parts)
+        check_parts(text, settings.max_parts)
     except EmptyMessage:
         errors.append(ApiError("empty_message", None, "message", ""))
     except TooManyParts as exc:
@@ -160,7 +164,7 @@ def _check_request(
         errors.append(ApiError("invalid_schedule_time", None, "scheduleTime", req.schedule_time))
     if req.type not in (None, 0, 1):
         errors.append(ApiError("invalid_type", None, "type", req.type))
-    if req.short_link:
+    if req.short_link and not settings.short_link_base:
         errors.append(ApiError("short_link_unsupported", None, "shortLink", True))
     if req.webhook_url is not None:
         problem = webhook_url_problem(req.webhook_url, settings.webhook_allow_private)
@@ -323,7 +327,6 @@ def prepare(
         raise RequestRefused(
             [*recipient_errors, ApiError("no_valid_recipients", None, "phoneNumbers", None)]
         )
-    info = check_parts(req.message, settings.max_parts)
     lane = choose_lane(account, bool(req.priority), len(good), settings.bulk_threshold)
     good, unrouted = unrouteable(good, lane, account, settings)
     if unrouted:
@@ -350,9 +353,14 @@ def prepare(
         campaign=campaign,
     )
     sender = req.sender.strip()
+    texts = shortener(settings).per_recipient(req.message, len(good)) if req.short_link else []
+    info = check_parts(texts[0].text if texts else req.message, settings.max_parts)
+    lifetime = settings.short_link_lifetime_s
+    if account.link_lifetime_s is not None:
+        lifetime = account.link_lifetime_s
     # Stored in the form the webhook sender connects to (checked above: cannot fail here).
     webhook_url = None if req.webhook_url is None else canonical(req.webhook_url).url
-    for phone in good:
+    for i, phone in enumerate(good):
         sub.messages.append(
             NewMessage(
                 id=new_message_id(),
@@ -361,7 +369,7 @@ def prepare(
                 external_id=external_id,
                 phone=phone,
                 sender=sender,
-                body=req.message,
+                body=texts[i].text if texts else req.message,
                 parts=info.parts,
                 encoding=str(info.encoding),
                 flash=req.type == 1,
@@ -372,6 +380,14 @@ def prepare(
                 scheduled_at=start if scheduled else None,
                 next_attempt_at=start if scheduled else None,
                 webhook_url=webhook_url,
+                original_body=req.message if texts else None,
+                links=texts[i].links if texts else (),
+                links_expire_at=start + lifetime if texts else 0.0,
             )
         )
     return Prepared(sub, recipient_errors)
+
+
+def shortener(settings: Settings) -> Shortener:
+    """The shortener for the configured base and code length."""
+    return Shortener(settings.short_link_base, settings.short_link_code_length)

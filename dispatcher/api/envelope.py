@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from dispatcher.contract import STATUS_CODES, Status, is_final
 from dispatcher.errors import ApiError
+from dispatcher.links.shorten import short_url
 from dispatcher.store.records import NewMessage
 
 
@@ -89,10 +90,10 @@ def message_view(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def new_message_view(m: NewMessage) -> dict[str, Any]:
-    """A just-accepted message as the API shows it."""
+def new_message_view(m: NewMessage, short_link_base: str = "") -> dict[str, Any]:
+    """A just-accepted message as the API shows it (with its short links, when it has any)."""
     created = iso(m.created_at)
-    return {
+    view = {
         "id": m.id,
         "externalId": m.external_id,
         "phoneNumber": m.phone,
@@ -114,6 +115,33 @@ def new_message_view(m: NewMessage) -> dict[str, Any]:
         "scheduledAt": iso(m.scheduled_at),
         "sentAt": None,
         "error": None,
+    }
+    if m.links:
+        view["shortLinks"] = [
+            {"url": link.url, "shortUrl": short_url(short_link_base, link.code)} for link in m.links
+        ]
+    return view
+
+
+def links_view(links: list[dict[str, Any]], short_link_base: str) -> dict[str, Any]:
+    """The short-link fields of ``GET /v2.1/sms/{id}``: each link with its clicks (previews
+    by link-preview fetchers and bots counted apart), and the message's click-through rate
+    (the share of its links clicked at least once; ``null`` without links)."""
+    clicked = sum(1 for link in links if link["clicks"])
+    return {
+        "shortLinks": [
+            {
+                "url": link["url"],
+                "shortUrl": short_url(short_link_base, link["code"]),
+                "clicks": int(link["clicks"]),
+                "previews": int(link["previews"]),
+                "firstClickAt": iso(link["first_at"]),
+                "expiresAt": iso(link["expires_at"]),
+            }
+            for link in links
+        ],
+        "clicks": sum(int(link["clicks"]) for link in links),
+        "clickThroughRate": round(clicked / len(links), 4) if links else None,
     }
 
 

@@ -51,7 +51,11 @@ class SendSmsBody(BaseModel):
     type: int | None = Field(None, description="0 normal (default), 1 flash.", examples=[0])
     shortLink: bool | None = Field(
         None,
-        description="Link shortening: not available yet, `true` is refused.",
+        description="`true`: every http/https URL in the text is replaced by a short link of "
+        "the server's redirect service, one per recipient, so each click is counted for its "
+        "message (docs/short-links.md). Parts and encoding are counted on the shortened text "
+        "(`numberOfParts`); each message of the answer lists its `shortLinks`. Refused "
+        "(`short_link_unsupported`) when the server has no short-link address configured.",
         examples=[False],
     )
     webhookUrl: str | None = Field(

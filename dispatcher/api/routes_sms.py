@@ -19,6 +19,7 @@ from dispatcher.api.envelope import (
     JsonResponse,
     envelope,
     iso,
+    links_view,
     message_view,
     new_message_view,
 )
@@ -28,6 +29,7 @@ from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
 from dispatcher.quotas import reserve_for
 from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.links import message_links
 from dispatcher.store.queries import (
     ORDER_COLUMNS,
     MessageFilter,
@@ -222,7 +224,8 @@ async def send_sms(
     if stored.duplicate:
         data = [message_view(m) for m in stored.messages]
     else:
-        data = [new_message_view(m) for m in prepared.submission.messages]
+        base = ctx.settings.short_link_base
+        data = [new_message_view(m, base) for m in prepared.submission.messages]
         metrics.record_accepted(
             prepared.submission.lane, prepared.submission.messages, time.time() - now
         )
@@ -400,17 +403,24 @@ async def list_statuses(
 async def get_sms(
     request: Request, message_id: str, account: AccountDep, ctx: ContextDep
 ) -> JsonResponse:
-    """A message of your account, with its recorded events (404 for any other id)."""
+    """A message of your account, with its recorded events (404 for any other id).
+
+    A message sent with `shortLink` also has `shortLinks` (each URL, its short link, its
+    clicks, previews by link-preview fetchers and bots, first click and expiry), `clicks` and
+    `clickThroughRate` (the share of its links clicked at least once).
+    """
     if len(message_id) > 64:
         raise ApiError("not_found", None, "id", message_id)
 
-    def query() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def query() -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
         with ctx.engine.connect() as conn:
             row = get_message(conn, account.id, message_id)
-            return row, (message_timeline(conn, message_id) if row else [])
+            if row is None:
+                return None, [], []
+            return row, message_timeline(conn, message_id), message_links(conn, message_id)
 
     try:
-        row, events = await asyncio.to_thread(query)
+        row, events, links = await asyncio.to_thread(query)
     except SQLAlchemyError:
         raise ApiError("service_unavailable", "the message log is unreachable") from None
     if row is None:
@@ -424,4 +434,5 @@ async def get_sms(
         "attempts": row["attempts"],
     }
     view["events"] = [{**e, "at": iso(e["at"])} for e in build_timeline(row, events)]
+    view.update(links_view(links, ctx.settings.short_link_base))
     return JsonResponse(envelope(request_id(request), 200, [view]))

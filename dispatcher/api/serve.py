@@ -47,13 +47,14 @@ class ServeOptions:
     host: str
     port: int
     graceful_s: int = 20
+    app: str = APP  # the app factory: the REST API, or the short-link redirect service
 
     def uvicorn_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`uvicorn.Config`, shared by both modes."""
         from dispatcher.api.http_protocol import CoalescingHttpToolsProtocol
 
         return {
-            "app": APP,
+            "app": self.app,
             "factory": True,
             "host": self.host,
             "port": self.port,

@@ -147,6 +147,9 @@ async def _detail(
     row = found.row
     number, lookup_error = await _lookup(request, who, row["phone"]) if looked_up else (None, None)
     body, masked = shown_body(who, row["body"], keywords)
+    original = None
+    if row.get("original_body") is not None:
+        original, _masked = shown_body(who, row["original_body"], keywords)
     submission = found.submission or {}
     campaign_url = None
     if submission.get("campaign"):
@@ -160,6 +163,8 @@ async def _detail(
         title=f"Message to {row['phone']}",
         m=row,
         body=body,
+        original=original,
+        links=found.links,
         masked=masked,
         timeline=build_timeline(row, found.events),
         webhooks=found.webhooks,

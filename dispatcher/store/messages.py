@@ -20,8 +20,9 @@ from sqlalchemy.exc import DBAPIError
 
 from dispatcher.contract import Lane, Status
 from dispatcher.ids import new_message_id
+from dispatcher.store.links import LINK_COLUMNS, link_rows, settle_codes
 from dispatcher.store.records import Batch, NewMessage, NewSubmission, StoredSubmission
-from dispatcher.store.schema import dispatch_batches, messages, submissions
+from dispatcher.store.schema import dispatch_batches, messages, short_links, submissions
 from dispatcher.store.suppressions import suppressed
 
 MESSAGE_COLUMNS = (
@@ -46,6 +47,7 @@ MESSAGE_COLUMNS = (
     "batch_id",
     "attempts",
     "webhook_url",
+    "original_body",
 )
 _BATCH_COLUMNS = ("id", "lane", "size", "created_at", "enqueued_at")
 # Below this many rows a multi-row INSERT beats setting up COPY.
@@ -120,6 +122,7 @@ def _message_row(m: NewMessage, batch_id: str | None) -> tuple[Any, ...]:
         batch_id,
         0,
         m.webhook_url,
+        m.original_body,
     )
 
 
@@ -219,6 +222,10 @@ def write_submissions(
         if existing is None:  # conflict on a key we did not look up: treat as in flight
             existing = StoredSubmission(sub.id, True, [], "in_flight")
         results.append(existing)
+    # Short-link codes are checked against the stored ones before the texts go into payloads.
+    linked = [m for sub in fresh for m in sub.messages if m.links]
+    if linked:
+        settle_codes(conn, linked)
     batches: list[Batch] = []
     rows: list[tuple[Any, ...]] = []
     queued: dict[str, list[NewMessage]] = {}
@@ -242,6 +249,7 @@ def write_submissions(
             columns = tuple(plain_rows[0])
             _insert_many(conn, submissions.name, columns, [tuple(r.values()) for r in plain_rows])
         insert_message_rows(conn, rows)
+        _insert_many(conn, short_links.name, LINK_COLUMNS, link_rows(linked))
         insert_batches(conn, batches)
     return results, batches
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from dispatcher.contract import FINAL_STATUSES, Status
+from dispatcher.store.links import link_stats, message_links
 from dispatcher.store.queries import get_message, message_timeline
 from dispatcher.store.schema import (
     inbound_messages,
@@ -154,6 +155,7 @@ class MessageDetail:
     events: list[dict[str, Any]]
     webhooks: list[dict[str, Any]]  # deliveries, each with its ``attempts`` list
     submission: dict[str, Any] | None
+    links: list[dict[str, Any]] = field(default_factory=list)  # short links with their clicks
 
 
 def message_detail(conn: Connection, account_id: int, message_id: str) -> MessageDetail | None:
@@ -166,6 +168,7 @@ def message_detail(conn: Connection, account_id: int, message_id: str) -> Messag
         message_timeline(conn, message_id),
         _webhooks(conn, account_id, message_id),
         _submission(conn, account_id, row["submission_id"]),
+        message_links(conn, message_id) if row.get("original_body") is not None else [],
     )
 
 
@@ -230,6 +233,7 @@ class Campaign:
     recipients: int
     submission_ids: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    links: dict[str, Any] = field(default_factory=dict)  # short-link figures (store.links)
 
     @property
     def total(self) -> int:
@@ -295,6 +299,7 @@ def campaign(conn: Connection, account_id: int, kind: str, key: str) -> Campaign
         return None
     found = Campaign(kind, key, float(row[0]), float(row[1]), int(row[2]))
     _fill(conn, account_id, [found])
+    found.links = link_stats(conn, found.submission_ids)
     return found
 
 

@@ -6,6 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(frozen=True, slots=True)
+class ShortLink:
+    """One URL of one message and the code that replaces it (docs/short-links.md)."""
+
+    code: str
+    position: int  # which URL of the text, from 0
+    url: str  # as the customer wrote it
+
+
 @dataclass(slots=True)
 class NewMessage:
     """A validated message about to be written to the log."""
@@ -27,6 +36,10 @@ class NewMessage:
     scheduled_at: float | None = None
     next_attempt_at: float | None = None
     webhook_url: str | None = None
+    # shortLink: the text as written (``body`` is what is sent), its links and their end.
+    original_body: str | None = None
+    links: tuple[ShortLink, ...] = ()
+    links_expire_at: float = 0.0
 
     def payload(self, attempt: int = 0) -> dict[str, Any]:
         """The task payload for this message (see :class:`dispatcher.contract.MessagePayload`)."""

@@ -50,6 +50,10 @@ accounts = Table(
     # Which sender names may send (docs/senders.md): registered (only approved names, as in
     # the original; new accounts) | open (any valid name; accounts older than the policy).
     Column("sender_policy", String(10), nullable=False, server_default=text("'registered'")),
+    # Short links (docs/short-links.md): how long a new link redirects (NULL = the settings'
+    # default) and which clicks send a ``message.click`` webhook: first | all | none.
+    Column("link_lifetime_s", Double),
+    Column("click_webhooks", String(5), nullable=False, server_default=text("'first'")),
 )
 
 api_keys = Table(
@@ -144,6 +148,8 @@ messages = Table(
     Column("report_stat", String(16)),
     Column("report_error", String(32)),
     Column("report_at", Double),
+    # The text as the customer wrote it, when ``body`` (what was sent) has shortened links.
+    Column("original_body", Text),
     Index("ix_messages_account_created", "account_id", "created_at"),
     Index("ix_messages_carrier_id", "connection", "carrier_message_id"),
     # The report-timeout sweep scans sent messages by validity.
@@ -388,4 +394,37 @@ carrier_callbacks_dead = Table(
     Column("error", String(255), nullable=False),
     Column("dead_at", Double, nullable=False),
     Index("ix_carrier_callbacks_dead_at", "dead_at"),
+)
+
+# Short links (docs/short-links.md): one row per URL per message. Rows never change after the
+# insert, so the redirect service caches them without invalidation.
+short_links = Table(
+    "short_links",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("message_id", String(36), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("position", SmallInteger, nullable=False),  # which URL of the text, from 0
+    Column("url", Text, nullable=False),  # the original URL: the only place we redirect to
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Index("ix_short_links_message", "message_id"),
+)
+
+# Clicks on short links: time and a coarse client class, never a raw address (``ip_hash`` is a
+# salted hash, and only when SMSDISPATCH_LINK_IP_SALT is set). Previews (HEAD, link-preview
+# fetchers, prefetches) are recorded with ``bot`` set and are not counted.
+link_clicks = Table(
+    "link_clicks",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("code", String(16), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("client", String(8), nullable=False),  # mobile | desktop | bot | other
+    Column("bot", Boolean, nullable=False),
+    Column("ip_hash", String(32)),
+    Index("ix_link_clicks_message", "message_id", "at"),
+    Index("ix_link_clicks_account_at", "account_id", "at"),
 )

@@ -53,7 +53,7 @@ def _insert(conn: Connection) -> Any:
     return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
-def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
     """Insert deliveries, skipping repeats (unique message_id, event, status_key)."""
     if not rows:
         return []
@@ -61,7 +61,7 @@ def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
     return [r[0] for r in conn.execute(stmt)]
 
 
-def _delivery_row(
+def delivery_row(
     account_id: int,
     message_id: str,
     event: str,
@@ -87,7 +87,7 @@ def _delivery_row(
     }
 
 
-def _targets(
+def targets(
     own: str | None, main: str | None, secondary: str | None
 ) -> tuple[str, str | None] | None:
     """(URL, fallback URL) for a message: its own URL, else the account's; ``None``: no URL."""
@@ -146,16 +146,14 @@ def create_status_webhooks(conn: Connection, message_ids: Sequence[str], now: fl
         new: list[dict[str, Any]] = []
         for r in rows:
             wanted = r.status in FINAL_STATUSES or (r.status == Status.SENT and r.webhook_on_sent)
-            target = _targets(r.webhook_url, r.account_url, r.account_url_secondary)
+            target = targets(r.webhook_url, r.account_url, r.account_url_secondary)
             if not wanted or target is None:
                 continue
             body = dumps(status_payload(dict(r._mapping)))
             new.append(
-                _delivery_row(
-                    r.account_id, r.id, EVENT_MESSAGE_STATUS, r.status, *target, body, now
-                )
+                delivery_row(r.account_id, r.id, EVENT_MESSAGE_STATUS, r.status, *target, body, now)
             )
-        created += len(_insert_new(conn, new))
+        created += len(insert_new(conn, new))
     return created
 
 
@@ -180,12 +178,12 @@ def create_inbound_webhook(conn: Connection, inbound: Mapping[str, Any], now: fl
     if acc is None:
         return None
     if acc.inbound_webhook_url or acc.inbound_webhook_url_secondary:
-        target = _targets(None, acc.inbound_webhook_url, acc.inbound_webhook_url_secondary)
+        target = targets(None, acc.inbound_webhook_url, acc.inbound_webhook_url_secondary)
     else:
-        target = _targets(None, acc.webhook_url, acc.webhook_url_secondary)
+        target = targets(None, acc.webhook_url, acc.webhook_url_secondary)
     if target is None:
         return None
-    row = _delivery_row(
+    row = delivery_row(
         int(inbound["account_id"]),
         str(inbound["id"]),
         EVENT_MESSAGE_INBOUND,
@@ -194,7 +192,7 @@ def create_inbound_webhook(conn: Connection, inbound: Mapping[str, Any], now: fl
         dumps(inbound_payload(inbound)),
         now,
     )
-    created = _insert_new(conn, [row])
+    created = insert_new(conn, [row])
     return created[0] if created else None
 
 

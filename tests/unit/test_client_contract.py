@@ -92,7 +92,7 @@ def test_every_client_request_is_a_declared_operation() -> None:
             if name in request.headers:
                 assert ("header", name.lower()) in declared, (request.url.path, name)
         if request.method == "POST":
-            # every field the server takes, but shortLink, which it refuses (short_link_unsupported)
+            # every field the server takes, but shortLink (refused unless a short-link base is set)
             assert set(json.loads(request.content)) == body_fields - {"shortLink"}
 
 
