@@ -141,11 +141,18 @@ def _demo_panel_user(env: dict[str, str]) -> str:
     return password
 
 
-def curl_command(port: int, keys: dict[str, str]) -> str:
-    """The hello-world request for the printed instructions."""
-    body = json.dumps(
-        {"sender": "Demo", "message": "Hello from smsdispatch", "phoneNumbers": ["+48111222333"]}
-    )
+def curl_command(port: int, keys: dict[str, str], short_link: bool = False) -> str:
+    """The hello-world request for the printed instructions (``short_link``: one whose link is
+    shortened and tracked, docs/short-links.md)."""
+    fields: dict[str, Any] = {
+        "sender": "Demo",
+        "message": "Hello from smsdispatch",
+        "phoneNumbers": ["+48111222333"],
+    }
+    if short_link:
+        fields["message"] = "Hello from smsdispatch: https://github.com/topics/sms-gateway"
+        fields["shortLink"] = True
+    body = json.dumps(fields)
     return (
         f"curl -s -X POST http://127.0.0.1:{port}/v2.1/sms "
         f"-H 'Content-Type: application/json' "
@@ -257,6 +264,11 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
     # Local defaults: webhooks may target loopback (never in the production example).
     env.setdefault("SMSDISPATCH_WEBHOOK_ALLOW_PRIVATE", "1")
     token = env.setdefault("SMSDISPATCH_CARRIER_CALLBACK_TOKEN", secrets.token_urlsafe(16))
+    # Short links (shortLink) are served on their own local address, so the example's is
+    # clickable; SMSDISPATCH_SHORT_LINK_BASE set by the caller (a public name) is kept.
+    links_port = int(env.get("SMSDISPATCH_LINKS_PORT") or free_port())
+    env["SMSDISPATCH_LINKS_PORT"] = str(links_port)
+    env.setdefault("SMSDISPATCH_SHORT_LINK_BASE", f"http://127.0.0.1:{links_port}")
     callbacks = f"http://127.0.0.1:{port}/carrier/default"
     sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
     sim += ["--dlr-url", f"{callbacks}/reports", "--mo-url", f"{callbacks}/inbound"]
@@ -281,6 +293,7 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
     spawning = time.monotonic()
     cli = [py, "-m", "dispatcher.cli"]
     spawn("api", [*cli, "api", "--port", str(port)])
+    spawn("links", [*cli, "links"])
     # The pools start Celery directly (`smsdispatch worker` would import the whole command
     # line tool first, only to replace itself with Celery).
     for lane, n in ((Lane.PRIORITY, 1), (Lane.BULK, 2), (Lane.DLR, 1), (Lane.WEBHOOKS, 1)):
@@ -297,6 +310,9 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
                 f"{child.name} did not become ready; see var/logs/{child.name}.log", file=sys.stderr
             )
             return 1
+    if not wait_http(f"http://127.0.0.1:{links_port}/readyz", 30):
+        print("the short-link service did not start; see var/logs/links.log", file=sys.stderr)
+        return 1
     if not wait_http(inbox, 10):
         print("the webhook inbox did not start; see var/logs/webhook-inbox.log", file=sys.stderr)
         return 1
@@ -316,6 +332,11 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
     )
     print(f"demo account keys: {DEMO_FILE}\n\nSend an SMS:\n")
     print(curl_command(port, keys))
+    print(
+        "\nSend one with a tracked short link (open the shortUrl of its answer in a browser, "
+        "then look the message up: its clicks are counted):\n"
+    )
+    print(curl_command(port, keys, short_link=True))
     print(
         f"\nThen look it up:\n  curl -s http://127.0.0.1:{port}/v2.1/sms "
         f"-H 'Application-Key: {keys['Application-Key']}' "

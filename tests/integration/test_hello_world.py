@@ -47,6 +47,8 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         assert ready_line and curl, run.tail()
         ready = time.monotonic()
         profile = run.cpu_profile()
+        short_curl = run.wait_for('"shortLink": true', 10)
+        assert short_curl, run.tail()
         inbox_line = run.wait_for("webhook inbox:", 30)
         assert inbox_line, run.tail()
         inbox = inbox_line.split("webhook inbox:", 1)[1].split()[0]
@@ -78,6 +80,15 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         hooked = time.monotonic()
         assert received and received["verified"], received
         assert received["payload"]["statusName"] == "delivered"
+        # The short-link example: its link answers on make run's own address.
+        shortened = subprocess.run(
+            ["bash", "-c", short_curl.strip()], capture_output=True, text=True, check=True,
+            timeout=30,
+        )  # fmt: skip
+        (link,) = json.loads(shortened.stdout)["data"][0]["shortLinks"]
+        assert link["shortUrl"].startswith("http://127.0.0.1:"), link
+        hop = httpx.get(link["shortUrl"], headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
+        assert (hop.status_code, hop.headers["location"]) == (302, link["url"])
         _assert_no_secret_shown(clone, run.proc.pid)
     finally:
         code = run.interrupt()

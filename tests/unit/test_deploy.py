@@ -132,6 +132,7 @@ def test_compose_runs_the_whole_system() -> None:
         "redis",
         "postgres",
         "api",
+        "links",
         *(f"worker-{lane}" for lane in LANES),
         "scheduler",
         "exporter",
@@ -156,7 +157,12 @@ def test_compose_runs_the_whole_system() -> None:
 def test_compose_prometheus_scrapes_every_process() -> None:
     cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    assert set(jobs) == {"smsdispatch-api", "smsdispatch-worker", "smsdispatch-exporter"}
+    assert set(jobs) == {
+        "smsdispatch-api",
+        "smsdispatch-links",
+        "smsdispatch-worker",
+        "smsdispatch-exporter",
+    }
     workers = {(sd["names"][0], sd["port"]) for sd in jobs["smsdispatch-worker"]["dns_sd_configs"]}
     assert workers == {(f"worker-{lane}", port) for lane, port in LANE_PORTS.items()}
     assert jobs["smsdispatch-exporter"]["static_configs"][0]["targets"] == ["exporter:9105"]
@@ -220,7 +226,7 @@ def test_kustomize_builds() -> None:
         check=True,
     ).stdout
     kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
-    assert kinds.count("Deployment") == 7 and "ScaledObject" in kinds
+    assert kinds.count("Deployment") == 8 and "ScaledObject" in kinds
 
 
 # -- metrics referenced by rules and dashboards ----------------------------------------------------
