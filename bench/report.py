@@ -29,6 +29,8 @@ FIGURES: list[tuple[str, str, float | None, float | None, bool, str]] = [
     ("E", "req_per_s", 2_000, 4_000, True, "req/s"),
     ("E", "p99_ms", 25, None, False, "ms"),
     ("F", "max_rss_mb", 200, 120, False, "MB"),
+    ("L", "redirects_per_s", 5_000, 10_000, True, "req/s"),
+    ("L", "p99_ms", 10, None, False, "ms"),
 ]
 RATIO_IS = {
     "A": "ours msgs_per_s / baseline msgs_per_s",
@@ -37,6 +39,7 @@ RATIO_IS = {
     "D": "baseline max_window_per_s / ours max_window_per_s",
     "E": "n/a (no baseline)",
     "F": "baseline max_rss_mb / ours max_rss_mb",
+    "L": "n/a (no baseline)",
 }
 BASELINE_KEY = {
     ("A", "msgs_per_s"): "baseline_msgs_per_s",
@@ -125,6 +128,13 @@ def _passes(name: str, res: dict[str, Any]) -> bool | None:
         return res.get("req_per_s", 0) >= 2_000 and res.get("p99_ms", 1e9) <= 25
     if name == "F":
         return res.get("max_rss_mb", 1e9) <= 200
+    if name == "L":
+        return (
+            res.get("redirects_per_s", 0) >= 5_000
+            and res.get("p99_ms", 1e9) <= 10
+            and res.get("clicks_lost", 1) == 0
+            and res.get("errors", 1) == 0
+        )
     return None
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("A", "B", "C", "D", "E", "F")
+SCENARIOS = ("A", "B", "C", "D", "E", "F", "L")
 
 
 def ensure_requirements() -> None:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         analyze=args.analyze,
     )
     ctx.logdir.mkdir(parents=True, exist_ok=True)
-    if args.scenario in (None, "E") and not ensure_wrk():
+    if args.scenario in (None, "E", "L") and not ensure_wrk():
         ctx.notes.append("wrk unavailable: E used the aiohttp load generator")
     started = time.monotonic()
     machine = report.machine()

@@ -31,7 +31,7 @@ from dispatcher.config import Settings
 from dispatcher.links.clicks import ClickRecorder
 from dispatcher.links.clients import classify
 from dispatcher.links.urls import location
-from dispatcher.store.links import Click, LinkTarget, find_link
+from dispatcher.store.links import Click, LinkTarget, find_links
 
 log = structlog.get_logger(component="links")
 
@@ -94,6 +94,49 @@ class LinkCache:
             self._hits.popitem(last=False)
 
 
+class LinkLoader:
+    """Looks codes up in the log in groups: every code asked for while a look-up runs joins
+    the next one, so under load one query (in one thread hop) answers dozens of clicks,
+    as the API's group commit does for sends. Idle, a click costs one query as before."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._waiting: dict[str, list[asyncio.Future[LinkTarget | None]]] = {}
+        self._running = False
+
+    async def get(self, code: str) -> LinkTarget | None:
+        """The link of ``code`` (``None``: no such link); raises SQLAlchemyError."""
+        fut: asyncio.Future[LinkTarget | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(code, []).append(fut)
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    found = await asyncio.to_thread(self._find, list(batch))
+                except SQLAlchemyError as exc:
+                    for futs in batch.values():
+                        for f in futs:
+                            if not f.done():
+                                f.set_exception(exc)
+                    continue
+                for code, futs in batch.items():
+                    for f in futs:
+                        if not f.done():
+                            f.set_result(found.get(code))
+        finally:
+            self._running = False
+
+    def _find(self, codes: list[str]) -> dict[str, LinkTarget]:
+        with self.engine.connect() as conn:
+            return find_links(conn, codes)
+
+
 class RedirectApp:
     """The ASGI app (see the module docstring)."""
 
@@ -106,6 +149,7 @@ class RedirectApp:
         )
         self.prefix = prefix + "/"
         self.cache = LinkCache()
+        self.loader = LinkLoader(engine)
         self._locations: dict[str, bytes] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -135,7 +179,7 @@ class RedirectApp:
         link = self.cache.get(code, now)
         if link is False:
             try:
-                link = await asyncio.to_thread(self._find, code)
+                link = await self.loader.get(code)
             except SQLAlchemyError:
                 await _answer(send, 503, b"", [(b"retry-after", b"5")], method)
                 return
@@ -156,7 +200,16 @@ class RedirectApp:
         )
         REDIRECTS.labels("preview" if bot else "redirect").inc()
         self.recorder.add(
-            Click(link.code, link.message_id, link.account_id, now, client, bot, self._ip(scope))
+            Click(
+                link.code,
+                link.message_id,
+                link.account_id,
+                now,
+                client,
+                bot,
+                self._ip(scope),
+                link.url,
+            )
         )
         target = self._locations.get(code)
         if target is None:
@@ -164,10 +217,6 @@ class RedirectApp:
             if len(self._locations) < self.cache.size:
                 self._locations[code] = target
         await _answer(send, 302, b"", [*_COMMON, (b"location", target)], method)
-
-    def _find(self, code: str) -> LinkTarget | None:
-        with self.engine.connect() as conn:
-            return find_link(conn, code)
 
     def _ip(self, scope: dict[str, Any]) -> str | None:
         if not self.salt or not scope.get("client"):

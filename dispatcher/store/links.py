@@ -19,7 +19,7 @@ from dispatcher.contract import EVENT_MESSAGE_CLICK
 from dispatcher.ids import alphanumeric_token
 from dispatcher.store.records import NewMessage
 from dispatcher.store.schema import accounts, link_clicks, messages, short_links
-from dispatcher.store.webhooks import delivery_row, insert_new, targets
+from dispatcher.store.webhooks import delivery_row, targets
 from dispatcher.webhooks.payloads import dumps, iso
 
 LINK_COLUMNS = ("code", "message_id", "account_id", "position", "url", "created_at", "expires_at")
@@ -59,6 +59,7 @@ class Click:
     client: str
     bot: bool
     ip_hash: str | None = None
+    url: str = ""  # the link's URL, for the webhook (not stored with the click)
 
 
 def settle_codes(conn: Connection, msgs: Sequence[NewMessage]) -> int:
@@ -117,13 +118,31 @@ def link_rows(msgs: Sequence[NewMessage]) -> list[tuple[Any, ...]]:
 
 def find_link(conn: Connection, code: str) -> LinkTarget | None:
     """The link stored under ``code``, expired or not; ``None`` when there is none."""
-    c = short_links.c
-    row = conn.execute(
-        select(c.url, c.message_id, c.account_id, c.expires_at).where(c.code == code)
-    ).first()
-    if row is None:
-        return None
-    return LinkTarget(code, row.url, row.message_id, int(row.account_id), float(row.expires_at))
+    return find_links(conn, [code]).get(code)
+
+
+def find_links(conn: Connection, codes: Sequence[str]) -> dict[str, LinkTarget]:
+    """The links stored under ``codes`` (expired or not), by code; unknown codes are absent.
+
+    One statement for the lot, as driver SQL: the redirect service looks up every code its
+    clients asked for since its last look-up at once (:mod:`dispatcher.links.redirect`).
+    """
+    out: dict[str, LinkTarget] = {}
+    unique = list(dict.fromkeys(codes))
+    cols = "code, url, message_id, account_id, expires_at"
+    for i in range(0, len(unique), _CHUNK):
+        chunk = unique[i : i + _CHUNK]
+        if conn.dialect.name == "postgresql":  # one array parameter: one prepared statement
+            sql = f"SELECT {cols} FROM short_links WHERE code = ANY(%s)"
+            rows = conn.exec_driver_sql(sql, (chunk,))
+        else:
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.exec_driver_sql(
+                f"SELECT {cols} FROM short_links WHERE code IN ({marks})", tuple(chunk)
+            )
+        for code, url, message_id, account_id, expires_at in rows:
+            out[code] = LinkTarget(code, url, message_id, int(account_id), float(expires_at))
+    return out
 
 
 def write_clicks(conn: Connection, clicks: Sequence[Click], now: float) -> int:
@@ -164,7 +183,6 @@ def _click_webhooks(conn: Connection, clicks: Sequence[Click], now: float) -> in
             .where(and_(m.id.in_(ids[i : i + _CHUNK]), a.click_webhooks != ClickWebhooks.NONE))
         )
         info.update({r.id: r for r in rows})
-    urls = _link_urls(conn, [c.code for c in clicks if c.message_id in info])
     new: list[dict[str, Any]] = []
     firsts: set[str] = set()
     for c in clicks:
@@ -181,22 +199,21 @@ def _click_webhooks(conn: Connection, clicks: Sequence[Click], now: float) -> in
             key = FIRST_CLICK_KEY
         else:
             key = "c" + secrets.token_hex(7)
-        body = dumps(click_payload(r._mapping, c, urls.get(c.code, "")))
+        body = dumps(click_payload(r._mapping, c, c.url))
         new.append(delivery_row(r.account_id, r.id, EVENT_MESSAGE_CLICK, key, *target, body, now))
-    return len(insert_new(conn, new))
-
-
-def _link_urls(conn: Connection, codes: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    unique = sorted(set(codes))
-    for i in range(0, len(unique), _CHUNK):
-        rows = conn.execute(
-            select(short_links.c.code, short_links.c.url).where(
-                short_links.c.code.in_(unique[i : i + _CHUNK])
-            )
-        )
-        out.update({r.code: r.url for r in rows})
-    return out
+    if not new:
+        return 0
+    # Driver SQL, many rows in one call: compiling a many-row INSERT per batch cost more CPU
+    # than the redirects it recorded (docs/short-links.md). A repeat of a message's first
+    # click is skipped by the unique (message_id, event, status_key).
+    columns = tuple(new[0])
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    result = conn.exec_driver_sql(
+        f"INSERT INTO webhook_deliveries ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))}) ON CONFLICT DO NOTHING",
+        [tuple(row.values()) for row in new],
+    )
+    return max(0, int(result.rowcount))
 
 
 def click_payload(m: Any, click: Click, url: str) -> dict[str, Any]:
