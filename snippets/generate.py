@@ -43,14 +43,21 @@ def literal(value: Any, language: str) -> str:
     """``value`` (strings, numbers, lists, objects) as a native literal of ``language``."""
     if language == "php":
         return _php(value)
-    # JSON is valid Python, JavaScript and Ruby for these types (no true/false/null in bodies):
-    # one key per line, lists on one line, trailing commas where the language's style has them.
+    # JSON is valid JavaScript and Ruby for these types, and Python's but for booleans
+    # (shortLink): one key per line, lists on one line, trailing commas where the language's
+    # style has them.
     if not isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
+        return _scalar(value, language)
     pad = "    " if language == "python" else "  "
-    items = [f"{pad}{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in value.items()]
+    items = [f"{pad}{json.dumps(k)}: {_scalar(v, language)}" for k, v in value.items()]
     comma = "," if language in ("python", "node", "ruby") else ""
     return "{\n" + ",\n".join(items) + comma + "\n}"
+
+
+def _scalar(value: Any, language: str) -> str:
+    if language == "python" and isinstance(value, bool):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def class_name(name: str) -> str:

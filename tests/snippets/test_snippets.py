@@ -130,6 +130,7 @@ def stack() -> Iterator[Stack]:
         workers={"priority": 1, "bulk": 1, "webhooks": 1},
         webhook_allow_private=True,
         carrier_tps=2000,
+        short_link_base="https://s.example.com",  # send_short_link (nothing clicks here)
     ) as s:
         s.sim_config(reject_prefixes=[REJECTED_PREFIX])
         yield s
@@ -165,7 +166,7 @@ LANGUAGES = list(SPEC["languages"])
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("snippet", ["send_one", "send_many"])
+@pytest.mark.parametrize("snippet", ["send_one", "send_many", "send_short_link"])
 def test_send(language: str, snippet: str, hooked: tuple[ApiClient, str]) -> None:
     client, _ = hooked
     out = run_snippet(language, snippet, _env(client))
@@ -176,7 +177,11 @@ def test_send(language: str, snippet: str, hooked: tuple[ApiClient, str]) -> Non
     assert answer["meta"]["status"] == 200, answer
     assert len(answer["data"]) == len(spec["body"]["phoneNumbers"])
     for message in answer["data"]:
-        assert client.get(message["id"])["phoneNumber"] in spec["body"]["phoneNumbers"]
+        view = client.get(message["id"])
+        assert view["phoneNumber"] in spec["body"]["phoneNumbers"]
+        if spec["body"].get("shortLink"):
+            (link,) = view["shortLinks"]
+            assert link["shortUrl"].startswith("https://s.example.com/") and link["clicks"] == 0
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
