@@ -98,6 +98,7 @@ def test_options_map_to_the_api_fields() -> None:
         priority=True,
         validity=10,
         external_id="o-1",
+        short_link=True,
         campaign="spring",
     )
     body: dict[str, Any] = json.loads(script.requests[0].content)
@@ -108,6 +109,7 @@ def test_options_map_to_the_api_fields() -> None:
         "priority": True,
         "validity": 10,
         "externalId": "o-1",
+        "shortLink": True,
     }
     assert script.requests[0].headers["Smsdispatch-Campaign"] == "spring"
     with pytest.raises(TypeError):

@@ -43,6 +43,7 @@ def every_kind_of_request() -> list[httpx.Request]:
             external_id="e-1",
             webhook_url="https://example.test/hook",
             flash=True,
+            short_link=True,
         )
         sms.get_message("m1")
         filters: dict[str, Any] = {
@@ -92,8 +93,8 @@ def test_every_client_request_is_a_declared_operation() -> None:
             if name in request.headers:
                 assert ("header", name.lower()) in declared, (request.url.path, name)
         if request.method == "POST":
-            # every field the server takes, but shortLink (refused unless a short-link base is set)
-            assert set(json.loads(request.content)) == body_fields - {"shortLink"}
+            # every field the server takes
+            assert set(json.loads(request.content)) == body_fields
 
 
 def test_the_server_requires_the_client_of_its_api_version() -> None:

@@ -33,6 +33,7 @@ SEND_OPTIONS = {
     "external_id": "externalId",
     "webhook_url": "webhookUrl",
     "flash": "type",
+    "short_link": "shortLink",
 }
 
 Outcome = httpx.Response | httpx.TransportError
