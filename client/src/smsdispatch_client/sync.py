@@ -76,8 +76,9 @@ class SmsClient(protocol.Core):
         """Send ``message`` to one number or many (split into requests of 10,000).
 
         ``options``: ``priority``, ``validity`` (minutes), ``schedule_time`` (unix seconds),
-        ``external_id``, ``webhook_url``, ``flash``, ``short_link`` (shorten and track the
-        text's links: the server needs a short-link address, docs/short-links.md). ``campaign`` groups the messages in the
+        ``external_id``, ``webhook_url``, ``flash``,
+        ``short_link`` (shorten and track the text's links; the server must have a short-link
+        address, docs/short-links.md). ``campaign`` groups the messages in the
         panel (``Smsdispatch-Campaign``). Partial success returns normally with ``errors``; a
         request refused as a whole raises :class:`SmsApiError`.
         """
