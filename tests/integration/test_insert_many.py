@@ -43,6 +43,7 @@ def _row(i: int) -> tuple[object, ...]:
         "batch_id": None,
         "attempts": 0,
         "webhook_url": None,
+        "original_body": f"text {i} (as written)" if i % 3 == 0 else None,
     }
     return tuple(values[c] for c in MESSAGE_COLUMNS)
 
