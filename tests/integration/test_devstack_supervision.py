@@ -83,7 +83,14 @@ def test_a_killed_supervisor_leaves_nothing_and_the_next_run_starts(
         _ready(first)
         supervisor, procs, token = _stack(first, tokens)
         names = " ".join(" ".join(p.cmdline()) for p in procs)
-        for part in ("redis-server", "simulator", "webhook_inbox", "cli api", "scheduler"):
+        for part in (
+            "redis-server",
+            "simulator",
+            "webhook_inbox",
+            "cli api",
+            "cli links",
+            "scheduler",
+        ):
             assert part in names, names
         for lane in ("priority", "bulk", "dlr", "webhooks"):
             assert f"--hostname={lane}@" in names, names

@@ -236,10 +236,12 @@ def known_series() -> set[str]:
 
     from dispatcher import exporter
     from dispatcher import metrics as api_metrics
+    from dispatcher.links import clicks as link_clicks
+    from dispatcher.links import redirect as link_redirect
     from workers import metrics as wm
 
     names: set[str] = set()
-    for mod in (api_metrics, wm):
+    for mod in (api_metrics, wm, link_redirect, link_clicks):
         for obj in vars(mod).values():
             if isinstance(obj, MetricWrapperBase):
                 for fam in obj.describe():
