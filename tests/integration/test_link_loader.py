@@ -1,0 +1,119 @@
+"""The redirect service's look-ups and click writes on a real database: codes asked for at
+once are answered by few queries, unknown codes are None, and a batch of clicks writes its
+rows and exactly one first-click webhook per message (issue 21)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select, update
+
+from dispatcher.accounts import create_account
+from dispatcher.ids import alphanumeric_token, new_message_id
+from dispatcher.links.redirect import LinkLoader
+from dispatcher.store.db import make_engine
+from dispatcher.store.links import Click, write_clicks
+from dispatcher.store.schema import accounts, link_clicks, messages, short_links, webhook_deliveries
+from tests.support.services import fresh_database
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with fresh_database() as url:
+        eng = make_engine(url, pool_size=4)
+        yield eng
+        eng.dispose()
+
+
+def _seed(engine: Engine, n: int) -> tuple[int, list[tuple[str, str]]]:
+    account, _ = create_account(engine, f"a-{time.monotonic_ns()}", sender_policy="open")
+    now = time.time()
+    pairs = [(alphanumeric_token(8), new_message_id()) for _ in range(n)]
+    with engine.begin() as conn:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account.id)
+            .values(webhook_url="https://hooks.example.com/sms")
+        )
+        conn.execute(
+            messages.insert(),
+            [
+                {
+                    "id": mid, "account_id": account.id, "submission_id": "s",
+                    "external_id": f"e{i}", "phone": f"+48500{i:06d}", "sender": "ACME",
+                    "body": f"b https://s.example.com/{code}", "parts": 1, "encoding": "gsm7",
+                    "flash": False, "lane": "bulk", "status": "sent", "created_at": now,
+                    "status_at": now, "valid_until": now + 60, "attempts": 1,
+                    "original_body": "b https://shop.example.com/x",
+                }
+                for i, (code, mid) in enumerate(pairs)
+            ],
+        )  # fmt: skip
+        conn.execute(
+            short_links.insert(),
+            [
+                {
+                    "code": code, "message_id": mid, "account_id": account.id, "position": 0,
+                    "url": f"https://shop.example.com/x?{i}", "created_at": now,
+                    "expires_at": now + 3600,
+                }
+                for i, (code, mid) in enumerate(pairs)
+            ],
+        )  # fmt: skip
+    return account.id, pairs
+
+
+def test_codes_asked_for_together_share_queries(engine: Engine) -> None:
+    _account, pairs = _seed(engine, 60)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    loader = LinkLoader(engine)
+    unknown = alphanumeric_token(8)
+
+    async def ask() -> list[Any]:
+        return await asyncio.gather(*(loader.get(c) for c, _ in pairs), loader.get(unknown))
+
+    found = asyncio.run(ask())
+    event.remove(engine, "before_cursor_execute", count)
+    for (code, mid), link in zip(pairs, found[:-1], strict=True):
+        assert link is not None and (link.code, link.message_id) == (code, mid)
+    assert found[-1] is None
+    lookups = [s for s in statements if "FROM short_links" in s]
+    assert 1 <= len(lookups) <= 2, lookups  # 61 codes: one group, two at most
+
+
+def test_a_batch_of_clicks_writes_every_click_and_one_first_click_webhook(
+    engine: Engine,
+) -> None:
+    account_id, pairs = _seed(engine, 3)
+    now = time.time()
+    (c0, m0), (c1, m1), (c2, m2) = pairs
+    clicks = [
+        Click(c0, m0, account_id, now, "mobile", False, None, "https://shop.example.com/x?0"),
+        Click(c0, m0, account_id, now + 1, "mobile", False, None, "https://shop.example.com/x?0"),
+        Click(c1, m1, account_id, now, "bot", True, None, "https://shop.example.com/x?1"),
+        Click(c2, m2, account_id, now, "desktop", False, "ab" * 16, "https://shop.example.com/x?2"),
+    ]
+    with engine.begin() as conn:
+        assert write_clicks(conn, clicks, now) == 2  # m0 once, m2; the preview of m1 none
+    with engine.begin() as conn:  # a later batch: m0's first click was already reported
+        assert write_clicks(conn, clicks[:1], now) == 0
+    with engine.connect() as conn:
+        stored = conn.execute(select(link_clicks.c.message_id, link_clicks.c.bot)).all()
+        hooks = conn.execute(
+            select(webhook_deliveries.c.message_id, webhook_deliveries.c.status_key).where(
+                webhook_deliveries.c.event == "message.click"
+            )
+        ).all()
+    assert len(stored) == 5 and sum(1 for r in stored if r.bot) == 1
+    assert sorted(hooks) == sorted([(m0, "first"), (m2, "first")])
