@@ -297,3 +297,28 @@ def link_stats(conn: Connection, submission_ids: Sequence[str]) -> dict[str, Any
         "previews": previews,
         "click_through_rate": rate,
     }
+
+
+def clicked_by_submission(conn: Connection, submission_ids: Sequence[str]) -> dict[str, Any]:
+    """Per submission: ``(messages with links, messages clicked)`` (previews not counted), for
+    the panel's campaign list; submissions without links are absent."""
+    m, c, k = messages.c, short_links.c, link_clicks.c
+    ids = list(submission_ids)
+    out: dict[str, list[int]] = {}
+    for i in range(0, len(ids), _CHUNK):
+        in_subs = m.submission_id.in_(ids[i : i + _CHUNK])
+        for sub, n in conn.execute(
+            select(m.submission_id, func.count(func.distinct(c.message_id)))
+            .select_from(short_links.join(messages, m.id == c.message_id))
+            .where(in_subs)
+            .group_by(m.submission_id)
+        ):
+            out.setdefault(sub, [0, 0])[0] = int(n)
+        for sub, n in conn.execute(
+            select(m.submission_id, func.count(func.distinct(k.message_id)))
+            .select_from(link_clicks.join(messages, m.id == k.message_id))
+            .where(and_(in_subs, k.bot.is_(False)))
+            .group_by(m.submission_id)
+        ):
+            out.setdefault(sub, [0, 0])[1] = int(n)
+    return {sub: (v[0], v[1]) for sub, v in out.items()}

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from dispatcher.contract import FINAL_STATUSES, Status
-from dispatcher.store.links import link_stats, message_links
+from dispatcher.store.links import clicked_by_submission, link_stats, message_links
 from dispatcher.store.queries import get_message, message_timeline
 from dispatcher.store.schema import (
     inbound_messages,
@@ -246,6 +246,12 @@ class Campaign:
         return sum(n for s, n in self.counts.items() if s in PROGRESSED)
 
     @property
+    def click_through(self) -> float | None:
+        """Messages clicked over messages with short links (``None``: no short links)."""
+        with_links = self.links.get("with_links", 0)
+        return self.links.get("clicked", 0) / with_links if with_links else None
+
+    @property
     def percent(self) -> int:
         """Progress, 0-100."""
         return round(100 * self.progressed / self.total) if self.total else 0
@@ -283,6 +289,14 @@ def list_campaigns(
         for g in grouped[:limit]
     ]
     _fill(conn, account_id, out)
+    by_sub = clicked_by_submission(conn, [s for c in out for s in c.submission_ids])
+    for c in out:
+        figures = [by_sub[s] for s in c.submission_ids if s in by_sub]
+        if figures:
+            c.links = {
+                "with_links": sum(f[0] for f in figures),
+                "clicked": sum(f[1] for f in figures),
+            }
     return out, more
 
 

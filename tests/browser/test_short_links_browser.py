@@ -88,6 +88,8 @@ def test_support_sees_the_campaigns_click_through_rate(browser: Browser) -> None
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.goto(stack.api_url + "/panel/campaigns")
+        row = page.locator("tr", has=page.get_by_role("link", name="spring-2026"))
+        expect(row.locator("td.num")).to_have_text("50.0%")
         page.get_by_role("link", name="spring-2026").click()
         expect(page.locator("#click-through-rate")).to_have_text("50.0%")
         section = page.locator("#campaign-links")
