@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from prometheus_client import Counter, generate_latest
+from prometheus_client import Counter
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +31,7 @@ from dispatcher.config import Settings
 from dispatcher.links.clicks import ClickRecorder
 from dispatcher.links.clients import classify
 from dispatcher.links.urls import location
+from dispatcher.metrics import render as render_metrics
 from dispatcher.store.links import Click, LinkTarget, find_links
 
 log = structlog.get_logger(component="links")
@@ -167,8 +168,9 @@ class RedirectApp:
         if path in ("/healthz", "/readyz"):
             await _answer(send, 200, b"ok\n", [(b"content-type", b"text/plain")], method)
             return
-        if path == "/metrics":
-            await _answer(send, 200, generate_latest(), [(b"content-type", b"text/plain")], method)
+        if path == "/metrics":  # every process's values with --workers > 1, as the API's
+            body, content_type = render_metrics()
+            await _answer(send, 200, body, [(b"content-type", content_type.encode())], method)
             return
         code = path[len(self.prefix) :] if path.startswith(self.prefix) else ""
         if not _CODE.fullmatch(code):

@@ -300,3 +300,10 @@ def test_colliding_codes_are_replaced_before_the_insert(lstack: Stack) -> None:
     new = [link.code for link in m.links]
     assert taken not in new and len(set(new)) == 2
     assert m.body == f"a {base}/{new[0]} b {base}/{new[1]}"
+
+
+def test_the_links_service_serves_its_metrics(lstack: Stack) -> None:
+    r = httpx.get(lstack.env["LINKS_URL"] + "/metrics", timeout=10)
+    assert r.status_code == 200
+    assert 'smsdispatch_link_requests_total{outcome="redirect"}' in r.text
+    assert "smsdispatch_link_clicks_written_total" in r.text
