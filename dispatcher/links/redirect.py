@@ -41,6 +41,10 @@ REDIRECTS = Counter(
     "Requests to the redirect service, by outcome (redirect, preview, expired, unknown).",
     ["outcome"],
 )
+_UNKNOWN = REDIRECTS.labels("unknown")
+_EXPIRED = REDIRECTS.labels("expired")
+_PREVIEW = REDIRECTS.labels("preview")
+_REDIRECT = REDIRECTS.labels("redirect")
 _CODE = re.compile(r"[A-Za-z0-9]{6,16}")
 _MISS_TTL_S = 2.0
 _PAGE = (
@@ -174,7 +178,7 @@ class RedirectApp:
             return
         code = path[len(self.prefix) :] if path.startswith(self.prefix) else ""
         if not _CODE.fullmatch(code):
-            REDIRECTS.labels("unknown").inc()
+            _UNKNOWN.inc()
             await _answer(send, 404, _NOT_FOUND, _PAGE_HEADERS, method)
             return
         now = time.time()
@@ -187,11 +191,11 @@ class RedirectApp:
                 return
             self.cache.put(code, link, now)
         if not isinstance(link, LinkTarget):
-            REDIRECTS.labels("unknown").inc()
+            _UNKNOWN.inc()
             await _answer(send, 404, _NOT_FOUND, _PAGE_HEADERS, method)
             return
         if link.expires_at <= now:
-            REDIRECTS.labels("expired").inc()
+            _EXPIRED.inc()
             await _answer(send, 410, _GONE, _PAGE_HEADERS, method)
             return
         headers = _headers(scope)
@@ -200,7 +204,7 @@ class RedirectApp:
             headers.get(b"user-agent", b"").decode("latin-1"),
             (headers.get(b"sec-purpose", b"") + headers.get(b"purpose", b"")).decode("latin-1"),
         )
-        REDIRECTS.labels("preview" if bot else "redirect").inc()
+        (_PREVIEW if bot else _REDIRECT).inc()
         self.recorder.add(
             Click(
                 link.code,

@@ -53,11 +53,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_link_clicks_message", "link_clicks", ["message_id", "at"], unique=False)
-    op.create_index("ix_link_clicks_account_at", "link_clicks", ["account_id", "at"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_link_clicks_account_at", table_name="link_clicks")
     op.drop_index("ix_link_clicks_message", table_name="link_clicks")
     op.drop_table("link_clicks")
     op.drop_index("ix_short_links_message", table_name="short_links")
