@@ -1,7 +1,7 @@
 """L. Short-link redirects: ``GET {base}/{code}`` from 32 concurrent keep-alive clients.
 
 10,000 messages sent with ``shortLink`` (one link each, written through the same code as the
-API: :func:`dispatcher.submit.prepare` and the group-commit insert), to an account with a
+API: :func:`dispatcher.intake.submit.prepare` and the group-commit insert), to an account with a
 webhook URL, so every first click also creates its ``message.click`` delivery (no webhooks
 pool runs: they stay pending). Then ``smsdispatch links`` (``LINKS_WORKERS`` processes) and
 ``wrk -t1 -c32`` with ``bench/wrk_links.lua`` on random codes as a phone's browser, 2 s of
@@ -31,12 +31,12 @@ def _seed(base: str, n: int) -> list[str]:
     """``n`` messages with one short link each; their codes."""
     from sqlalchemy import update
 
-    from dispatcher.accounts import create_account
+    from dispatcher.accounts.account import create_account
     from dispatcher.config import Settings
+    from dispatcher.intake.submit import SendRequest, prepare
     from dispatcher.store.db import make_engine
     from dispatcher.store.messages import write_submissions
     from dispatcher.store.schema import accounts
-    from dispatcher.submit import SendRequest, prepare
 
     engine = make_engine(DATABASE_URL, pool_size=1)
     account, _pair = create_account(engine, "bench-links", sender_policy="open")

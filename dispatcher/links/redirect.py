@@ -27,11 +27,11 @@ from prometheus_client import Counter
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher.api.metrics import render as render_metrics
 from dispatcher.config import Settings
 from dispatcher.links.clicks import ClickRecorder
 from dispatcher.links.clients import classify
 from dispatcher.links.urls import location
-from dispatcher.metrics import render as render_metrics
 from dispatcher.store.links import Click, LinkTarget, find_links
 
 log = structlog.get_logger(component="links")
@@ -259,7 +259,7 @@ async def _answer(
 def create_app() -> Any:
     """The redirect service for uvicorn's factory mode, behind the trusted-proxy middleware."""
     from dispatcher.api.proxies import TrustedProxies
-    from dispatcher.logs import configure
+    from dispatcher.ops.logs import configure
     from dispatcher.store.db import make_engine
 
     settings = Settings.from_env()

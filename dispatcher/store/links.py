@@ -20,7 +20,8 @@ from dispatcher.ids import alphanumeric_token
 from dispatcher.store.records import NewMessage
 from dispatcher.store.schema import accounts, link_clicks, messages, short_links
 from dispatcher.store.webhooks import delivery_row, targets
-from dispatcher.webhooks.payloads import dumps, iso
+from dispatcher.times import iso_ms as iso
+from dispatcher.webhooks.payloads import dumps
 
 LINK_COLUMNS = ("code", "message_id", "account_id", "position", "url", "created_at", "expires_at")
 CLICK_COLUMNS = ("code", "message_id", "account_id", "at", "client", "bot", "ip_hash")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, select, update
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.ids import alphanumeric_token, new_message_id
 from dispatcher.links.redirect import LinkLoader
 from dispatcher.store.db import make_engine

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from dispatcher.accounts import Account
+from dispatcher.accounts.account import Account
 from dispatcher.config import Settings
+from dispatcher.intake.submit import RequestRefused, SendRequest, prepare
 from dispatcher.links.clients import BOT, DESKTOP, MOBILE, OTHER, classify
 from dispatcher.links.shorten import Shortener
 from dispatcher.links.urls import find_urls, location
 from dispatcher.sms import check_parts
 from dispatcher.sms.encoding import GSM7_BASIC_CHARS
-from dispatcher.submit import RequestRefused, SendRequest, prepare
 
 BASE = "https://s.example.com"
 ACCOUNT = Account(1, "acme", False)
