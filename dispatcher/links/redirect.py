@@ -169,8 +169,13 @@ class RedirectApp:
         if method not in ("GET", "HEAD"):
             await _answer(send, 405, b"", [(b"allow", b"GET, HEAD")], method)
             return
-        if path in ("/healthz", "/readyz"):
+        if path == "/healthz":
             await _answer(send, 200, b"ok\n", [(b"content-type", b"text/plain")], method)
+            return
+        if path == "/readyz":  # ready: the log answers (codes not cached need it)
+            ready = await asyncio.to_thread(self._log_answers)
+            status, text = (200, b"ok\n") if ready else (503, b"the message log is unreachable\n")
+            await _answer(send, status, text, [(b"content-type", b"text/plain")], method)
             return
         if path == "/metrics":  # every process's values with --workers > 1, as the API's
             body, content_type = render_metrics()
@@ -223,6 +228,14 @@ class RedirectApp:
             if len(self._locations) < self.cache.size:
                 self._locations[code] = target
         await _answer(send, 302, b"", [*_COMMON, (b"location", target)], method)
+
+    def _log_answers(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
+            return False
+        return True
 
     def _ip(self, scope: dict[str, Any]) -> str | None:
         if not self.salt or not scope.get("client"):

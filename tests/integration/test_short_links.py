@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -307,3 +308,28 @@ def test_the_links_service_serves_its_metrics(lstack: Stack) -> None:
     assert r.status_code == 200
     assert 'smsdispatch_link_requests_total{outcome="redirect"}' in r.text
     assert "smsdispatch_link_clicks_written_total" in r.text
+
+
+def test_without_the_log_it_is_not_ready_and_answers_503(lstack: Stack) -> None:
+    port = free_port()
+    env = {
+        **lstack.env,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens-here",
+        "SMSDISPATCH_LINKS_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher.cli", "links"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ok(base + "/healthz"), 30, what="links alive")
+        assert httpx.get(base + "/readyz", timeout=10).status_code == 503
+        r = httpx.get(f"{base}/l/{alphanumeric_token(8)}", timeout=10)  # the base ends in /l
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "location" not in r.headers
+    finally:
+        proc.terminate()
+        proc.wait(20)
