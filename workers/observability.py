@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import redis
 import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from dispatcher.config import Settings
 from dispatcher.contract import QUEUE_PREFIX, Lane
+from dispatcher.redis_clients import sync_client
 from dispatcher.store.db import normalize_url
 
 log = structlog.get_logger(component="worker-observability")
@@ -279,9 +279,7 @@ def readiness() -> dict[str, str]:
     settings = Settings.from_env()
     checks = {"consumer": "ok" if STATE.ready and not STATE.shutting_down else "not_running"}
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        client = sync_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         try:
             client.ping()
             checks["redis"] = "ok"

@@ -38,6 +38,7 @@ WORKER_MAY_IMPORT = (
     "dispatcher.sms",
     "dispatcher.ratelimit",
     "dispatcher.routing",  # the routing table both sides read (issue 5)
+    "dispatcher.redis_clients",  # the one way to build a Redis client (Sentinel or not)
 )
 
 
