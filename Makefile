@@ -101,8 +101,9 @@ bench-quick: $(STAMP) services
 	$(BIN)/python -m bench.run --quick $(if $(SCENARIO),--scenario $(SCENARIO),)
 
 # Chaos run (issue 7): the pipeline on PostgreSQL while workers are SIGKILLed, a private Redis
-# primary (with a replica and three Sentinels) is restarted and later failed over, database connections are cut, the carrier fails and the webhook receiver is down;
-# then a reconciliation against the carrier's and the receiver's records (docs/reliability.md).
+# primary (with a replica and three Sentinels) is restarted, then failed over, database
+# connections are cut, the carrier fails and the webhook receiver is down; then a
+# reconciliation against the carrier's and the receiver's records (docs/reliability.md).
 # `make chaos` (20,000 messages, ~7 min, up to 30) writes its log to chaos/results/runs/;
 # `make chaos-quick` (2,000, ~3 min, CI) writes var/chaos/latest.json. SEED=n repeats a schedule.
 chaos: $(STAMP) services

@@ -326,12 +326,9 @@ class Faults:
             killed = time.monotonic()
             old = self.redis.kill_primary()
             self.log.add("redis.failover.kill", signal="SIGKILL", port=old.port)
-            new, took = self.redis.wait_failover(old)
-            self.recovery["failover_promoted_s"] = round(took, 2)
-            self.log.add("redis.failover.promoted", port=new.port, after_s=round(took, 2))
             # Measured from the kill: the outage clients see includes the Sentinels' wait.
             self._measure(self._progress_after, "failover", killed)
-            self._measure(self._rejoin, old)
+            self._measure(self._failover, old)
         elif step == "postgres.cut":
             n = cut_connections(self.stack.database_url)
             ended = time.monotonic()
@@ -347,10 +344,18 @@ class Faults:
             self.log.add("postgres.accept")
             self._measure(self._progress_after, "postgres_refuse", ended)
 
-    def _rejoin(self, old: Any) -> None:
-        """The killed primary restarted: the Sentinels make it a replica of the new one."""
-        took = self.redis.rejoin(old)
-        self.log.add("redis.failover.rejoined", port=old.port, after_s=round(took, 2))
+    def _failover(self, old: Any) -> None:
+        """Wait for the Sentinels to promote the replica, then restart the killed primary: the
+        Sentinels make it a replica of the new one."""
+        try:
+            new, took = self.redis.wait_failover(old)
+            self.recovery["failover_promoted_s"] = round(took, 2)
+            self.log.add("redis.failover.promoted", port=new.port, after_s=round(took, 2))
+            took = self.redis.rejoin(old)
+            self.log.add("redis.failover.rejoined", port=old.port, after_s=round(took, 2))
+        except Exception as exc:  # no failover is a failed run, not a silent thread
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.log.add("fault.error", error=repr(exc))
 
     def _start(self, lane: str) -> None:
         # Not waiting for "ready.": a pool still starting may be killed again, as in real life.
