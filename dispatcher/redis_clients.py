@@ -36,7 +36,6 @@ __all__ = [
     "SentinelTarget",
     "async_client",
     "celery_broker",
-    "describe",
     "is_sentinel",
     "parse_sentinel_url",
     "sync_client",
@@ -163,17 +162,6 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
 def _last(query: dict[str, list[str]], name: str) -> str | None:
     values = query.get(name)
     return values[-1] or None if values else None
-
-
-def describe(url: str) -> str:
-    """``url`` without credentials, for logs and error messages."""
-    if is_sentinel(url):
-        t = parse_sentinel_url(url)
-        hosts = ",".join(f"{h}:{p}" for h, p in t.sentinels)
-        return f"{SENTINEL_SCHEME}://{hosts}/{t.master}/{t.db}"
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def sync_client(url: str, **options: Any) -> redis.Redis:

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from chaos.reconcile import MessageRow, check
-from chaos.sentinel_cluster import SentinelCluster
+from chaos.sentinel_cluster import PASSWORD, SENTINEL_PASSWORD, SentinelCluster
 from dispatcher.ratelimit import Rate
 from dispatcher.ratelimit.redis_backend import GCRA_LUA
 from dispatcher.store.schema import message_events, messages
@@ -304,6 +304,8 @@ def test_failover_under_traffic(cluster: SentinelCluster) -> None:
         # No process was restarted: every one rode through the failover.
         assert {n: p.pid for n, p in stack.procs.items()} == pids
         assert all(p.poll() is None for p in stack.procs.values())
+        logs = stack.logs()
+        assert PASSWORD not in logs and SENTINEL_PASSWORD not in logs, "no secret in any log"
 
 
 def test_each_kind_of_client_follows_a_failover(cluster: SentinelCluster) -> None:

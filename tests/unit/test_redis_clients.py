@@ -16,7 +16,6 @@ from dispatcher.redis_clients import (
     SentinelTarget,
     async_client,
     celery_broker,
-    describe,
     is_sentinel,
     parse_sentinel_url,
     sync_client,
@@ -84,14 +83,6 @@ def test_bad_sentinel_urls_name_the_setting_not_the_password(url: str, reason: s
     message = str(err.value)
     assert message.startswith("REDIS_URL: ") and reason in message
     assert "hunter2" not in message
-
-
-def test_describe_drops_credentials() -> None:
-    assert describe("redis://:pw@h:6379/2") == "redis://h:6379/2"
-    assert (
-        describe("redis+sentinel://u:pw@a:1,b:2/smsd/4?sentinel_password=spw")
-        == "redis+sentinel://a:1,b:2/smsd/4"
-    )
 
 
 def test_plain_urls_are_redis_py_from_url() -> None:
