@@ -13,6 +13,7 @@ OTP latencies are printed (docs/reliability.md reports them with this command:
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import threading
 import time
@@ -284,6 +285,12 @@ def test_failover_under_traffic(cluster: SentinelCluster) -> None:
             if s.lane == "priority" and s.started < killed_at - 1
             for i in s.ids
         ]
+        # How each pool's consumer got back to the broker (Celery logs every failed attempt).
+        retries = {
+            name: re.findall(r"Trying again (in [\d.]+ seconds|immediately)", stack.log(name))
+            for name in stack.procs
+            if name.startswith("worker-")
+        }
         answers: dict[int, int] = {}
         for s in load.sent:
             for a in s.answers:
@@ -299,6 +306,7 @@ def test_failover_under_traffic(cluster: SentinelCluster) -> None:
             f" p99={_p(steady, 0.99):.3f}"
             f"\n  carrier max parts in 1 s: {worst} (limit {CARRIER_TPS} + burst {burst});"
             f" around the failover: {worst_around}"
+            f"\n  consumers' reconnect attempts: {retries}"
         )
         assert window, "OTPs were sent during the failover"
         # No process was restarted: every one rode through the failover.
