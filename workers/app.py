@@ -11,7 +11,7 @@ from celery.worker.consumer import Consumer
 from kombu import Connection
 
 from dispatcher.config import Settings
-from dispatcher.logs import configure
+from dispatcher.ops.logs import configure
 from workers import observability
 
 app = Celery(

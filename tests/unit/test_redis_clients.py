@@ -23,8 +23,15 @@ from dispatcher.redis_clients import (
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTORY = ROOT / "dispatcher" / "redis_clients.py"
-# Every process's code: the API, workers, scheduler, exporter, CLI, simulator, Celery settings.
-SHIPPED = [ROOT / "dispatcher", ROOT / "workers", ROOT / "simulator", ROOT / "celeryconfig.py"]
+# Every process's code: the API, workers, scheduler, exporter, CLI, `make run`, the simulator and
+# Celery's settings.
+SHIPPED = [
+    ROOT / "dispatcher",
+    ROOT / "workers",
+    ROOT / "devstack",
+    ROOT / "simulator",
+    ROOT / "celeryconfig.py",
+]
 CONSTRUCTORS = {
     "Redis",
     "StrictRedis",
