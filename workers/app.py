@@ -20,10 +20,10 @@ app = Celery(
 app.config_from_object("celeryconfig")
 observability.connect(signals)  # /metrics, /healthz, /readyz of the pool
 
-# Reconnect attempts after the broker went away: every 0.5 s at first, then at most every 2 s.
+# Reconnect attempts after the broker went away: waits from 0.5 s growing to at most 2 s.
 # Celery's own waits (kombu's defaults: 2, 4, 6 … 30 s) delay the first task after a Redis
 # restart or a Sentinel failover by up to the wait in progress: after a 30-s outage (Sentinel's
-# default down-after) the next attempt comes at 42 s (docs/reliability.md).
+# default down-after) attempts fall at about 30 and 42 s (docs/reliability.md).
 RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
 
 
