@@ -225,6 +225,8 @@ def test_failover_under_traffic(cluster: SentinelCluster) -> None:
             return len(rows) == len(accepted) and all(r.status in FINAL for r in rows)
 
         wait_until(settled, 240, 1.0, what="every message final")
+        with cluster.client(new) as c:
+            assert c.script_exists(sha) == [True], "the limiter loaded its script again"
         # The old primary comes back as a replica of the new one (the Sentinels reconfigure it).
         rejoin_s = cluster.rejoin(old)
 
