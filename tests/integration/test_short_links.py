@@ -333,3 +333,35 @@ def test_without_the_log_it_is_not_ready_and_answers_503(lstack: Stack) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_stopped_links_process_writes_the_clicks_it_holds(
+    lstack: Stack, rx: Receiver, tmp_path: Any
+) -> None:
+    client, _ = hooked(lstack, rx, "/stop")
+    data = send(client, f"See {LONG_A}", [f"+4850010090{i}" for i in range(5)], shortLink=True)
+    port = free_port()
+    env = {
+        **lstack.env,
+        "SMSDISPATCH_LINKS_PORT": str(port),
+        "SMSDISPATCH_SHORT_LINK_BASE": f"http://127.0.0.1:{port}",
+    }
+    log = tmp_path / "links.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher.cli", "links"], env=env, stdout=out, stderr=out
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ok(base + "/readyz"), 30, what="second links process ready")
+        codes = [m["shortLinks"][0]["shortUrl"].rsplit("/", 1)[1] for m in data]
+        with httpx.Client(timeout=10, headers={"User-Agent": PHONE_UA}) as http:
+            for _ in range(20):
+                for code in codes:
+                    assert http.get(f"{base}/{code}").status_code == 302
+    finally:
+        proc.terminate()  # at once: some of the 100 clicks are still in memory
+        proc.wait(30)  # uvicorn re-raises SIGTERM after its graceful shutdown: -15
+    assert "Application shutdown complete" in log.read_text()
+    written = sum(len(rows(lstack, link_clicks, message_id=m["id"])) for m in data)
+    assert written == 100
