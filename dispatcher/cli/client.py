@@ -41,6 +41,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 sender=args.sender,
                 priority=args.priority or None,
                 campaign=args.campaign,
+                short_link=args.short_link or None,
             )
     except SmsError as exc:
         return _fail(exc)
@@ -88,7 +89,14 @@ def cmd_campaign_upload(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
             report = upload_file(
-                client, args.file, name, args.sender, args.text, rejected, args.batch
+                client,
+                args.file,
+                name,
+                args.sender,
+                args.text,
+                rejected,
+                args.batch,
+                short_link=args.short_link,
             )
     except ValueError as exc:
         print(json.dumps({"error": "invalid_csv", "message": str(exc)}), file=sys.stderr)
@@ -120,6 +128,9 @@ def register(sub: Any) -> None:
     s.add_argument("--sender", default="Info", help="sender ID (default Info)")
     s.add_argument("--priority", action="store_true", help="use the priority lane (OTP)")
     s.add_argument("--campaign", help="campaign name (Smsdispatch-Campaign header)")
+    s.add_argument(
+        "--short-link", action="store_true", help="shorten and track the text's links (shortLink)"
+    )
     _connection(s)
     s.set_defaults(func=cmd_send)
 
@@ -137,6 +148,11 @@ def register(sub: Any) -> None:
     u.add_argument("--sender", default="Info", help="sender ID (default Info)")
     u.add_argument("--rejected", metavar="FILE", help="rejected rows (default FILE.rejected.csv)")
     u.add_argument("--batch", type=int, default=10_000, help="recipients per request (≤ 10000)")
+    u.add_argument(
+        "--short-link",
+        action="store_true",
+        help="shorten and track every row's links (shortLink; click-through rate in the panel)",
+    )
     _connection(u)
     u.set_defaults(func=cmd_campaign_upload)
 

@@ -115,8 +115,10 @@ class Uploader:
         batch: int = 10_000,
         progress: IO[str] | None = None,
         concurrency: int = 4,
+        short_link: bool = False,
     ) -> None:
         self.client = client
+        self.short_link = short_link
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
         self.name = name
         self.sender = sender
@@ -175,7 +177,7 @@ class Uploader:
         phones = [r.phone for r in rows]
         # The key depends only on what is sent: a re-run of the same file replays, never resends.
         digest = hashlib.sha256(
-            json.dumps([self.name, self.sender, text, phones]).encode()
+            json.dumps([self.name, self.sender, text, phones, self.short_link]).encode()
         ).hexdigest()
         try:
             return self.client.send_sms(
@@ -184,6 +186,7 @@ class Uploader:
                 sender=self.sender,
                 idempotency_key=f"csv-{digest[:48]}",
                 campaign=self.name,
+                short_link=self.short_link or None,
             )
         except SmsApiError as exc:
             return exc
@@ -248,6 +251,7 @@ def upload_file(
     rejected_path: str,
     batch: int = 10_000,
     progress: IO[str] | None = sys.stderr,
+    short_link: bool = False,
 ) -> UploadReport:
     """Upload ``path``; refused rows go to ``rejected_path``."""
     import os
@@ -257,7 +261,7 @@ def upload_file(
         open(path, "rb") as raw,
         open(rejected_path, "w", encoding="utf-8", newline="") as rejected,
     ):
-        uploader = Uploader(client, name, sender, rejected, batch, progress)
+        uploader = Uploader(client, name, sender, rejected, batch, progress, short_link=short_link)
         report = uploader.upload(raw, size, template)
     report.rejected_file = rejected_path
     return report

@@ -365,3 +365,41 @@ def test_a_stopped_links_process_writes_the_clicks_it_holds(
     assert "Application shutdown complete" in log.read_text()
     written = sum(len(rows(lstack, link_clicks, message_id=m["id"])) for m in data)
     assert written == 100
+
+
+def test_campaign_upload_and_send_with_short_link(lstack: Stack, tmp_path: Any) -> None:
+    client = lstack.account()
+    path = tmp_path / "spring.csv"
+    path.write_text(
+        "phoneNumber,name\n+48500100951,Ala\n+48500100952,Ola\n+48500100953,Ela\n",
+        encoding="utf-8",
+    )
+    env = {
+        **{k: v for k, v in lstack.env.items() if not k.startswith("SMSDISPATCH_")},
+        "SMSDISPATCH_URL": lstack.api_url,
+        "SMSDISPATCH_APP_KEY": client.keys["Application-Key"],
+        "SMSDISPATCH_AUTHORIZATION": client.keys["Authorization"],
+    }
+    cli = [sys.executable, "-m", "dispatcher.cli"]
+    up = subprocess.run(
+        [*cli, "campaign", "upload", str(path), "--text", f"Hi {{name}}: {LONG_A}", "--short-link"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["accepted"] == 3
+    one = subprocess.run(
+        [*cli, "send", "--to", "+48500100954", "--text", f"See {LONG_B}", "--short-link"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert one.returncode == 0, one.stderr
+    mine = rows(lstack, messages, account_id=client.account_id)
+    assert len(mine) == 4 and all(m["original_body"] for m in mine)
+    links = rows(lstack, short_links, account_id=client.account_id)
+    assert len({link["code"] for link in links}) == 4
+    assert sorted(link["url"] for link in links) == sorted([LONG_A] * 3 + [LONG_B])
