@@ -95,7 +95,10 @@ class SubmitUnanswered(SmppError):
 
 
 class SmscThrottled(ThrottledError):
-    """``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL``: throttled, under the SMPP status's name."""
+    """``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL``: throttled, under the SMPP status's name. The
+    holder already retried it until the claim's deadline; the claim goes back unspent."""
+
+    spends_attempt = False
 
     def __init__(self, code: str, description: str, retry_after: float) -> None:
         CarrierError.__init__(self, code, description)
