@@ -2,8 +2,9 @@
 
 It runs a :class:`~workers.smpp.holder.ConnectionHolder` for every ``type = "smpp"`` connection
 of the connections file, commits deliver_sm to the carrier callback inbox and wakes the dlr
-lane, serves ``/metrics`` on ``SMSDISPATCH_SMPP_METRICS_PORT`` (default 9105, loopback unless
-``SMSDISPATCH_SMPP_METRICS_HOST`` says otherwise), and on SIGTERM / SIGINT stops taking
+lane, serves ``/metrics`` on ``SMSDISPATCH_SMPP_METRICS_PORT`` (default 9105, 0: none; loopback
+unless ``SMSDISPATCH_SMPP_METRICS_HOST`` says otherwise), holds bind leases of
+``SMSDISPATCH_SMPP_LEASE_S`` seconds (default 10, renewed every fifth of that), and on SIGTERM / SIGINT stops taking
 requests, lets the outstanding submits finish, unbinds and gives its bind slots back. Run as
 many as you like, on as many hosts: the bind leases keep the total within each connection's
 ``binds``.
@@ -118,13 +119,15 @@ def main(max_binds: int | None = None) -> int:
     port = int(os.environ.get("SMSDISPATCH_SMPP_METRICS_PORT", DEFAULT_METRICS_PORT))
     if port:
         start_http_server(port, os.environ.get("SMSDISPATCH_SMPP_METRICS_HOST", "127.0.0.1"))
+    lease_s = float(os.environ.get("SMSDISPATCH_SMPP_LEASE_S", HolderOptions.lease_ttl_s))
+    options = HolderOptions(lease_ttl_s=lease_s, renew_s=lease_s / 5, max_binds=max_binds)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         loop.run_until_complete(
-            run_holders(settings, connections, HolderOptions(max_binds=max_binds), stop)
+            run_holders(settings, connections, options, stop)
         )
     finally:
         loop.close()
