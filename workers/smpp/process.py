@@ -4,7 +4,8 @@ It runs a :class:`~workers.smpp.holder.ConnectionHolder` for every ``type = "smp
 of the connections file, commits deliver_sm to the carrier callback inbox and wakes the dlr
 lane, serves ``/metrics`` on ``SMSDISPATCH_SMPP_METRICS_PORT`` (default 9105, 0: none; loopback
 unless ``SMSDISPATCH_SMPP_METRICS_HOST`` says otherwise), holds bind leases of
-``SMSDISPATCH_SMPP_LEASE_S`` seconds (default 10, renewed every fifth of that), and on SIGTERM / SIGINT stops taking
+``SMSDISPATCH_SMPP_LEASE_S`` seconds (default 10, renewed every fifth of that), and on
+SIGTERM / SIGINT stops taking
 requests, lets the outstanding submits finish, unbinds and gives its bind slots back. Run as
 many as you like, on as many hosts: the bind leases keep the total within each connection's
 ``binds``.
@@ -126,9 +127,7 @@ def main(max_binds: int | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        loop.run_until_complete(
-            run_holders(settings, connections, options, stop)
-        )
+        loop.run_until_complete(run_holders(settings, connections, options, stop))
     finally:
         loop.close()
     return 0
