@@ -437,6 +437,11 @@ class ChunkSender:
                 moved = previous.get(ref, route.name) != route.name
                 if not (moved and self.options.lane == "priority"):
                     out[ref] = SubmitResult(ref, None, None, 0.0, PreviousAttemptUnverified())
+            # A held or reconciled message calls no carrier: its probe slot goes back now, or
+            # held messages would keep the probe slots and the breaker would never close
+            # (found by the SMPP test of an SMSC killed mid-window).
+            held = [r for r in out if r in probes]
+            await self._release_probes(route, held)
         pending = [_outbound(m, self.options.lane) for m in msgs if m["id"] not in out]
 
         async def call(
