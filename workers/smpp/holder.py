@@ -140,6 +140,7 @@ class ConnectionHolder:
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
         m.BINDS_ALLOWED.labels(cfg.name).set(cfg.smpp.binds)
+        m.BINDS_UP.labels(cfg.name).set(0)  # a holder without slots says so
         m.RATE_SHARE.labels(cfg.name).set(1.0)
 
     # -- life ----------------------------------------------------------------------------------
