@@ -2,7 +2,7 @@
 
 It runs a :class:`~workers.smpp.holder.ConnectionHolder` for every ``type = "smpp"`` connection
 of the connections file, commits deliver_sm to the carrier callback inbox and wakes the dlr
-lane, serves ``/metrics`` on ``SMSDISPATCH_SMPP_METRICS_PORT`` (default 9105, 0: none; loopback
+lane, serves ``/metrics`` on ``SMSDISPATCH_SMPP_METRICS_PORT`` (default 9106, 0: none; loopback
 unless ``SMSDISPATCH_SMPP_METRICS_HOST`` says otherwise), holds bind leases of
 ``SMSDISPATCH_SMPP_LEASE_S`` seconds (default 10, renewed every fifth of that), and on
 SIGTERM / SIGINT stops taking
@@ -37,7 +37,7 @@ from workers.smpp.holder import ConnectionHolder, HolderOptions
 
 log = structlog.get_logger(component="smpp")
 
-DEFAULT_METRICS_PORT = 9105
+DEFAULT_METRICS_PORT = 9106
 MAX_ITEMS_PER_ROW = 500
 
 
@@ -111,12 +111,9 @@ async def run_holders(
 
 
 def main(max_binds: int | None = None) -> int:
-    """Run until SIGTERM / SIGINT. Exit 0 after a graceful stop; 2 without smpp connections."""
+    """Run until SIGTERM / SIGINT (idle without smpp connections); 0 after a graceful stop."""
     settings = Settings.from_env()
     connections = smpp_connections(settings)
-    if not connections:
-        log.error("smpp.no_connections", hint='add a type = "smpp" connection')
-        return 2
     port = int(os.environ.get("SMSDISPATCH_SMPP_METRICS_PORT", DEFAULT_METRICS_PORT))
     if port:
         start_http_server(port, os.environ.get("SMSDISPATCH_SMPP_METRICS_HOST", "127.0.0.1"))
@@ -127,7 +124,12 @@ def main(max_binds: int | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        loop.run_until_complete(run_holders(settings, connections, options, stop))
+        if connections:
+            loop.run_until_complete(run_holders(settings, connections, options, stop))
+        else:
+            # Supervisors (Procfile, compose, Kubernetes) run it everywhere: idle, not exit.
+            log.info("smpp.no_connections", hint='no type = "smpp" connection: idle')
+            loop.run_until_complete(stop.wait())
     finally:
         loop.close()
     return 0
