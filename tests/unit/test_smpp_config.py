@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli_connections import listing
+from dispatcher.cli.connections import listing
 from dispatcher.config import Settings
 from dispatcher.routing import ConfigError, load_file
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from dispatcher.config import Settings
-from dispatcher.logs import configure
+from dispatcher.ops.logs import configure
 from workers.smpp.process import main
 
 if __name__ == "__main__":
