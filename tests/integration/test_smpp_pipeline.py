@@ -339,6 +339,16 @@ def test_throttling_slows_the_connection_and_spends_no_attempt(world: World) -> 
     wait_until(recovered, 60, interval=0.5, what="the rate share back to 1")
 
 
+def test_a_permanent_refusal_ends_rejected_with_the_status_name(world: World) -> None:
+    world.smsc.answer_submits(("ESME_RINVDSTADR", 1), default="ok")
+    refused = world.send("+48500000501", "to a number the SMSC refuses")
+    wait_until(lambda: world.status(refused) == "rejected", 60, what="rejected")
+    row = world.row(refused)
+    assert row["last_error"] == "esme_rinvdstadr" and row["attempts"] == 1, row
+    assert any("esme_rinvdstadr" in str(e[2]) for e in world.events(refused))
+    assert len(world.submits_to("48500000501")) == 1  # never tried again
+
+
 def test_wrong_password_opens_the_breaker_and_traffic_takes_the_backup(world: World) -> None:
     wait_until(
         lambda: (

@@ -59,6 +59,10 @@ class SmppConnector:
         self._waiting: dict[str, asyncio.Future[h.Reply]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._up: tuple[float, int] = (0.0, 0)
+        self._refused = ""
+        self._refresh: asyncio.Task[None] | None = None
+        self._outgoing: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._pushing = False
 
     async def submit(self, msg: Outbound) -> SubmitResult:
         """Hand one message to the holder and wait for its answer. Never raises."""
@@ -89,16 +93,25 @@ class SmppConnector:
         return list(await asyncio.gather(*(self.submit(m) for m in msgs)))
 
     async def _unreachable(self) -> CarrierError | None:
-        now = time.monotonic()
-        if now - self._up[0] > UP_CACHE_S:
-            entries = await self.redis.hgetall(h.up_key(self.name))
-            self._up = (now, h.binds_up(entries, time.time()))
+        if time.monotonic() - self._up[0] > UP_CACHE_S:
+            # One read for every submit waiting on it: a burst of submits must not take a
+            # Redis connection each (the pool is shared with the limiter and the breakers).
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.get_running_loop().create_task(self._read_up())
+            await asyncio.shield(self._refresh)
         if self._up[1] > 0:
             return None
-        refused = await self.redis.get(h.bind_error_key(self.name))
-        if refused:
-            return RetryableCarrierError("smpp_bind_failed", f"bind refused: {refused.decode()}")
+        if self._refused:
+            return RetryableCarrierError("smpp_bind_failed", f"bind refused: {self._refused}")
         return RetryableCarrierError("carrier_unreachable", "no SMPP bind up")
+
+    async def _read_up(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(h.up_key(self.name))
+        pipe.get(h.bind_error_key(self.name))
+        entries, refused = await pipe.execute()
+        self._refused = refused.decode() if refused else ""
+        self._up = (time.monotonic(), h.binds_up(entries, time.time()))
 
     async def _exchange(self, msg: Outbound) -> h.Reply:
         key = uuid.uuid4().hex
@@ -121,7 +134,7 @@ class SmppConnector:
         self._waiting[key] = fut
         self._ensure_reader()
         try:
-            await self.redis.rpush(queue, raw)
+            await self._push(queue, raw)
             try:
                 # The holder starts no submit after ``by``; its answer comes within its
                 # response timeout (a long message's later parts may take a little more).
@@ -139,6 +152,38 @@ class SmppConnector:
         finally:
             self._waiting.pop(key, None)
 
+    async def _push(self, queue: str, raw: bytes) -> None:
+        """Queue a request; requests pushed together share one pipeline (one round trip)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outgoing.append((queue, raw, fut))
+        if not self._pushing:
+            self._pushing = True
+            asyncio.get_running_loop().create_task(self._push_all())
+        await fut
+
+    async def _push_all(self) -> None:
+        try:
+            while self._outgoing:
+                batch, self._outgoing = self._outgoing, []
+                by_queue: dict[str, list[bytes]] = {}
+                for queue, raw, _ in batch:
+                    by_queue.setdefault(queue, []).append(raw)
+                pipe = self.redis.pipeline(transaction=False)
+                for queue, raws in by_queue.items():
+                    pipe.rpush(queue, *raws)
+                try:
+                    await pipe.execute()
+                except Exception as exc:  # each submit decides (its mark says what happened)
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+        finally:
+            self._pushing = False
+
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_replies())
@@ -153,14 +198,18 @@ class SmppConnector:
                 continue
             if got is None:
                 continue
-            try:
-                reply = h.Reply.decode(got[1])
-            except (ValueError, TypeError, KeyError):
-                log.error("smpp.reply_unreadable", connection=self.name)
-                continue
-            fut = self._waiting.get(reply.key)
-            if fut is not None and not fut.done():
-                fut.set_result(reply)
+            raws = [got[1]]
+            with contextlib.suppress(RedisError, OSError):  # the rest at the next round
+                raws += await self.redis.lpop(self.reply_key, 500) or []
+            for raw in raws:
+                try:
+                    reply = h.Reply.decode(raw)
+                except (ValueError, TypeError, KeyError):
+                    log.error("smpp.reply_unreadable", connection=self.name)
+                    continue
+                fut = self._waiting.get(reply.key)
+                if fut is not None and not fut.done():
+                    fut.set_result(reply)
 
     async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
         """Carrier ids of ``refs`` from the holder's marks; ``None`` when any of them was

@@ -54,6 +54,7 @@ CUT_EVERY_S = 1.0  # one cut per second, however many answers said "throttled" m
 RECOVER_AFTER_S = 2.0  # no throttling this long: raise the share again …
 RECOVER_FACTOR = 1.25  # … by this much per second
 PART_GRACE_S = 30.0  # later parts of a message whose first part was taken keep trying this long
+FETCH_MAX = 64  # requests popped in one round trip
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ class ConnectionHolder:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
+        self._outbox: list[tuple[list[tuple[str, str]], str, bytes]] = []
+        self._flushing = False
         m.BINDS_ALLOWED.labels(cfg.name).set(cfg.smpp.binds)
         m.BINDS_UP.labels(cfg.name).set(0)  # a holder without slots says so
         m.RATE_SHARE.labels(cfg.name).set(1.0)
@@ -157,8 +160,10 @@ class ConnectionHolder:
         fetchers = self._tasks[2:]
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.gather(*fetchers, return_exceptions=True), 3.0)
-        if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=self.options.stop_drain_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.stop_drain_s
+        while self._handlers and loop.time() < deadline:  # submits, then their replies' flush
+            await asyncio.wait(set(self._handlers), timeout=max(0.01, deadline - loop.time()))
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -259,13 +264,16 @@ class ConnectionHolder:
         while not self._stopping.is_set():
             got = self._free(lane)
             if got is not None:
-                got[0].in_use[got[1]] += 1
-                m.WINDOW_IN_USE.labels(self.name, got[1]).inc()
+                self._reserve(got)
                 return got
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), 1.0)
         return None
+
+    def _reserve(self, taken: tuple[_Slot, str]) -> None:
+        taken[0].in_use[taken[1]] += 1
+        m.WINDOW_IN_USE.labels(self.name, taken[1]).inc()
 
     def _give(self, slot: _Slot, use: str) -> None:
         slot.in_use[use] -= 1
@@ -273,51 +281,101 @@ class ConnectionHolder:
         self._changed.set()
 
     async def _fetch(self, lane: str) -> None:
+        """Pop the lane's requests while it has free window slots: one blocking pop, then as
+        many more as there are free slots in one round trip; their marks in one more."""
         key = h.queue_key(self.name, lane)
         while not self._stopping.is_set():
-            taken = await self._take(lane)
-            if taken is None:
+            first = await self._take(lane)
+            if first is None:
                 return
             try:
                 got = await self.redis.blpop([key], timeout=1)
             except (RedisError, OSError) as exc:
-                self._give(*taken)
+                self._give(*first)
                 log.warning("smpp.queue_unreadable", connection=self.name, error=str(exc))
                 await asyncio.sleep(1.0)
                 continue
             if got is None:
-                self._give(*taken)
+                self._give(*first)
                 continue
-            task = asyncio.get_running_loop().create_task(self._handle(taken, got[1]))
+            taken, raws = [first], [got[1]]
+            while len(taken) < FETCH_MAX and (more := self._free(lane)) is not None:
+                self._reserve(more)
+                taken.append(more)
+            if len(taken) > 1:
+                try:
+                    raws += await self.redis.lpop(key, len(taken) - 1) or []
+                except (RedisError, OSError) as exc:
+                    log.warning("smpp.queue_unreadable", connection=self.name, error=str(exc))
+            for unused in taken[len(raws) :]:
+                self._give(*unused)
+            await self._start(list(zip(taken, raws, strict=False)))
+
+    async def _start(self, batch: list[tuple[tuple[_Slot, str], bytes]]) -> None:
+        """Mark the popped requests written (one round trip), then submit each."""
+        reqs: list[tuple[tuple[_Slot, str], h.Request]] = []
+        for taken, raw in batch:
+            try:
+                reqs.append((taken, h.Request.decode(raw)))
+            except (ValueError, TypeError, KeyError):
+                log.error("smpp.request_unreadable", connection=self.name)
+                self._give(*taken)
+        marked = True
+        if reqs:
+            # Written before anything leaves: a crash from here on leaves "w", never a blind
+            # resend (the look-up cannot tell, and says so).
+            pipe = self.redis.pipeline(transaction=False)
+            for _, req in reqs:
+                pipe.set(h.mark_key(self.name, req.ref), h.WRITTEN, ex=h.MARK_TTL_S)
+            try:
+                await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("smpp.mark_failed", connection=self.name, error=str(exc))
+                marked = False
+        for taken, req in reqs:
+            task = asyncio.get_running_loop().create_task(self._handle(taken, req, marked))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
     # -- one message ---------------------------------------------------------------------------
-    async def _handle(self, taken: tuple[_Slot, str], raw: bytes) -> None:
+    async def _handle(self, taken: tuple[_Slot, str], req: h.Request, marked: bool) -> None:
         try:
-            try:
-                req = h.Request.decode(raw)
-            except (ValueError, TypeError, KeyError):
-                log.error("smpp.request_unreadable", connection=self.name)
-                return
-            reply, marks = await self._submit(taken[0], req)
-            pipe = self.redis.pipeline(transaction=False)
-            for key, value in marks:
-                pipe.set(key, value, ex=h.MARK_TTL_S)
-            pipe.rpush(req.reply, reply.encode())
-            pipe.expire(req.reply, REPLY_TTL_S)
-            try:
-                await pipe.execute()
-            except (RedisError, OSError) as exc:
-                # The sender times out and looks the message up: the mark says "written".
-                log.error("smpp.reply_lost", connection=self.name, error=str(exc))
+            if marked:
+                reply, marks = await self._submit(taken[0], req)
+            else:
+                reply, marks = h.Reply(req.key, h.NOT_WRITTEN, reason="redis"), []
+            self._outbox.append((marks, req.reply, reply.encode()))
+            if not self._flushing:
+                self._flushing = True
+                task = asyncio.get_running_loop().create_task(self._flush())
+                self._handlers.add(task)
+                task.add_done_callback(self._handlers.discard)
         finally:
             self._give(*taken)
+
+    async def _flush(self) -> None:
+        """Write the marks and replies that accumulated, one pipeline per round."""
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                pipe = self.redis.pipeline(transaction=False)
+                for marks, reply_key, reply in batch:
+                    for key, value in marks:
+                        pipe.set(key, value, ex=h.MARK_TTL_S)
+                    pipe.rpush(reply_key, reply)
+                    pipe.expire(reply_key, REPLY_TTL_S)
+                try:
+                    await pipe.execute()
+                except (RedisError, OSError) as exc:
+                    # The senders time out and look the messages up: the marks say "written".
+                    log.error("smpp.reply_lost", connection=self.name, error=str(exc))
+        finally:
+            self._flushing = False
 
     async def _submit(self, slot: _Slot, req: h.Request) -> tuple[h.Reply, list[tuple[str, str]]]:
         mark = h.mark_key(self.name, req.ref)
         if time.time() > req.by:
-            return h.Reply(req.key, h.NOT_WRITTEN, reason="deadline"), []
+            return h.Reply(req.key, h.NOT_WRITTEN, reason="deadline"), [(mark, h.NOT_SENT)]
         valid_s = None
         if self.smpp.send_validity and req.valid_until is not None:
             valid_s = max(60.0, req.valid_until - time.time())
@@ -327,11 +385,6 @@ class ConnectionHolder:
             )
         except ValueError:
             return h.Reply(req.key, h.STATUS, status=0x01, reason="encoding"), [(mark, h.NOT_SENT)]
-        # Written before anything leaves: a crash from here on leaves "w", never a blind resend.
-        try:
-            await self.redis.set(mark, h.WRITTEN, ex=h.MARK_TTL_S)
-        except (RedisError, OSError):
-            return h.Reply(req.key, h.NOT_WRITTEN, reason="redis"), []
         started = time.monotonic()
         ids: list[str] = []
         for i, sm in enumerate(pdus):
