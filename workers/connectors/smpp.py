@@ -62,6 +62,7 @@ class SmppConnector:
         self._refused = ""
         self._refresh: asyncio.Task[None] | None = None
         self._outgoing: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._lrem_slots = asyncio.Semaphore(8)
         self._pushing = False
 
     async def submit(self, msg: Outbound) -> SubmitResult:
@@ -142,7 +143,9 @@ class SmppConnector:
                     asyncio.shield(fut), self.queue_wait_s + self.timeout_s + REPLY_GRACE_S
                 )
             except TimeoutError:
-                if await self.redis.lrem(queue, 1, raw):
+                async with self._lrem_slots:  # a burst of timeouts: a few connections
+                    taken_back = await self.redis.lrem(queue, 1, raw)
+                if taken_back:
                     raise NotSentError(
                         "smpp_queue_timeout", "no SMPP holder took the message in time"
                     ) from None

@@ -39,6 +39,7 @@ log = structlog.get_logger(component="smpp")
 
 DEFAULT_METRICS_PORT = 9106
 MAX_ITEMS_PER_ROW = 500
+REDIS_CONNECTIONS = 32
 
 
 def smpp_connections(settings: Settings) -> list[ConnectionConfig]:
@@ -80,7 +81,12 @@ async def run_holders(
     stop: asyncio.Event,
 ) -> None:
     """Hold the binds of ``connections`` until ``stop`` is set, then stop gracefully."""
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    # A bounded pool that waits for a free connection: a burst of deliver_sm or replies must
+    # queue for a connection, not fail (redis-py's default pool refuses the 101st at once).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=10
+    )
+    redis = aioredis.Redis(connection_pool=pool)
     committer = Committer(settings)
     holder_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holders: list[ConnectionHolder] = []
