@@ -200,3 +200,25 @@ async def test_mo_goes_to_the_inbound_kind_and_garbage_is_refused_for_good() -> 
     )
     bad = p.DeliverSm(esm_class=ESM_RECEIPT, short_message=b"stat:WHATEVER")
     assert await d.handle(bad) == ESME_RX_P_APPN
+
+
+async def test_the_limiter_grants_the_share_the_holder_set(redis: Any) -> None:
+    from workers.rate_limits import Rate
+    from workers.sending.tokens import SmppTokens
+
+    seen: list[float] = []
+
+    class Limiter:
+        async def wait_for(self, _c: str, rate: Rate, costs: Any, _w: float) -> int:
+            seen.append(rate.per_second)
+            return len(costs)
+
+    tokens = SmppTokens(Limiter(), "op", Rate(100.0), redis)  # type: ignore[arg-type]
+    await tokens.wait_for([1], 1.0)
+    await redis.set(h.rate_key("op"), "0.25")
+    tokens._read_at = 0.0  # the next call reads the share again
+    await tokens.wait_for([1], 1.0)
+    await redis.delete(h.rate_key("op"))
+    tokens._read_at = 0.0
+    await tokens.wait_for([1], 1.0)
+    assert seen == [100.0, 25.0, 100.0]

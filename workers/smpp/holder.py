@@ -55,6 +55,7 @@ RECOVER_AFTER_S = 2.0  # no throttling this long: raise the share again …
 RECOVER_FACTOR = 1.25  # … by this much per second
 PART_GRACE_S = 30.0  # later parts of a message whose first part was taken keep trying this long
 FETCH_MAX = 64  # requests popped in one round trip
+LEASE_SAFETY = 0.7  # unrenewed for this share of the lease: close the binds before it ends
 
 
 @dataclass(frozen=True)
@@ -218,15 +219,14 @@ class ConnectionHolder:
 
     async def _lease_loop(self) -> None:
         want = self.smpp.binds if self.options.max_binds is None else self.options.max_binds
+        renewed = time.monotonic()
         while not self._stopping.is_set():
             try:
                 kept = await self.leases.renew(self.slots)
+                renewed = time.monotonic()
                 for number in set(self.slots) - kept:
-                    lost = self.slots.pop(number)
                     log.error("smpp.lease_lost", connection=self.name, slot=number)
-                    if lost.bind.session is not None:
-                        lost.bind.session.abort()  # not ours any more: no graceful drain
-                    await lost.bind.stop()
+                    await self._drop(number)
                 for number in await self.leases.acquire(want, self.slots):
                     mode, sends = self._mode(number)
                     bind = Bind(
@@ -240,11 +240,23 @@ class ConnectionHolder:
                     log.info("smpp.slot_taken", connection=self.name, slot=number, mode=str(mode))
                 await self._publish_up()
             except (RedisError, OSError) as exc:
-                # Leases cannot be renewed: they expire on their own; stop sending on them
-                # before they do, so another holder taking them never doubles the binds.
                 log.warning("smpp.lease_renew_failed", connection=self.name, error=str(exc))
+                # Leases that cannot be renewed expire on their own: close their binds before
+                # they do, so another holder taking the slots never doubles the binds.
+                if time.monotonic() - renewed > self.options.lease_ttl_s * LEASE_SAFETY:
+                    for number in list(self.slots):
+                        log.error("smpp.lease_expiring", connection=self.name, slot=number)
+                        await self._drop(number)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.options.renew_s)
+
+    async def _drop(self, number: int) -> None:
+        """Close a slot's bind at once (no drain: the slot is, or is about to be, another's)."""
+        lost = self.slots.pop(number)
+        if lost.bind.session is not None:
+            lost.bind.session.abort()
+        await lost.bind.stop()
+        m.BINDS_UP.labels(self.name).set(self.binds_up)
 
     # -- the window ----------------------------------------------------------------------------
     def _capacity(self, lane: str) -> int:
