@@ -397,6 +397,25 @@ def test_bind_limit_holds_with_two_holder_pools(world: World) -> None:
     assert final["peak"] <= 2 and final["open"] <= 2, final
 
 
+def test_a_late_answer_reconciles_the_timed_out_submit(world: World) -> None:
+    # Taken by the SMSC, answered after the holder gave up (2.1 s of the 3 s timeout):
+    # ambiguous, never resent; the late message_id reaches the holder's mark, the next attempt
+    # looks it up and records the message sent.
+    world.smsc.answer_submits(("late:3500", 1), default="ok")
+    late = world.send("+48500000601", "answered late")
+    wait_until(lambda: world.status(late) == "sent", 90, what="reconciled as sent")
+    row = world.row(late)
+    assert len(world.submits_to("48500000601")) == 1  # never resent
+    accepted = [
+        bytes.fromhex(p["hex"])[16:-1].decode() for p in world.smsc.pdus("submit_sm_resp", "out")
+    ]
+    assert row["carrier_message_id"] in accepted, row  # the late answer's message_id
+    events = world.events(late)
+    assert any("carrier_timeout" in str(e) for e in events), events
+    logs = world.stack.log("holder-a") + world.stack.log("holder-b")
+    assert "smpp.late_answer" in logs
+
+
 def test_smsc_killed_mid_window_nothing_twice_nothing_lost(world: World) -> None:
     world.smsc.answer_submits(default="silent")
     outstanding = [world.send(f"+4850000040{i}", f"mid-window {i}") for i in range(3)]

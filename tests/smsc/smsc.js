@@ -22,7 +22,7 @@
 //   GET  /state                    binds open now and at most, per account; counters
 //   GET  /pdus?since=N             recorded PDUs from index N
 //   POST /submit-answers {"answers": [{"status": "ESME_RTHROTTLED", "count": 3}, ...],
-//                         "default": "ok" | "silent" | "<ESME name>"}
+//                         "default": "ok" | "silent" | "late:<ms>" | "<ESME name>"}
 //   POST /query {"supported": false}
 //   POST /auto-receipts {"stat": "DELIVRD" | null}   a receipt right after each accepted submit
 //   POST /receipt {"message_id", "stat", "err", "dlvrd", "tlvs": true, "state"}
@@ -230,12 +230,21 @@ function onSubmit(session, pdu) {
     counters.silent += 1;
     return;
   }
+  if (typeof answer === "string" && answer.startsWith("late:")) {
+    // Taken, but answered only after this many milliseconds (past the client's timeout).
+    setTimeout(() => accept(session, pdu), Number(answer.slice(5)));
+    return;
+  }
   if (answer !== "ok") {
     const status = typeof answer === "number" ? answer : STATUS[answer];
     sendRecorded(session, pdu.response({ command_status: status }));
     counters.answered += 1;
     return;
   }
+  accept(session, pdu);
+}
+
+function accept(session, pdu) {
   const messageId = (nextId++).toString(16).padStart(8, "0");
   storeMessage({
     message_id: messageId, system_id: session.systemId, state: 1, error: 0,

@@ -92,6 +92,7 @@ class SubmitUnanswered(SmppError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason  # "timeout" | "disconnected"
+        self.sequence = 0  # of the unanswered request, once known
 
 
 class SmscThrottled(ThrottledError):

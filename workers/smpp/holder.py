@@ -55,6 +55,7 @@ RECOVER_AFTER_S = 2.0  # no throttling this long: raise the share again …
 RECOVER_FACTOR = 1.25  # … by this much per second
 PART_GRACE_S = 30.0  # later parts of a message whose first part was taken keep trying this long
 FETCH_MAX = 64  # requests popped in one round trip
+LATE_MAX = 10_000  # timed-out submits remembered per bind for a late answer
 LEASE_SAFETY = 0.7  # unrenewed for this share of the lease: close the binds before it ends
 
 
@@ -106,6 +107,9 @@ class _Slot:
     bind: Bind
     sends: bool
     in_use: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LANES, 0))
+    # Sequence number of a timed-out single-part submit_sm → its mark key: a late answer on
+    # the same session still records the message_id (the look-up then finds it).
+    late: dict[int, str] = field(default_factory=dict)
 
 
 class ConnectionHolder:
@@ -192,6 +196,8 @@ class ConnectionHolder:
     def _on_state(self, slot: int) -> Callable[[str, str], None]:
         def changed(state: str, detail: str) -> None:
             m.BINDS_UP.labels(self.name).set(self.binds_up)
+            if slot in self.slots:
+                self.slots[slot].late.clear()  # sequence numbers belong to one session
             if state == "bind_failed":
                 status = detail.removeprefix("bind refused: ")
                 m.BIND_FAILURES.labels(self.name, status).inc()
@@ -204,6 +210,25 @@ class ConnectionHolder:
             up.add_done_callback(self._handlers.discard)
 
         return changed
+
+    def _on_late(self, slot: int) -> Callable[[p.Pdu], None]:
+        def late(pdu: p.Pdu) -> None:
+            owner = self.slots.get(slot)
+            mark = owner.late.pop(pdu.sequence, None) if owner is not None else None
+            if mark is None or not isinstance(pdu, p.SubmitSmResp):
+                return
+            m.RESPONSES.labels(self.name, "late_" + m.status_label(pdu.status)).inc()
+            value = h.ID_PREFIX + pdu.message_id if pdu.status == ESME_ROK else h.NOT_SENT
+            log.warning("smpp.late_answer", connection=self.name, accepted=pdu.status == ESME_ROK)
+            task = asyncio.get_running_loop().create_task(self._set_mark(mark, value))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+        return late
+
+    async def _set_mark(self, key: str, value: str) -> None:
+        with contextlib.suppress(RedisError, OSError):  # else the mark stays "w": cannot tell
+            await self.redis.set(key, value, ex=h.MARK_TTL_S)
 
     async def _bind_refused(self, status: str) -> None:
         with contextlib.suppress(RedisError, OSError):
@@ -234,6 +259,7 @@ class ConnectionHolder:
                         on_deliver=self.on_deliver if mode != BindMode.TRANSMITTER else None,
                         on_state=self._on_state(number),
                         rng=self.rng,
+                        on_late=self._on_late(number),
                     )
                     self.slots[number] = _Slot(number, bind, sends)
                     bind.start()
@@ -403,7 +429,7 @@ class ConnectionHolder:
             # The first part must leave before the claim's deadline; later ones keep trying a
             # while (the message is on its way and must be completed, never resent).
             until = req.by if not ids else req.by + PART_GRACE_S
-            outcome = await self._one(slot, sm, until)
+            outcome = await self._one(slot, sm, until, mark if len(pdus) == 1 else None)
             if isinstance(outcome, p.SubmitSmResp) and outcome.status == ESME_ROK:
                 ids.append(outcome.message_id)
                 continue
@@ -431,7 +457,9 @@ class ConnectionHolder:
         latency = (time.monotonic() - started) * 1000
         return h.Reply(req.key, h.OK, carrier_id=first, latency_ms=latency), marks
 
-    async def _one(self, slot: _Slot, sm: p.SubmitSm, until: float) -> p.SubmitSmResp | str:
+    async def _one(
+        self, slot: _Slot, sm: p.SubmitSm, until: float, late_mark: str | None = None
+    ) -> p.SubmitSmResp | str:
         """One submit_sm, throttling retried here: its response, or why none came
         (``timeout`` / ``disconnected`` / ``unexpected``: written; others: never written)."""
         while True:
@@ -444,6 +472,10 @@ class ConnectionHolder:
                 resp = await session.submit(sm, loop.time() + max(0.0, until - time.time()))
             except SubmitUnanswered as exc:
                 m.RESPONSES.labels(self.name, "unanswered").inc()
+                if exc.reason == "timeout" and late_mark is not None and exc.sequence:
+                    if len(slot.late) >= LATE_MAX:
+                        slot.late.pop(next(iter(slot.late)))
+                    slot.late[exc.sequence] = late_mark
                 return exc.reason
             except WindowBusy:
                 return "window_busy"
