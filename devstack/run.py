@@ -230,12 +230,16 @@ def _has_smpp(env: dict[str, str]) -> bool:
     """Whether the configured connections include an ``smpp`` one (an invalid file: the API
     and the pools refuse to start and say why)."""
     from dispatcher.config import Settings
-    from dispatcher.routing import ConfigError, load
+    from dispatcher.routing import ConfigError, load_file
 
+    settings = Settings.from_env(env)
+    if not settings.connections:
+        return False
     try:
-        return any(c.smpp is not None for c in load(Settings.from_env(env)).connections)
+        config = load_file(settings.connections, settings, env)  # secrets from the stack's env
     except ConfigError:
         return False
+    return any(c.smpp is not None for c in config.connections)
 
 
 def _interrupt(*_args: Any) -> None:

@@ -137,3 +137,18 @@ def test_password_problems(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"system_id: is required"):
         path.write_text(BASE.replace('system_id = "smsd"\n', ""))
         load_file(str(path), Settings(), ENV)
+
+
+def test_smsdispatch_run_starts_a_holder_only_with_an_smpp_connection(tmp_path: Path) -> None:
+    from devstack.run import _has_smpp
+
+    path = tmp_path / "routes.toml"
+    path.write_text(BASE)
+    env = {**ENV, "SMSDISPATCH_CONNECTIONS": str(path)}
+    assert _has_smpp(env)
+    path.write_text(
+        "[[connections]]\nname='s'\ntype='simulator'\nurl='http://127.0.0.1:1'\ntps=5\n"
+        "fallback=true\n"
+    )
+    assert not _has_smpp(env)
+    assert not _has_smpp({})  # no file: the implicit simulator connection
