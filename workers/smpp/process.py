@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 
 from dispatcher.config import Settings
 from dispatcher.contract import CALLBACK_TASKS, CallbackKind, Lane, queue_name
+from dispatcher.redis_clients import async_client, is_sentinel
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine
@@ -45,6 +46,18 @@ REDIS_CONNECTIONS = 32
 def smpp_connections(settings: Settings) -> list[ConnectionConfig]:
     """The configured ``smpp`` connections (none without a connections file)."""
     return [c for c in current_table(settings).config.connections if c.smpp is not None]
+
+
+def holder_redis(url: str) -> aioredis.Redis:
+    """The holder's client: a bounded pool that waits for a free connection, so a burst of
+    deliver_sm or replies queues for a connection instead of failing (redis-py's default pool
+    refuses the 101st at once). Through Sentinel: its pool, with room for such bursts."""
+    if is_sentinel(url):
+        return async_client(url, max_connections=1000)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=10
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class Committer:
@@ -81,12 +94,7 @@ async def run_holders(
     stop: asyncio.Event,
 ) -> None:
     """Hold the binds of ``connections`` until ``stop`` is set, then stop gracefully."""
-    # A bounded pool that waits for a free connection: a burst of deliver_sm or replies must
-    # queue for a connection, not fail (redis-py's default pool refuses the 101st at once).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=10
-    )
-    redis = aioredis.Redis(connection_pool=pool)
+    redis = holder_redis(settings.redis_url)
     committer = Committer(settings)
     holder_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holders: list[ConnectionHolder] = []
