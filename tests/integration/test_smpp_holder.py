@@ -115,3 +115,41 @@ async def test_stop_unbinds_and_gives_the_slots_back(smsc: Smsc, redis_url: str)
     assert await redis.get("smpp:op:lease:0") is None
     assert h.binds_up(await redis.hgetall(h.up_key("op")), time.time()) == 0
     await redis.aclose()
+
+
+async def test_transmitter_receiver_mode_sends_on_one_bind_and_receives_on_the_other(
+    smsc: Smsc, redis_url: str
+) -> None:
+    from dataclasses import replace
+
+    from workers.smpp import pdu as p
+
+    redis = aioredis.Redis.from_url(redis_url)
+    cfg = connection(smsc, window=4, reserve=1)
+    assert cfg.smpp is not None
+    cfg = replace(cfg, smpp=replace(cfg.smpp, bind_mode="transmitter_receiver", binds=2))
+    got: list[p.DeliverSm] = []
+
+    async def deliver(pdu: p.DeliverSm) -> int:
+        got.append(pdu)
+        return 0
+
+    holder = ConnectionHolder(cfg, redis, "t", deliver)
+    holder.start()
+    try:
+        async with asyncio.timeout(20):
+            while holder.binds_up < 2:
+                await asyncio.sleep(0.05)
+        binds = [e["command"] for e in smsc.pdus(direction="in") if "bind" in e["command"]]
+        assert sorted(binds) == ["bind_receiver", "bind_transmitter"]
+        await request(redis, "bulk", "m1", "replies:t")
+        reply = await redis.blpop(["replies:t"], timeout=10)
+        assert reply is not None and h.Reply.decode(reply[1]).outcome == h.OK
+        smsc.mo("48600100200", "4321", ["hello"], dest_addr_ton=3)
+        async with asyncio.timeout(20):
+            while not got:
+                await asyncio.sleep(0.05)
+        assert got[0].short_message == b"hello"
+    finally:
+        await holder.stop()
+        await redis.aclose()
