@@ -16,6 +16,7 @@ from dispatcher.cli_connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli_connections import register as register_connections
 from dispatcher.cli_dead_letters import register as register_dead_letters
 from dispatcher.cli_numbers import register as register_numbers
+from dispatcher.cli_prices import register as register_prices
 from dispatcher.cli_senders import register as register_senders
 from dispatcher.cli_users import register as register_users
 from dispatcher.cli_webhooks import add_account_webhook_parser
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_accounts(acc_sub)
 
     register_numbers(sub)
+    register_prices(sub)
     register_senders(sub)
     register_client(sub)
     register_connections(sub)

@@ -4,6 +4,7 @@ Each tick (default every 250 ms):
 - held messages (``scheduled``, ``retrying``) that are due are re-batched and published;
 - batches committed but never published (crash or Redis outage between commit and publish) are
   published after ``outbox_stale_s``;
+- charged messages that never reached a carrier are refunded (docs/prices.md);
 - delivery reports the dlr lane parked (they came before their submit was recorded) are
   re-published when due;
 - every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
@@ -45,6 +46,7 @@ from dispatcher.contract import (
 from dispatcher.store import callback_inbox, outbox, reports, webhooks
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
+from dispatcher.store.refunds import refund_sweep
 
 log = structlog.get_logger(component="scheduler")
 LEADER_KEY = "smsd:scheduler:leader"
@@ -67,6 +69,7 @@ class TickReport:
     early_reports: int = 0
     callbacks: int = 0
     unacked_restored: int = 0
+    refunded: int = 0
 
 
 class Scheduler:
@@ -131,6 +134,9 @@ class Scheduler:
                 TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
             )
         report.webhooks = len(hooks)
+        with self.engine.begin() as conn:
+            # Charged messages no carrier took get their price back (docs/prices.md).
+            report.refunded = refund_sweep(conn, now)
         report.callbacks = self._release_due_callbacks(now)
         report.early_reports = self._release_early_reports(now)
         if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatcher.broker import Broker
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.messages import COPY_THRESHOLD, mark_enqueued, write_submissions
+from dispatcher.store.prices import PriceBookCache
 from dispatcher.store.records import NewSubmission, StoredSubmission
 
 log = structlog.get_logger(component="writer")
@@ -56,8 +57,10 @@ class SubmissionWriter:
         max_rows: int = 5000,
         large_from: int = COPY_THRESHOLD,
         mark_idle_s: float = 0.2,
+        prices: PriceBookCache | None = None,
     ) -> None:
         self.engine = engine
+        self.prices = prices  # billing on: charge in the group's transaction (docs/prices.md)
         self.broker = broker
         self.chunk_sizes = chunk_sizes
         self.max_rows = max_rows
@@ -82,8 +85,9 @@ class SubmissionWriter:
         marks = self._take_marks() if carry_marks else []
         try:
             with self.engine.begin() as conn:
+                book = None if self.prices is None else self.prices.get(conn)
                 results, batches = write_submissions(
-                    conn, subs, self.chunk_sizes, enqueued=(marks, time.time())
+                    conn, subs, self.chunk_sizes, enqueued=(marks, time.time()), book=book
                 )
         except SQLAlchemyError as exc:
             self._keep_marks(marks)

@@ -44,6 +44,7 @@ from dispatcher.panel import mount_panel
 from dispatcher.quotas import AccountQuotas
 from dispatcher.routing import current_table
 from dispatcher.store.db import make_engine
+from dispatcher.store.prices import PriceBookCache
 from dispatcher.writer import SubmissionWriter
 
 log = structlog.get_logger(component="api")
@@ -66,6 +67,7 @@ def build_context(settings: Settings) -> ApiContext:
         broker,
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
+        prices=PriceBookCache(engine, settings.prices_reload_s) if settings.billing else None,
     )
     quotas = AccountQuotas(settings, engine)
     return ApiContext(
