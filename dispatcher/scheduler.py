@@ -7,7 +7,9 @@ Each tick (default every 250 ms):
 - charged messages that never reached a carrier are refunded (docs/prices.md);
 - delivery reports the dlr lane parked (they came before their submit was recorded) are
   re-published when due;
-- every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
+- every 10 s: accounts whose balance fell below their low-balance level get one
+  ``account.balance_low`` webhook per dip (docs/prices.md); claims older than
+  ``sending_stale_s`` are sent to a worker for reconciliation
   with the carrier, and queued messages of a lane whose queue is empty are re-published
   (their task was lost, e.g. a Redis restart without persistence); and tasks of the dlr and
   webhooks lanes left unacknowledged by a killed worker for ``unacked_restore_s`` are put back
@@ -44,6 +46,7 @@ from dispatcher.contract import (
     queue_name,
 )
 from dispatcher.store import callback_inbox, outbox, reports, webhooks
+from dispatcher.store.balances import low_balance_sweep
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
 from dispatcher.store.refunds import refund_sweep
@@ -171,6 +174,9 @@ class Scheduler:
         return len(due)
 
     def _slow(self, now: float, report: TickReport) -> None:
+        with self.engine.begin() as conn:
+            for account_id in low_balance_sweep(conn, now):
+                log.warning("balance.low", account=account_id)
         with self.engine.begin() as conn:
             report.webhooks_recovered = webhooks.recover_stale_deliveries(
                 conn, now, max_failures=self.settings.webhook_max_failures

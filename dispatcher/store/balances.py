@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from dispatcher.billing.money import currency_name as _name
+from dispatcher.billing.money import format_minor
 from dispatcher.billing.pricebook import PriceBook
 from dispatcher.store.records import NewSubmission
 from dispatcher.store.schema import balances, ledger, messages
@@ -372,3 +373,55 @@ def submission_charge(conn: Connection, submission_ids: Sequence[str]) -> dict[s
         .group_by(lg.submission_id)
     )
     return {str(s): -int(v) for s, v in conn.execute(q)}
+
+
+# -- low balance -------------------------------------------------------------------------------
+
+EVENT_BALANCE_LOW = "account.balance_low"
+
+
+def low_balance_sweep(conn: Connection, now: float) -> list[int]:
+    """Notify accounts whose balance fell below their low-balance level: one
+    ``account.balance_low`` webhook per dip (to the account's webhook URL), re-armed once the
+    balance is back at or above the level. Returns the accounts notified. The caller commits."""
+    from dispatcher.ids import new_message_id
+    from dispatcher.store.webhooks import create_account_webhook
+    from dispatcher.webhooks.payloads import iso
+
+    b = balances.c
+    conn.execute(
+        update(balances)
+        .where(
+            and_(
+                b.low_notified_at.isnot(None),
+                (b.low_balance.is_(None)) | (b.balance >= b.low_balance),
+            )
+        )
+        .values(low_notified_at=None)
+    )
+    rows = conn.execute(
+        select(b.account_id, b.balance, b.low_balance, b.currency, b.credit_limit).where(
+            and_(b.low_balance.isnot(None), b.balance < b.low_balance, b.low_notified_at.is_(None))
+        )
+    ).all()
+    for account_id, balance, low, cur, credit in rows:
+        payload = {
+            "type": EVENT_BALANCE_LOW,
+            "accountBalance": format_minor(int(balance), int(cur)),
+            "lowBalance": format_minor(int(low), int(cur)),
+            "available": None if credit is None else format_minor(int(balance + credit), int(cur)),
+            "currency": int(cur),
+            "at": iso(now),
+        }
+        create_account_webhook(
+            conn, int(account_id), EVENT_BALANCE_LOW, new_message_id(), payload, now
+        )
+        conn.execute(update(balances).where(b.account_id == account_id).values(low_notified_at=now))
+    return [int(r[0]) for r in rows]
+
+
+def accounts_below_low(conn: Connection) -> int:
+    """How many accounts are below their low-balance level now (the exporter's gauge)."""
+    b = balances.c
+    q = select(func.count()).where(and_(b.low_balance.isnot(None), b.balance < b.low_balance))
+    return int(conn.execute(q).scalar_one())

@@ -8,6 +8,7 @@ the sum of the ledger, and the ledger matches the messages' prices (docs/prices.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,15 @@ from dispatcher.accounts import Account, create_account
 from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane, Status
-from dispatcher.store.balances import Keep, balance_of, post, reconcile, set_limits
+from dispatcher.store.balances import (
+    Keep,
+    accounts_below_low,
+    balance_of,
+    low_balance_sweep,
+    post,
+    reconcile,
+    set_limits,
+)
 from dispatcher.store.db import make_engine
 from dispatcher.store.prices import NewPrice, PriceBookCache, PriceListError, add_price
 from dispatcher.store.progress import (
@@ -284,3 +293,39 @@ def test_limits_keep_what_is_not_changed(world: World) -> None:
     with world.engine.begin() as conn:
         b = set_limits(conn, world.account.id, PLN, credit_limit=Keep.KEEP, low_balance=None)
     assert (b.credit_limit, b.low_balance) == (50, None)
+
+
+def test_a_low_balance_is_told_once_per_dip(world: World) -> None:
+    world.top_up(100)
+    with world.engine.begin() as conn:
+        set_limits(conn, world.account.id, PLN, low_balance=50)
+        conn.execute(
+            text("UPDATE accounts SET webhook_url = 'https://hooks.example/x' WHERE id = :i"),
+            {"i": world.account.id},
+        )
+
+    def sweep() -> list[int]:
+        with world.engine.begin() as conn:
+            return low_balance_sweep(conn, time.time())
+
+    def alerts() -> list[str]:
+        rows = world.rows(
+            "SELECT payload FROM webhook_deliveries WHERE event = 'account.balance_low'"
+        )
+        return [json.loads(r[0])["accountBalance"] for r in rows]
+
+    assert sweep() == [] and alerts() == []
+    world.write(world.sub(phones(11)))  # 100 - 55 = 45: below 50
+    with world.engine.connect() as conn:
+        assert accounts_below_low(conn) == 1
+    assert sweep() == [world.account.id]
+    assert sweep() == []  # once per dip
+    world.write(world.sub(phones(1, "+48501")))
+    assert sweep() == [] and alerts() == ["0.45"]
+    world.top_up(100)  # back above the level: re-armed
+    assert sweep() == []
+    world.write(world.sub(phones(20, "+48502")))
+    assert sweep() == [world.account.id]
+    assert alerts() == ["0.45", "0.40"]
+    with world.engine.connect() as conn:
+        assert accounts_below_low(conn) == 1
