@@ -343,13 +343,26 @@ def cmd_usage(args: argparse.Namespace) -> int:
         date_to = args.date_to or time.time()
         date_from = args.date_from or date_to - 31 * 86_400
         with engine.connect() as conn:
-            rows = usage(conn, date_from, date_to, account_id)
+            rows = usage(conn, date_from, date_to, account_id, carrier_costs())
     except LookupError as exc:
         return fail(str(exc))
     finally:
         engine.dispose()
     sys.stdout.write(usage_csv(rows))
     return 0
+
+
+def carrier_costs() -> dict[str, tuple[int, int]]:
+    """Connection name → (cost per part, currency) from the connections file, where set."""
+    from dispatcher.config import Settings
+    from dispatcher.routing import current_table
+
+    config = current_table(Settings.from_env()).config
+    return {
+        c.name: (c.cost_per_part, c.cost_currency)
+        for c in config.connections
+        if c.cost_per_part is not None
+    }
 
 
 def _time_arg(raw: str) -> float:

@@ -42,6 +42,7 @@ from dispatcher.store.progress import (
 )
 from dispatcher.store.records import NewSubmission, StoredSubmission
 from dispatcher.store.refunds import refund_sweep
+from dispatcher.store.usage import campaign_cost, usage, usage_csv
 from dispatcher.submit import SendRequest, prepare
 from dispatcher.writer import SubmissionWriter
 from tests.support.services import fresh_database, fresh_redis
@@ -329,3 +330,33 @@ def test_a_low_balance_is_told_once_per_dip(world: World) -> None:
     assert alerts() == ["0.45", "0.40"]
     with world.engine.connect() as conn:
         assert accounts_below_low(conn) == 1
+
+
+def test_usage_per_country_and_connection_with_the_carriers_cost(world: World) -> None:
+    world.top_up(10_000)
+    sub = world.sub(["+48500100200", "+48600100200", "+48500100201"], message=TEXT_3_PARTS)
+    sub.campaign = "spring"
+    world.write(sub)
+    taken, refused, queued = (m.id for m in sub.messages)
+    now = time.time()
+    with world.engine.begin() as conn:
+        claim(conn, [taken, refused], "c1", now)
+        record_sent(conn, [Sent(taken, "c-1", 200, 1.0)], now)
+        record_failures(
+            conn, [Failure(refused, Status.REJECTED, "carrier_rejected", "x", True, 400)], now
+        )
+        refund_sweep(conn, now)
+        rows = usage(conn, now - 60, now + 60, world.account.id, {"c1": (3, PLN)})
+        spring = campaign_cost(conn, world.account.id, "spring")
+    by_connection = {r.connection: r for r in rows}
+    assert set(by_connection) == {"c1", ""}
+    c1 = by_connection["c1"]
+    assert (c1.country, c1.messages, c1.parts, c1.amount, c1.refunded) == ("PL", 2, 6, 36, 21)
+    assert c1.carrier_cost == 9  # the three parts the carrier took, at 0.03
+    assert c1.margin == 36 - 21 - 9
+    assert by_connection[""].carrier_cost is None  # queued: no connection yet
+    assert (spring.amount, spring.refunded, spring.net) == (51, 21, 30)
+    text_csv = usage_csv(rows)
+    assert text_csv.splitlines()[0].startswith("account,day,country,connection,messages")
+    assert ",c1,2,6,0.36,0.21,0.15,0.09,0.06,PLN" in text_csv
+    assert queued

@@ -1,4 +1,5 @@
-"""Price lists: longest prefix, the account's list before the default, effective dates; money."""
+"""Price lists: longest prefix, the account's list before the default, effective dates; money;
+the carrier's cost per connection."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 
 from dispatcher.billing.money import MoneyError, currency, format_minor, to_minor
 from dispatcher.billing.pricebook import PriceBook, PriceEntry, destination_prefix
+from dispatcher.config import Settings
+from dispatcher.routing.loader import ConfigError, parse
 
 PLN = 985
 ACME = 7
@@ -116,3 +119,28 @@ def test_the_quote_is_the_longest_listed_prefix_of_the_number(
     matching = [p for p in set(prefixes) if digits.startswith(p)]
     expected = max(len(p) for p in matching) + 1 if matching else None
     assert price(book, "+" + digits) == expected
+
+
+def _connection(**extra: object) -> dict[str, object]:
+    return {"name": "c1", "type": "simulator", "url": "http://127.0.0.1:9", "tps": 10, **extra}
+
+
+def test_a_connections_carrier_cost_is_validated_naming_the_key() -> None:
+    settings = Settings()
+    config = parse({"connections": [_connection(fallback=True)]}, "c.toml", settings, {})
+    assert config.connections[0].cost_per_part is None
+    config = parse(
+        {"connections": [_connection(fallback=True, cost_per_part="0.03", cost_currency="PLN")]},
+        "c.toml",
+        settings,
+        {},
+    )
+    assert (config.connections[0].cost_per_part, config.connections[0].cost_currency) == (3, PLN)
+    for extra, key in (
+        ({"cost_per_part": "0.035", "cost_currency": "PLN"}, "cost_per_part"),
+        ({"cost_per_part": "0.03", "cost_currency": "XYZ"}, "cost_currency"),
+        ({"cost_per_part": 0.03, "cost_currency": "PLN"}, "cost_per_part"),
+        ({"cost_currency": "PLN"}, "cost_currency"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            parse({"connections": [_connection(fallback=True, **extra)]}, "c.toml", settings, {})
