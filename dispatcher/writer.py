@@ -83,6 +83,9 @@ class SubmissionWriter:
         self, subs: Sequence[NewSubmission], carry_marks: bool
     ) -> tuple[list[StoredSubmission], list[str]]:
         marks = self._take_marks() if carry_marks else []
+        # Opt-outs and billing drop recipients in place: a failed transaction puts them back,
+        # so a retry reports them again instead of losing them.
+        originals = [list(s.messages) for s in subs]
         try:
             with self.engine.begin() as conn:
                 book = None if self.prices is None else self.prices.get(conn)
@@ -91,6 +94,8 @@ class SubmissionWriter:
                 )
         except SQLAlchemyError as exc:
             self._keep_marks(marks)
+            for sub, kept in zip(subs, originals, strict=True):
+                sub.messages = kept
             raise StoreUnavailable(type(exc).__name__) from exc
         done: list[str] = []
         if batches:

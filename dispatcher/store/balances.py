@@ -102,6 +102,7 @@ def charge(
             continue
         kept = []
         for m in sub.messages:
+            m.price, m.currency, m.charged = 0, 0, False  # a retried group prices afresh
             quote = book.quote(sub.account_id, m.phone, now)
             if quote is None or (row is not None and quote.currency != row.currency):
                 result.refused.append((m.phone, NO_PRICE))

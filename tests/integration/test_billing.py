@@ -30,7 +30,7 @@ from dispatcher.store.balances import (
     reconcile,
     set_limits,
 )
-from dispatcher.store.db import make_engine
+from dispatcher.store.db import StoreUnavailable, make_engine
 from dispatcher.store.prices import NewPrice, PriceBookCache, PriceListError, add_price
 from dispatcher.store.progress import (
     Failure,
@@ -360,3 +360,18 @@ def test_usage_per_country_and_connection_with_the_carriers_cost(world: World) -
     assert text_csv.splitlines()[0].startswith("account,day,country,connection,messages")
     assert ",c1,2,6,0.36,0.21,0.15,0.09,0.06,PLN" in text_csv
     assert queued
+
+
+def test_a_failed_group_charges_nothing_and_its_retry_prices_afresh(world: World) -> None:
+    world.top_up(15)  # three messages
+    bad = world.sub(phones(1, "+48501"))
+    paying = world.sub(phones(3))
+    bad.messages[0].id = paying.messages[0].id  # a duplicate key: the whole group fails
+    with pytest.raises(StoreUnavailable):
+        world.write(bad, paying)  # bad pays 5, paying 10 and one refused: then it fails
+    assert world.balance() == 15
+    assert len(paying.messages) == 3  # the refused recipient is back
+    stored = world.write(paying)[0]  # alone now: all three paid
+    assert stored.unpaid == [] and len(paying.messages) == 3
+    assert world.balance() == 0
+    world.consistent()
