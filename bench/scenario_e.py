@@ -104,7 +104,7 @@ async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[s
 def _fund(name: str) -> None:
     """Prices and a balance for the account (billing on): the default list prices Poland,
     and the balance pays for far more than the run sends."""
-    from dispatcher.accounts import find_account
+    from dispatcher.accounts.account import find_account
     from dispatcher.store.balances import post, set_limits
     from dispatcher.store.db import make_engine
     from dispatcher.store.prices import NewPrice, add_price

@@ -387,7 +387,7 @@ def low_balance_sweep(conn: Connection, now: float) -> list[int]:
     balance is back at or above the level. Returns the accounts notified. The caller commits."""
     from dispatcher.ids import new_message_id
     from dispatcher.store.webhooks import create_account_webhook
-    from dispatcher.webhooks.payloads import iso
+    from dispatcher.times import iso_ms as iso
 
     b = balances.c
     conn.execute(

@@ -35,8 +35,7 @@ def refund_sweep(conn: Connection, now: float, limit: int = SWEEP_LIMIT) -> int:
         r[0]
         for r in conn.execute(
             text(
-                f"SELECT id FROM messages WHERE {REFUNDABLE} "
-                f"ORDER BY status_at LIMIT :limit{lock}"
+                f"SELECT id FROM messages WHERE {REFUNDABLE} ORDER BY status_at LIMIT :limit{lock}"
             ),
             {"limit": limit},
         )

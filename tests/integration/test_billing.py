@@ -17,10 +17,12 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from dispatcher.accounts import Account, create_account
-from dispatcher.broker import Broker
+from dispatcher.accounts.account import Account, create_account
 from dispatcher.config import Settings
 from dispatcher.contract import Lane, Status
+from dispatcher.intake.broker import Broker
+from dispatcher.intake.submit import SendRequest, prepare
+from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store.balances import (
     Keep,
     accounts_below_low,
@@ -43,8 +45,6 @@ from dispatcher.store.progress import (
 from dispatcher.store.records import NewSubmission, StoredSubmission
 from dispatcher.store.refunds import refund_sweep
 from dispatcher.store.usage import campaign_cost, usage, usage_csv
-from dispatcher.submit import SendRequest, prepare
-from dispatcher.writer import SubmissionWriter
 from tests.support.services import fresh_database, fresh_redis
 
 pytestmark = pytest.mark.integration
