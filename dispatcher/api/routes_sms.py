@@ -221,6 +221,8 @@ async def send_sms(
     )
     # Recipients the balance could not pay for, or without a price (docs/prices.md).
     prepared.recipient_errors.extend(unpaid_error(p, code) for p, code in stored.unpaid)
+    if stored.unpaid:
+        metrics.record_unpaid(stored.unpaid)
     balance = balance_text(stored.balance, stored.balance_currency)
     if stored.refused:
         none_sent: dict[str, Any] = {

@@ -27,6 +27,7 @@ from dispatcher.billing.money import format_minor
 from dispatcher.billing.pricebook import PriceBook
 from dispatcher.store.records import NewSubmission
 from dispatcher.store.schema import balances, ledger, messages
+from dispatcher.store.sql import dialect_insert
 
 INSUFFICIENT = "insufficient_balance"
 NO_PRICE = "no_price"
@@ -211,15 +212,17 @@ def balance_of(conn: Connection, account_id: int) -> Balance | None:
 def _ensure_row(conn: Connection, account_id: int, currency: int, now: float) -> _Row:
     """The locked balance row, created at zero (credit 0: prepaid) in ``currency`` if missing."""
     rows = lock_balances(conn, [account_id])
-    if account_id not in rows:
+    if account_id not in rows:  # a concurrent first top-up may have created it meanwhile
         conn.execute(
-            insert(balances).values(
+            dialect_insert(conn, balances)
+            .values(
                 account_id=account_id,
                 currency=currency,
                 balance=0,
                 credit_limit=0,
                 updated_at=now,
             )
+            .on_conflict_do_nothing()
         )
         rows = lock_balances(conn, [account_id])
     row = rows[account_id]
