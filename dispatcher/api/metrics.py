@@ -51,9 +51,9 @@ MESSAGES_ACCEPTED = Counter(
 )
 RECIPIENTS_UNPAID = Counter(
     "smsdispatch_recipients_unpaid",
-    "Recipients refused at accept by billing (docs/prices.md), by error code "
-    "(insufficient_balance, no_price).",
-    ["code"],
+    "Recipients refused at accept by billing (docs/prices.md), by reason "
+    "(our error code: insufficient_balance or no_price).",
+    ["reason"],
 )
 ACCEPT_DURATION = Histogram(
     "smsdispatch_accept_duration_seconds",

@@ -167,7 +167,7 @@ def test_answers_carry_prices_and_the_balance_and_refunds_come_back() -> None:
             ("no_price", "+4930123456")
         ]
         scraped = httpx.get(stack.api_url + "/metrics").text
-        assert 'smsdispatch_recipients_unpaid_total{code="no_price"} 1.0' in scraped
+        assert 'smsdispatch_recipients_unpaid_total{reason="no_price"} 1.0' in scraped
         first = r.json()["data"][0]
         view = client.get(first["id"])
         assert (view["smsPrice"], view["currency"]) == (first["smsPrice"], PLN)
