@@ -21,7 +21,8 @@ from dispatcher.accounts.account import Account, create_account
 from dispatcher.config import Settings
 from dispatcher.contract import Lane, Status
 from dispatcher.intake.broker import Broker
-from dispatcher.intake.submit import SendRequest, prepare
+from dispatcher.intake.enqueue import Producer
+from dispatcher.intake.submit import RequestRefused, SendRequest, prepare
 from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store.balances import (
     Keep,
@@ -55,8 +56,10 @@ TEXT_3_PARTS = "x" * 400  # GSM-7, 3 parts
 
 
 class World:
-    def __init__(self, engine: Engine, redis_url: str) -> None:
+    def __init__(self, engine: Engine, redis_url: str, db_url: str = "") -> None:
         self.engine = engine
+        self.db_url = db_url
+        self.redis_url = redis_url
         self.settings = Settings.from_env({}, redis_url=redis_url, billing=True)
         self.broker = Broker(redis_url)
         self.writer = SubmissionWriter(
@@ -110,7 +113,7 @@ class World:
 def world() -> Iterator[World]:
     with fresh_database() as db_url, fresh_redis() as redis_url:
         engine = make_engine(db_url)
-        w = World(engine, redis_url)
+        w = World(engine, redis_url, db_url)
         w.price("PL", "0.07")
         w.price("+4850", "0.05")
         yield w
@@ -374,4 +377,22 @@ def test_a_failed_group_charges_nothing_and_its_retry_prices_afresh(world: World
     stored = world.write(paying)[0]  # alone now: all three paid
     assert stored.unpaid == [] and len(paying.messages) == 3
     assert world.balance() == 0
+    world.consistent()
+
+
+def test_the_library_producer_is_charged_the_same_way(world: World) -> None:
+    world.top_up(10)  # two messages
+    producer = Producer(
+        Settings.from_env({}, database_url=world.db_url, redis_url=world.redis_url, billing=True)
+    )
+    try:
+        ids = producer.send_sms("alpha", sender="ACME", message="hi", phone_numbers=phones(3))
+        assert len(ids) == 2  # the third was refused, not stored
+        with pytest.raises(RequestRefused) as refused:
+            producer.send_sms("alpha", sender="ACME", message="hi", phone_numbers=phones(1))
+        assert [e.code for e in refused.value.errors] == ["insufficient_balance"]
+    finally:
+        producer.close()
+    charges = world.rows("SELECT actor, amount FROM ledger WHERE kind = 'charge'")
+    assert [tuple(r) for r in charges] == [("library", -10)]
     world.consistent()
