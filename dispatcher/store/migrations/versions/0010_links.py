@@ -1,15 +1,15 @@
 """short links and click tracking (shortLink, docs/short-links.md)
 
-Revision ID: 0009_links
-Revises: 0008_sender_names
+Revision ID: 0010_links
+Revises: 0009_prices
 Create Date: 2026-12-07 06:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_links"
-down_revision = "0008_sender_names"
+revision = "0010_links"
+down_revision = "0009_prices"
 branch_labels = None
 depends_on = None
 
