@@ -44,6 +44,9 @@ def _row(i: int) -> tuple[object, ...]:
         "attempts": 0,
         "webhook_url": None,
         "original_body": f"text {i} (as written)" if i % 3 == 0 else None,
+        "price": 7 * (i % 4),
+        "currency": 985 if i % 4 else 0,
+        "charged": i % 4 != 0,
     }
     return tuple(values[c] for c in MESSAGE_COLUMNS)
 
