@@ -245,5 +245,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+    return int(args.func(args))

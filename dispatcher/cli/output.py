@@ -8,14 +8,16 @@ and long jobs report through :func:`progress`. The format is chosen once, here:
 - ``-o human``: tables (and colours where the terminal has them; ``NO_COLOR`` turns them off);
 - neither: tables when stdout is a terminal, JSON when it is a pipe or a file.
 
-rich (tables, colours, the progress bar) is imported only when something is drawn for a person:
-the JSON path and the long-running processes (``api``, ``worker``) never load it.
+Tables are plain aligned columns (no library: a few lines); colours only on a terminal and never
+with ``NO_COLOR``. The progress bar is tqdm's, imported only when one is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -25,8 +27,6 @@ from typing import IO, Any, Protocol
 from dispatcher.cli.exits import Exit
 
 FORMATS = ("json", "human")
-#: More columns than this and a list is shown as one key/value block per item.
-WIDEST_TABLE = 7
 
 
 def add_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
@@ -71,11 +71,9 @@ def emit(
     if wants_json(args):
         print(json.dumps(data, indent=indent, ensure_ascii=ensure_ascii))
         return
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    for part in _renderables(data, None):
-        console.print(part)
+    style = _Style(sys.stdout)
+    width = shutil.get_terminal_size().columns
+    print("\n\n".join(_blocks(data, None, style, width)))
 
 
 def fail(
@@ -89,18 +87,34 @@ def fail(
     if wants_json(args):
         print(json.dumps(payload), file=sys.stderr)
         return int(code)
-    from rich.console import Console
-    from rich.markup import escape
-
+    style = _Style(sys.stderr)
     message = str(payload.get("message") or payload.get("error"))
     extra = [f"{k}={v}" for k, v in payload.items() if k not in ("error", "message") and v]
     if payload.get("message") and payload.get("error"):
         extra.insert(0, str(payload["error"]))
-    line = f"[bold red]error:[/] {escape(message)}"
+    line = f"{style('error:', RED)} {message}"
     if extra:
-        line += f" [dim]({escape(', '.join(extra))})[/]"
-    Console(stderr=True, highlight=False).print(line)
+        line += " " + style(f"({', '.join(extra)})", DIM)
+    print(line, file=sys.stderr)
     return int(code)
+
+
+BOLD, DIM, RED, CYAN = "1", "2", "1;31", "36"
+
+
+class _Style:
+    """ANSI styles when ``stream`` is a terminal that wants them (not ``NO_COLOR``, not a
+    ``dumb`` terminal), else none."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.on = (
+            stream.isatty()
+            and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM", "") != "dumb"
+        )
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.on else text
 
 
 def _cell(value: Any) -> str:
@@ -121,34 +135,43 @@ def _is_table(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def _renderables(data: Any, title: str | None) -> Iterator[Any]:
-    from rich import box
-    from rich.table import Table
+def _key_values(rows: dict[str, str], title: str | None, style: _Style) -> str:
+    pad = max(len(k) for k in rows)
+    lines = [style(title, CYAN)] if title else []
+    lines += [f"{style(k.ljust(pad), BOLD)}  {v}" for k, v in rows.items()]
+    return "\n".join(lines)
 
+
+def _table(rows: list[dict[str, Any]], title: str | None, style: _Style, width: int) -> str | None:
+    """Aligned columns, or ``None`` when they do not fit in ``width``."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    if sum(widths) + 2 * (len(widths) - 1) > width:
+        return None
+    lines = [style(title, CYAN)] if title else []
+    lines.append(style("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), BOLD))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _blocks(data: Any, title: str | None, style: _Style, width: int) -> Iterator[str]:
     if _is_table(data):
-        columns = list(dict.fromkeys(k for row in data for k in row))
-        if len(columns) > WIDEST_TABLE:  # too wide for a terminal: one block per item
-            for row in data:
-                first = _cell(next(iter(row.values()), None))
-                flat = {k: _cell(v) for k, v in row.items()}
-                yield from _renderables(flat, first if title is None else f"{title}: {first}")
+        table = _table(data, title, style, width)
+        if table is not None:
+            yield table
             return
-        table = Table(*columns, title=title, box=box.SIMPLE_HEAD, title_justify="left")
-        for row in data:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-        yield table
+        for row in data:  # too wide for the terminal: one key/value block per item
+            first = _cell(next(iter(row.values()), None))
+            name = first if title is None else f"{title}: {first}"
+            yield _key_values({str(k): _cell(v) for k, v in row.items()}, name, style)
     elif isinstance(data, dict):
         simple = {k: v for k, v in data.items() if not (_is_table(v) or isinstance(v, dict))}
         if simple:
-            table = Table(show_header=False, box=None, title=title, title_justify="left")
-            table.add_column(style="bold")
-            table.add_column()
-            for key, value in simple.items():
-                table.add_row(str(key), _cell(value))
-            yield table
+            yield _key_values({str(k): _cell(v) for k, v in simple.items()}, title, style)
         for key, value in data.items():
             if key not in simple:
-                yield from _renderables(value, key if title is None else f"{title}.{key}")
+                yield from _blocks(value, key if title is None else f"{title}.{key}", style, width)
     elif isinstance(data, list):
         yield "\n".join(_cell(v) for v in data) if data else "(none)"
     else:
@@ -201,10 +224,10 @@ class _Lines:
 
 
 class _Bar:
-    """rich's bar, with the counters beside it."""
+    """tqdm's bar, with the counters beside it."""
 
-    def __init__(self, bar: Any, task: Any, rate_of: str | None) -> None:
-        self.bar, self.task, self.rate_of = bar, task, rate_of
+    def __init__(self, bar: Any, rate_of: str | None) -> None:
+        self.bar, self.rate_of = bar, rate_of
         self.started = time.monotonic()
 
     def update(self, completed: int, **counts: int) -> None:
@@ -212,7 +235,8 @@ class _Bar:
         text = "  ".join(f"{name} {n:,}" for name, n in counts.items())
         if self.rate_of and elapsed > 0:
             text += f"  {counts.get(self.rate_of, 0) / elapsed:,.0f} {self.rate_of}/s"
-        self.bar.update(self.task, completed=completed, counts=text)
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.update(completed - self.bar.n)
 
 
 @contextmanager
@@ -224,28 +248,24 @@ def progress(
     rate_of: str | None = None,
     interval: float = 5.0,
 ) -> Iterator[Progress]:
-    """A progress reporter on ``stream`` (stderr by default): rich's bar on a terminal, a
+    """A progress reporter on ``stream`` (stderr by default): tqdm's bar on a terminal, a
     plain line every ``interval`` seconds (and a last one) otherwise. ``rate_of`` names the
     counter whose rate is shown (e.g. ``rows``)."""
     out = sys.stderr if stream is None else stream
     if not out.isatty():
         lines = _Lines(out, total, label, rate_of, interval)
-        try:
-            yield lines
-        finally:
-            lines.finish()
+        yield lines
+        lines.finish()  # the last line, when the job finished (an error says enough itself)
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
-    from rich.progress import Progress as RichProgress
+    from tqdm import tqdm
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[counts]}"),
-    )
-    with RichProgress(*columns, console=Console(file=out)) as bar:
-        yield _Bar(bar, bar.add_task(label, total=total, counts=""), rate_of)
+    with tqdm(
+        total=total,
+        desc=label,
+        file=out,
+        unit="B",
+        unit_scale=True,
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| ETA {remaining}{postfix}",
+    ) as bar:
+        yield _Bar(bar, rate_of)

@@ -74,7 +74,7 @@ def test_send_and_status(stack: Stack, account: ApiClient) -> None:
 
     wait_until(status, 30, interval=0.3, what="sent")
     bad = _cli(stack, account, "send", "--to", "+48111222333", "--text", "x", "--sender", "?" * 20)
-    assert bad.returncode == 1
+    assert bad.returncode == 5  # Exit.API_REFUSED
     assert json.loads(bad.stderr) == {
         "error": "invalid_sender",
         "status": 400,
