@@ -23,6 +23,7 @@ from dispatcher.cli.examples import EXAMPLES
 from dispatcher.cli.numbers import register as register_numbers
 from dispatcher.cli.output import add_options, emit
 from dispatcher.cli.parsers import walk
+from dispatcher.cli.prices import register as register_prices
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
@@ -140,6 +141,17 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smpp(args: argparse.Namespace) -> int:
+    """Hold the SMPP binds of the ``smpp`` connections (replaces this process, like
+    ``worker``: the producer side never imports worker code)."""
+    if checked(_settings()) is None:
+        return CONFIG_ERROR_EXIT
+    argv = [sys.executable, "-m", "workers.smpp"]
+    if args.max_binds is not None:
+        argv += ["--max-binds", str(args.max_binds)]
+    os.execv(sys.executable, argv)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole stack in the foreground, on embedded defaults (``make run``)."""
     from devstack.run import run_stack
@@ -217,11 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     register_accounts(acc_sub)
 
     register_numbers(sub)
+    register_prices(sub)
     register_senders(sub)
     register_client(sub)
     register_connections(sub)
     register_users(sub)
     register_dead_letters(sub)
+
+    sm = sub.add_parser("smpp", help="hold the SMPP binds of the smpp connections")
+    sm.add_argument(
+        "--max-binds",
+        type=int,
+        default=None,
+        help="binds per connection this process takes at most (default: all it can get)",
+    )
+    sm.set_defaults(func=cmd_smpp)
 
     r = sub.add_parser("run", help="run the whole stack locally (make run)")
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")
