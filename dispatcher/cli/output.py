@@ -27,33 +27,38 @@ from typing import IO, Any, Protocol
 from dispatcher.cli.exits import Exit
 
 FORMATS = ("json", "human")
+DEST = "output_format"  # not "output": a command may have an --output FILE of its own
 
 
 def add_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
     """Add ``--json`` and ``-o/--output`` to ``parser`` (every sub-command gets them; on the
     top-level parser they default to automatic, on the sub-commands they keep what came first)."""
     default: Any = None if top else argparse.SUPPRESS
+    taken = parser._option_string_actions  # a command's own -o/--output/--json wins
     group = parser.add_argument_group("output")
-    group.add_argument(
-        "--json",
-        dest="output",
-        action="store_const",
-        const="json",
-        default=default,
-        help="print JSON (the default when stdout is not a terminal)",
-    )
-    group.add_argument(
-        "-o",
-        "--output",
-        choices=FORMATS,
-        default=default,
-        help="json, or human (tables; the default on a terminal)",
-    )
+    if "--json" not in taken:
+        group.add_argument(
+            "--json",
+            dest=DEST,
+            action="store_const",
+            const="json",
+            default=default,
+            help="print JSON (the default when stdout is not a terminal)",
+        )
+    names = [n for n in ("-o", "--output") if n not in taken]
+    if names:
+        group.add_argument(
+            *names,
+            dest=DEST,
+            choices=FORMATS,
+            default=default,
+            help="json, or human (tables; the default on a terminal)",
+        )
 
 
 def wants_json(args: argparse.Namespace | None) -> bool:
     """Whether to print JSON: asked for, or stdout is not a terminal."""
-    chosen = getattr(args, "output", None)
+    chosen = getattr(args, DEST, None)
     if chosen is not None:
         return bool(chosen == "json")
     return not sys.stdout.isatty()

@@ -154,13 +154,13 @@ def test_a_list_is_an_aligned_table_on_a_terminal(capsys: pytest.CaptureFixture[
         {"number": "+48500600700", "kind": "long_number", "account": "acme"},
         {"number": "4321", "kind": "short_code", "account": None},
     ]
-    output.emit(argparse.Namespace(output="human"), rows)
+    output.emit(argparse.Namespace(output_format="human"), rows)
     assert capsys.readouterr().out.splitlines() == [
         "number        kind         account",
         "+48500600700  long_number  acme",
         "4321          short_code   -",
     ]
-    output.emit(argparse.Namespace(output="json"), rows, indent=2)
+    output.emit(argparse.Namespace(output_format="json"), rows, indent=2)
     assert json.loads(capsys.readouterr().out) == rows
 
 
@@ -204,6 +204,16 @@ def test_exit_codes(tmp_path: Path) -> None:
     assert json.loads(refused.stderr) == {"error": "no account named 'nobody'"}
     # The API's own refusals (Exit.API_REFUSED) are proven against a real API in
     # tests/integration/test_cli_client.py.
+
+
+def test_a_command_keeps_its_own_output_option() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output", metavar="FILE")  # e.g. a report written to a file
+    output.add_options(parser, top=True)
+    args = parser.parse_args(["--output", "usage.csv", "-o", "human"])
+    assert args.output == "usage.csv" and not output.wants_json(args)
+    args = parser.parse_args(["--output", "usage.csv", "--json"])
+    assert args.output == "usage.csv" and output.wants_json(args)
 
 
 def test_plain_progress_lines_when_not_a_terminal() -> None:
