@@ -1,0 +1,56 @@
+"""panel workspace: named API keys with their last use and revocation, the audit log, and
+an index for an account's recent webhook deliveries
+
+Revision ID: 0009_panel
+Revises: 0008_sender_names
+Create Date: 2026-12-07 06:00:00
+
+Keys that exist when this runs get no name (the panel shows "unnamed") and no last use.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009_panel"
+down_revision = "0008_sender_names"
+branch_labels = None
+depends_on = None
+
+_bigint_pk = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(sa.Column("name", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("created_by", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("last_used_at", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("revoked_at", sa.Double(), nullable=True))
+    op.create_table(
+        "audit_log",
+        sa.Column("id", _bigint_pk, autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("target", sa.String(length=128), nullable=True),
+        sa.Column("detail", sa.String(length=512), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_audit_log_account_id", "audit_log", ["account_id", "id"], unique=False)
+    op.create_index(
+        "ix_webhook_deliveries_account_created",
+        "webhook_deliveries",
+        ["account_id", "created_at"],
+        unique=False,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_account_created", table_name="webhook_deliveries")
+    op.drop_index("ix_audit_log_account_id", table_name="audit_log")
+    op.drop_table("audit_log")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("revoked_at")
+        batch.drop_column("last_used_at")
+        batch.drop_column("created_by")
+        batch.drop_column("name")

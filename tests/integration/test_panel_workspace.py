@@ -1,0 +1,418 @@
+"""The panel as the customer's workspace, over real HTTP on a real stack (database, Redis,
+API process): roles on every route (the walk), API keys (create, use, last used, revoke,
+rotate), webhooks (URL checks, secret, test event, resume), sender names (request, operator
+decision, then a send), operator accounts, and the audit log of all of it.
+
+No workers run here: nothing needs sending (the browser walk follows messages end to end).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from smsdispatch_client.webhooks import verify
+from sqlalchemy import insert, select
+
+from dispatcher.accounts import find_account
+from dispatcher.store.schema import api_keys, webhook_endpoints
+from dispatcher.store.senders import find_name
+from dispatcher.store.webhooks import signing_secrets
+from tests.browser.panel_helpers import PanelClient, csrf_of, logged_in, make_user
+from tests.integration.test_isolation import app_routes
+from tests.support.receiver import Answer, Receiver
+from tests.support.stack import ApiClient, Stack, running_stack, wait_until
+
+pytestmark = pytest.mark.integration
+
+# Every panel route, the least role that may use it, and a concrete path to walk it with.
+# "any": every logged-in user; "public": no login. A route missing here fails the walk.
+ROUTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "/panel"): ("public", "/panel"),
+    ("GET", "/panel/login"): ("public", "/panel/login"),
+    ("POST", "/panel/login"): ("public", "/panel/login"),
+    ("POST", "/panel/logout"): ("any", "/panel/logout"),
+    ("GET", "/panel/{rest:path}"): ("any", "/panel/nothing-here"),
+    ("GET", "/panel/static"): ("public", "/panel/static/panel.css"),  # the mount
+    ("GET", "/panel/messages"): ("any", "/panel/messages"),
+    ("GET", "/panel/messages/{message_id}"): ("any", "/panel/messages/x"),
+    ("POST", "/panel/messages/{message_id}/lookup"): ("any", "/panel/messages/x/lookup"),
+    ("GET", "/panel/campaigns"): ("any", "/panel/campaigns"),
+    ("GET", "/panel/campaigns/{kind}/{key:path}"): ("any", "/panel/campaigns/c/x"),
+    ("GET", "/panel/suppressions"): ("any", "/panel/suppressions"),
+    ("POST", "/panel/suppressions/remove"): ("admin", "/panel/suppressions/remove"),
+    ("GET", "/panel/senders"): ("any", "/panel/senders"),
+    ("POST", "/panel/senders/request"): ("admin", "/panel/senders/request"),
+    ("GET", "/panel/account/api"): ("admin", "/panel/account/api"),
+    ("POST", "/panel/account/api/create"): ("admin", "/panel/account/api/create"),
+    ("POST", "/panel/account/api/{key_id}/revoke"): ("admin", "/panel/account/api/999999/revoke"),
+    ("POST", "/panel/account/api/{key_id}/rotate"): ("admin", "/panel/account/api/999999/rotate"),
+    ("GET", "/panel/account/audit"): ("admin", "/panel/account/audit"),
+    ("GET", "/panel/account/webhooks"): ("admin", "/panel/account/webhooks"),
+    ("POST", "/panel/account/webhooks"): ("admin", "/panel/account/webhooks"),
+    ("POST", "/panel/account/webhooks/rotate-secret"): (
+        "admin",
+        "/panel/account/webhooks/rotate-secret",
+    ),
+    ("POST", "/panel/account/webhooks/test"): ("admin", "/panel/account/webhooks/test"),
+    ("POST", "/panel/account/webhooks/resume"): ("admin", "/panel/account/webhooks/resume"),
+    ("GET", "/panel/operator/senders"): ("operator", "/panel/operator/senders"),
+    ("POST", "/panel/operator/senders/{name_id}/approve"): (
+        "operator",
+        "/panel/operator/senders/999999/approve",
+    ),
+    ("POST", "/panel/operator/senders/{name_id}/reject"): (
+        "operator",
+        "/panel/operator/senders/999999/reject",
+    ),
+    ("GET", "/panel/operator/accounts"): ("operator", "/panel/operator/accounts"),
+    ("POST", "/panel/operator/accounts"): ("operator", "/panel/operator/accounts"),
+    ("POST", "/panel/operator/accounts/{account_id}/limits"): (
+        "operator",
+        "/panel/operator/accounts/999999/limits",
+    ),
+    ("GET", "/panel/operator/audit"): ("operator", "/panel/operator/audit"),
+}
+RANK = {"support": 0, "admin": 1, "operator": 2}
+
+
+@dataclass
+class World:
+    stack: Stack
+    rx: Receiver
+    a: ApiClient
+    b: ApiClient
+    support_a: PanelClient
+    admin_a: PanelClient
+    admin_b: PanelClient
+    operator: PanelClient
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with (
+        Receiver() as rx,
+        running_stack(
+            workers={},
+            scheduler=False,
+            webhook_allow_private=1,
+            auth_cache_ttl_s=0.5,  # revocations show within the test's patience
+            webhook_timeout_s=3,
+        ) as s,
+    ):
+        a = s.account("ws-a", sender_policy="registered")
+        b = s.account("ws-b")
+        platform = s.account("ws-platform")
+        yield World(
+            s,
+            rx,
+            a,
+            b,
+            logged_in(s, make_user(s, a.account_id, "support")),
+            logged_in(s, make_user(s, a.account_id, "admin")),
+            logged_in(s, make_user(s, b.account_id, "admin")),
+            logged_in(s, make_user(s, platform.account_id, "operator")),
+        )
+
+
+def panel_routes() -> set[tuple[str, str]]:
+    return {(m, p) for m, p in app_routes() if p.startswith("/panel")}
+
+
+def test_every_panel_route_checks_the_role(world: World) -> None:
+    served = panel_routes()
+    served.add(("GET", "/panel/static"))  # a mount: the walk of app_routes lists its inside
+    assert served - set(ROUTES) == set(), "a panel route without its role in ROUTES"
+    assert set(ROUTES) - served == set(), "ROUTES lists a route the app no longer serves"
+    users = {"support": world.support_a, "admin": world.admin_a, "operator": world.operator}
+    tokens = {role: csrf_of(c.get("/panel/messages").text) for role, c in users.items()}
+    anon = PanelClient(world.stack.api_url)
+    for (method, _), (least, path) in sorted(ROUTES.items()):
+        if least == "public" or path == "/panel/logout":
+            continue
+        r = anon.http.request(method, path, data={"csrf_token": "x"} if method == "POST" else None)
+        assert r.status_code == 303 and "/panel/login" in r.headers["location"], (method, path)
+        if least == "any":
+            continue
+        for role, client in users.items():
+            data = {"csrf_token": tokens[role]} if method == "POST" else None
+            r = client.http.request(method, path, data=data)
+            if RANK[role] < RANK[least]:
+                assert r.status_code == 403, (role, method, path, r.status_code)
+                assert "only" in r.text  # "Admins only" / "Operators only"
+            else:
+                assert r.status_code != 403, (role, method, path)
+    # A support user sees no link to an admin page.
+    page = world.support_a.get("/panel/messages").text
+    assert "/panel/account/" not in page and "/panel/operator/" not in page
+    assert "/panel/operator/" not in world.admin_a.get("/panel/messages").text
+
+
+def _new_pair(page: str) -> tuple[str, str]:
+    app = re.search(r'id="new-app-key">([A-Za-z0-9]+)<', page)
+    auth = re.search(r'id="new-authorization">([A-Za-z0-9]+)<', page)
+    assert app and auth, "the new pair is not on the page"
+    return app.group(1), auth.group(1)
+
+
+def _row(client: PanelClient, name: str) -> str:
+    """The key list's row of the newest key called ``name``."""
+    page = client.get("/panel/account/api").text
+    found = re.search(r"<tr>\s*<td>" + re.escape(name) + r".*?</tr>", page, re.S)
+    assert found, f"no row for {name}"
+    return found.group(0)
+
+
+def _send(stack: Stack, pair: tuple[str, str], sender: str = "ACME") -> httpx.Response:
+    return httpx.post(
+        stack.api_url + "/v2.1/sms",
+        json={"sender": sender, "message": "hello", "phoneNumbers": ["+48111222333"]},
+        headers={"Application-Key": pair[0], "Authorization": pair[1]},
+        timeout=30,
+    )
+
+
+def test_api_keys_create_use_revoke_rotate_and_audit(world: World) -> None:
+    admin, stack = world.admin_a, world.stack
+    token = csrf_of(admin.get("/panel/account/api").text)
+    bad = admin.post("/panel/account/api/create", name="", csrf_token=token)
+    assert bad.status_code == 400 and "Name the key" in bad.text
+    page = admin.post("/panel/account/api/create", name="shop backend", csrf_token=token)
+    assert page.status_code == 200 and "shown only once" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    pair = _new_pair(page.text)
+    assert len(pair[0]) == 32 and len(pair[1]) == 128
+    listing = admin.get("/panel/account/api").text
+    assert pair[0] not in listing and pair[1] not in listing  # shown once, never again
+    assert "never" in _row(admin, "shop backend")
+    assert _send(stack, pair, "ws-open").status_code in (200, 400)  # authenticates
+    r = _send(stack, pair)
+    assert r.status_code != 401, r.text
+    wait_until(lambda: "never" not in _row(admin, "shop backend"), 10, what="last used")
+    engine = stack.db()
+    with engine.connect() as conn:
+        key_id = conn.execute(
+            select(api_keys.c.id).where(api_keys.c.name == "shop backend")
+        ).scalar_one()
+    engine.dispose()
+    # Another account's admin cannot touch it: 404, as for a key that does not exist.
+    b_token = csrf_of(world.admin_b.get("/panel/account/api").text)
+    for action in ("revoke", "rotate"):
+        r = world.admin_b.post(f"/panel/account/api/{key_id}/{action}", csrf_token=b_token)
+        assert r.status_code == 404, action
+    assert "shop backend" not in world.admin_b.get("/panel/account/api").text
+    # Rotate with no overlap: the new pair works, the old one stops.
+    rotated = admin.post(f"/panel/account/api/{key_id}/rotate", overlap_h="0", csrf_token=token)
+    assert rotated.status_code == 200
+    new = _new_pair(rotated.text)
+    wait_until(lambda: _send(stack, pair).status_code == 401, 10, what="old pair refused")
+    assert _send(stack, new).status_code != 401
+    with engine.connect() as conn:
+        new_id = conn.execute(
+            select(api_keys.c.id)
+            .where(api_keys.c.name == "shop backend")
+            .order_by(api_keys.c.id.desc())
+        ).scalar()
+    engine.dispose()
+    assert admin.post(f"/panel/account/api/{key_id}/revoke", csrf_token=token).status_code == 404
+    done = admin.post(f"/panel/account/api/{new_id}/revoke", csrf_token=token)
+    assert done.status_code == 303
+    wait_until(lambda: _send(stack, new).status_code == 401, 10, what="revoked pair refused")
+    assert "revoked" in admin.get("/panel/account/api").text
+    log = admin.get("/panel/account/audit").text
+    for action in ("key.create", "key.rotate", "key.revoke"):
+        assert action in log, action
+    assert "panel:admin-" in log
+    assert pair[1] not in log and new[1] not in log
+    assert "key.create" not in world.admin_b.get("/panel/account/audit").text
+
+
+def test_webhooks_urls_test_event_secret_and_resume(world: World) -> None:
+    admin, rx = world.admin_a, world.rx
+    token = csrf_of(admin.get("/panel/account/webhooks").text)
+    bad = admin.post(
+        "/panel/account/webhooks",
+        url="http://169.254.169.254/latest/meta-data",
+        secondary="ftp://example.com/x",
+        csrf_token=token,
+    )
+    assert bad.status_code == 400
+    assert 'id="wh-url-error"' in bad.text and "cloud metadata" in bad.text
+    assert 'id="wh-secondary-error"' in bad.text and "http and https" in bad.text
+    assert "169.254.169.254" not in admin.get("/panel/account/webhooks").text.split("<form")[1]
+    # An account's first URL creates its signing secret, shown once (account B has none yet).
+    b_token = csrf_of(world.admin_b.get("/panel/account/webhooks").text)
+    first = world.admin_b.post(
+        "/panel/account/webhooks", url=rx.url("/ws-b/status"), csrf_token=b_token
+    )
+    assert first.status_code == 200 and "Your signing secret" in first.text
+    assert 'id="new-secret"' not in world.admin_b.get("/panel/account/webhooks").text
+    hook = rx.url("/ws/status")
+    saved = admin.post("/panel/account/webhooks", url=hook, csrf_token=token)
+    assert saved.status_code in (200, 303)
+    # Rotating with no overlap: only the new secret signs from now on.
+    rotated = admin.post("/panel/account/webhooks/rotate-secret", overlap_h="0", csrf_token=token)
+    secret = re.search(r'id="new-secret">([^<]+)<', rotated.text)
+    assert secret
+    rx.script("/ws/status", Answer(202, "thanks, got it"))
+    answer = admin.post("/panel/account/webhooks/test", which="url", csrf_token=token)
+    assert answer.status_code == 200
+    text = html.unescape(answer.text)
+    assert "The receiver answered" in text and "202" in text and "thanks, got it" in text
+    (got,) = rx.requests("/ws/status")
+    assert b'"type":"webhook.test"' in got.body
+    verify(got.body, got.headers, [html.unescape(secret.group(1))])
+    rx.script("/ws/status", Answer(500, "broken"))
+    failed = html.unescape(
+        admin.post("/panel/account/webhooks/test", which="url", csrf_token=token).text
+    )
+    assert "500" in failed and "real events would be retried" in failed
+    # A URL that is not set cannot be tested; a receiver that is down is reported as such.
+    assert (
+        admin.post("/panel/account/webhooks/test", which="inbound_url", csrf_token=token)
+    ).status_code == 400
+    # Rotation: the new secret is shown once; events are signed with both for the overlap.
+    rotated2 = admin.post("/panel/account/webhooks/rotate-secret", overlap_h="1", csrf_token=token)
+    new_secret = re.search(r'id="new-secret">([^<]+)<', rotated2.text)
+    assert new_secret and new_secret.group(1) != secret.group(1)
+    engine = world.stack.db()
+    with engine.begin() as conn:
+        signing = signing_secrets(conn, [world.a.account_id], time.time())[world.a.account_id]
+        assert set(signing) == {html.unescape(secret.group(1)), html.unescape(new_secret.group(1))}
+        conn.execute(
+            insert(webhook_endpoints).values(
+                account_id=world.a.account_id,
+                url=hook,
+                state="suspended",
+                consecutive_failures=40,
+                changed_at=time.time(),
+                reason="failing for 24 h",
+            )
+        )
+    page = admin.get("/panel/account/webhooks").text
+    assert "Endpoints we stopped calling" in page and "failing for 24 h" in page
+    assert admin.post("/panel/account/webhooks/resume", csrf_token=token).status_code == 303
+    with engine.connect() as conn:
+        state = conn.execute(
+            select(webhook_endpoints.c.state).where(
+                webhook_endpoints.c.account_id == world.a.account_id
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert state == "active"
+    log = admin.get("/panel/account/audit").text
+    for action in ("webhook.url", "webhook.test", "webhook.secret_rotate", "webhook.resume"):
+        assert action in log, action
+    assert "answered 202" in log
+    # Account B sees none of it.
+    b_page = world.admin_b.get("/panel/account/webhooks").text
+    assert (
+        hook not in b_page and "webhook.test" not in world.admin_b.get("/panel/account/audit").text
+    )
+
+
+def test_sender_names_request_then_operator_decides(world: World) -> None:
+    admin, support, op = world.admin_a, world.support_a, world.operator
+    refused = world.a.send({"sender": "WsShop", "message": "hi", "phoneNumbers": ["+48111222333"]})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == (
+        "sender_not_registered"
+    )
+    token = csrf_of(admin.get("/panel/senders").text)
+    bad = admin.post("/panel/senders/request", sender="!!", csrf_token=token)
+    assert bad.status_code == 400 and 'aria-invalid="true"' in bad.text
+    r = admin.post("/panel/senders/request", sender="WsShop", csrf_token=token)
+    assert r.status_code == 303
+    page = support.get("/panel/senders").text
+    assert "WsShop" in page and "pending" in page
+    assert "/panel/senders/request" not in page  # support reads only
+    s_token = csrf_of(page)
+    assert (
+        support.post("/panel/senders/request", sender="Other", csrf_token=s_token).status_code
+        == 403
+    )
+    assert "WsShop" not in world.admin_b.get("/panel/senders").text
+    queue = op.get("/panel/operator/senders").text
+    assert "WsShop" in queue and "ws-a" in queue
+    engine = world.stack.db()
+    with engine.connect() as conn:
+        entry = find_name(conn, world.a.account_id, "WsShop")
+    engine.dispose()
+    assert entry is not None
+    name_id = re.search(rf"/panel/operator/senders/({entry.id})/approve", queue)
+    assert name_id, "no Approve button for the request"
+    o_token = csrf_of(queue)
+    no_reason = op.post(f"/panel/operator/senders/{name_id.group(1)}/reject", csrf_token=o_token)
+    assert no_reason.status_code == 400
+    ok = op.post(f"/panel/operator/senders/{name_id.group(1)}/approve", csrf_token=o_token)
+    assert ok.status_code == 303
+    assert "approved" in support.get("/panel/senders").text
+    sent = world.a.send({"sender": "WsShop", "message": "hi", "phoneNumbers": ["+48111222333"]})
+    assert sent.status_code == 200, sent.text
+    assert "sender.approve" in admin.get("/panel/account/audit").text
+    assert op.post("/panel/operator/senders/999999/approve", csrf_token=o_token).status_code == 404
+
+
+def test_operator_creates_an_account_and_sets_its_limits(world: World) -> None:
+    op, stack = world.operator, world.stack
+    token = csrf_of(op.get("/panel/operator/accounts").text)
+    bad = op.post(
+        "/panel/operator/accounts",
+        name="ws new!",
+        admin_username="x",
+        admin_password="short",
+        csrf_token=token,
+    )
+    assert bad.status_code == 400
+    assert all(f'id="acc-{k}-error"' in bad.text for k in ("name", "admin_username"))
+    made = op.post(
+        "/panel/operator/accounts",
+        name="ws-new",
+        sender_policy="open",
+        admin_username="ws-new-admin",
+        admin_password="a long enough password",
+        csrf_token=token,
+    )
+    assert made.status_code == 200, made.text
+    app = re.search(r'id="acc-app-key">([A-Za-z0-9]+)<', made.text)
+    auth = re.search(r'id="acc-authorization">([A-Za-z0-9]+)<', made.text)
+    assert app and auth
+    assert _send(stack, (app.group(1), auth.group(1)), "Anything").status_code == 200
+    again = op.post("/panel/operator/accounts", name="ws-new", csrf_token=token)
+    assert again.status_code == 400 and "exists" in again.text
+    customer = PanelClient(stack.api_url)
+    assert customer.login("ws-new-admin", "a long enough password").status_code == 303
+    assert customer.get("/panel/account/api").status_code == 200
+    listing = op.get("/panel/operator/accounts").text
+    engine = stack.db()
+    created = find_account(engine, "ws-new")
+    engine.dispose()
+    assert created is not None and created.sender_policy == "open"
+    acct = re.search(rf"/panel/operator/accounts/({created.id})/limits", listing)
+    assert acct, "ws-new's limits form"
+    r = op.post(
+        f"/panel/operator/accounts/{acct.group(1)}/limits",
+        api_rate_per_s="",
+        daily_cap="1",
+        sender_policy="open",
+        csrf_token=token,
+    )
+    assert r.status_code == 303
+    time.sleep(0.6)  # auth_cache_ttl_s=0.5 in this stack
+    pair = (app.group(1), auth.group(1))
+    codes = [_send(stack, pair, "Anything").status_code for _ in range(3)]
+    assert 429 in codes or 403 in codes, codes  # the daily cap of 1 (one send already made)
+    bad_limit = op.post(
+        f"/panel/operator/accounts/{acct.group(1)}/limits",
+        daily_cap="-3",
+        sender_policy="open",
+        csrf_token=token,
+    )
+    assert bad_limit.status_code == 400
+    log = op.get("/panel/operator/audit").text
+    assert "account.create" in log and "account.limits" in log and "platform" in log
+    assert world.admin_a.get("/panel/operator/audit").status_code == 403
