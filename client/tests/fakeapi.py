@@ -3,6 +3,7 @@ pages the way the server does (offset, limit, total, 404 ``no_results``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -12,7 +13,9 @@ from smsdispatch_client import AsyncSmsClient, RetryPolicy, SmsClient
 def message(
     message_id: str = "m1", status: str = "queued", created: str = "2026-01-02T03:04:05.678Z"
 ) -> dict[str, Any]:
-    """One ``data[]`` element as the API writes it."""
+    """One ``data[]`` element as the API writes it: each time as v2.1's unix seconds and as
+    ISO 8601 with milliseconds."""
+    seconds = int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
     return {
         "id": message_id,
         "externalId": f"e-{message_id}",
@@ -21,8 +24,10 @@ def message(
         "status": {"queued": 1, "sent": 3, "delivered": 21, "undelivered": 22}[status],
         "statusName": status,
         "isFinal": status in ("delivered", "undelivered"),
-        "statusTime": created,
-        "createTime": created,
+        "statusTime": seconds,
+        "createTime": seconds,
+        "statusAt": created,
+        "createdAt": created,
         "numberOfParts": 1,
         "encoding": "gsm7",
         "lane": "bulk",

@@ -158,6 +158,16 @@ def test_a_message_is_read_with_its_times_and_codes() -> None:
     assert script.requests[0].url.path == "/v2.1/sms/m7"
 
 
+def test_a_server_with_only_the_v21_integer_times_is_read_too() -> None:
+    body = message("m8")
+    for iso in ("createdAt", "statusAt"):
+        del body[iso]
+    got = make(Script(httpx.Response(200, json=envelope([body])))).get_message("m8")
+    assert got.created_at is not None
+    assert got.created_at.isoformat() == "2026-01-02T03:04:05+00:00"
+    assert got.status_at == got.created_at
+
+
 def test_a_message_id_cannot_name_another_path() -> None:
     script = Script(httpx.Response(200, json=OK))
     with pytest.raises(SmsApiError) as caught:

@@ -114,6 +114,7 @@ def lstack(sim: str) -> Iterator[Stack]:
             connections=path,
             lookup_cache_s=CACHE_S,
             panel_trust_forwarded_proto=1,
+            trusted_proxies="127.0.0.1",  # the test client plays the TLS proxy
         ) as s:
             yield s
 

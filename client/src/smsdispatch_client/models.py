@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
-def _time(value: Any) -> datetime | None:
-    """An ISO 8601 UTC time of the API (``2026-01-02T03:04:05.678Z``), aware; ``None`` stays."""
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+def _time(*values: Any) -> datetime | None:
+    """The first present of ``values`` as an aware UTC time; ``None`` when none is present.
+
+    The API gives each time twice: in milliseconds as ISO 8601 (``createdAt``:
+    ``2026-01-02T03:04:05.678Z``) and in the original v2.1's type, integer unix seconds
+    (``createTime``); callers pass the precise one first.
+    """
+    for value in values:
+        if value is None or value == "":
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return None
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,10 @@ class Message:
             encoding=d.get("encoding") or "",
             lane=d.get("lane") or "",
             sender=d.get("sender") or "",
-            created_at=_time(d.get("createTime")),
-            status_at=_time(d.get("statusTime")),
-            sent_at=_time(d.get("sentTime")),
-            scheduled_at=_time(d.get("scheduleTime")),
+            created_at=_time(d.get("createdAt"), d.get("createTime")),
+            status_at=_time(d.get("statusAt"), d.get("statusTime")),
+            sent_at=_time(d.get("sentAt"), d.get("sentTime")),
+            scheduled_at=_time(d.get("scheduledAt"), d.get("scheduleTime")),
             error_code=error.get("code"),
             error_description=error.get("description"),
             raw=d,
