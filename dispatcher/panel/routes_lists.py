@@ -11,7 +11,13 @@ from fastapi.responses import Response
 
 from dispatcher.panel.forms import phone_to_e164
 from dispatcher.panel.web import PanelError, in_db, not_found, redirect, render, state, viewer
-from dispatcher.store.panel_queries import SearchFilter, campaign, list_campaigns, search_outgoing
+from dispatcher.store.panel_queries import (
+    SearchFilter,
+    campaign,
+    count_rejections,
+    list_campaigns,
+    search_outgoing,
+)
 from dispatcher.store.suppressions import list_suppressions, remove_suppression
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -59,6 +65,9 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
     rows, cursor = await in_db(
         request, lambda conn: search_outgoing(conn, account_id, flt, None, 50)
     )
+    rejected = 0
+    if kind == "c":
+        rejected = await in_db(request, lambda conn: count_rejections(conn, account_id, key))
     return render(
         request,
         "campaign.html",
@@ -67,6 +76,8 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
         c=found,
         rows=rows,
         more=cursor is not None,
+        rejected=rejected,
+        rejected_url="/panel/campaigns/rejected.csv?" + urlencode({"name": key}),
     )
 
 

@@ -70,6 +70,21 @@ api_keys = Table(
     Column("revoked_at", Double),  # revoked in the panel (expires_at is set to the same time)
 )
 
+# Rows of a campaign made in the panel that were not sent, and why: downloadable as CSV from
+# the campaign's page (docs/panel.md).
+campaign_rejections = Table(
+    "campaign_rejections",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("line", Integer, nullable=False),  # the row's line in the uploaded file
+    Column("phone", String(64), nullable=False),  # as written in the file
+    Column("reason", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("ix_campaign_rejections_campaign", "account_id", "campaign", "line"),
+)
+
 # Who did what in an account's settings (keys, webhooks, sender names, campaigns): the panel's
 # audit log. ``account_id`` NULL: a platform action (an operator creating an account).
 audit_log = Table(

@@ -20,10 +20,10 @@ from smsdispatch_client.webhooks import verify
 from sqlalchemy import insert, select
 
 from dispatcher.accounts import find_account
-from dispatcher.store.schema import api_keys, webhook_endpoints
+from dispatcher.store.schema import api_keys, messages, submissions, webhook_endpoints
 from dispatcher.store.senders import find_name
 from dispatcher.store.webhooks import signing_secrets
-from tests.browser.panel_helpers import PanelClient, csrf_of, logged_in, make_user
+from tests.browser.panel_helpers import PanelClient, add_opt_out, csrf_of, logged_in, make_user
 from tests.integration.test_isolation import app_routes
 from tests.support.receiver import Answer, Receiver
 from tests.support.stack import ApiClient, Stack, running_stack, wait_until
@@ -45,6 +45,10 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/panel/campaigns"): ("any", "/panel/campaigns"),
     ("GET", "/panel/campaigns/{kind}/{key:path}"): ("any", "/panel/campaigns/c/x"),
     ("GET", "/panel/suppressions"): ("any", "/panel/suppressions"),
+    ("GET", "/panel/campaigns/new"): ("admin", "/panel/campaigns/new"),
+    ("POST", "/panel/campaigns/preview"): ("admin", "/panel/campaigns/preview"),
+    ("POST", "/panel/campaigns/send"): ("admin", "/panel/campaigns/send"),
+    ("GET", "/panel/campaigns/rejected.csv"): ("any", "/panel/campaigns/rejected.csv?name=x"),
     ("POST", "/panel/suppressions/remove"): ("admin", "/panel/suppressions/remove"),
     ("GET", "/panel/senders"): ("any", "/panel/senders"),
     ("POST", "/panel/senders/request"): ("admin", "/panel/senders/request"),
@@ -416,3 +420,112 @@ def test_operator_creates_an_account_and_sets_its_limits(world: World) -> None:
     log = op.get("/panel/operator/audit").text
     assert "account.create" in log and "account.limits" in log and "platform" in log
     assert world.admin_a.get("/panel/operator/audit").status_code == 403
+
+
+def _csv(rows: int) -> bytes:
+    lines = ["first_name,phone,code"]
+    lines += [f"Client{n},+4860{n:07d},C{n}" for n in range(rows - 2)]
+    lines += ["Broken,12ab,X", "Twice,+48600000000,Y"]  # not a number; a duplicate of row 2
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_campaign_from_a_csv_is_previewed_sent_once_and_its_rejects_downloadable(
+    world: World,
+) -> None:
+    admin, stack = world.admin_b, world.stack
+    add_opt_out(stack, world.b.account_id, "+48600000005")
+    token = csrf_of(admin.get("/panel/campaigns/new").text)
+    form = {
+        "csrf_token": token,
+        "name": "winter-sale",
+        "sender": "BShop",
+        "text": "Hi {first_name}, your code {code} gives 20% off",
+    }
+    files = {"file": ("list.csv", _csv(1000), "text/csv")}
+    bad = admin.http.post(
+        "/panel/campaigns/preview", data={**form, "text": "Hi {name}"}, files=files
+    )
+    assert bad.status_code == 400 and "No column called {name}" in html.unescape(bad.text)
+    page = admin.http.post("/panel/campaigns/preview", data=form, files=files)
+    assert page.status_code == 200, page.text
+    text = html.unescape(page.text)
+    assert "Hi Client0, your code C0 gives 20% off" in text
+    assert "Send 998 messages" in text and "GSM-7" in text
+    fragment = admin.http.post(
+        "/panel/campaigns/preview", data=form, files=files, headers={"X-Panel-Fragment": "1"}
+    )
+    assert fragment.status_code == 200 and "<html" not in fragment.text
+    draft_id = re.search(r'name="draft_id" value="([^"]+)"', fragment.text)
+    assert draft_id and "Send 998 messages" in fragment.text
+    sent = admin.post("/panel/campaigns/send", csrf_token=token, draft_id=draft_id.group(1))
+    assert sent.status_code == 303 and sent.headers["location"] == "/panel/campaigns/c/winter-sale"
+    again = admin.post("/panel/campaigns/send", csrf_token=token, draft_id=draft_id.group(1))
+    assert again.status_code == 409  # a second click sends nothing
+    engine = stack.db()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(messages.c.phone, messages.c.body, messages.c.status, messages.c.sender)
+            .join(submissions, submissions.c.id == messages.c.submission_id)
+            .where(submissions.c.campaign == "winter-sale")
+        ).all()
+    engine.dispose()
+    assert len(rows) == 997  # 998 previewed, one opted out
+    by_phone = {r.phone: r for r in rows}
+    assert by_phone["+48600000007"].body == "Hi Client7, your code C7 gives 20% off"
+    assert {r.status for r in rows} == {"queued"} and {r.sender for r in rows} == {"BShop"}
+    assert "+48600000005" not in by_phone
+    page = admin.get("/panel/campaigns/c/winter-sale").text
+    assert "Download the 3 rejected rows" in page
+    csv_answer = admin.get("/panel/campaigns/rejected.csv", name="winter-sale")
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    got = csv_answer.text.splitlines()
+    assert got[0] == "line,phone,reason" and len(got) == 4
+    assert got[1].startswith("7,+48600000005,opted out")
+    assert got[2].startswith("1000,12ab,not a phone number")
+    assert got[3].startswith("1001,+48600000000,duplicate")
+    # Account A sees neither the campaign nor its rejected rows.
+    assert "winter-sale" not in world.admin_a.get("/panel/campaigns").text
+    assert world.admin_a.get("/panel/campaigns/rejected.csv", name="winter-sale").text == (
+        "line,phone,reason\r\n"
+    )
+    assert "campaign.send" in admin.get("/panel/account/audit").text
+
+
+def test_a_scheduled_campaign_waits_and_a_window_moves_its_start(world: World) -> None:
+    admin = world.admin_b
+    token = csrf_of(admin.get("/panel/campaigns/new").text)
+    tomorrow = time.strftime("%Y-%m-%dT10:30", time.gmtime(time.time() + 86400))
+    form = {
+        "csrf_token": token,
+        "name": "later",
+        "sender": "BShop",
+        "text": "See you {phone}",
+        "numbers": "+48111000001\n+48111000002",
+        "schedule": tomorrow,
+        "window_from": "12:00",
+        "window_to": "14:00",
+    }
+    page = admin.post("/panel/campaigns/preview", **form)
+    assert page.status_code == 200, page.text
+    assert tomorrow[:10] + " 12:00" in page.text  # 10:30 is before the window: starts at 12:00
+    draft_id = re.search(r'name="draft_id" value="([^"]+)"', page.text)
+    assert draft_id
+    assert (
+        admin.post(
+            "/panel/campaigns/send", csrf_token=token, draft_id=draft_id.group(1)
+        ).status_code
+        == 303
+    )
+    engine = world.stack.db()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(messages.c.status, messages.c.scheduled_at)
+            .join(submissions, submissions.c.id == messages.c.submission_id)
+            .where(submissions.c.campaign == "later")
+        ).all()
+    engine.dispose()
+    assert len(rows) == 2 and {r.status for r in rows} == {"scheduled"}
+    assert time.strftime("%H:%M", time.gmtime(rows[0].scheduled_at)) == "12:00"
+    bad = admin.post("/panel/campaigns/preview", **{**form, "name": "later", "window_to": ""})
+    assert bad.status_code == 400
+    assert "A campaign with this name exists" in bad.text and "both ends" in bad.text

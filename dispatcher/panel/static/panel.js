@@ -30,3 +30,38 @@ document.querySelectorAll("[data-copy]").forEach((button) => {
     });
   });
 });
+
+// A page that is still changing (a campaign being sent) reloads itself every few seconds.
+document.querySelectorAll("[data-auto-refresh]").forEach((el) => {
+  const seconds = Math.max(2, Number(el.dataset.autoRefresh) || 5);
+  setTimeout(() => window.location.reload(), seconds * 1000);
+});
+
+// The campaign form's live preview: the server renders it (one implementation of encoding,
+// parts and placeholders); this only asks for it while the user types.
+document.querySelectorAll("form[data-live-preview]").forEach((form) => {
+  const target = document.getElementById(form.dataset.livePreview);
+  if (!target) return;
+  let timer = null;
+  let seq = 0;
+  const refresh = () => {
+    const mine = ++seq;
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { "X-Panel-Fragment": "1" },
+      credentials: "same-origin",
+    })
+      .then((r) => r.text())
+      .then((html) => {
+        if (mine === seq) target.innerHTML = html;
+      })
+      .catch(() => {});
+  };
+  const later = () => {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 500);
+  };
+  form.addEventListener("input", later);
+  form.addEventListener("change", later);
+});

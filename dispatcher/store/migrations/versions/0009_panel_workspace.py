@@ -1,5 +1,5 @@
-"""panel workspace: named API keys with their last use and revocation, the audit log, and
-an index for an account's recent webhook deliveries
+"""panel workspace: named API keys with their last use and revocation, the audit log, the
+rejected rows of panel campaigns, and an index for an account's recent webhook deliveries
 
 Revision ID: 0009_panel
 Revises: 0008_sender_names
@@ -37,6 +37,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_audit_log_account_id", "audit_log", ["account_id", "id"], unique=False)
+    op.create_table(
+        "campaign_rejections",
+        sa.Column("id", _bigint_pk, autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("campaign", sa.String(length=64), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("phone", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_campaign_rejections_campaign",
+        "campaign_rejections",
+        ["account_id", "campaign", "line"],
+        unique=False,
+    )
     op.create_index(
         "ix_webhook_deliveries_account_created",
         "webhook_deliveries",
@@ -46,6 +63,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_campaign_rejections_campaign", table_name="campaign_rejections")
+    op.drop_table("campaign_rejections")
     op.drop_index("ix_webhook_deliveries_account_created", table_name="webhook_deliveries")
     op.drop_index("ix_audit_log_account_id", table_name="audit_log")
     op.drop_table("audit_log")
