@@ -19,6 +19,8 @@ from dispatcher.config import Settings
 from dispatcher.panel.routes_account import router as account_router
 from dispatcher.panel.routes_auth import router as auth_router
 from dispatcher.panel.routes_campaign_new import router as campaign_new_router
+from dispatcher.panel.routes_dashboard import router as dashboard_router
+from dispatcher.panel.routes_export import router as export_router
 from dispatcher.panel.routes_lists import router as lists_router
 from dispatcher.panel.routes_messages import router as messages_router
 from dispatcher.panel.routes_operator import router as operator_router
@@ -48,6 +50,7 @@ def mount_panel(app: FastAPI, settings: Settings) -> PanelState:
         name="panel-static",
     )
     app.include_router(auth_router)
+    app.include_router(export_router)
     app.include_router(messages_router)
     app.include_router(campaign_new_router)  # before lists: /campaigns/{kind}/{key} is wide
     app.include_router(lists_router)
@@ -55,6 +58,7 @@ def mount_panel(app: FastAPI, settings: Settings) -> PanelState:
     app.include_router(webhooks_router)
     app.include_router(senders_router)
     app.include_router(operator_router)
+    app.include_router(dashboard_router)
 
     @app.get("/panel", include_in_schema=False)
     async def home() -> Response:

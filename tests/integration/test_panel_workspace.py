@@ -8,7 +8,9 @@ No workers run here: nothing needs sending (the browser walk follows messages en
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from smsdispatch_client.webhooks import verify
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from dispatcher.accounts import find_account
 from dispatcher.store.schema import api_keys, messages, submissions, webhook_endpoints
@@ -45,6 +47,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/panel/campaigns"): ("any", "/panel/campaigns"),
     ("GET", "/panel/campaigns/{kind}/{key:path}"): ("any", "/panel/campaigns/c/x"),
     ("GET", "/panel/suppressions"): ("any", "/panel/suppressions"),
+    ("GET", "/panel/dashboard"): ("any", "/panel/dashboard"),
+    ("GET", "/panel/messages.csv"): ("any", "/panel/messages.csv"),
     ("GET", "/panel/campaigns/new"): ("admin", "/panel/campaigns/new"),
     ("POST", "/panel/campaigns/preview"): ("admin", "/panel/campaigns/preview"),
     ("POST", "/panel/campaigns/send"): ("admin", "/panel/campaigns/send"),
@@ -529,3 +533,74 @@ def test_a_scheduled_campaign_waits_and_a_window_moves_its_start(world: World) -
     bad = admin.post("/panel/campaigns/preview", **{**form, "name": "later", "window_to": ""})
     assert bad.status_code == 400
     assert "A campaign with this name exists" in bad.text and "both ends" in bad.text
+
+
+def test_dashboard_charts_are_svg_of_the_accounts_own_traffic(world: World) -> None:
+    r = world.b.send(
+        {"sender": "BShop", "message": "chart me", "phoneNumbers": ["+48111000101", "+48111000102"]}
+    )
+    assert r.status_code == 200
+    failed_id = r.json()["data"][0]["id"]
+    engine = world.stack.db()
+    with engine.begin() as conn:
+        conn.execute(
+            update(messages)
+            .where(messages.c.id == failed_id)
+            .values(status="undelivered", error_code="ABSENT_SUBSCRIBER", connection="default")
+        )
+    engine.dispose()
+    support_b = logged_in(world.stack, make_user(world.stack, world.b.account_id, "support"))
+    page = support_b.get("/panel/dashboard")
+    assert page.status_code == 200
+    assert page.text.count("<svg") >= 4 and "<script" not in page.text.split("</head>")[1]
+    assert "ABSENT_SUBSCRIBER" in page.text  # failures by reason
+    assert "Per connection" not in page.text  # operators only
+    total = int(re.search(r"\(UTC\): <strong>(\d+)</strong>", page.text).group(1))  # type: ignore[union-attr]
+    assert total >= 1000  # the winter-sale campaign and these two
+    week = support_b.get("/panel/dashboard", period="7d")
+    assert week.status_code == 200 and "last 7 days" in week.text
+    a_page = world.admin_a.get("/panel/dashboard").text
+    assert "ABSENT_SUBSCRIBER" not in a_page
+    op = world.operator.get("/panel/dashboard").text
+    assert "Per connection" in op and ">default<" in op
+    # The campaign page draws its progress curve once messages move.
+    with engine.begin() as conn:
+        conn.execute(
+            update(messages)
+            .where(messages.c.submission_id.in_(
+                select(submissions.c.id).where(submissions.c.campaign == "winter-sale")
+            ))
+            .values(status="delivered", sent_at=time.time(), final_at=time.time() + 2,
+                    status_at=time.time() + 2)
+        )  # fmt: skip
+    engine.dispose()
+    campaign_page = world.admin_b.get("/panel/campaigns/c/winter-sale").text
+    assert 'aria-label="Campaign progress"' in campaign_page and "100%" in campaign_page
+
+
+def test_export_streams_every_match_masked_for_support(world: World) -> None:
+    r = world.b.send(
+        {
+            "sender": "BShop",
+            "message": "Your verification code is 482913",
+            "phoneNumbers": [f"+4811100{n:04d}" for n in range(30)],
+        }
+    )
+    assert r.status_code == 200
+    support_b = logged_in(world.stack, make_user(world.stack, world.b.account_id, "support"))
+    answer = support_b.get("/panel/messages.csv", sender="BShop")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    assert rows[0][:3] == ["id", "created", "direction"]
+    codes = [row for row in rows[1:] if "verification code" in row[-1]]
+    assert len(codes) == 30 and all(row[-1].endswith("••••••") for row in codes)
+    assert "482913" not in answer.text
+    assert len(rows) - 1 > 1000  # every match, not one page of 50
+    admin_text = world.admin_b.get("/panel/messages.csv", sender="BShop").text
+    assert "482913" in admin_text
+    assert "winter-sale" not in world.admin_a.get("/panel/messages.csv").text
+    assert "BShop" not in world.admin_a.get("/panel/messages.csv").text
+    bad = support_b.get("/panel/messages.csv", phone="12ab")
+    assert bad.status_code == 400
