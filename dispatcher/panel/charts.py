@@ -30,7 +30,7 @@ W, H = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 40
 
 
-def _nice_max(value: float) -> float:
+def nice_max(value: float) -> float:
     """A round axis maximum at or above ``value``."""
     if value <= 0:
         return 1.0
@@ -106,7 +106,7 @@ def stacked_bars(
     """One bar per label, its segments the series (in order, bottom up)."""
     n = len(labels)
     totals = [sum(s[i] for s in series.values()) for i in range(n)]
-    y_max = _nice_max(max(totals, default=0))
+    y_max = nice_max(max(totals, default=0))
     parts = _frame(title, y_max, y_label)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     slot = plot_w / max(1, n)
@@ -141,7 +141,7 @@ def lines(
     """One polyline per series; ``None`` values leave a gap."""
     n = len(labels)
     values = [v for s in series.values() for v in s if v is not None]
-    top = y_max if y_max is not None else _nice_max(max(values, default=0))
+    top = y_max if y_max is not None else nice_max(max(values, default=0))
     parts = _frame(title, top, y_label, percent)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     for name, points in series.items():
@@ -178,7 +178,7 @@ def hbars(title: str, items: Sequence[tuple[str, int]], colour: str = "#dc2626")
     height = max(1, len(items)) * row + 16
     label_w = 170
     width = W - label_w - 60
-    top = _nice_max(max((n for _, n in items), default=0))
+    top = nice_max(max((n for _, n in items), default=0))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" role="img" '
         f'class="chart" aria-label="{escape(title)}"><title>{escape(title)}</title>'

@@ -83,7 +83,7 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
                 "final": [float(f) for _, _, f in curve],
             },
             "messages",
-            y_max=float(max(found.total, 1)),
+            y_max=charts.nice_max(float(max(found.total, 1))),
         )
     rejected = 0
     if kind == "c":
