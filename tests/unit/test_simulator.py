@@ -331,7 +331,8 @@ def test_burst_throttle(client: httpx.Client) -> None:
 
 
 def test_tps_cap_by_record_timestamps(sim: SimulatorThread, client: httpx.Client) -> None:
-    cap = 200
+    # Low enough that six clients exceed it even on a loaded CI machine.
+    cap = 50
     client.post("/_sim/config", json={"tps_cap": cap})
     stop = time.monotonic() + 1.5
     retry_afters: list[float] = []
