@@ -1,5 +1,6 @@
 """The platform operator's pages: every account (create one with its first key pair and admin,
-set its limits and sender policy) and the audit log of every account.
+set its limits and sender policy), the carrier connections with their breakers, and the audit
+log of every account.
 
 Operators only (a 403 page for anyone else). Sender-name decisions are in
 :mod:`dispatcher.panel.routes_senders`.
@@ -15,9 +16,12 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 from sqlalchemy import Connection, func, select
 
 from dispatcher.accounts import KeyPair, create_account_in, set_limits_in
+from dispatcher.cli_connections import describe
+from dispatcher.panel.sessions import SessionsUnavailable
 from dispatcher.panel.web import (
     PanelError,
     Viewer,
@@ -26,8 +30,12 @@ from dispatcher.panel.web import (
     operator_viewer,
     redirect,
     render,
+    state,
 )
+from dispatcher.routing import ConfigError, load
+from dispatcher.routing.breaker_state import read_breakers
 from dispatcher.store import audit
+from dispatcher.store.dashboard import per_connection
 from dispatcher.store.schema import accounts, api_keys, panel_users
 from dispatcher.store.senders import SenderPolicy, set_policy
 from dispatcher.store.users import (
@@ -250,4 +258,34 @@ async def audit_all(request: Request, before: str = "") -> Response:
         more=rows[AUDIT_PAGE - 1].id if len(rows) > AUDIT_PAGE else None,
         account_names=names,
         operator=True,
+    )
+
+
+@router.get("/connections")
+async def connections(request: Request) -> Response:
+    """The carrier connections (as configured, secrets only as set / not set), each with its
+    circuit breaker's state and the last hour's messages by outcome."""
+    who = await operator_viewer(request)
+    settings = state(request).settings
+    try:
+        config = load(settings)
+    except ConfigError as exc:
+        raise PanelError(500, "Connections file invalid", str(exc), who.user) from None
+    names = [c.name for c in config.connections]
+    try:
+        breakers = await read_breakers(state(request).redis, names)
+    except RedisError as exc:
+        raise SessionsUnavailable(str(exc)) from None
+    now = time.time()
+    traffic = await in_db(request, lambda conn: per_connection(conn, now - 3600, now))
+    return render(
+        request,
+        "operator_connections.html",
+        who=who,
+        title="Connections",
+        connections=[describe(c) for c in config.connections],
+        breakers=breakers,
+        traffic=traffic,
+        breaker=config.breaker,
+        source=config.source,
     )

@@ -132,6 +132,9 @@ def test_1_operator_approves_a_sender_name_the_admin_requested(
     op.get_by_role("link", name="Accounts").click()
     expect(op.locator("table")).to_contain_text("acme-shop")
     shot(op, "operator-accounts")
+    op.get_by_role("link", name="Connections").click()
+    expect(op.locator("table")).to_contain_text("closed")
+    shot(op, "operator-connections")
 
 
 def test_2_admin_creates_a_key_sends_with_curl_and_finds_the_message(
