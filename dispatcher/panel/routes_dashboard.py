@@ -86,7 +86,7 @@ async def dashboard(request: Request, period: str = "24h") -> Response:
             "volume": volume(conn, account_id, start, n, bucket_s),
             "times": delivery_times(conn, account_id, start, until),
             "reasons": failure_reasons(conn, account_id, start, until),
-            # The last hour only: every account's messages, on the status_at index.
+            # The last hour only: every account's messages.
             "connections": per_connection(conn, now - 3600, now) if operator else None,
         }
 
