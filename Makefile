@@ -33,7 +33,7 @@ services:
 	scripts/ensure-services.sh redis postgres
 
 # Everything but the tests is type-checked; everything is linted and format-checked.
-TYPED = dispatcher workers simulator bench chaos snippets scripts celeryconfig.py client
+TYPED = dispatcher workers devstack simulator bench chaos snippets scripts celeryconfig.py client
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

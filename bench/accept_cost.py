@@ -26,14 +26,14 @@ import psycopg
 import redis
 from sqlalchemy import text
 
-from dispatcher.accounts import create_account
-from dispatcher.broker import Broker
+from dispatcher.accounts.account import create_account
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
+from dispatcher.intake.broker import Broker
+from dispatcher.intake.submit import SendRequest, prepare
+from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store.db import make_engine
 from dispatcher.store.migrate import upgrade
-from dispatcher.submit import SendRequest, prepare
-from dispatcher.writer import SubmissionWriter
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/14"

@@ -1,8 +1,9 @@
 """Our producer side of scenarios B, C, D, F: the library producer in its own process.
 
 ``python -m bench.produce --count N [--same-text] [--batch 10000] [--account bench]`` calls
-``dispatcher.enqueue.Producer().send_bulk`` (store in the log, then enqueue) and prints one JSON
-line: ``{"t_first": <unix s before the first call>, "t_done": ..., "count": <ids returned>}``.
+``dispatcher.intake.enqueue.Producer().send_bulk`` (store in the log, then enqueue) and prints
+one JSON line:
+``{"t_first": <unix s before the first call>, "t_done": ..., "count": <ids returned>}``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--same-text", action="store_true")
     args = p.parse_args(argv)
-    from dispatcher.enqueue import Producer
+    from dispatcher.intake.enqueue import Producer
 
     producer = Producer()
     producer.account(args.account)  # look-up and connections before the clock starts

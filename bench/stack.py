@@ -329,7 +329,7 @@ class BenchStack:
 
     def create_account(self, name: str = "bench", priority: bool = True) -> dict[str, str]:
         """Create an account (what ``dispatcher.cli accounts create`` does); its auth headers."""
-        from dispatcher.accounts import create_account
+        from dispatcher.accounts.account import create_account
         from dispatcher.store.db import make_engine
 
         engine = make_engine(DATABASE_URL, pool_size=1)

@@ -30,12 +30,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ("dispatcher", "workers", "simulator", "celeryconfig.py")
+PROJECT = ("dispatcher", "workers", "devstack", "simulator", "celeryconfig.py")
 # The entry points of the processes `smsdispatch run` starts (and of the command itself); what
 # they import at start follows. A module missing here is compiled by the process that needs it.
 STACK = (
-    "dispatcher.cli",
-    "dispatcher.devstack",
+    "dispatcher.cli.main",
+    "devstack.run",
     "dispatcher.store.migrate",
     "dispatcher.api.app",
     "dispatcher.api.serve",
@@ -47,8 +47,8 @@ STACK = (
     "celery.concurrency.prefork",
     "workers.app",
     "workers.runtime",
-    "dispatcher.scheduler",
-    "dispatcher.webhook_inbox",
+    "dispatcher.scheduler.loop",
+    "devstack.webhook_inbox",
     "simulator.cli",
 )
 KEEP = 3  # cached compilations (locks) kept; older ones are removed

@@ -8,7 +8,7 @@ from celery import Celery, signals
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from dispatcher.config import Settings
-from dispatcher.logs import configure
+from dispatcher.ops.logs import configure
 from workers import observability
 
 app = Celery(

@@ -27,29 +27,27 @@ and the main process sums the files at each scrape; live-gauge files of children
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import redis
 import structlog
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from dispatcher.config import Settings
 from dispatcher.contract import QUEUE_PREFIX, Lane
+from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
+from dispatcher.ops.metrics_dir import pid_alive, use_multiprocess_dir
 from dispatcher.store.db import normalize_url
 
 log = structlog.get_logger(component="worker-observability")
 
 DEFAULT_PORTS = {Lane.PRIORITY: 9101, Lane.BULK: 9102, Lane.DLR: 9103, Lane.WEBHOOKS: 9104}
-DIR_PREFIX = "worker-"
+DIR_NAME = "worker"  # the pool's directory: $SMSDISPATCH_METRICS_DIR/worker-<pid>
 
 
 @dataclass
@@ -60,7 +58,7 @@ class _State:
     concurrency: int = 0
     ready: bool = False
     shutting_down: bool = False
-    server: ThreadingHTTPServer | None = None
+    server: HealthServer | None = None
     prepared_pid: int = 0
     started: dict[str, float] = field(default_factory=dict)  # task id → prerun time (children)
 
@@ -69,13 +67,6 @@ STATE = _State()
 
 
 # -- 1. the multiprocess directory ---------------------------------------------------------------
-def metrics_root() -> str:
-    """Where pools keep their per-process metric files."""
-    return os.environ.get("SMSDISPATCH_METRICS_DIR") or os.path.join(
-        tempfile.gettempdir(), "smsdispatch-metrics"
-    )
-
-
 def prepare_multiprocess(root: str | None = None) -> str:
     """Create this pool's empty directory, remove dead pools' ones, export the variable."""
     if STATE.prepared_pid == os.getpid():
@@ -87,29 +78,9 @@ def prepare_multiprocess(root: str | None = None) -> str:
             "worker.metrics_imported_too_early",
             hint="import workers.metrics / prometheus_client only from task modules",
         )
-    root = root or metrics_root()
-    os.makedirs(root, exist_ok=True)
-    for entry in os.listdir(root):
-        pid = entry[len(DIR_PREFIX) :]
-        if entry.startswith(DIR_PREFIX) and pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
-    path = os.path.join(root, f"{DIR_PREFIX}{os.getpid()}")
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    path = use_multiprocess_dir(DIR_NAME, root)
     STATE.prepared_pid = os.getpid()
     return path
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def on_import_modules(**_kwargs: Any) -> None:
@@ -175,8 +146,7 @@ def on_worker_shutting_down(**_kwargs: Any) -> None:
 def on_worker_shutdown(**_kwargs: Any) -> None:
     """``worker_shutdown`` handler: release the port."""
     if STATE.server is not None:
-        STATE.server.shutdown()
-        STATE.server.server_close()
+        STATE.server.close()
         STATE.server = None
 
 
@@ -184,8 +154,7 @@ def on_worker_shutdown(**_kwargs: Any) -> None:
 def on_process_init(**_kwargs: Any) -> None:
     """``worker_process_init`` handler (each child)."""
     if STATE.server is not None:
-        # The child's copy of the listening socket only; the parent keeps serving.
-        STATE.server.socket.close()
+        STATE.server.close_inherited_socket()
         STATE.server = None
     STATE.started = {}
     from workers import metrics
@@ -283,18 +252,15 @@ def readiness() -> dict[str, str]:
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         try:
-            client.ping()
-            checks["redis"] = "ok"
+            checks["redis"] = check_redis(client)
         finally:
             client.close()
-    except Exception as exc:  # a probe reports, it does not raise
+    except Exception as exc:  # a probe reports, it does not raise (a malformed URL, say)
         checks["redis"] = type(exc).__name__
     try:
         engine = create_engine(normalize_url(settings.database_url), poolclass=NullPool)
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
+            checks["database"] = check_database(engine)
         finally:
             engine.dispose()
     except Exception as exc:
@@ -302,43 +268,12 @@ def readiness() -> dict[str, str]:
     return checks
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        import json
-
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        path = self.path.split("?", 1)[0]
-        routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, render_metrics()),
-            "/healthz": lambda: (200, "application/json", b'{"status": "ok"}'),
-        }
-        if path == "/readyz":
-            checks = readiness()
-            ok = all(v == "ok" for v in checks.values())
-            body = json.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
-            reply = (200 if ok else 503, "application/json", body.encode())
-        elif path in routes:
-            try:
-                reply = routes[path]()
-            except Exception as exc:  # keep serving probes whatever a collector does
-                reply = (500, "text/plain", f"{type(exc).__name__}\n".encode())
-        else:
-            reply = (404, "text/plain", b"not found\n")
-        status, ctype, body_bytes = reply
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body_bytes)))
-        self.end_headers()
-        self.wfile.write(body_bytes)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: scrapes and probes are not log events."""
-
-
-def serve(host: str, port: int) -> ThreadingHTTPServer:
+def serve(host: str, port: int) -> HealthServer:
     """Start the pool's HTTP server in a daemon thread."""
-    httpd = ThreadingHTTPServer((host, port), _Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, name="worker-metrics", daemon=True).start()
-    return httpd
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    def metrics() -> tuple[int, str, bytes]:
+        return 200, CONTENT_TYPE_LATEST, render_metrics()
+
+    routes = {"/metrics": metrics, "/healthz": alive, "/readyz": json_route(readiness)}
+    return HealthServer(host, port, routes, name="worker-metrics")

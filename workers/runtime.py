@@ -22,16 +22,16 @@ from dispatcher.store.db import make_engine
 from dispatcher.store.progress import Failure, add_events, set_on_sent_check
 from dispatcher.store.schema import accounts, messages
 from workers import metrics
-from workers.breaker import Breakers, State
 from workers.connectors.base import Connector
 from workers.connectors.chooser import RouteChooser
 from workers.connectors.registry import ConnectorSet, build_connector
 from workers.connectors.window import InFlightWindow
-from workers.progress_store import SqlProgress
 from workers.rate_limits import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
-from workers.retry import RetryPolicy
-from workers.sending import ChunkSender, Route, SenderOptions
-from workers.tokens import ConnectionTokens
+from workers.sending.breaker import Breakers, State
+from workers.sending.progress import SqlProgress
+from workers.sending.retry import RetryPolicy
+from workers.sending.sender import ChunkSender, Route, SenderOptions
+from workers.sending.tokens import ConnectionTokens
 
 T = TypeVar("T")
 

@@ -17,9 +17,9 @@ from workers.app import app
 from workers.errors import CarrierError
 from workers.isolation import apply_isolated
 from workers.rate_limits import RateLimitUnavailable
-from workers.reconcile import reconcile
 from workers.reports import TAKE_FRESH_ROWS, Outcome, apply_stored
 from workers.runtime import runtime
+from workers.sending.reconcile import reconcile
 
 log = structlog.get_logger(component="worker")
 
@@ -36,7 +36,7 @@ INFRA_ERRORS = (StoreUnavailable, RateLimitUnavailable)
     max_retries=None,
 )
 def send_chunk(self: Any, payload: dict[str, Any]) -> None:
-    """Send one chunk of messages (see :class:`workers.sending.ChunkSender`)."""
+    """Send one chunk of messages (see :class:`workers.sending.sender.ChunkSender`)."""
     rt = runtime()
     started = time.perf_counter()
     try:

@@ -20,8 +20,10 @@ from sqlalchemy.exc import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dispatcher import __version__, metrics
-from dispatcher.accounts import Authenticator
+from dispatcher import __version__
+from dispatcher.accounts.account import Authenticator
+from dispatcher.accounts.quotas import AccountQuotas
+from dispatcher.api import metrics
 from dispatcher.api.callbacks import CallbackInbox
 from dispatcher.api.context import ApiContext, request_id
 from dispatcher.api.docs_page import install as install_docs
@@ -35,16 +37,15 @@ from dispatcher.api.routes_lookup import router as lookup_router
 from dispatcher.api.routes_senders import router as senders_router
 from dispatcher.api.routes_sms import UNAVAILABLE, router
 from dispatcher.api.webhook_targets import WebhookTargets
-from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.errors import ApiError
+from dispatcher.intake.broker import Broker
+from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.lookup import NumberLookup
 from dispatcher.panel import mount_panel
-from dispatcher.quotas import AccountQuotas
 from dispatcher.routing import current_table
 from dispatcher.store.db import make_engine
-from dispatcher.writer import SubmissionWriter
 
 log = structlog.get_logger(component="api")
 

@@ -20,8 +20,8 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.broker import Broker, BrokerUnavailable
 from dispatcher.contract import CALLBACK_TASKS, CallbackKind, Lane
+from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable
 

@@ -10,15 +10,15 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
-from dispatcher.accounts import Account, Authenticator
+from dispatcher.accounts.account import Account, Authenticator
+from dispatcher.accounts.quotas import AccountQuotas
 from dispatcher.api.callbacks import CallbackInbox
 from dispatcher.api.webhook_targets import WebhookTargets
-from dispatcher.broker import Broker
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
+from dispatcher.intake.broker import Broker
+from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.lookup import NumberLookup
-from dispatcher.quotas import AccountQuotas
-from dispatcher.writer import SubmissionWriter
 
 
 @dataclass

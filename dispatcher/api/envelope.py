@@ -7,8 +7,6 @@ string or null. What we add has names of its own (the ``…At`` times keep milli
 
 from __future__ import annotations
 
-import time
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -17,6 +15,7 @@ from starlette.responses import Response
 from dispatcher.contract import STATUS_CODES, Status, is_final
 from dispatcher.errors import ApiError
 from dispatcher.store.records import NewMessage
+from dispatcher.times import iso_ms
 
 
 class JsonResponse(Response):
@@ -30,17 +29,8 @@ class JsonResponse(Response):
 
 
 def iso(ts: float | None) -> str | None:
-    """Unix seconds → ISO 8601 UTC with milliseconds."""
-    if ts is None:
-        return None
-    return _iso_ms(round(ts * 1000))
-
-
-@lru_cache(maxsize=4096)
-def _iso_ms(ms: int) -> str:
-    # Cached: the messages of one submission share their times, so a 10,000-recipient answer
-    # would otherwise format the same instant 20,000 times (docs/benchmarks.md, scenario A).
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    """Unix seconds → ISO 8601 UTC with milliseconds (none stays none)."""
+    return None if ts is None else iso_ms(ts)
 
 
 def unix(ts: float | None) -> int | None:

@@ -12,8 +12,9 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher import metrics
-from dispatcher.accounts import Account, recheck_sender
+from dispatcher.accounts.account import Account, recheck_sender
+from dispatcher.accounts.quotas import reserve_for
+from dispatcher.api import metrics
 from dispatcher.api.context import AccountDep, ApiContext, ContextDep, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
@@ -26,7 +27,7 @@ from dispatcher.api.models import Envelope, SendSmsBody
 from dispatcher.api.query import direction, order_key, phones, split, unix_time
 from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
-from dispatcher.quotas import reserve_for
+from dispatcher.intake.submit import Prepared, RequestRefused, SendRequest, prepare
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.queries import (
     ORDER_COLUMNS,
@@ -35,8 +36,7 @@ from dispatcher.store.queries import (
     list_messages,
     message_timeline,
 )
-from dispatcher.submit import Prepared, RequestRefused, SendRequest, prepare
-from dispatcher.timeline import build_timeline
+from dispatcher.store.timeline import build_timeline
 
 router = APIRouter(prefix="/v2.1/sms", tags=["SMS"])
 

@@ -118,7 +118,7 @@ def _server(options: ServeOptions) -> Any:
 def _child(options: ServeOptions) -> None:
     """One API process: its own socket in the port's ``SO_REUSEPORT`` group."""
     from dispatcher.config import Settings
-    from dispatcher.logs import configure
+    from dispatcher.ops.logs import configure
 
     # A spawned process starts with logging unconfigured: same output as the parent's.
     settings = Settings.from_env()

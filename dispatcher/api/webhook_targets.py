@@ -1,6 +1,6 @@
 """Admission of a per-message ``webhookUrl`` beyond its static checks (those run in
-:mod:`dispatcher.submit` for every producer): the name is resolved, without blocking the event
-loop, and refused when it points inside our network; the URL becomes one of the account's
+:mod:`dispatcher.intake.submit` for every producer): the name is resolved, without blocking
+the event loop, and refused when it points inside our network; the URL becomes one of the account's
 webhook endpoints unless the account has reached its cap. Both refusals are per-request errors
 naming ``webhookUrl``; the webhooks lane checks the address again when it connects."""
 
@@ -15,9 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
+from dispatcher.intake.submit import webhook_url_error
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.endpoint_cap import admit_endpoint
-from dispatcher.submit import webhook_url_error
 from dispatcher.webhooks.urls import UrlRefused, canonical, check_resolved
 
 KNOWN_MAX = 10_000  # (account, url) pairs this process has seen admitted

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dispatcher.csv_upload import PHONE_COLUMNS
+from dispatcher.cli.csv_upload import PHONE_COLUMNS
 from dispatcher.sms import (
     EmptyMessage,
     InvalidPhoneNumber,

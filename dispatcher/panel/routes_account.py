@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from dispatcher.accounts import (
+from dispatcher.accounts.account import (
     KeyInfo,
     KeyPair,
     UnknownKey,

@@ -28,8 +28,10 @@ from fastapi.responses import Response, StreamingResponse
 from redis.exceptions import RedisError
 from sqlalchemy import Connection, and_, insert, select
 
-from dispatcher.accounts import Account, find_account, recheck_sender
+from dispatcher.accounts.account import Account, find_account, recheck_sender
+from dispatcher.accounts.quotas import reserve_for
 from dispatcher.errors import ApiError
+from dispatcher.intake.submit import RequestRefused, prepare_personalised, sender_refusal
 from dispatcher.panel.campaign_draft import (
     MAX_UPLOAD_BYTES,
     PREVIEW_ROWS,
@@ -55,13 +57,11 @@ from dispatcher.panel.web import (
     state,
     viewer,
 )
-from dispatcher.quotas import reserve_for
 from dispatcher.sms import InvalidSender, validate_sender
 from dispatcher.store import audit
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.schema import accounts, campaign_rejections, submissions
 from dispatcher.store.senders import NameState, list_names, may_send
-from dispatcher.submit import RequestRefused, prepare_personalised, sender_refusal
 
 router = APIRouter(prefix="/panel/campaigns", include_in_schema=False)
 log = structlog.get_logger(component="panel")

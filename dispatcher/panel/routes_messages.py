@@ -23,7 +23,7 @@ from dispatcher.store.panel_queries import (
     search_outgoing,
 )
 from dispatcher.store.schema import accounts
-from dispatcher.timeline import build_timeline
+from dispatcher.store.timeline import build_timeline
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 log = structlog.get_logger(component="panel")

@@ -19,8 +19,8 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 from sqlalchemy import Connection, func, select
 
-from dispatcher.accounts import KeyPair, create_account_in, set_limits_in
-from dispatcher.cli_connections import describe
+from dispatcher.accounts.account import KeyPair, create_account_in, set_limits_in
+from dispatcher.cli.connections import describe
 from dispatcher.panel.sessions import SessionsUnavailable
 from dispatcher.panel.web import (
     PanelError,

@@ -20,7 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dispatcher.accounts import key_hash as _digest  # sha256 hex, as for API keys
+from dispatcher.accounts.account import key_hash as _digest  # sha256 hex, as for API keys
 
 PREFIX = "smsd:panel:"
 

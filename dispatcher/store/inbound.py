@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.ids import new_message_id
-from dispatcher.optout import KeywordAction, KeywordMatch, Keywords
+from dispatcher.sms.optout import KeywordAction, KeywordMatch, Keywords
 from dispatcher.store import webhooks as webhook_store
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.numbers import account_for_number

@@ -16,7 +16,7 @@ from dispatcher.store.schema import (
     webhook_endpoints,
 )
 from dispatcher.store.webhooks import DeliveryState, EndpointState
-from dispatcher.webhooks.payloads import iso
+from dispatcher.times import iso_ms
 from dispatcher.webhooks.secrets import generate_secret
 
 URL_COLUMNS = {
@@ -111,7 +111,7 @@ def resume(conn: Connection, acct: int, now: float, window_s: float) -> Resumed:
             consecutive_failures=0,
             failing_since=None,
             changed_at=now,
-            reason=f"resumed at {iso(now)}",
+            reason=f"resumed at {iso_ms(now)}",
         )
     ).rowcount
     d, t = webhook_deliveries.c, webhook_attempts.c
@@ -144,8 +144,8 @@ def view(conn: Connection, acct: int, now: float) -> dict[str, Any]:
             "url": r.url,
             "state": r.state,
             "consecutiveFailures": r.consecutive_failures,
-            "failingSince": iso(r.failing_since) if r.failing_since else None,
-            "changedAt": iso(r.changed_at),
+            "failingSince": iso_ms(r.failing_since) if r.failing_since else None,
+            "changedAt": iso_ms(r.changed_at),
             "reason": r.reason,
         }
         for r in conn.execute(select(webhook_endpoints).where(e.account_id == acct).order_by(e.id))
@@ -158,7 +158,7 @@ def view(conn: Connection, acct: int, now: float) -> dict[str, Any]:
         "inboundWebhookUrlSecondary": row.inbound_webhook_url_secondary,
         "onSent": bool(row.webhook_on_sent),
         "hasSecret": bool(row.webhook_secret),
-        "previousSecretValidUntil": iso(until)
+        "previousSecretValidUntil": iso_ms(until)
         if row.webhook_secret_previous and until and until > now
         else None,
         "endpoints": endpoints,

@@ -19,7 +19,6 @@ See ``docs/webhooks.md`` for every field.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ from dispatcher.contract import (
     Status,
     is_final,
 )
+from dispatcher.times import iso_ms
 
 # The status in the words of the original API's reports.
 STATUS_WORDS: dict[str, str] = {
@@ -42,12 +42,6 @@ STATUS_WORDS: dict[str, str] = {
     Status.REJECTED: "Rejected",
     Status.FAILED: "Failed",
 }
-
-
-def iso(ts: float) -> str:
-    """Unix seconds → ISO 8601 UTC with milliseconds (as the REST API writes times)."""
-    ms = round(ts * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def dumps(payload: Mapping[str, Any]) -> str:
@@ -76,7 +70,7 @@ def status_payload(m: Mapping[str, Any]) -> dict[str, Any]:
         "statusName": status,
         "statusCode": STATUS_CODES[Status(status)],
         "isFinal": is_final(status),
-        "statusTime": iso(float(m["status_at"])),
+        "statusTime": iso_ms(float(m["status_at"])),
         "numberOfParts": int(m["parts"]),
         "error": error,
     }
@@ -91,6 +85,6 @@ def inbound_payload(inbound: Mapping[str, Any]) -> dict[str, Any]:
         "to": inbound["number"],
         "text": inbound["body"],
         "parts": int(inbound["parts"]),
-        "receivedAt": iso(float(inbound["received_at"])),
+        "receivedAt": iso_ms(float(inbound["received_at"])),
         "keyword": inbound.get("keyword"),
     }

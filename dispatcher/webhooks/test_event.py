@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import httpx
 
 from dispatcher.ids import new_message_id
-from dispatcher.webhooks.payloads import dumps, iso
+from dispatcher.times import iso_ms
+from dispatcher.webhooks.payloads import dumps
 from dispatcher.webhooks.sign import webhook_headers
 from dispatcher.webhooks.urls import UrlRefused, address_problem, check_static
 
@@ -53,7 +54,7 @@ def sample_payload(event_id: str, account: str, now: float) -> dict[str, object]
         "type": EVENT_TEST,
         "id": event_id,
         "account": account,
-        "sentAt": iso(now),
+        "sentAt": iso_ms(now),
         "text": "A test event from the smsdispatch panel. Answer 2xx to acknowledge it.",
     }
 

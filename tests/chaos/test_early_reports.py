@@ -9,10 +9,10 @@ from typing import Any
 import fakeredis
 import pytest
 
-from dispatcher.broker import BrokerUnavailable
 from dispatcher.config import Settings
 from dispatcher.contract import EARLY_REPORTS_KEY, TASK_APPLY_REPORTS, Lane
-from dispatcher.scheduler import Scheduler
+from dispatcher.intake.broker import BrokerUnavailable
+from dispatcher.scheduler.loop import Scheduler
 
 
 class Broker:

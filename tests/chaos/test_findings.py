@@ -10,7 +10,7 @@ import pytest
 from dispatcher.contract import Status
 from tests.unit.test_sending import FakeCarrier, MemoryLog, Row, make, payload, run
 from workers.errors import RetryableCarrierError
-from workers.sending import SenderOptions
+from workers.sending.sender import SenderOptions
 
 
 @dataclass

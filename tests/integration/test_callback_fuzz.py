@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.numbers import NumberKind, add_number
 from dispatcher.store.schema import carrier_callbacks, inbound_messages

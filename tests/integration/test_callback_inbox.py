@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from dispatcher.api.app import build_context, create_app
 from dispatcher.config import Settings
 from dispatcher.contract import TASK_APPLY_INBOUND, TASK_APPLY_REPORTS, Lane, queue_name
-from dispatcher.scheduler import Scheduler
+from dispatcher.scheduler.loop import Scheduler
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine
 from dispatcher.store.schema import carrier_callbacks

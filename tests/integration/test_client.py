@@ -281,7 +281,7 @@ def test_async_listing_matches_the_blocking_one(
 @pytest.fixture
 def producer(stack: Stack) -> Iterator[Any]:
     from dispatcher.config import Settings
-    from dispatcher.enqueue import Producer
+    from dispatcher.intake.enqueue import Producer
 
     p = Producer(Settings.from_env(stack.env))
     yield p

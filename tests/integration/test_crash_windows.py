@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.store.schema import dispatch_batches, message_events, messages
 from tests.support.stack import ROOT, Stack, running_stack, wait_until
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 CRASHING_PRODUCER = """
 import os, signal, sys
 from dispatcher.config import Settings
-from dispatcher.enqueue import Producer
+from dispatcher.intake.enqueue import Producer
 
 producer = Producer(Settings.from_env())
 def crash(batches):

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import redis
 
-from dispatcher.devstack import private_dir, redis_config
+from devstack.run import private_dir, redis_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from dispatcher.supervise import read_state, stack_pids, stop_stack
+from devstack.supervise import read_state, stack_pids, stop_stack
 from tests.support.make_run import STOPPED, MakeRun, checkout, user_env
 from tests.support.services import backend, free_port
 
@@ -113,7 +113,7 @@ def test_a_killed_supervisor_leaves_nothing_and_the_next_run_starts(
         # Worst case: a hung API (stopped) and the watchdog killed with the supervisor. The
         # parent-death SIGTERM waits, pending, and the API keeps the port.
         api_proc = next(p for p in supervisor.children() if "api" in p.cmdline())
-        watchdog = next(p for p in supervisor.children() if "dispatcher.supervise" in p.cmdline())
+        watchdog = next(p for p in supervisor.children() if "devstack.supervise" in p.cmdline())
         api_proc.send_signal(signal.SIGSTOP)
         watchdog.send_signal(signal.SIGKILL)
         supervisor.send_signal(signal.SIGKILL)

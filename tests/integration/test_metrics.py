@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
-from dispatcher.broker import Broker
 from dispatcher.contract import TASK_APPLY_REPORTS, TASK_SEND_CHUNK, Lane, chunk_payload, queue_name
-from dispatcher.exporter import PUBLISHED_AT_HEADER, BrokerCollector
 from dispatcher.ids import new_message_id
+from dispatcher.intake.broker import Broker
+from dispatcher.ops.exporter import PUBLISHED_AT_HEADER, BrokerCollector
 from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.db import make_engine
 from dispatcher.store.messages import insert_batches

@@ -22,7 +22,7 @@ import redis
 from smsdispatch_client.webhooks import verify
 from sqlalchemy import insert, select, update
 
-from dispatcher.accounts import find_account
+from dispatcher.accounts.account import find_account
 from dispatcher.routing.breaker_state import KEY_PREFIX
 from dispatcher.store.schema import api_keys, messages, submissions, webhook_endpoints
 from dispatcher.store.senders import find_name

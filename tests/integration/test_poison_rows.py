@@ -166,7 +166,7 @@ def test_database_outages_are_not_counted_against_rows() -> None:
 
 
 def test_inbound_rows_are_isolated_the_same_way(engine: Engine) -> None:
-    from dispatcher.accounts import create_account
+    from dispatcher.accounts.account import create_account
     from dispatcher.store.inbound import InboundStore
     from dispatcher.store.numbers import NumberKind, add_number
 
@@ -279,7 +279,7 @@ def update_connection(mid: str, connection: str) -> Any:
 
 
 def _delivery(engine: Engine, state: str = DeliveryState.SENDING, attempts: int = 1) -> str:
-    from dispatcher.accounts import create_account
+    from dispatcher.accounts.account import create_account
     from dispatcher.store.schema import webhook_deliveries as d
 
     account, _ = create_account(engine, f"wh-{uuid.uuid4().hex[:8]}")

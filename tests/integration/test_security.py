@@ -19,8 +19,8 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from dispatcher.accounts import set_limits
-from dispatcher.quotas import CAP_KEY_PREFIX, seconds_to_midnight
+from dispatcher.accounts.account import set_limits
+from dispatcher.accounts.quotas import CAP_KEY_PREFIX, seconds_to_midnight
 from dispatcher.store.schema import accounts
 from tests.integration.test_webhooks import hooked_account
 from tests.support.receiver import Receiver

@@ -15,9 +15,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import Engine
 
-from dispatcher.accounts import Account, Authenticator, create_account, rotate_key, set_limits
-from dispatcher.config import Settings
-from dispatcher.quotas import (
+from dispatcher.accounts.account import (
+    Account,
+    Authenticator,
+    create_account,
+    rotate_key,
+    set_limits,
+)
+from dispatcher.accounts.quotas import (
     DAY_S,
     DailyCaps,
     RequestLimiter,
@@ -25,9 +30,10 @@ from dispatcher.quotas import (
     seconds_to_midnight,
     utc_day,
 )
+from dispatcher.config import Settings
+from dispatcher.intake.submit import SendRequest, prepare
 from dispatcher.store.db import make_engine
 from dispatcher.store.messages import write_submissions
-from dispatcher.submit import SendRequest, prepare
 from tests.support.services import free_port, fresh_database, fresh_redis
 
 pytestmark = pytest.mark.integration

@@ -21,17 +21,17 @@ from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 
-from dispatcher.accounts import create_account, find_account
+from dispatcher.accounts.account import create_account, find_account
 from dispatcher.api.app import build_context, create_app
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.config import Settings
-from dispatcher.enqueue import Producer
+from dispatcher.intake.enqueue import Producer
+from dispatcher.intake.submit import RequestRefused
 from dispatcher.store.db import make_engine
 from dispatcher.store.migrate import alembic_config
 from dispatcher.store.numbers import NumberKind, add_number
 from dispatcher.store.schema import messages
 from dispatcher.store.senders import SenderPolicy, get_policy
-from dispatcher.submit import RequestRefused
 from tests.support.services import fresh_database, fresh_redis
 
 CACHE_S = 0.3  # the API's key cache: decisions that narrow what may send wait this long

@@ -1,6 +1,6 @@
 """A delivery report whose task a SIGKILLed dlr pool held (left in kombu's ``unacked`` hash) is
 applied within ``SMSDISPATCH_UNACKED_RESTORE_S``, not after the one-hour visibility timeout: the
-scheduler puts the task back on its queue (dispatcher/unacked.py, docs/reliability.md)."""
+scheduler puts the task back on its queue (dispatcher/scheduler/unacked.py, docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import text
 
 from dispatcher.contract import Lane, queue_name
-from dispatcher.unacked import broker_keys
+from dispatcher.scheduler.unacked import broker_keys
 from tests.support.stack import Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

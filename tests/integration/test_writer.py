@@ -17,16 +17,16 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from dispatcher.accounts import Account, create_account
-from dispatcher.broker import Broker
+from dispatcher.accounts.account import Account, create_account
 from dispatcher.config import Settings
 from dispatcher.contract import Lane, queue_name
+from dispatcher.intake.broker import Broker
+from dispatcher.intake.submit import SendRequest, prepare
+from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store.db import StoreUnavailable, make_engine
 from dispatcher.store.outbox import unpublished_batches
 from dispatcher.store.records import NewSubmission, StoredSubmission
 from dispatcher.store.suppressions import add_suppression
-from dispatcher.submit import SendRequest, prepare
-from dispatcher.writer import SubmissionWriter
 from tests.support.services import backend, fresh_database, fresh_redis
 
 # Integration, not unit: `make test` runs tests/integration on PostgreSQL too, and this file has

@@ -6,10 +6,10 @@ import time
 
 from sqlalchemy import Engine, text
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.config import Settings
+from dispatcher.intake.submit import SendRequest, prepare
 from dispatcher.store.messages import write_submissions
-from dispatcher.submit import SendRequest, prepare
 
 
 def queued_messages(engine: Engine, n: int) -> list[str]:

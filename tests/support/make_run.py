@@ -19,7 +19,7 @@ import psutil
 
 from tests.support.stack import ROOT
 
-# The line `smsdispatch run` prints once everything is up (dispatcher/devstack.py).
+# The line `smsdispatch run` prints once everything is up (devstack/run.py).
 READY = re.compile(
     r"ready in (?P<total>[\d.]+) s: Redis and simulator (?P<redis>[\d.]+) s, "
     r"migrations and demo account (?P<migrations>[\d.]+) s, processes up (?P<processes>[\d.]+) s"
@@ -143,7 +143,7 @@ _PARTS = (
     ("-m simulator", "simulator"),
     ("webhook_inbox", "webhook inbox"),
     ("redis-server", "Redis"),
-    ("dispatcher.supervise", "watchdog"),
+    ("devstack.supervise", "watchdog"),
 )
 
 

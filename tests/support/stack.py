@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.store.db import make_engine
 from tests.support.services import free_port, fresh_database, fresh_redis
 

@@ -26,7 +26,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert
 
-from dispatcher.accounts import (
+from dispatcher.accounts.account import (
     APPLICATION_KEY_LENGTH,
     AUTHORIZATION_LENGTH,
     Authenticator,
@@ -34,7 +34,7 @@ from dispatcher.accounts import (
     key_hash,
     rotate_key,
 )
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.ids import KEY_ALPHABET, alphanumeric_token
 from dispatcher.store.db import make_engine
 from dispatcher.store.migrate import upgrade

@@ -14,7 +14,6 @@ import redis
 import redis.asyncio as aioredis
 
 from dispatcher.routing import BreakerConfig
-from workers.breaker import Breakers, State, is_health_failure
 from workers.errors import (
     AmbiguousCarrierError,
     ClaimExpired,
@@ -22,6 +21,7 @@ from workers.errors import (
     RetryableCarrierError,
     ThrottledError,
 )
+from workers.sending.breaker import Breakers, State, is_health_failure
 
 REAL = "redis://127.0.0.1:6379/15"  # db 15: behavioural tests, unique key prefixes, no flush
 

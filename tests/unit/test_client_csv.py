@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dispatcher.csv_upload import Row, read_rows
+from dispatcher.cli.csv_upload import Row, read_rows
 
 
 class Endless(io.RawIOBase):

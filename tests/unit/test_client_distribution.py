@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
-SERVER_MODULES = {"dispatcher", "workers", "simulator", "celeryconfig"}
+SERVER_MODULES = {"dispatcher", "workers", "devstack", "simulator", "celeryconfig"}
 
 
 def canonical(name: str) -> str:

@@ -8,8 +8,8 @@ import pytest
 import structlog
 
 from dispatcher.config import Settings
-from dispatcher.logs import configure
-from workers.retry import RetryPolicy
+from dispatcher.ops.logs import configure
+from workers.sending.retry import RetryPolicy
 
 
 def test_settings_from_env() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dispatcher.cli import build_parser
+from dispatcher.cli.main import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -228,8 +228,8 @@ def known_series() -> set[str]:
     """Every series name our processes expose (histograms and counters with their suffixes)."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from dispatcher import exporter
-    from dispatcher import metrics as api_metrics
+    from dispatcher.api import metrics as api_metrics
+    from dispatcher.ops import exporter
     from workers import metrics as wm
 
     names: set[str] = set()

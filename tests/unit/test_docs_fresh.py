@@ -42,7 +42,7 @@ def _schema() -> dict[str, Any]:
 
 
 def test_openapi_export_is_current() -> None:
-    from dispatcher.openapi_export import render_openapi
+    from dispatcher.api.openapi_export import render_openapi
 
     assert (ROOT / "docs" / "openapi.json").read_text() == render_openapi(), EXPORT
 

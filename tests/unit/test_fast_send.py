@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.api import fast_send
 from dispatcher.api.app import build_context, create_app
 from dispatcher.config import Settings

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.api.app import build_context, create_app
 from dispatcher.api.routes_inbound import router as inbound_router
-from dispatcher.cli_numbers import dedicated_number, register
+from dispatcher.cli.numbers import dedicated_number, register
 from dispatcher.config import Settings
 from dispatcher.store import webhooks as webhook_store
 from dispatcher.store.db import make_engine

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
 from structlog.testing import capture_logs
 
-from dispatcher.accounts import create_account
+from dispatcher.accounts.account import create_account
 from dispatcher.contract import EVENT_MESSAGE_INBOUND
 from dispatcher.ids import new_message_id
 from dispatcher.store import webhooks as webhook_store

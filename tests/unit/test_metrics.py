@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher import metrics as api_metrics
-from dispatcher.exporter import BrokerCollector, published_at, queue_keys
+from dispatcher.api import metrics as api_metrics
 from dispatcher.ids import new_message_id
+from dispatcher.ops import metrics_dir
+from dispatcher.ops.exporter import BrokerCollector, published_at, queue_keys
 from tests.support.stack import ROOT
 from workers import metrics as wm
 from workers import observability
@@ -388,7 +389,7 @@ def test_api_processes_share_a_fresh_directory(tmp_path: Any, monkeypatch: Any) 
     mine = tmp_path / f"api-{os.getpid()}"
     mine.mkdir()
     (mine / "counter_1.db").write_bytes(b"old")
-    path = api_metrics.use_multiprocess_dir("api", base=str(tmp_path))
+    path = metrics_dir.use_multiprocess_dir("api", base=str(tmp_path))
     assert path == str(mine) and os.environ["PROMETHEUS_MULTIPROC_DIR"] == path
     assert not dead.exists() and os.listdir(path) == []
 
@@ -425,7 +426,7 @@ def kombu_message(payload: dict[str, Any], headers: dict[str, Any] | None = None
 
 def test_the_header_name_is_the_contracts() -> None:
     from dispatcher import contract
-    from dispatcher.exporter import PUBLISHED_AT_HEADER
+    from dispatcher.ops.exporter import PUBLISHED_AT_HEADER
 
     assert getattr(contract, "HEADER_PUBLISHED_AT", PUBLISHED_AT_HEADER) == PUBLISHED_AT_HEADER
 

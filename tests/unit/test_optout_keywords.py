@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.config import Settings
-from dispatcher.optout import KeywordAction, Keywords, normalize_keyword
+from dispatcher.sms.optout import KeywordAction, Keywords, normalize_keyword
 
 KW = Keywords.default()
 

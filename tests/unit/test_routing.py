@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 from dispatcher.config import Settings
 from dispatcher.routing import ConfigError, RoutingTable, implicit, load_file
 from dispatcher.routing.loader import parse

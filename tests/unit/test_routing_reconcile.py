@@ -16,8 +16,8 @@ from dispatcher.store.progress import Failure
 from dispatcher.store.schema import message_events, messages
 from tests.support.services import fresh_database
 from workers.connectors.registry import ConnectorSet
-from workers.reconcile import reconcile
 from workers.runtime import RoutedProgress
+from workers.sending.reconcile import reconcile
 
 NOW = 1_800_000_000.0
 

@@ -13,7 +13,6 @@ import pytest
 
 from dispatcher.contract import Status
 from dispatcher.store.progress import Claim, Failure, Sent
-from workers.breaker import Breakers, State
 from workers.connectors.base import Outbound, SubmitResult
 from workers.errors import (
     AMBIGUOUS_CODES,
@@ -29,9 +28,10 @@ from workers.rate_limits import (
     Rate,
     RateLimitUnavailable,
 )
-from workers.retry import RetryPolicy
-from workers.sending import ChunkSender, Route, SenderOptions
-from workers.tokens import ConnectionTokens
+from workers.sending.breaker import Breakers, State
+from workers.sending.retry import RetryPolicy
+from workers.sending.sender import ChunkSender, Route, SenderOptions
+from workers.sending.tokens import ConnectionTokens
 
 NOW = 1_800_000_000.0
 

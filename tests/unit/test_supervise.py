@@ -1,4 +1,4 @@
-"""dispatcher/supervise.py with real processes: what a killed supervisor leaves is stopped by
+"""devstack/supervise.py with real processes: what a killed supervisor leaves is stopped by
 each layer (parent-death signal, watchdog, the next start), and a live one is not disturbed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dispatcher.supervise import ID_VAR, StackRunning, Supervisor, read_state, stack_pids
+from devstack.supervise import ID_VAR, StackRunning, Supervisor, read_state, stack_pids
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 SUPERVISOR = textwrap.dedent(
     """
     import json, os, sys, time
-    from dispatcher.supervise import Supervisor, read_state
+    from devstack.supervise import Supervisor, read_state
 
     POLITE = '''
     import os, signal, sys, time

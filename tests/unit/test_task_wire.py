@@ -1,7 +1,7 @@
 """Tasks written straight to Redis are the messages Celery's ``send_task`` would write.
 
 Real Redis (a leased logical database): the reference message is published through Celery and
-kombu with the project's configuration, ours through :class:`dispatcher.broker.Broker`; they
+kombu with the project's configuration, ours through :class:`dispatcher.intake.broker.Broker`; they
 must agree key by key (ids, tags and times aside), and kombu must consume ours unchanged.
 """
 
@@ -17,7 +17,6 @@ import pytest
 import redis
 from kombu import Connection
 
-from dispatcher.broker import Broker, BrokerUnavailable
 from dispatcher.contract import (
     HEADER_PUBLISHED_AT,
     TASK_SEND_CHUNK,
@@ -25,6 +24,7 @@ from dispatcher.contract import (
     chunk_payload,
     queue_name,
 )
+from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.store.records import Batch
 from tests.support.services import fresh_redis
 

@@ -1,5 +1,6 @@
 """The scheduler hands back dlr/webhooks tasks a killed worker left in kombu's ``unacked`` hash,
-as kombu's own restore would, and never touches the send lanes' (dispatcher/unacked.py)."""
+as kombu's own restore would, and never touches the send lanes'
+(dispatcher/scheduler/unacked.py)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from dispatcher.contract import (
     Lane,
     queue_name,
 )
-from dispatcher.scheduler import Scheduler
-from dispatcher.task_wire import encode_task
-from dispatcher.unacked import UnackedKeys, broker_keys, restore_stale
+from dispatcher.contract.celery_wire import encode_task
+from dispatcher.scheduler.loop import Scheduler
+from dispatcher.scheduler.unacked import UnackedKeys, broker_keys, restore_stale
 
 KEYS = UnackedKeys.from_options({})
 DLR, WEBHOOKS = queue_name(Lane.DLR), queue_name(Lane.WEBHOOKS)
@@ -205,7 +206,7 @@ def test_the_scheduler_counts_what_it_restored_and_reads_other_lanes_once() -> N
     _deliver(client, "t-chunk", _message(TASK_SEND_CHUNK, BULK), at=NOW - 121)
     assert sched._restore_unacked(NOW) == 1
     assert client.llen(DLR) == 1 and sched._unacked_skip == {"t-chunk"}
-    with mock.patch("dispatcher.unacked._restore_one") as read:
+    with mock.patch("dispatcher.scheduler.unacked._restore_one") as read:
         assert sched._restore_unacked(NOW) == 0
     read.assert_not_called()
     client.hdel(KEYS.unacked, "t-chunk")  # acknowledged at last: forgotten

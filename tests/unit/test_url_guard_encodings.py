@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.config import Settings
-from dispatcher.submit import webhook_url_problem
+from dispatcher.intake.submit import webhook_url_problem
 from dispatcher.webhooks.urls import Canonical, UrlRefused, address_problem, check_static
 from tests.support.connects import Listener, recording_connects
 from workers.connectors.wire import ConnectFailed, WireClient

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from workers.retry import RetryPolicy
+from workers.sending.retry import RetryPolicy
 from workers.webhooks.backoff import WebhookBackoff
 from workers.webhooks.classify import Verdict, classify_answer, classify_error, parse_retry_after
 from workers.webhooks.errors import WebhookConnectError, WebhookRefused, WebhookTimeout

@@ -11,7 +11,7 @@ import pytest
 from smsdispatch_client.webhooks import secret_key
 from sqlalchemy import Engine, select
 
-from dispatcher.cli_webhooks import add_account_webhook_parser, apply, cmd_accounts_webhook
+from dispatcher.cli.webhooks import add_account_webhook_parser, apply, cmd_accounts_webhook
 from dispatcher.config import Settings
 from dispatcher.store.schema import accounts
 from dispatcher.webhooks.admin import AccountNotFound

@@ -381,7 +381,7 @@ def test_delivery_logic_is_plain_python() -> None:
 def test_dispatcher_webhooks_never_import_workers() -> None:
     for path in [
         *(ROOT / "dispatcher" / "webhooks").glob("*.py"),
-        ROOT / "dispatcher/cli_webhooks.py",
+        ROOT / "dispatcher/cli/webhooks.py",
     ]:
         tree = ast.parse(path.read_text())
         for n in ast.walk(tree):

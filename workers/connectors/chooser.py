@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.routing import RoutingTable, Tier
-from workers.breaker import Breakers, Peek
+from workers.sending.breaker import Breakers, Peek
 
 MAX_PROBE_ATTEMPT = 2  # messages that already failed this often are not used as probes
 AccountNames = Callable[[Sequence[int]], Awaitable[Mapping[int, str]]]

@@ -1,7 +1,7 @@
 """When to try a webhook again: exponential backoff with equal jitter, for a time window.
 
 Delays start at ``base_s`` and double up to ``cap_s`` (5 s, 10 s, 20 s … 1 h, then about
-hourly), each between half and all of its value (:class:`workers.retry.RetryPolicy`). A
+hourly), each between half and all of its value (:class:`workers.sending.retry.RetryPolicy`). A
 delivery is retried until ``window_s`` (``webhook_retry_window_h``) has passed since it was
 created, so its attempts span at least the window; the attempt that fails after that is its
 last. ``Retry-After`` is honoured when longer than the backoff, up to ``retry_after_cap_s``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers.retry import RetryPolicy
+from workers.sending.retry import RetryPolicy
 
 BASE_S = 5.0
 CAP_S = 3600.0

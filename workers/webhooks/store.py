@@ -18,7 +18,7 @@ from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.dead_letters import describe, transient
 from dispatcher.store.schema import webhook_attempts, webhook_deliveries, webhook_endpoints
 from dispatcher.store.webhooks import DeliveryState, EndpointState, set_aside, signing_secrets
-from dispatcher.webhooks.payloads import iso
+from dispatcher.times import iso_ms
 from workers.metrics import record_inbox_failures
 from workers.webhooks.classify import Verdict
 from workers.webhooks.records import AttemptRecord, Claimed, Outcome
@@ -135,7 +135,7 @@ def _update_endpoint(
             .values(
                 state=EndpointState.DISABLED,
                 changed_at=now,
-                reason=f"answered 410 Gone at {iso(now)}",
+                reason=f"answered 410 Gone at {iso_ms(now)}",
             )
         )
     elif failed:
@@ -153,7 +153,7 @@ def _update_endpoint(
                 state=EndpointState.SUSPENDED,
                 changed_at=now,
                 reason=(
-                    f"suspended at {iso(now)}: no success for {suspend_after_s / 3600:g} h "
+                    f"suspended at {iso_ms(now)}: no success for {suspend_after_s / 3600:g} h "
                     f"(last: {last.error or last.status_code})"
                 ),
             )

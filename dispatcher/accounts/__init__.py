@@ -1,0 +1,1 @@
+"""Accounts: API key pairs, sender-name checks and per-account API limits."""

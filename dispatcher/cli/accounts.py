@@ -1,0 +1,149 @@
+"""``smsdispatch accounts rotate-key|limits``: key rotation and per-account API limits.
+
+Register with :func:`register` on the ``accounts`` sub-parsers. Output is JSON on stdout;
+errors are JSON on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from dispatcher.config import Settings
+from dispatcher.ops.logs import configure
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds in ``30s``, ``15m``, ``24h``, ``2d`` or a bare number of seconds."""
+    match = _DURATION.match(raw.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {raw!r} (use e.g. 90s, 15m, 24h, 2d)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _limit(kind: type) -> Any:
+    def parse(raw: str) -> Any:
+        if raw.lower() == "default":
+            return None
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError("must be >= 0 (0 = unlimited)")
+        return value
+
+    return parse
+
+
+def open_engine() -> Any:
+    """An engine on the configured database, logging configured (the operator commands')."""
+    from dispatcher.store.db import make_engine
+
+    s = Settings.from_env()
+    configure(s.log_level, s.log_format)
+    return make_engine(s.database_url, pool_size=1)
+
+
+def fail(message: str) -> int:
+    """Print ``message`` as a JSON error on stderr; exit code 1."""
+    print(json.dumps({"error": message}), file=sys.stderr)
+    return 1
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    """Issue a new key pair; the old pairs keep working until the overlap ends."""
+    from dispatcher.accounts.account import find_account, rotate_key
+
+    engine = open_engine()
+    try:
+        account = find_account(engine, args.name)
+        if account is None:
+            return fail(f"no account named {args.name!r}")
+        pair = rotate_key(engine, account.id, args.overlap)
+    finally:
+        engine.dispose()
+    print(
+        json.dumps(
+            {
+                "account": account.name,
+                "Application-Key": pair.application_key,
+                "Authorization": pair.authorization,
+                "old_keys_expire_in_s": args.overlap,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    """Show or set an account's request rate and daily cap."""
+    from dispatcher.accounts.account import find_account, set_limits
+
+    engine = open_engine()
+    try:
+        account = find_account(engine, args.name)
+        if account is None:
+            return fail(f"no account named {args.name!r}")
+        rate = account.api_rate_per_s if args.rate is ... else args.rate
+        cap = account.daily_cap if args.daily_cap is ... else args.daily_cap
+        if (rate, cap) != (account.api_rate_per_s, account.daily_cap):
+            set_limits(engine, account.id, rate, cap)
+    finally:
+        engine.dispose()
+    s = Settings.from_env()
+    print(
+        json.dumps(
+            {
+                "account": account.name,
+                "rate_per_s": rate,
+                "daily_cap": cap,
+                "effective_rate_per_s": s.api_rate_per_s if rate is None else rate,
+                "effective_daily_cap": s.daily_cap if cap is None else cap,
+                "note": "0 = unlimited, null = the settings' default; API processes apply "
+                "changes within 30 s",
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def register(accounts_sub: Any) -> None:
+    """Add ``rotate-key`` and ``limits`` to the ``accounts`` sub-parsers."""
+    r = accounts_sub.add_parser(
+        "rotate-key", help="issue a new key pair; the old ones stop working after --overlap"
+    )
+    r.add_argument("name")
+    r.add_argument(
+        "--overlap",
+        type=parse_duration,
+        default=parse_duration("24h"),
+        help="how long the old key pairs keep working (e.g. 0, 15m, 24h; default 24h)",
+    )
+    r.set_defaults(func=cmd_rotate_key)
+
+    lim = accounts_sub.add_parser(
+        "limits", help="show or set the account's request rate and daily send cap"
+    )
+    lim.add_argument("name")
+    lim.add_argument(
+        "--rate",
+        type=_limit(float),
+        default=...,
+        help="API requests per second (0 = unlimited, 'default' = SMSDISPATCH_API_RATE_PER_S)",
+    )
+    lim.add_argument(
+        "--daily-cap",
+        type=_limit(int),
+        default=...,
+        help="messages per UTC day (0 = unlimited, 'default' = SMSDISPATCH_DAILY_CAP)",
+    )
+    lim.set_defaults(func=cmd_limits)

@@ -1,0 +1,143 @@
+"""Client commands of ``smsdispatch``: ``send``, ``status``, ``campaign upload``, ``openapi``.
+
+They talk to a running API over HTTP through the Python client (:mod:`smsdispatch_client`),
+with the credentials from ``SMSDISPATCH_APP_KEY`` / ``SMSDISPATCH_AUTHORIZATION`` /
+``SMSDISPATCH_URL`` or a keys file (``--keys``, the ``accounts create --write`` format;
+``SMSDISPATCH_KEYS_FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from smsdispatch_client import SmsClient, SmsError, credentials_from_env
+
+
+def _client(args: argparse.Namespace) -> SmsClient:
+    app_key, auth, url = credentials_from_env(keys_file=args.keys)
+    return SmsClient(app_key, auth, args.url or url)
+
+
+def _fail(exc: SmsError) -> int:
+    out: dict[str, Any] = {"error": exc.code, "status": exc.status, "message": exc.message}
+    if exc.parameter:
+        out["parameter"] = exc.parameter
+    print(json.dumps(out), file=sys.stderr)
+    return 1
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send one text to the ``--to`` numbers; prints the message ids."""
+    numbers = [n.strip() for item in args.to for n in item.split(",") if n.strip()]
+    try:
+        with _client(args) as client:
+            result = client.send_sms(
+                numbers,
+                args.text,
+                sender=args.sender,
+                priority=args.priority or None,
+                campaign=args.campaign,
+            )
+    except SmsError as exc:
+        return _fail(exc)
+    print(
+        json.dumps(
+            {
+                "ids": result.ids,
+                "lane": result.messages[0].lane if result.messages else None,
+                "rejected": [
+                    {"phone": e.value, "code": e.code, "reason": e.message} for e in result.errors
+                ],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a message's status."""
+    try:
+        with _client(args) as client:
+            message = client.get_message(args.id)
+    except SmsError as exc:
+        return _fail(exc)
+    print(
+        json.dumps(
+            {
+                "id": message.id,
+                "status": message.status,
+                "isFinal": message.is_final,
+                "phoneNumber": message.phone_number,
+                "error": message.error_code,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_campaign_upload(args: argparse.Namespace) -> int:
+    """Stream a CSV to the API in batches; rejected rows to a file; a summary on stdout."""
+    from dispatcher.cli.csv_upload import upload_file
+
+    name = args.name or os.path.splitext(os.path.basename(args.file))[0]
+    rejected = args.rejected or os.path.splitext(args.file)[0] + ".rejected.csv"
+    try:
+        with _client(args) as client:
+            report = upload_file(
+                client, args.file, name, args.sender, args.text, rejected, args.batch
+            )
+    except ValueError as exc:
+        print(json.dumps({"error": "invalid_csv", "message": str(exc)}), file=sys.stderr)
+        return 2
+    except SmsError as exc:
+        return _fail(exc)
+    print(json.dumps({"campaign": name, **report.as_dict()}))
+    return 0
+
+
+def cmd_openapi(_args: argparse.Namespace) -> int:
+    """Print the OpenAPI document (``smsdispatch openapi > docs/openapi.json``)."""
+    from dispatcher.api.openapi_export import render_openapi
+
+    sys.stdout.write(render_openapi())
+    return 0
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", metavar="FILE", help="keys file (accounts create --write format)")
+    p.add_argument("--url", help="API base URL (default SMSDISPATCH_URL or :8080)")
+
+
+def register(sub: Any) -> None:
+    """Add the client subcommands to ``smsdispatch``'s parser."""
+    s = sub.add_parser("send", help="send an SMS through the API")
+    s.add_argument("--to", action="append", required=True, help="number(s); repeat or comma")
+    s.add_argument("--text", required=True, help="the message")
+    s.add_argument("--sender", default="Info", help="sender ID (default Info)")
+    s.add_argument("--priority", action="store_true", help="use the priority lane (OTP)")
+    s.add_argument("--campaign", help="campaign name (Smsdispatch-Campaign header)")
+    _connection(s)
+    s.set_defaults(func=cmd_send)
+
+    st = sub.add_parser("status", help="show a message's status")
+    st.add_argument("id")
+    _connection(st)
+    st.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("campaign", help="bulk campaigns")
+    c_sub = c.add_subparsers(dest="campaign_command", required=True)
+    u = c_sub.add_parser("upload", help="send a CSV (streamed, batched, resumable)")
+    u.add_argument("file", help="CSV with a header; a phone column and a message column")
+    u.add_argument("--name", help="campaign name (default: the file name)")
+    u.add_argument("--text", help="template for every row, e.g. 'Hi {name}' (CSV columns)")
+    u.add_argument("--sender", default="Info", help="sender ID (default Info)")
+    u.add_argument("--rejected", metavar="FILE", help="rejected rows (default FILE.rejected.csv)")
+    u.add_argument("--batch", type=int, default=10_000, help="recipients per request (≤ 10000)")
+    _connection(u)
+    u.set_defaults(func=cmd_campaign_upload)
+
+    sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)

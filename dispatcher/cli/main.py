@@ -1,0 +1,211 @@
+"""The ``smsdispatch`` command: every process of the Procfile, and the operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from dispatcher.cli.accounts import register as register_accounts
+from dispatcher.cli.client import register as register_client
+from dispatcher.cli.connections import CONFIG_ERROR_EXIT, checked
+from dispatcher.cli.connections import register as register_connections
+from dispatcher.cli.dead_letters import register as register_dead_letters
+from dispatcher.cli.numbers import register as register_numbers
+from dispatcher.cli.senders import register as register_senders
+from dispatcher.cli.users import register as register_users
+from dispatcher.cli.webhooks import add_account_webhook_parser
+from dispatcher.config import Settings
+from dispatcher.ops.logs import configure
+
+
+def _settings() -> Settings:
+    s = Settings.from_env()
+    configure(s.log_level, s.log_format)
+    return s
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve the REST API with uvicorn (uvloop + httptools), one process per core if asked."""
+    from dispatcher.api.serve import ServeOptions, serve
+
+    s = _settings()
+    if checked(s) is None:  # refuse to start on an invalid connections file
+        return CONFIG_ERROR_EXIT
+    workers = args.workers or s.api_workers
+    os.environ.setdefault("PGAPPNAME", "smsdispatch-api")  # see cmd_worker
+    if workers > 1:  # every API process writes its metrics where /metrics can sum them
+        from dispatcher.ops.metrics_dir import use_multiprocess_dir
+
+        use_multiprocess_dir("api")
+    return serve(ServeOptions(host=args.host or s.api_host, port=args.port or s.api_port), workers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a Celery worker pool for one lane (replaces this process with Celery's own CLI, so
+    the producer side never imports worker code and signals reach Celery directly)."""
+    from dispatcher.cli.worker import worker_command
+    from dispatcher.contract import Lane
+
+    lane = Lane(args.lane)
+    if checked(_settings()) is None:  # refuse to start on an invalid connections file
+        return CONFIG_ERROR_EXIT
+    argv, env = worker_command(lane, args.concurrency)
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
+    os.execv(sys.executable, argv)
+
+
+def cmd_scheduler(_args: argparse.Namespace) -> int:
+    """Run the scheduler loop until SIGTERM/SIGINT."""
+    import redis
+
+    from dispatcher.intake.broker import Broker
+    from dispatcher.scheduler.loop import Scheduler
+    from dispatcher.store.db import make_engine
+
+    s = _settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    engine = make_engine(s.database_url, pool_size=2, plan_each_run=True)
+    broker = Broker(s.redis_url)
+    Scheduler(s, engine, broker, redis.Redis.from_url(s.redis_url)).run(stop)
+    broker.close()
+    engine.dispose()
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """Run the carrier simulator (flags after ``--`` go to it)."""
+    from simulator.cli import main as sim_main
+
+    rest = list(args.rest)
+    return sim_main(rest[1:] if rest[:1] == ["--"] else rest)
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    """Serve the broker-side metrics (queues, schedule, outbox, webhooks) on /metrics."""
+    from dispatcher.ops.exporter import cmd_exporter as run_exporter
+
+    return run_exporter(args)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    """Apply database migrations."""
+    from dispatcher.store.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    print(json.dumps({"migrated": True}))
+    return 0
+
+
+def cmd_accounts_create(args: argparse.Namespace) -> int:
+    """Create an account and print its key pair once."""
+    from dispatcher.accounts.account import create_account
+    from dispatcher.store.db import make_engine
+
+    s = _settings()
+    engine = make_engine(s.database_url, pool_size=1)
+    account, pair = create_account(
+        engine, args.name, priority=args.priority, sender_policy=args.sender_policy
+    )
+    out = {
+        "account": account.name,
+        "id": account.id,
+        "priority": account.priority_enabled,
+        "sender_policy": account.sender_policy,
+        "Application-Key": pair.application_key,
+        "Authorization": pair.authorization,
+    }
+    text = json.dumps(out, indent=2)
+    if args.write:
+        os.makedirs(os.path.dirname(os.path.abspath(args.write)), exist_ok=True)
+        with open(args.write, "w", encoding="utf-8") as fh:
+            json.dump(
+                {"Application-Key": pair.application_key, "Authorization": pair.authorization}, fh
+            )
+        os.chmod(args.write, 0o600)
+    print(text)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole stack in the foreground, on embedded defaults (``make run``)."""
+    from devstack.run import run_stack
+
+    return run_stack(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by tests to check the Procfile's commands exist)."""
+    p = argparse.ArgumentParser(prog="smsdispatch", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("api", help="serve the REST API")
+    a.add_argument("--host")
+    a.add_argument("--port", type=int)
+    a.add_argument("--workers", type=int)
+    a.set_defaults(func=cmd_api)
+
+    w = sub.add_parser("worker", help="run a worker pool for one lane")
+    w.add_argument("--lane", required=True, choices=["priority", "bulk", "dlr", "webhooks"])
+    w.add_argument("--concurrency", type=int, default=2)
+    w.set_defaults(func=cmd_worker)
+
+    sub.add_parser(
+        "scheduler", help="release scheduled/retrying messages, repair crash windows"
+    ).set_defaults(func=cmd_scheduler)
+
+    sim = sub.add_parser("simulator", help="run the carrier simulator")
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=cmd_simulator)
+
+    e = sub.add_parser("exporter", help="serve queue, schedule and webhook gauges on /metrics")
+    e.add_argument("--host")
+    e.add_argument("--port", type=int)
+    e.set_defaults(func=cmd_exporter)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    acc = sub.add_parser("accounts", help="manage accounts")
+    acc_sub = acc.add_subparsers(dest="accounts_command", required=True)
+    c = acc_sub.add_parser("create", help="create an account and print its keys")
+    c.add_argument("name")
+    c.add_argument("--priority", action="store_true", help="enable the priority add-on")
+    c.add_argument("--write", metavar="FILE", help="also write the key pair to FILE (0600)")
+    c.add_argument(
+        "--sender-policy",
+        choices=["registered", "open"],
+        default="registered",
+        help="registered (default, as the original): only sender names an operator approved; "
+        "open: any valid name",
+    )
+    c.set_defaults(func=cmd_accounts_create)
+    add_account_webhook_parser(acc_sub)
+    register_accounts(acc_sub)
+
+    register_numbers(sub)
+    register_senders(sub)
+    register_client(sub)
+    register_connections(sub)
+    register_users(sub)
+    register_dead_letters(sub)
+
+    r = sub.add_parser("run", help="run the whole stack locally (make run)")
+    r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")
+    r.add_argument("--no-demo", action="store_true", help="do not create the demo account")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc

@@ -1,0 +1,1 @@
+"""Operations: structured logs, health and metrics servers, the broker-side exporter."""

@@ -1,0 +1,395 @@
+"""``smsdispatch exporter``: the broker-side gauges, read from Redis and the log at each scrape.
+
+What it reports, and how it stays cheap (one Redis pipeline and five indexed queries per
+scrape, whatever the backlog):
+
+- **queue depth per lane**: ``LLEN`` of the lane's list and of kombu's priority sub-lists
+  (``"{queue}\\x06\\x16{n}"``), in tasks (a bulk task carries up to ``SMSDISPATCH_CHUNK_SIZE``
+  messages);
+- **age of the oldest waiting task per lane**: kombu pushes on the left and pops on the right, so
+  the oldest task of each list is ``LINDEX key -1``. Its age comes from the task itself: the
+  header the publisher stamps (:data:`PUBLISHED_AT_HEADER`), else the payload's own clock (a
+  chunk's batch id is a UUIDv7 minted when the batch was created; a report task carries
+  ``received_at``). We chose this over
+  ``min(queued_at)`` of queued messages in the log because it costs O(1) per lane (the log has
+  no ``(lane, queued_at)`` index, so that minimum scans the other lane's backlog), it covers the
+  dlr and webhooks lanes, whose tasks are not messages, it measures exactly what autoscaling and
+  the alerts act on (work waiting for a worker), and it keeps answering when the database is
+  the slow part;
+- **scheduled and retrying messages that are due** but not yet released (the scheduler's
+  backlog), and how late the oldest one is;
+- **unpublished outbox batches** (committed, never handed to Redis);
+- **report (DLR) lag**: reports waiting on the dlr lane are its queue age above; the time from
+  receipt to applied is the dlr workers' ``smsdispatch_report_lag_seconds``;
+- **webhook backlog**: pending and due deliveries, how late the oldest due one is, the oldest
+  pending one's age, and endpoints by state (``suspended`` alerts).
+
+Each source reports ``smsdispatch_exporter_source_up{source}``: a Redis or database outage makes
+that source's gauges disappear instead of reading as zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import redis
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, and_, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher.contract import HELD_STATUSES, Lane, queue_name
+from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
+from dispatcher.ops.health import metrics_route as registry_route
+from dispatcher.store import callback_inbox, dead_letters
+from dispatcher.store.schema import (
+    dispatch_batches,
+    messages,
+    webhook_deliveries,
+    webhook_endpoints,
+)
+
+log = structlog.get_logger(component="exporter")
+
+# The header (unix seconds) publishers stamp on every task: ``dispatcher.contract.
+# HEADER_PUBLISHED_AT`` once the contract names it (a unit test keeps the two equal).
+PUBLISHED_AT_HEADER = "smsd_published_at"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9105
+PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue and its priority sub-list
+PRIORITY_LEVELS = range(1, 10)
+UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acknowledged tasks
+ENDPOINT_STATES = ("active", "suspended", "disabled")
+
+
+def queue_keys(lane: Lane | str) -> list[str]:
+    """Redis lists holding a lane's waiting tasks: the queue and its priority sub-lists."""
+    q = queue_name(lane)
+    return [q, *(f"{q}{PRIORITY_SEP}{p}" for p in PRIORITY_LEVELS)]
+
+
+def published_at(raw: bytes | str | None) -> float | None:
+    """When a kombu Redis message was published (unix seconds), or ``None`` if it cannot tell."""
+    if raw is None:
+        return None
+    try:
+        msg = json.loads(raw)
+        stamp = (msg.get("headers") or {}).get(PUBLISHED_AT_HEADER)
+        if isinstance(stamp, int | float):
+            return float(stamp)
+        body: Any = msg.get("body")
+        if (msg.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        decoded = json.loads(body)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return _payload_time(decoded)
+
+
+def _payload_time(decoded: Any) -> float | None:
+    """The time a task payload carries: Celery protocol 2 bodies are ``[args, kwargs, embed]``."""
+    if not (isinstance(decoded, list) and decoded and isinstance(decoded[0], list)):
+        return None
+    args = decoded[0]
+    payload = args[0] if args and isinstance(args[0], dict) else None
+    if payload is None:
+        return None
+    for key in ("first_received", "received_at"):
+        value = payload.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    batch = payload.get("batch")
+    if isinstance(batch, str):
+        return _uuid7_time(batch)
+    return None
+
+
+def _uuid7_time(value: str) -> float | None:
+    try:
+        u = uuid.UUID(value)
+    except ValueError:
+        return None
+    return (u.int >> 80) / 1000.0 if u.version == 7 else None
+
+
+def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+class BrokerCollector(Collector):
+    """Collects the broker-side gauges on every scrape (nothing is cached between scrapes)."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        engine: Engine,
+        lanes: Iterable[Lane] = tuple(Lane),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis_client
+        self.engine = engine
+        self.lanes = tuple(lanes)
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: registering must not query Redis or the database."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Read Redis, then the log; each source's failure only hides its own gauges."""
+        now = self.clock()
+        up = _gauge(
+            "smsdispatch_exporter_source_up",
+            "Whether the last scrape could read the source (redis, database).",
+            ["source"],
+        )
+        took = _gauge(
+            "smsdispatch_exporter_collect_duration_seconds",
+            "How long the last scrape took to read the source.",
+            ["source"],
+        )
+        for source, read in (("redis", self._redis), ("database", self._database)):
+            started = time.perf_counter()
+            try:
+                families = read(now)
+            except (redis.RedisError, SQLAlchemyError, OSError) as exc:
+                log.warning("exporter.source_failed", source=source, error=type(exc).__name__)
+                up.add_metric([source], 0)
+            else:
+                up.add_metric([source], 1)
+                yield from families
+            took.add_metric([source], time.perf_counter() - started)
+        yield up
+        yield took
+
+    # -- Redis ------------------------------------------------------------------------------------
+    def _redis(self, now: float) -> list[Metric]:
+        pipe = self.redis.pipeline(transaction=False)
+        for lane in self.lanes:
+            for key in queue_keys(lane):
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+        pipe.hlen(UNACKED_KEY)
+        results = pipe.execute()
+        depth = _gauge(
+            "smsdispatch_queue_depth",
+            "Tasks waiting in a lane's Redis queue (priority sub-lists included).",
+            ["lane"],
+        )
+        age = _gauge(
+            "smsdispatch_queue_oldest_age_seconds",
+            "Age of the oldest task waiting in a lane's queue (0 when empty).",
+            ["lane"],
+        )
+        per_lane = len(PRIORITY_LEVELS) + 1
+        for i, lane in enumerate(self.lanes):
+            chunk = results[i * per_lane * 2 : (i + 1) * per_lane * 2]
+            lengths = [int(n or 0) for n in chunk[0::2]]
+            tails = [t for n, t in zip(lengths, chunk[1::2], strict=True) if n and t is not None]
+            depth.add_metric([str(lane)], sum(lengths))
+            if not tails:
+                age.add_metric([str(lane)], 0.0)
+                continue
+            stamps = [s for s in (published_at(t) for t in tails) if s is not None]
+            if stamps:
+                age.add_metric([str(lane)], max(0.0, now - min(stamps)))
+        unacked = _gauge(
+            "smsdispatch_queue_unacked_tasks",
+            "Tasks delivered to workers and not yet acknowledged (all lanes).",
+        )
+        unacked.add_metric([], int(results[-1] or 0))
+        return [depth, age, unacked]
+
+    # -- the message log --------------------------------------------------------------------------
+    def _database(self, now: float) -> list[Metric]:
+        m, b, w, e = messages.c, dispatch_batches.c, webhook_deliveries.c, webhook_endpoints.c
+        with self.engine.connect() as conn:
+            held = conn.execute(
+                select(m.status, func.count(), func.min(m.next_attempt_at))
+                .where(and_(m.status.in_(sorted(HELD_STATUSES)), m.next_attempt_at <= now))
+                .group_by(m.status)
+            ).all()
+            outbox = conn.execute(
+                select(func.count(), func.min(b.created_at)).where(b.enqueued_at.is_(None))
+            ).one()
+            pending = conn.execute(
+                select(func.count(), func.min(w.created_at)).where(w.state == "pending")
+            ).one()
+            due = conn.execute(
+                select(func.count(), func.min(w.next_attempt_at)).where(
+                    and_(w.state == "pending", w.next_attempt_at <= now)
+                )
+            ).one()
+            endpoints = conn.execute(select(e.state, func.count()).group_by(e.state)).all()
+            inbox = callback_inbox.waiting(conn)
+            dead = dead_letters.counts(conn)
+            dead_hooks = conn.execute(select(func.count()).where(w.state == "dead")).scalar_one()
+
+        due_count = _gauge(
+            "smsdispatch_scheduled_due_messages",
+            "Scheduled or retrying messages whose time has come but are not released yet.",
+            ["status"],
+        )
+        due_delay = _gauge(
+            "smsdispatch_scheduled_due_delay_seconds",
+            "How late the oldest due scheduled or retrying message is (0 when none).",
+            ["status"],
+        )
+        found = {r[0]: (int(r[1]), r[2]) for r in held}
+        for status in sorted(HELD_STATUSES):
+            n, oldest = found.get(status, (0, None))
+            due_count.add_metric([status], n)
+            due_delay.add_metric([status], _since(now, oldest))
+
+        out_n = _gauge(
+            "smsdispatch_outbox_unpublished_batches",
+            "Dispatch batches committed but not yet handed to Redis.",
+        )
+        out_n.add_metric([], int(outbox[0]))
+        out_age = _gauge(
+            "smsdispatch_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished dispatch batch (0 when none).",
+        )
+        out_age.add_metric([], _since(now, outbox[1]))
+
+        wh_pending = _gauge(
+            "smsdispatch_webhook_pending_deliveries", "Webhook deliveries not yet delivered."
+        )
+        wh_pending.add_metric([], int(pending[0]))
+        wh_age = _gauge(
+            "smsdispatch_webhook_oldest_pending_age_seconds",
+            "Age of the oldest webhook delivery still pending (0 when none).",
+        )
+        wh_age.add_metric([], _since(now, pending[1]))
+        wh_due = _gauge(
+            "smsdispatch_webhook_due_deliveries",
+            "Pending webhook deliveries whose next attempt is due.",
+        )
+        wh_due.add_metric([], int(due[0]))
+        wh_delay = _gauge(
+            "smsdispatch_webhook_due_delay_seconds",
+            "How late the oldest due webhook attempt is (0 when none).",
+        )
+        wh_delay.add_metric([], _since(now, due[1]))
+
+        states = _gauge(
+            "smsdispatch_webhook_endpoints",
+            "Customer webhook endpoints by state (active, suspended, disabled).",
+            ["state"],
+        )
+        by_state = {r[0]: int(r[1]) for r in endpoints}
+        for state in sorted(set(ENDPOINT_STATES) | set(by_state)):
+            states.add_metric([state], by_state.get(state, 0))
+        in_n = _gauge(
+            "smsdispatch_callback_inbox_rows",
+            "Carrier callbacks (report, inbound) stored and not yet applied; a row holds the "
+            "items of concurrent callbacks, early reports wait here for their next try.",
+            ["kind"],
+        )
+        in_age = _gauge(
+            "smsdispatch_callback_inbox_oldest_age_seconds",
+            "Age of the oldest carrier callback not yet applied (0 when none).",
+            ["kind"],
+        )
+        for kind, (n, oldest) in inbox.items():
+            in_n.add_metric([kind], n)
+            in_age.add_metric([kind], _since(now, oldest))
+        dead_n = _gauge(
+            "smsdispatch_dead_letters",
+            "Rows of the callback inbox (kind report, inbound) and the webhook outbox (kind "
+            "webhook) set aside after failing to apply too many times: they wait for an operator "
+            "(smsdispatch dead-letters).",
+            ["kind"],
+        )
+        for kind, (n, _oldest) in dead.items():
+            dead_n.add_metric([kind], n)
+        dead_n.add_metric(["webhook"], int(dead_hooks))
+        return [
+            dead_n,
+            due_count,
+            due_delay,
+            out_n,
+            out_age,
+            wh_pending,
+            wh_age,
+            wh_due,
+            wh_delay,
+            states,
+            in_n,
+            in_age,
+        ]
+
+
+def _since(now: float, then: float | None) -> float:
+    return 0.0 if then is None else max(0.0, now - float(then))
+
+
+def build_registry(redis_client: redis.Redis, engine: Engine) -> CollectorRegistry:
+    """A registry holding only the broker-side gauges (no process metrics: many exporters may
+    run, and their own CPU is of no interest)."""
+    registry = CollectorRegistry()
+    registry.register(BrokerCollector(redis_client, engine))
+    return registry
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw.strip() else default
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected int, got {raw!r}") from exc
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` until SIGTERM/SIGINT.
+
+    Listens on ``--host``/``--port``, else ``SMSDISPATCH_EXPORTER_HOST`` (default 127.0.0.1) and
+    ``SMSDISPATCH_EXPORTER_PORT`` (default 9105).
+    """
+    from dispatcher.config import Settings
+    from dispatcher.ops.logs import configure
+    from dispatcher.store.db import make_engine
+
+    settings = Settings.from_env()
+    configure(settings.log_level, settings.log_format)
+    host = (
+        getattr(args, "host", None) or os.environ.get("SMSDISPATCH_EXPORTER_HOST") or DEFAULT_HOST
+    )
+    port = getattr(args, "port", None) or _env_int("SMSDISPATCH_EXPORTER_PORT", DEFAULT_PORT)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    engine = make_engine(settings.database_url, pool_size=1)
+
+    def ready() -> dict[str, str]:
+        return {"redis": check_redis(client), "database": check_database(engine)}
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = HealthServer(
+        host,
+        port,
+        {
+            "/metrics": registry_route(build_registry(client, engine)),
+            "/healthz": alive,
+            "/readyz": json_route(ready),
+        },
+    )
+    log.info("exporter.started", host=host, port=server.port)
+    stop.wait()
+    server.close()
+    client.close()
+    engine.dispose()
+    log.info("exporter.stopped")
+    return 0

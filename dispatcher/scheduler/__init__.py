@@ -1,0 +1,1 @@
+"""The scheduler process: releases due messages and repairs what crashes left behind."""

@@ -1,0 +1,229 @@
+"""The scheduler process: releases scheduled and retrying messages, and repairs crash windows.
+
+Each tick (default every 250 ms):
+- held messages (``scheduled``, ``retrying``) that are due are re-batched and published;
+- batches committed but never published (crash or Redis outage between commit and publish) are
+  published after ``outbox_stale_s``;
+- delivery reports the dlr lane parked (they came before their submit was recorded) are
+  re-published when due;
+- every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
+  with the carrier, and queued messages of a lane whose queue is empty are re-published
+  (their task was lost, e.g. a Redis restart without persistence); and tasks of the dlr and
+  webhooks lanes left unacknowledged by a killed worker for ``unacked_restore_s`` are put back
+  on their queue (:mod:`dispatcher.scheduler.unacked`) instead of waiting for the visibility
+  timeout.
+Only one scheduler acts at a time (a Redis lease), so several can run for availability.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher.config import Settings
+from dispatcher.contract import (
+    CALLBACK_TASKS,
+    EARLY_REPORTS_KEY,
+    REDELIVERABLE_LANES,
+    SEND_LANES,
+    TASK_APPLY_REPORTS,
+    TASK_DELIVER_WEBHOOKS,
+    Lane,
+    queue_name,
+)
+from dispatcher.intake.broker import Broker, BrokerUnavailable
+from dispatcher.scheduler import unacked
+from dispatcher.store import callback_inbox, outbox, reports, webhooks
+from dispatcher.store.messages import mark_enqueued
+from dispatcher.store.records import Batch
+
+log = structlog.get_logger(component="scheduler")
+LEADER_KEY = "smsd:scheduler:leader"
+SLOW_EVERY_S = 10.0
+AUDIT_START_S = 3600.0  # after a restart, batches of the last hour are audited again
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    released: int = 0
+    expired: int = 0
+    republished: int = 0
+    reconcile_requested: int = 0
+    orphans: int = 0
+    webhooks: int = 0
+    webhooks_recovered: int = 0
+    report_timeouts: int = 0
+    early_reports: int = 0
+    callbacks: int = 0
+    unacked_restored: int = 0
+
+
+class Scheduler:
+    """One scheduler; call :meth:`tick` in a loop (:meth:`run`)."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, broker: Broker, redis_client: redis.Redis
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.broker = broker
+        self.redis = redis_client
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.chunk_sizes: dict[str, int] = {Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100}
+        self._last_slow = 0.0
+        # Orphan audit position per lane: (enqueued_at, batch id) of the last batch checked.
+        self._audit: dict[str, tuple[float, str]] = {}
+        self.unacked_keys = unacked.broker_keys()
+        # Stale unacked entries of other lanes, already read once: not read again (see
+        # RestoreResult.skipped).
+        self._unacked_skip: set[str] = set()
+
+    def is_leader(self) -> bool:
+        """Take or renew the lease; False when another scheduler holds it."""
+        ttl_ms = int(max(2.0, self.settings.scheduler_interval_s * 8) * 1000)
+        try:
+            if self.redis.set(LEADER_KEY, self.identity, nx=True, px=ttl_ms):
+                return True
+            if self.redis.get(LEADER_KEY) == self.identity.encode():
+                self.redis.pexpire(LEADER_KEY, ttl_ms)
+                return True
+        except redis.RedisError:
+            return False
+        return False
+
+    def _publish(self, batches: list[Batch]) -> int:
+        if not batches:
+            return 0
+        done, error = self.broker.publish([b for b in batches if b.payloads])
+        empty = [b.id for b in batches if not b.payloads]
+        with self.engine.begin() as conn:
+            mark_enqueued(conn, [*done, *empty], time.time())
+        if error is not None:
+            log.warning("publish.deferred", error=str(error))
+        return sum(len(b.payloads) for b in batches if b.id in set(done))
+
+    def tick(self, now: float | None = None, force_slow: bool = False) -> TickReport:
+        """One round of work."""
+        now = time.time() if now is None else now
+        report = TickReport()
+        with self.engine.begin() as conn:
+            due, report.expired = outbox.release_due(conn, now, self.chunk_sizes)
+        report.released = self._publish(due)
+        with self.engine.begin() as conn:
+            stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
+        report.republished = self._publish(stale)
+        with self.engine.begin() as conn:
+            hooks = webhooks.due_deliveries(conn, now)
+        for i in range(0, len(hooks), 100):
+            # A failed publish is harmless: the rows come back after their lease.
+            self.broker.publish_task(
+                TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
+            )
+        report.webhooks = len(hooks)
+        report.callbacks = self._release_due_callbacks(now)
+        report.early_reports = self._release_early_reports(now)
+        if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
+            self._last_slow = time.monotonic()
+            self._slow(now, report)
+        return report
+
+    def _release_due_callbacks(self, now: float) -> int:
+        """Publish stored carrier callbacks that are due: early reports whose next try has
+        come, and rows whose wake-up task was lost (their lease ended). Leased again in the
+        same statement; a failed publish is harmless, the rows come back after the lease."""
+        with self.engine.begin() as conn:
+            due = callback_inbox.take_due(conn, now, self.settings.callback_lease_s)
+        for kind, task in CALLBACK_TASKS.items():
+            ids = [i for i, k in due if k == kind]
+            for i in range(0, len(ids), 100):
+                self.broker.publish_task(task, {"ids": ids[i : i + 100]}, Lane.DLR)
+        return len(due)
+
+    def _release_early_reports(self, now: float, limit: int = 100) -> int:
+        """Re-publish delivery reports parked in Redis by a version before the callback inbox
+        (the dlr lane now stores them as rows). Published, then removed: a crash in between
+        publishes one twice, and a repeated report is ignored."""
+        due = cast(
+            list[bytes],
+            self.redis.zrangebyscore(EARLY_REPORTS_KEY, "-inf", now, start=0, num=limit),
+        )
+        for member in due:
+            payload = json.loads(member)
+            self.broker.publish_task(TASK_APPLY_REPORTS, payload, Lane.DLR)
+            self.redis.zrem(EARLY_REPORTS_KEY, member)
+        return len(due)
+
+    def _slow(self, now: float, report: TickReport) -> None:
+        with self.engine.begin() as conn:
+            report.webhooks_recovered = webhooks.recover_stale_deliveries(
+                conn, now, max_failures=self.settings.webhook_max_failures
+            )
+            grace = self.settings.report_grace_h * 3600
+            report.report_timeouts = len(reports.expire_unreported(conn, now - grace, now))
+        with self.engine.connect() as conn:
+            claims = outbox.stale_claims(conn, now - self.settings.sending_stale_s)
+        if claims:
+            self.broker.publish_reconcile(claims)
+            report.reconcile_requested = len(claims)
+        lengths = self.broker.queue_lengths()
+        for lane in SEND_LANES:
+            if lengths.get(str(lane), 0) > 0:
+                continue
+            with self.engine.begin() as conn:
+                lost, self._audit[lane] = outbox.audit_batches(
+                    conn,
+                    lane,
+                    self._audit.get(lane, (now - AUDIT_START_S, "")),
+                    now - self.settings.orphan_stale_s,
+                    now,
+                    self.chunk_sizes,
+                )
+            report.orphans += self._publish(lost)
+        report.unacked_restored = self._restore_unacked(now)
+
+    def _restore_unacked(self, now: float) -> int:
+        """Put back the dlr and webhooks tasks a killed worker left unacknowledged (their
+        reruns are harmless); the send lanes' are left to the claims and the orphan audit."""
+        if self.settings.unacked_restore_s <= 0:
+            return 0
+        result = unacked.restore_stale(
+            self.redis,
+            self.unacked_keys,
+            {queue_name(lane) for lane in REDELIVERABLE_LANES},
+            now - self.settings.unacked_restore_s,
+            self._unacked_skip,
+        )
+        if not result.mutex_held:
+            self._unacked_skip = result.skipped
+        if result.total:
+            log.warning("unacked.restored", queues=result.restored)
+        return result.total
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Tick until ``stop`` is set; database or Redis trouble only delays the next tick."""
+        stop = stop or threading.Event()
+        log.info("scheduler.started", identity=self.identity)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if self.is_leader():
+                    report = self.tick()
+                    if any(vars(report).values()):
+                        log.info("scheduler.tick", **vars(report))
+            except (SQLAlchemyError, BrokerUnavailable, redis.RedisError) as exc:
+                log.warning("scheduler.tick_failed", error=type(exc).__name__)
+            elapsed = time.monotonic() - started
+            stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))
+        log.info("scheduler.stopped")
