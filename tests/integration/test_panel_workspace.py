@@ -12,6 +12,8 @@ import csv
 import html
 import io
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -624,3 +626,24 @@ def test_operator_sees_connections_and_their_breakers(world: World) -> None:
         r.delete(KEY_PREFIX + "default")
         r.close()
     assert world.admin_a.get("/panel/operator/connections").status_code == 403
+
+
+def test_the_clis_actions_are_in_the_audit_log(world: World) -> None:
+    def cli(*argv: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "dispatcher.cli", *argv],
+            env=world.stack.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    cli("senders", "request", "ws-b", "CliName", "--by", "ann")
+    cli("senders", "approve", "ws-b", "CliName", "--by", "ann")
+    cli("accounts", "rotate-key", "ws-b", "--overlap", "3600")
+    log = html.unescape(world.admin_b.get("/panel/account/audit").text)
+    for action in ("sender.request", "sender.approve", "key.rotate"):
+        assert action in log, action
+    assert "ann" in log and "cli:" in log
+    assert "CliName" not in world.admin_a.get("/panel/account/audit").text
