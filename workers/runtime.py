@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from sqlalchemy import Connection, select
 
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
+from dispatcher.redis_clients import async_client
 from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
 from dispatcher.store.db import make_engine
 from dispatcher.store.progress import Failure, add_events, set_on_sent_check
@@ -127,7 +127,7 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.engine = make_engine(settings.database_url, pool_size=4, plan_each_run=True)
         self.store = RoutedProgress(self.engine)
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = async_client(settings.redis_url)
         self.limiter = AsyncLimiter(
             AsyncRedisRateLimitBackend(self.redis), on_wait=metrics.record_rate_wait
         )

@@ -62,9 +62,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(_args: argparse.Namespace) -> int:
     """Run the scheduler loop until SIGTERM/SIGINT."""
-    import redis
-
     from dispatcher.intake.broker import Broker
+    from dispatcher.redis_clients import sync_client
     from dispatcher.scheduler.loop import Scheduler
     from dispatcher.store.db import make_engine
 
@@ -74,7 +73,7 @@ def cmd_scheduler(_args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     engine = make_engine(s.database_url, pool_size=2, plan_each_run=True)
     broker = Broker(s.redis_url)
-    Scheduler(s, engine, broker, redis.Redis.from_url(s.redis_url)).run(stop)
+    Scheduler(s, engine, broker, sync_client(s.redis_url)).run(stop)
     broker.close()
     engine.dispose()
     return 0

@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from celery import Celery
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -29,6 +28,7 @@ from dispatcher.contract import (
     queue_name,
 )
 from dispatcher.contract.celery_wire import encode_task, origin
+from dispatcher.redis_clients import celery_broker, sync_client
 from dispatcher.store.records import Batch
 
 
@@ -44,10 +44,14 @@ class Broker:
         # does not go through it.
         self.app = Celery("smsdispatch-producer", set_as_current=False)
         self.app.config_from_object("celeryconfig")
-        self.app.conf.broker_url = redis_url
+        self.app.conf.broker_url, sentinel_options = celery_broker(redis_url)
+        self.app.conf.broker_transport_options = {
+            **self.app.conf.broker_transport_options,
+            **sentinel_options,
+        }
         # No client-side retries: a failed publish leaves the batch in the outbox, and a request
         # must not wait through reconnect attempts.
-        self.redis = redis.Redis.from_url(
+        self.redis = sync_client(
             redis_url,
             socket_connect_timeout=2,
             socket_timeout=5,

@@ -53,6 +53,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatcher.contract import HELD_STATUSES, Lane, queue_name
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.health import metrics_route as registry_route
+from dispatcher.redis_clients import sync_client
 from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.schema import (
     dispatch_batches,
@@ -368,7 +369,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         getattr(args, "host", None) or os.environ.get("SMSDISPATCH_EXPORTER_HOST") or DEFAULT_HOST
     )
     port = getattr(args, "port", None) or _env_int("SMSDISPATCH_EXPORTER_PORT", DEFAULT_PORT)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = sync_client(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     engine = make_engine(settings.database_url, pool_size=1)
 
     def ready() -> dict[str, str]:

@@ -181,9 +181,9 @@ class Stack:
 
     def redis_summary(self) -> str:
         """Keys of the stack's Redis database with their types and sizes (for failures)."""
-        import redis
+        from dispatcher.redis_clients import sync_client
 
-        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        client = sync_client(self.env["REDIS_URL"])  # a redis+sentinel:// URL too
         out = []
         for key in sorted(client.keys("*")):
             raw_kind = client.type(key)
