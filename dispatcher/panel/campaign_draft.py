@@ -97,8 +97,15 @@ def check_name(name: str) -> str:
 
 def _rows_from_csv(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     text = data.decode("utf-8-sig", errors="replace")
+    if "\x00" in text:
+        raise DraftError(
+            "file", "Not a CSV file: it contains NUL bytes (a spreadsheet? export it as CSV)."
+        )
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
+    try:
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise DraftError("file", f"Not a CSV file we can read (line 1: {exc}).") from None
     if not any(header):
         raise DraftError("file", "The CSV is empty: its first line must name the columns.")
     lowered = [h.lower() for h in header]
@@ -111,15 +118,30 @@ def _rows_from_csv(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, st
             + f" (the columns are: {', '.join(header)}).",
         )
     rows: list[tuple[int, dict[str, str]]] = []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
-        if len(rows) >= MAX_ROWS:
-            raise DraftError("file", f"More than {MAX_ROWS:,} rows: use the CLI for larger lists.")
-        row = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)}
-        row["\0phone"] = values[phone_col].strip() if phone_col < len(values) else ""
-        rows.append((reader.line_num, row))
+    try:
+        for values in reader:
+            _add_row(reader.line_num, values, header, phone_col, rows)
+    except csv.Error as exc:
+        raise DraftError(
+            "file", f"Not a CSV file we can read (line {reader.line_num}: {exc})."
+        ) from None
     return header, rows
+
+
+def _add_row(
+    line: int,
+    values: list[str],
+    header: list[str],
+    phone_col: int,
+    rows: list[tuple[int, dict[str, str]]],
+) -> None:
+    if not any(v.strip() for v in values):
+        return
+    if len(rows) >= MAX_ROWS:
+        raise DraftError("file", f"More than {MAX_ROWS:,} rows: use the CLI for larger lists.")
+    row = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)}
+    row["\0phone"] = values[phone_col].strip() if phone_col < len(values) else ""
+    rows.append((line, row))
 
 
 def _rows_from_paste(text: str) -> list[tuple[int, dict[str, str]]]:
@@ -150,6 +172,9 @@ def build_draft(
     message or a rejected row. :class:`DraftError` for a problem with the form itself."""
     if not template.strip():
         raise DraftError("text", "Write the text of the message.")
+    if "\x00" in template:
+        raise DraftError("text", "The text contains a NUL character.")
+    pasted = pasted.replace("\x00", "\ufffd")  # kept readable in the rejected rows
     if len(template) > MAX_TEXT:
         raise DraftError("text", f"The text is longer than {MAX_TEXT} characters.")
     if csv_data:

@@ -8,6 +8,7 @@ Operators only (a 403 page for anyone else). Sender-name decisions are in
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ def _limit(raw: str, kind: type[int] | type[float]) -> float | int | None:
     if not raw:
         return None
     value = kind(raw)
-    if value < 0 or value > 1e9:
+    if not math.isfinite(value) or value < 0 or value > 1e9:  # float() reads "nan" and "inf"
         raise ValueError(raw)
     return value
 

@@ -426,6 +426,13 @@ def test_operator_creates_an_account_and_sets_its_limits(world: World) -> None:
         csrf_token=token,
     )
     assert bad_limit.status_code == 400
+    not_a_number = op.post(
+        f"/panel/operator/accounts/{acct.group(1)}/limits",
+        api_rate_per_s="nan",
+        sender_policy="open",
+        csrf_token=token,
+    )
+    assert not_a_number.status_code == 400
     log = op.get("/panel/operator/audit").text
     assert "account.create" in log and "account.limits" in log and "platform" in log
     assert world.admin_a.get("/panel/operator/audit").status_code == 403

@@ -109,3 +109,25 @@ def test_names_times_and_windows() -> None:
     assert start_in_window(ts("2026-12-07T03:00:00"), night) == ts("2026-12-07T03:00:00")
     assert start_in_window(ts("2026-12-07T12:00:00"), night) == ts("2026-12-07T22:00:00")
     assert start_in_window(ts("2026-12-07T12:00:00"), None) == ts("2026-12-07T12:00:00")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"phone\x00,name\n+48111222333,Ann\n",  # NUL: a spreadsheet file, not a CSV
+        b'phone,name\n+48111222333,"' + b"x" * 200_000 + b'"\n',  # over the csv field limit
+        b'"' + b"p" * 200_000 + b'"\n',  # the header itself
+    ],
+)
+def test_a_file_that_is_not_a_readable_csv_is_a_field_error(data: bytes) -> None:
+    with pytest.raises(DraftError) as exc:
+        build_draft("hi", data, "", None, 10)
+    assert exc.value.field == "file" and "CSV" in exc.value.message
+
+
+def test_nul_characters_never_reach_the_log() -> None:
+    with pytest.raises(DraftError):
+        build_draft("hi\x00", None, "+48111222333", None, 10)
+    draft = build_draft("hi", None, "+48111222333\n12\x00ab", None, 10)
+    assert [r.phone for r in draft.recipients] == ["+48111222333"]
+    assert "\x00" not in draft.rejected[0].phone
