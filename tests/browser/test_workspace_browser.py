@@ -135,6 +135,9 @@ def test_1_operator_approves_a_sender_name_the_admin_requested(
     op.get_by_role("link", name="Connections").click()
     expect(op.locator("table")).to_contain_text("closed")
     shot(op, "operator-connections")
+    op.get_by_role("link", name="Platform audit log").click()
+    expect(op.locator("table")).to_contain_text("sender.approve")
+    shot(op, "operator-audit")
 
 
 def test_2_admin_creates_a_key_sends_with_curl_and_finds_the_message(
@@ -296,3 +299,14 @@ def test_6_support_reaches_no_admin_page(world: World, browser: Browser) -> None
     page.goto(base + "/panel/messages?phone=111+222+444")
     expect(page.get_by_role("link", name="Export all matches as CSV")).to_be_visible()
     shot(page, "messages-support")
+    page.goto(base + "/panel/campaigns")
+    expect(page.get_by_role("link", name="winter-sale")).to_be_visible()
+    expect(page.get_by_role("link", name="New campaign")).to_have_count(0)
+    shot(page, "campaigns")
+    page.goto(base + "/panel/suppressions")
+    shot(page, "suppressions")
+    page.goto(base + "/panel/messages?direction=in")
+    shot(page, "incoming")
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_title("Sign in · smsdispatch panel")
+    shot(page, "login")
