@@ -21,14 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.panel_helpers import PASSWORD, make_user
+from tests.browser.conftest import log_in, new_page
+from tests.browser.panel_helpers import make_user
 from tests.support.receiver import Answer, Receiver
 from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = os.path.join(ROOT, "docs", "screenshots")
 TOKEN = "workspace-browser-callback-token"
 
@@ -74,31 +74,6 @@ def world() -> Iterator[World]:
         )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert os.path.exists(CHROMIUM), "install Debian's chromium: apt-get install -y chromium"
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    expect.set_options(timeout=20_000)  # a loaded 2-core CI machine renders slowly
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield b
-        b.close()
-
-
-def new_page(browser: Browser) -> Page:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    context.set_default_timeout(20_000)
-    return context.new_page()
-
-
-def log_in(page: Page, base: str, username: str) -> None:
-    page.goto(base + "/panel/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).not_to_have_title("Sign in · smsdispatch panel")
-
-
 def shot(page: Page, name: str) -> None:
     page.screenshot(path=os.path.join(SHOTS, f"panel-{name}.png"), full_page=True)
 
@@ -108,7 +83,7 @@ def test_1_operator_approves_a_sender_name_the_admin_requested(
 ) -> None:
     base = world.stack.api_url
     admin = new_page(browser)
-    log_in(admin, base, world.admin)
+    log_in(admin, base, world.admin, landed=True)
     admin.get_by_role("link", name="Sender names").click()
     admin.get_by_label("Sender name").fill("ACME")
     admin.get_by_role("button", name="Request").click()
@@ -117,7 +92,7 @@ def test_1_operator_approves_a_sender_name_the_admin_requested(
     refused = world.shop.send({"sender": "ACME", "message": "hi", "phoneNumbers": ["+48111222333"]})
     assert refused.status_code == 400 and "waiting" in refused.text
     op = new_page(browser)
-    log_in(op, base, world.operator)
+    log_in(op, base, world.operator, landed=True)
     op.get_by_role("link", name="Operator").click()
     expect(op).to_have_title("Sender names to approve · smsdispatch panel")
     expect(op.locator("table").first).to_contain_text("acme-shop")
@@ -145,7 +120,7 @@ def test_2_admin_creates_a_key_sends_with_curl_and_finds_the_message(
 ) -> None:
     base = world.stack.api_url
     page = new_page(browser)
-    log_in(page, base, world.admin)
+    log_in(page, base, world.admin, landed=True)
     page.get_by_role("link", name="API keys").click()
     page.get_by_label("Name", exact=True).fill("shop backend")
     page.get_by_role("button", name="Create key").click()
@@ -187,7 +162,7 @@ def test_3_admin_sets_a_webhook_and_sends_a_test_event(world: World, browser: Br
     base = world.stack.api_url
     world.rx.script("/acme/hooks", Answer(200, '{"received": true}'))
     page = new_page(browser)
-    log_in(page, base, world.admin)
+    log_in(page, base, world.admin, landed=True)
     page.get_by_role("link", name="Webhooks").click()
     page.get_by_label("Main URL (delivery reports)").fill("http://169.254.169.254/latest")
     page.get_by_role("button", name="Save URLs").click()
@@ -216,7 +191,7 @@ def test_4_a_1000_row_csv_with_placeholders_is_previewed_sent_and_completes(
             fh.write(f"Client{n},+48 600 {n // 1000:03d} {n % 1000:03d},WINTER{n}\n")
         fh.write("Broken,12ab,NONE\n")
     page = new_page(browser)
-    log_in(page, base, world.admin)
+    log_in(page, base, world.admin, landed=True)
     page.get_by_role("link", name="Campaigns").click()
     page.get_by_role("link", name="New campaign").click()
     page.get_by_label("Campaign name").fill("winter-sale")
@@ -252,7 +227,7 @@ def test_4_a_1000_row_csv_with_placeholders_is_previewed_sent_and_completes(
 def test_5_the_dashboard_charts_move(world: World, browser: Browser) -> None:
     base = world.stack.api_url
     page = new_page(browser)
-    log_in(page, base, world.admin)
+    log_in(page, base, world.admin, landed=True)
     page.get_by_role("link", name="Dashboard").click()
     before = int(page.locator(".page-head strong").inner_text())
     chart = page.locator('svg[aria-label="Messages per hour by status"]')
@@ -277,7 +252,7 @@ def delivered_in(svg: str) -> int:
 def test_6_support_reaches_no_admin_page(world: World, browser: Browser) -> None:
     base = world.stack.api_url
     page = new_page(browser)
-    log_in(page, base, world.support)
+    log_in(page, base, world.support, landed=True)
     nav = page.get_by_role("navigation", name="Main")
     for hidden in ("API keys", "Webhooks", "Audit log", "Operator"):
         expect(nav.get_by_role("link", name=hidden)).to_have_count(0)
