@@ -16,6 +16,7 @@ from dispatcher.cli.connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli.connections import register as register_connections
 from dispatcher.cli.dead_letters import register as register_dead_letters
 from dispatcher.cli.numbers import register as register_numbers
+from dispatcher.cli.prices import register as register_prices
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_accounts(acc_sub)
 
     register_numbers(sub)
+    register_prices(sub)
     register_senders(sub)
     register_client(sub)
     register_connections(sub)

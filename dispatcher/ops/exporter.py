@@ -1,6 +1,6 @@
 """``smsdispatch exporter``: the broker-side gauges, read from Redis and the log at each scrape.
 
-What it reports, and how it stays cheap (one Redis pipeline and five indexed queries per
+What it reports, and how it stays cheap (one Redis pipeline and a few indexed queries per
 scrape, whatever the backlog):
 
 - **queue depth per lane**: ``LLEN`` of the lane's list and of kombu's priority sub-lists
@@ -21,6 +21,7 @@ scrape, whatever the backlog):
 - **unpublished outbox batches** (committed, never handed to Redis);
 - **report (DLR) lag**: reports waiting on the dlr lane are its queue age above; the time from
   receipt to applied is the dlr workers' ``smsdispatch_report_lag_seconds``;
+- **accounts below their low-balance level** (prices and balances, docs/prices.md);
 - **webhook backlog**: pending and due deliveries, how late the oldest due one is, the oldest
   pending one's age, and endpoints by state (``suspended`` alerts).
 
@@ -55,6 +56,7 @@ from dispatcher.ops.health import HealthServer, alive, check_database, check_red
 from dispatcher.ops.health import metrics_route as registry_route
 from dispatcher.redis_clients import sync_client
 from dispatcher.store import callback_inbox, dead_letters
+from dispatcher.store.balances import accounts_below_low
 from dispatcher.store.schema import (
     dispatch_batches,
     messages,
@@ -237,6 +239,7 @@ class BrokerCollector(Collector):
             inbox = callback_inbox.waiting(conn)
             dead = dead_letters.counts(conn)
             dead_hooks = conn.execute(select(func.count()).where(w.state == "dead")).scalar_one()
+            low = accounts_below_low(conn)
 
         due_count = _gauge(
             "smsdispatch_scheduled_due_messages",
@@ -317,7 +320,13 @@ class BrokerCollector(Collector):
         for kind, (n, _oldest) in dead.items():
             dead_n.add_metric([kind], n)
         dead_n.add_metric(["webhook"], int(dead_hooks))
+        low_n = _gauge(
+            "smsdispatch_accounts_low_balance",
+            "Accounts whose balance is below their low-balance level (docs/prices.md).",
+        )
+        low_n.add_metric([], low)
         return [
+            low_n,
             dead_n,
             due_count,
             due_delay,

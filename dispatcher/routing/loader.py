@@ -43,6 +43,8 @@ CONNECTION_KEYS = {
     "accounts",
     "fallback",
     "lookups",
+    "cost_per_part",
+    "cost_currency",
 }
 SECRETS = ("api_key", "application_key", "authorization", "callback_token", "webhook_secret")
 SECRET_KEYS = {f"{s}_{how}" for s in SECRETS for how in ("env", "file")}
@@ -154,6 +156,7 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
         raise reader.fail(
             "application_key_env", "messageflow needs application_key_* and authorization_*"
         )
+    cost, cost_currency = _cost(reader)
     return ConnectionConfig(
         name=name,
         type=kind,
@@ -193,7 +196,29 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
                 kind == "simulator",
             )
         ),
+        cost_per_part=cost,
+        cost_currency=cost_currency,
     )
+
+
+def _cost(reader: _Reader) -> tuple[int | None, int]:
+    """``cost_per_part = "0.03"`` with ``cost_currency = "PLN"``: what the carrier charges."""
+    from dispatcher.billing.money import MoneyError, currency, to_minor
+
+    if "cost_per_part" not in reader.table:
+        if "cost_currency" in reader.table:
+            raise reader.fail("cost_currency", "needs cost_per_part")
+        return None, 0
+    raw = reader.get("cost_per_part", lambda v: isinstance(v, str), 'a string like "0.03"')
+    code = reader.get("cost_currency", lambda v: isinstance(v, str), 'an ISO code like "PLN"')
+    try:
+        cur = currency(code)
+    except MoneyError as exc:
+        raise reader.fail("cost_currency", str(exc)) from None
+    try:
+        return to_minor(raw, cur), cur.numeric
+    except MoneyError as exc:
+        raise reader.fail("cost_per_part", str(exc)) from None
 
 
 def _breaker(reader: _Reader) -> BreakerConfig:

@@ -51,6 +51,10 @@ class ConnectionConfig:
     # Answers number look-ups (POST /v2.1/sms/hlr; docs/lookup.md): the simulator does, a
     # generic carrier or an upstream only when configured to.
     lookups: bool = False
+    # What the carrier charges us per part (minor units of ``cost_currency``, ISO numeric):
+    # the usage report's carrier cost and margin (docs/prices.md); None: not configured.
+    cost_per_part: int | None = None
+    cost_currency: int = 0
 
     @property
     def send_rate(self) -> float:

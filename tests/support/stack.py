@@ -313,7 +313,9 @@ def running_stack(  # type: ignore[no-untyped-def]
                 name = f"worker-{lane}"
                 wait_until(partial(_ready_after, stack, name, before), 30, what=f"{name} ready")
             wait_until(lambda: _ok(stack.sim_url + "/healthz"), 20, what="simulator")
-            wait_until(lambda: _ok(stack.api_url + "/readyz"), 30, what="api ready")
+            # Several API processes start one after another on a shared machine: wait longer.
+            ready_s = max(30, 12 * int(settings.get("api_workers", 1)))
+            wait_until(lambda: _ok(stack.api_url + "/readyz"), ready_s, what="api ready")
             yield stack
         except BaseException:
             print(stack.logs()[-20000:], file=sys.stderr)
