@@ -30,8 +30,14 @@ from sqlalchemy import Connection, and_, insert, select
 
 from dispatcher.accounts.account import Account, find_account, recheck_sender
 from dispatcher.accounts.quotas import reserve_for
+from dispatcher.billing.money import currency_name, format_minor
 from dispatcher.errors import ApiError
-from dispatcher.intake.submit import RequestRefused, prepare_personalised, sender_refusal
+from dispatcher.intake.submit import (
+    RequestRefused,
+    prepare_personalised,
+    sender_refusal,
+    unpaid_error,
+)
 from dispatcher.panel.campaign_draft import (
     MAX_UPLOAD_BYTES,
     PREVIEW_ROWS,
@@ -146,6 +152,32 @@ def _summary(
     }
 
 
+async def _price(request: Request, account_id: int, draft: Draft, at: float) -> str | None:
+    """What the draft will cost with billing on (docs/prices.md), per currency; ``None`` with
+    billing off. Recipients without a price are counted: they would be refused."""
+    prices = request.app.state.ctx.writer.prices
+    if prices is None:
+        return None
+
+    def quote(conn: Connection) -> tuple[dict[int, int], int]:
+        book = prices.get(conn)
+        totals: dict[int, int] = {}
+        unpriced = 0
+        for r in draft.recipients:
+            q = book.quote(account_id, r.phone, at)
+            if q is None:
+                unpriced += 1
+            else:
+                totals[q.currency] = totals.get(q.currency, 0) + q.price * r.parts
+        return totals, unpriced
+
+    totals, unpriced = await in_db(request, quote)
+    text = " + ".join(f"{format_minor(v, c)} {currency_name(c)}" for c, v in totals.items())
+    if unpriced:
+        text += f"{'; ' if text else ''}no price for {unpriced} recipient(s): they would be refused"
+    return text or None
+
+
 @router.post("/preview")
 async def preview(
     request: Request,
@@ -236,6 +268,7 @@ async def preview(
         )
     draft_id = secrets.token_urlsafe(12)
     summary = _summary(draft_id, clean_name, sender.strip(), draft, start, window)
+    summary["price"] = await _price(request, account.id, draft, start or now)
     try:
         await state(request).redis.set(
             _draft_key(who.user.id), orjson.dumps(summary), ex=DRAFT_TTL_S
@@ -312,11 +345,18 @@ async def _store_batch(
             503, "Temporarily unavailable", "The message log does not answer. Try again soon."
         ) from None
     unused = reserved if stored.refused or stored.conflict or stored.duplicate else 0
-    if ctx.quotas is not None and (unused or stored.opted_out):
-        await ctx.quotas.daily.refund(account, unused or len(stored.opted_out), now)
+    dropped = len(stored.opted_out) + len(stored.unpaid)
+    if ctx.quotas is not None and (unused or dropped):
+        await ctx.quotas.daily.refund(account, unused or dropped, now)
     refused += [
         Rejected(by_phone[p].line, p, "opted out of this account's messages")
         for p in stored.opted_out
+        if p in by_phone
+    ]
+    # Billing on (docs/prices.md): recipients the balance could not pay for, or unpriced.
+    refused += [
+        Rejected(by_phone[p].line, p, unpaid_error(p, code).message)
+        for p, code in stored.unpaid
         if p in by_phone
     ]
     if stored.duplicate:  # this batch was stored by an earlier click: nothing new

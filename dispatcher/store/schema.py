@@ -287,7 +287,7 @@ webhook_deliveries = Table(
     Column("last_error", String(255)),
     UniqueConstraint("message_id", "event", "status_key", name="uq_webhook_once"),
     Index("ix_webhook_deliveries_message", "message_id"),
-    # The panel's "recent deliveries" of an account (migration 0009_panel).
+    # The panel's "recent deliveries" of an account (migration 0010_panel).
     Index("ix_webhook_deliveries_account_created", "account_id", "created_at"),
     Index(
         "ix_webhook_deliveries_leased",

@@ -26,6 +26,8 @@ from sqlalchemy import insert, select, update
 
 from dispatcher.accounts.account import find_account
 from dispatcher.routing.breaker_state import KEY_PREFIX
+from dispatcher.store.balances import post, set_limits
+from dispatcher.store.prices import NewPrice, add_price
 from dispatcher.store.schema import api_keys, messages, submissions, webhook_endpoints
 from dispatcher.store.senders import find_name
 from dispatcher.store.webhooks import signing_secrets
@@ -654,3 +656,31 @@ def test_the_clis_actions_are_in_the_audit_log(world: World) -> None:
         assert action in log, action
     assert "ann" in log and "cli:" in log
     assert "CliName" not in world.admin_a.get("/panel/account/audit").text
+
+
+def test_with_billing_the_preview_prices_the_campaign_and_unpaid_rows_are_rejected() -> None:
+    with running_stack(workers={}, scheduler=False, billing=1, prices_reload_s=0) as stack:
+        shop = stack.account("billed-shop")
+        engine = stack.db()
+        with engine.begin() as conn:
+            add_price(conn, None, NewPrice("+4860", "0.07", "PLN"), "t")  # not +4870: unpriced
+            post(conn, shop.account_id, "topup", 100, 985, "t")  # 1.00 PLN: 14 parts
+            set_limits(conn, shop.account_id, 985, credit_limit=0)
+        engine.dispose()
+        admin = logged_in(stack, make_user(stack, shop.account_id, "admin"))
+        token = csrf_of(admin.get("/panel/campaigns/new").text)
+        numbers = "\n".join([f"+4860{n:07d}" for n in range(20)] + ["+48700000001"])
+        form = {"csrf_token": token, "name": "billed", "sender": "Shop", "text": "Hi"}
+        page = admin.post("/panel/campaigns/preview", **form, numbers=numbers)
+        assert page.status_code == 200, page.text
+        price = re.search(r'id="preview-price">([^<]+)<', page.text)
+        assert price and price.group(1).startswith("1.40 PLN")  # 20 × 0.07
+        assert "no price for 1 recipient" in price.group(1)
+        draft_id = re.search(r'name="draft_id" value="([^"]+)"', page.text)
+        assert draft_id
+        sent = admin.post("/panel/campaigns/send", csrf_token=token, draft_id=draft_id.group(1))
+        assert sent.status_code == 303
+        rejected = admin.get("/panel/campaigns/rejected.csv", name="billed").text.splitlines()
+        reasons = " ".join(rejected[1:])
+        assert len(rejected) - 1 == 7  # 6 over the balance (14 paid of 20), 1 unpriced
+        assert "no price" in reasons and "balance" in reasons

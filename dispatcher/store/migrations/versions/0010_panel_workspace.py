@@ -1,8 +1,8 @@
 """panel workspace: named API keys with their last use and revocation, the audit log, the
 rejected rows of panel campaigns, and an index for an account's recent webhook deliveries
 
-Revision ID: 0009_panel
-Revises: 0008_sender_names
+Revision ID: 0010_panel
+Revises: 0009_prices
 Create Date: 2026-12-07 06:00:00
 
 Keys that exist when this runs get no name (the panel shows "unnamed") and no last use.
@@ -11,8 +11,8 @@ Keys that exist when this runs get no name (the panel shows "unnamed") and no la
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_panel"
-down_revision = "0008_sender_names"
+revision = "0010_panel"
+down_revision = "0009_prices"
 branch_labels = None
 depends_on = None
 
