@@ -29,6 +29,8 @@ FIGURES: list[tuple[str, str, float | None, float | None, bool, str]] = [
     ("E", "req_per_s", 2_000, 4_000, True, "req/s"),
     ("E", "p99_ms", 25, None, False, "ms"),
     ("F", "max_rss_mb", 200, 120, False, "MB"),
+    ("G", "msgs_per_s", 3_000, 6_000, True, "msg/s"),
+    ("G", "otp_p99_ms", None, 50, False, "ms"),
 ]
 RATIO_IS = {
     "A": "ours msgs_per_s / baseline msgs_per_s",
@@ -37,6 +39,7 @@ RATIO_IS = {
     "D": "baseline max_window_per_s / ours max_window_per_s",
     "E": "n/a (no baseline)",
     "F": "baseline max_rss_mb / ours max_rss_mb",
+    "G": "n/a (no baseline)",
 }
 BASELINE_KEY = {
     ("A", "msgs_per_s"): "baseline_msgs_per_s",

@@ -31,7 +31,7 @@ from workers.sending.breaker import Breakers, State
 from workers.sending.progress import SqlProgress
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
-from workers.sending.tokens import ConnectionTokens
+from workers.sending.tokens import ConnectionTokens, SmppTokens
 
 T = TypeVar("T")
 
@@ -136,12 +136,15 @@ class Runtime:
         self.routes: list[Route] = []
         for cfg in self.config.connections:
             window = None
-            if cfg.max_in_flight is not None:
+            # An SMPP connection's windows are the holder's (per bind, per lane).
+            if cfg.max_in_flight is not None and cfg.smpp is None:
                 window = InFlightWindow(
                     self.redis, cfg.name, cfg.max_in_flight, lease_s=cfg.timeout_s + 5
                 )
-            tokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.send_rate))
-            connector = build_connector(cfg, settings.carrier_max_in_flight)
+            tokens: ConnectionTokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.send_rate))
+            if cfg.smpp is not None:
+                tokens = SmppTokens(self.limiter, cfg.name, Rate(cfg.send_rate), self.redis)
+            connector = build_connector(cfg, settings.carrier_max_in_flight, self.redis)
             self.routes.append(Route(cfg.name, connector, tokens, window))
             metrics.set_rate_limit(cfg.name, cfg.tps)
         self.connectors = ConnectorSet({r.name: r.connector for r in self.routes})

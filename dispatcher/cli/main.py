@@ -135,6 +135,17 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smpp(args: argparse.Namespace) -> int:
+    """Hold the SMPP binds of the ``smpp`` connections (replaces this process, like
+    ``worker``: the producer side never imports worker code)."""
+    if checked(_settings()) is None:
+        return CONFIG_ERROR_EXIT
+    argv = [sys.executable, "-m", "workers.smpp"]
+    if args.max_binds is not None:
+        argv += ["--max-binds", str(args.max_binds)]
+    os.execv(sys.executable, argv)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole stack in the foreground, on embedded defaults (``make run``)."""
     from devstack.run import run_stack
@@ -197,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     register_connections(sub)
     register_users(sub)
     register_dead_letters(sub)
+
+    sm = sub.add_parser("smpp", help="hold the SMPP binds of the smpp connections")
+    sm.add_argument(
+        "--max-binds",
+        type=int,
+        default=None,
+        help="binds per connection this process takes at most (default: all it can get)",
+    )
+    sm.set_defaults(func=cmd_smpp)
 
     r = sub.add_parser("run", help="run the whole stack locally (make run)")
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")
