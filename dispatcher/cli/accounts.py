@@ -7,7 +7,9 @@ Register with :func:`register` on the ``accounts`` sub-parsers. Output and error
 from __future__ import annotations
 
 import argparse
+import getpass
 import re
+import time
 from typing import Any
 
 from dispatcher.cli.exits import Exit
@@ -15,6 +17,7 @@ from dispatcher.cli.output import emit
 from dispatcher.cli.output import fail as report
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
+from dispatcher.store import audit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -57,6 +60,14 @@ def fail(message: str, args: argparse.Namespace | None = None, code: int = Exit.
     return report(args, message, code)
 
 
+def cli_actor() -> str:
+    """How the audit log and sender decisions name a CLI user: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in this environment (a bare container)
+        return "cli"
+
+
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     """Issue a new key pair; the old pairs keep working until the overlap ends."""
     from dispatcher.accounts.account import find_account, rotate_key
@@ -67,6 +78,10 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
         if account is None:
             return fail(f"no account named {args.name!r}", args)
         pair = rotate_key(engine, account.id, args.overlap)
+        with engine.begin() as conn:  # the panel's audit log shows the CLI's actions too
+            detail = f"every older pair works for {args.overlap:g} more seconds"
+            audit.record(conn, account.id, cli_actor(), "key.rotate", "all keys", detail,
+                         now=time.time())  # fmt: skip
     finally:
         engine.dispose()
     emit(

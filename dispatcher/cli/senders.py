@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import getpass
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dispatcher.cli.accounts import fail, open_engine
+from dispatcher.cli.accounts import cli_actor, fail, open_engine
 from dispatcher.cli.output import emit
 from dispatcher.config import Settings
+from dispatcher.store import audit
 from dispatcher.store.senders import NameState, SenderName, SenderPolicy
 
 
@@ -59,12 +59,7 @@ def _account(name: str) -> Iterator[tuple[Any, int]]:
 
 
 def _operator(args: argparse.Namespace) -> str:
-    if args.by:
-        return str(args.by)
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no user name in this environment (a bare container)
-        return "cli"
+    return str(args.by) if args.by else cli_actor()
 
 
 def _view(entry: SenderName, account: str) -> dict[str, Any]:
@@ -113,10 +108,13 @@ def cmd_request(args: argparse.Namespace) -> int:
     from dispatcher.store.senders import request_name
 
     with _account(args.account) as (conn, account_id):
+        now = time.time()
         try:
-            entry = request_name(conn, account_id, args.sender, _operator(args), time.time())
+            entry = request_name(conn, account_id, args.sender, _operator(args), now)
         except InvalidSender as exc:
             raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
+        if entry.requested_at == now:  # the panel's audit log shows the CLI's actions too
+            audit.record(conn, account_id, _operator(args), "sender.request", entry.name, now=now)
     emit(args, _view(entry, args.account), indent=2)
     return 0
 
@@ -136,6 +134,8 @@ def _decide(args: argparse.Namespace, state: NameState) -> int:
             entry = approve(conn, entry.id, _operator(args), now)
         else:
             entry = reject(conn, entry.id, _operator(args), args.reason, now)
+        verdict = "sender.approve" if state == NameState.APPROVED else "sender.reject"
+        audit.record(conn, account_id, _operator(args), verdict, entry.name, entry.reason, now=now)
     out = _view(entry, args.account)
     out["note"] = "API processes apply the decision at once to new sends"
     emit(args, out, indent=2)
