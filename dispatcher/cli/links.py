@@ -4,13 +4,13 @@ link lifetime and click webhooks). See docs/short-links.md."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
 from sqlalchemy import select, update
 
 from dispatcher.cli.accounts import fail, open_engine, parse_duration
+from dispatcher.cli.output import emit
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store.links import ClickWebhooks
@@ -55,7 +55,7 @@ def cmd_account_links(args: argparse.Namespace) -> int:
                 )
             ).first()
             if row is None:
-                return fail(f"no account named {args.name!r}")
+                return fail(f"no account named {args.name!r}", args)
             values: dict[str, Any] = {}
             if args.lifetime is not ...:
                 values["link_lifetime_s"] = args.lifetime
@@ -68,20 +68,17 @@ def cmd_account_links(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     s = Settings.from_env()
-    print(
-        json.dumps(
-            {
-                "account": args.name,
-                "link_lifetime_s": lifetime,
-                "effective_link_lifetime_s": s.short_link_lifetime_s
-                if lifetime is None
-                else lifetime,
-                "click_webhooks": hooks,
-                "note": "the lifetime applies to links created from now on; API processes "
-                "apply it within 30 s",
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "account": args.name,
+            "link_lifetime_s": lifetime,
+            "effective_link_lifetime_s": s.short_link_lifetime_s if lifetime is None else lifetime,
+            "click_webhooks": hooks,
+            "note": "the lifetime applies to links created from now on; API processes "
+            "apply it within 30 s",
+        },
+        indent=2,
     )
     return 0
 

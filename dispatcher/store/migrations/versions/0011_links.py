@@ -1,15 +1,15 @@
 """short links and click tracking (shortLink, docs/short-links.md)
 
-Revision ID: 0010_links
-Revises: 0009_prices
+Revision ID: 0011_links
+Revises: 0010_panel
 Create Date: 2026-12-07 06:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_links"
-down_revision = "0009_prices"
+revision = "0011_links"
+down_revision = "0010_panel"
 branch_labels = None
 depends_on = None
 
