@@ -6,20 +6,20 @@
     smsdispatch senders reject ACCOUNT NAME --reason TEXT [--by OPERATOR]
     smsdispatch senders policy ACCOUNT [registered|open]
 
-Output is JSON on stdout; errors are JSON on stderr with exit code 1.
+Output and errors go through :mod:`dispatcher.cli.output`; a refusal exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from dispatcher.cli.accounts import cli_actor, fail, open_engine
+from dispatcher.cli.output import emit
 from dispatcher.config import Settings
 from dispatcher.store import audit
 from dispatcher.store.senders import NameState, SenderName, SenderPolicy
@@ -35,7 +35,7 @@ def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         try:
             return run(args)
         except _Refused as exc:
-            return fail(str(exc))
+            return fail(str(exc), args)
 
     return wrapped
 
@@ -97,7 +97,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 names = {int(r.id): str(r.name) for r in rows}
         finally:
             engine.dispose()
-    print(json.dumps([_view(e, names.get(e.account_id, "?")) for e in entries], indent=2))
+    emit(args, [_view(e, names.get(e.account_id, "?")) for e in entries], indent=2)
     return 0
 
 
@@ -115,7 +115,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
         if entry.requested_at == now:  # the panel's audit log shows the CLI's actions too
             audit.record(conn, account_id, _operator(args), "sender.request", entry.name, now=now)
-    print(json.dumps(_view(entry, args.account), indent=2))
+    emit(args, _view(entry, args.account), indent=2)
     return 0
 
 
@@ -138,7 +138,7 @@ def _decide(args: argparse.Namespace, state: NameState) -> int:
         audit.record(conn, account_id, _operator(args), verdict, entry.name, entry.reason, now=now)
     out = _view(entry, args.account)
     out["note"] = "API processes apply the decision at once to new sends"
-    print(json.dumps(out, indent=2))
+    emit(args, out, indent=2)
     return 0
 
 
@@ -166,16 +166,15 @@ def cmd_policy(args: argparse.Namespace) -> int:
             set_policy(conn, account_id, args.policy)
         policy = get_policy(conn, account_id)
     ttl = Settings.from_env().auth_cache_ttl_s
-    print(
-        json.dumps(
-            {
-                "account": args.account,
-                "sender_policy": str(policy),
-                "note": "registered: only approved names and dedicated numbers may send; "
-                f"open: any valid name. API processes apply a change within {ttl:g} s",
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "account": args.account,
+            "sender_policy": str(policy),
+            "note": "registered: only approved names and dedicated numbers may send; "
+            f"open: any valid name. API processes apply a change within {ttl:g} s",
+        },
+        indent=2,
     )
     return 0
 

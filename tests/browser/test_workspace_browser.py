@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -55,12 +54,7 @@ def world() -> Iterator[World]:
             auth_cache_ttl_s=1,
         ) as stack,
     ):
-        with ThreadPoolExecutor(4) as pool:
-            for done in [
-                pool.submit(stack.start_worker, lane, 1)
-                for lane in ("priority", "bulk", "dlr", "webhooks")
-            ]:
-                done.result()
+        stack.start_workers(("priority", "bulk", "dlr", "webhooks"))
         stack.sim_config(dlr_mix={"DELIVRD": 1.0})
         shop = stack.account("acme-shop", priority=True, sender_policy="registered")
         platform = stack.account("platform")
