@@ -240,38 +240,6 @@ async def _post_money(
     return redirect(f"/panel/operator/accounts/{account_id}/balance?saved={kind}")
 
 
-@router.post("/operator/accounts/{account_id}/balance/topup")
-async def top_up(
-    request: Request,
-    account_id: str,
-    csrf_token: Annotated[str, Form()] = "",
-    amount: Annotated[str, Form()] = "",
-    currency_code: Annotated[str, Form(alias="currency")] = "",
-    note: Annotated[str, Form()] = "",
-) -> Response:
-    """Add money to the account's balance (a ``topup`` ledger row)."""
-    who = await operator_viewer(request, csrf_token)
-    values = {"amount": amount.strip()[:24], "currency": currency_code.strip()[:8],
-              "note": note.strip()[:255]}  # fmt: skip
-    return await _post_money(request, who, _account_id(who, account_id), "topup", values)
-
-
-@router.post("/operator/accounts/{account_id}/balance/adjust")
-async def adjust(
-    request: Request,
-    account_id: str,
-    csrf_token: Annotated[str, Form()] = "",
-    amount: Annotated[str, Form()] = "",
-    currency_code: Annotated[str, Form(alias="currency")] = "",
-    note: Annotated[str, Form()] = "",
-) -> Response:
-    """Correct the balance either way, with a note (an ``adjustment`` ledger row)."""
-    who = await operator_viewer(request, csrf_token)
-    values = {"amount": amount.strip()[:24], "currency": currency_code.strip()[:8],
-              "note": note.strip()[:255]}  # fmt: skip
-    return await _post_money(request, who, _account_id(who, account_id), "adjustment", values)
-
-
 def _limit_value(raw: str, cur: Any, off_word: str) -> int | Keep | None:
     """Empty: keep; ``off_word``: none; else an amount of 0 or more (MoneyError)."""
     if not raw:
@@ -337,3 +305,27 @@ async def limits(
         )
     log.info("panel.balance_limits", user_id=who.user.id, account_id=target)
     return redirect(f"/panel/operator/accounts/{target}/balance?saved=limits")
+
+
+MONEY_ACTIONS = {"topup": "topup", "adjust": "adjustment"}  # path → ledger kind
+
+
+@router.post("/operator/accounts/{account_id}/balance/{action}")
+async def money(
+    request: Request,
+    account_id: str,
+    action: str,
+    csrf_token: Annotated[str, Form()] = "",
+    amount: Annotated[str, Form()] = "",
+    currency_code: Annotated[str, Form(alias="currency")] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """``topup``: add money (a ``topup`` ledger row); ``adjust``: correct the balance either
+    way, with a note (an ``adjustment`` row)."""
+    who = await operator_viewer(request, csrf_token)
+    kind = MONEY_ACTIONS.get(action)
+    if kind is None:
+        raise not_found(who.user)
+    values = {"amount": amount.strip()[:24], "currency": currency_code.strip()[:8],
+              "note": note.strip()[:255]}  # fmt: skip
+    return await _post_money(request, who, _account_id(who, account_id), kind, values)

@@ -190,6 +190,7 @@ def test_operator_tops_up_adjusts_and_sets_limits(world: World) -> None:
     assert b is not None and b.credit_limit is None and b.low_balance == 300
     assert op.get("/panel/operator/accounts/999999/balance").status_code == 404
     assert form_missing(op, token) == 404
+    assert form("withdraw", amount="1.00", currency="PLN")[0] == 404  # not an action
     # The customer sees the operator's work on its own page.
     own = world.admin_b.get("/panel/balance").text
     assert 'id="balance-amount">7.50 PLN<' in own and "unlimited" in own

@@ -98,13 +98,9 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
         "operator",
         "/panel/operator/accounts/999999/balance",
     ),
-    ("POST", "/panel/operator/accounts/{account_id}/balance/topup"): (
+    ("POST", "/panel/operator/accounts/{account_id}/balance/{action}"): (
         "operator",
         "/panel/operator/accounts/999999/balance/topup",
-    ),
-    ("POST", "/panel/operator/accounts/{account_id}/balance/adjust"): (
-        "operator",
-        "/panel/operator/accounts/999999/balance/adjust",
     ),
     ("POST", "/panel/operator/accounts/{account_id}/balance/limits"): (
         "operator",
