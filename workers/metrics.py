@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
-from dispatcher.store.schema import messages
+from dispatcher.store import reports
+from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="metrics")
 
@@ -353,16 +353,11 @@ def record_reports(
     if not applied:
         return
     now = time.time() if now is None else now
-    m = messages.c
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(m.id, m.lane, m.status, m.created_at, m.scheduled_at).where(
-                    m.id.in_(list(applied))
-                )
-            ).all()
-    except SQLAlchemyError as exc:
-        log.warning("metrics.reports_unread", error=type(exc).__name__)
+        with transaction(engine) as conn:
+            rows = reports.reported(conn, applied)
+    except StoreUnavailable as exc:
+        log.warning("metrics.reports_unread", error=str(exc))
         return
     lag = REPORT_LAG.labels(connection)
     for r in rows:

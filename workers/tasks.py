@@ -11,7 +11,7 @@ import structlog
 
 from dispatcher.contract import TASK_APPLY_REPORTS, TASK_RECONCILE, TASK_SEND_CHUNK
 from dispatcher.store import callback_inbox
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import StoreUnavailable, transaction
 from workers import metrics
 from workers.app import app
 from workers.errors import CarrierError
@@ -97,22 +97,19 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     now = time.time()
 
     def apply(rows: Sequence[int], take_fresh: bool) -> list[Outcome]:
-        return rt.store.run(
-            lambda conn: apply_stored(
+        with transaction(rt.engine) as conn:
+            return apply_stored(
                 conn, rt.connector.parse_report, rows, now, rt.settings.report_retry_s, take_fresh
             )
-        )
 
     try:
-        ids = (
-            payload["ids"]
-            if "ids" in payload
-            else rt.store.run(
-                lambda conn: callback_inbox.add_task_payload(
+        if "ids" in payload:
+            ids = payload["ids"]
+        else:
+            with transaction(rt.engine) as conn:
+                ids = callback_inbox.add_task_payload(
                     conn, callback_inbox.REPORT, payload, now, rt.settings.callback_lease_s
                 )
-            )
-        )
         done = apply_isolated(
             rt.engine,
             callback_inbox.REPORT,

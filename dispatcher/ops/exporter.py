@@ -47,19 +47,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, and_, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from dispatcher.contract import HELD_STATUSES, Lane, queue_name
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.health import metrics_route as registry_route
-from dispatcher.store import callback_inbox, dead_letters
-from dispatcher.store.schema import (
-    dispatch_batches,
-    messages,
-    webhook_deliveries,
-    webhook_endpoints,
-)
+from dispatcher.store import backlog
+from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="exporter")
 
@@ -164,7 +158,7 @@ class BrokerCollector(Collector):
             started = time.perf_counter()
             try:
                 families = read(now)
-            except (redis.RedisError, SQLAlchemyError, OSError) as exc:
+            except (redis.RedisError, StoreUnavailable, OSError) as exc:
                 log.warning("exporter.source_failed", source=source, error=type(exc).__name__)
                 up.add_metric([source], 0)
             else:
@@ -214,28 +208,8 @@ class BrokerCollector(Collector):
 
     # -- the message log --------------------------------------------------------------------------
     def _database(self, now: float) -> list[Metric]:
-        m, b, w, e = messages.c, dispatch_batches.c, webhook_deliveries.c, webhook_endpoints.c
-        with self.engine.connect() as conn:
-            held = conn.execute(
-                select(m.status, func.count(), func.min(m.next_attempt_at))
-                .where(and_(m.status.in_(sorted(HELD_STATUSES)), m.next_attempt_at <= now))
-                .group_by(m.status)
-            ).all()
-            outbox = conn.execute(
-                select(func.count(), func.min(b.created_at)).where(b.enqueued_at.is_(None))
-            ).one()
-            pending = conn.execute(
-                select(func.count(), func.min(w.created_at)).where(w.state == "pending")
-            ).one()
-            due = conn.execute(
-                select(func.count(), func.min(w.next_attempt_at)).where(
-                    and_(w.state == "pending", w.next_attempt_at <= now)
-                )
-            ).one()
-            endpoints = conn.execute(select(e.state, func.count()).group_by(e.state)).all()
-            inbox = callback_inbox.waiting(conn)
-            dead = dead_letters.counts(conn)
-            dead_hooks = conn.execute(select(func.count()).where(w.state == "dead")).scalar_one()
+        with transaction(self.engine) as conn:
+            log_now = backlog.read(conn, now)
 
         due_count = _gauge(
             "smsdispatch_scheduled_due_messages",
@@ -247,9 +221,8 @@ class BrokerCollector(Collector):
             "How late the oldest due scheduled or retrying message is (0 when none).",
             ["status"],
         )
-        found = {r[0]: (int(r[1]), r[2]) for r in held}
         for status in sorted(HELD_STATUSES):
-            n, oldest = found.get(status, (0, None))
+            n, oldest = log_now.due_held.get(status, (0, None))
             due_count.add_metric([status], n)
             due_delay.add_metric([status], _since(now, oldest))
 
@@ -257,39 +230,39 @@ class BrokerCollector(Collector):
             "smsdispatch_outbox_unpublished_batches",
             "Dispatch batches committed but not yet handed to Redis.",
         )
-        out_n.add_metric([], int(outbox[0]))
+        out_n.add_metric([], log_now.unpublished_batches[0])
         out_age = _gauge(
             "smsdispatch_outbox_oldest_age_seconds",
             "Age of the oldest unpublished dispatch batch (0 when none).",
         )
-        out_age.add_metric([], _since(now, outbox[1]))
+        out_age.add_metric([], _since(now, log_now.unpublished_batches[1]))
 
         wh_pending = _gauge(
             "smsdispatch_webhook_pending_deliveries", "Webhook deliveries not yet delivered."
         )
-        wh_pending.add_metric([], int(pending[0]))
+        wh_pending.add_metric([], log_now.pending_webhooks[0])
         wh_age = _gauge(
             "smsdispatch_webhook_oldest_pending_age_seconds",
             "Age of the oldest webhook delivery still pending (0 when none).",
         )
-        wh_age.add_metric([], _since(now, pending[1]))
+        wh_age.add_metric([], _since(now, log_now.pending_webhooks[1]))
         wh_due = _gauge(
             "smsdispatch_webhook_due_deliveries",
             "Pending webhook deliveries whose next attempt is due.",
         )
-        wh_due.add_metric([], int(due[0]))
+        wh_due.add_metric([], log_now.due_webhooks[0])
         wh_delay = _gauge(
             "smsdispatch_webhook_due_delay_seconds",
             "How late the oldest due webhook attempt is (0 when none).",
         )
-        wh_delay.add_metric([], _since(now, due[1]))
+        wh_delay.add_metric([], _since(now, log_now.due_webhooks[1]))
 
         states = _gauge(
             "smsdispatch_webhook_endpoints",
             "Customer webhook endpoints by state (active, suspended, disabled).",
             ["state"],
         )
-        by_state = {r[0]: int(r[1]) for r in endpoints}
+        by_state = log_now.endpoints
         for state in sorted(set(ENDPOINT_STATES) | set(by_state)):
             states.add_metric([state], by_state.get(state, 0))
         in_n = _gauge(
@@ -303,7 +276,7 @@ class BrokerCollector(Collector):
             "Age of the oldest carrier callback not yet applied (0 when none).",
             ["kind"],
         )
-        for kind, (n, oldest) in inbox.items():
+        for kind, (n, oldest) in log_now.inbox.items():
             in_n.add_metric([kind], n)
             in_age.add_metric([kind], _since(now, oldest))
         dead_n = _gauge(
@@ -313,9 +286,9 @@ class BrokerCollector(Collector):
             "(smsdispatch dead-letters).",
             ["kind"],
         )
-        for kind, (n, _oldest) in dead.items():
+        for kind, (n, _oldest) in log_now.dead_letters.items():
             dead_n.add_metric([kind], n)
-        dead_n.add_metric(["webhook"], int(dead_hooks))
+        dead_n.add_metric(["webhook"], log_now.dead_webhooks)
         return [
             dead_n,
             due_count,
