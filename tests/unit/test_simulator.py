@@ -331,7 +331,8 @@ def test_burst_throttle(client: httpx.Client) -> None:
 
 
 def test_tps_cap_by_record_timestamps(sim: SimulatorThread, client: httpx.Client) -> None:
-    cap = 200
+    # Low enough that six clients exceed it even on a loaded CI machine (50 was not, at load 15).
+    cap = 20
     client.post("/_sim/config", json={"tps_cap": cap})
     stop = time.monotonic() + 1.5
     retry_afters: list[float] = []
@@ -364,7 +365,9 @@ def test_tps_cap_by_record_timestamps(sim: SimulatorThread, client: httpx.Client
     assert counts["throttled"] > 0, "load was too low to hit the cap"
     # accepted count is about cap * duration + burst
     assert len(times) <= cap * (times[-1] - times[0]) + burst + 2
-    assert len(times) >= cap * 1.5 * 0.6
+    # the burst is taken before anything is throttled (a lower bound on throughput would
+    # measure the loaded machine: the simulator shares this process's GIL with the clients)
+    assert len(times) >= burst
     # no sliding one-second window exceeds cap + burst
     j = 0
     worst = 0
