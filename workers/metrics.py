@@ -15,7 +15,6 @@ here from error codes and HTTP statuses (never the carrier's own free-form codes
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,6 +22,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
+from dispatcher.ids import uuid7_time
 from dispatcher.store import reports
 from dispatcher.store.db import StoreUnavailable, transaction
 
@@ -200,17 +200,6 @@ class _Result(Protocol):
 
 
 # -- sending --------------------------------------------------------------------------------------
-def uuid7_time(value: str) -> float | None:
-    """Unix seconds encoded in a UUIDv7 (our message and batch ids), else ``None``."""
-    try:
-        u = uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return None
-    if u.version != 7:
-        return None
-    return (u.int >> 80) / 1000.0
-
-
 def latency_origin(message: Mapping[str, Any]) -> float | None:
     """When a message's clock starts: ``due_at`` of the payload (acceptance, or the scheduled
     time), else the acceptance time inside its UUIDv7 id."""

@@ -9,7 +9,13 @@ from typing import Any
 
 import structlog
 
-from dispatcher.contract import TASK_APPLY_REPORTS, TASK_RECONCILE, TASK_SEND_CHUNK
+from dispatcher.contract import (
+    TASK_APPLY_REPORTS,
+    TASK_RECONCILE,
+    TASK_SEND_CHUNK,
+    Chunk,
+    MalformedTask,
+)
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable, transaction
 from workers import metrics
@@ -37,17 +43,24 @@ INFRA_ERRORS = (StoreUnavailable, RateLimitUnavailable)
 )
 def send_chunk(self: Any, payload: dict[str, Any]) -> None:
     """Send one chunk of messages (see :class:`workers.sending.sender.ChunkSender`)."""
+    try:
+        chunk = Chunk.decode(payload)
+    except MalformedTask as exc:
+        # A bug, not a state to retry: its messages stay queued in the log, and the scheduler
+        # publishes queued messages of an idle lane again (the orphan audit).
+        log.error("chunk.malformed", field=exc.field, error=str(exc))
+        return
     rt = runtime()
     started = time.perf_counter()
     try:
-        report = rt.run(rt.sender(payload["lane"]).run(payload["messages"]))
+        report = rt.run(rt.sender(chunk.lane).run(chunk.messages))
     except INFRA_ERRORS as exc:
-        log.warning("chunk.retry", batch=payload.get("batch"), error=type(exc).__name__)
+        log.warning("chunk.retry", batch=chunk.batch, error=type(exc).__name__)
         raise self.retry(exc=exc, countdown=5) from exc
     log.info(
         "chunk.done",
-        batch=payload.get("batch"),
-        lane=payload.get("lane"),
+        batch=chunk.batch,
+        lane=chunk.lane,
         connection=rt.connector.name,
         ms=round((time.perf_counter() - started) * 1000, 1),
         **{k: v for k, v in dataclasses.asdict(report).items() if v},

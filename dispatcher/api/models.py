@@ -138,7 +138,9 @@ class MessageView(BaseModel):
     )
     phoneNumber: str = Field(description="The recipient in E.164.", examples=["+48111222333"])
     sender: str = Field(description="The sender ID it is sent from.", examples=["ACME"])
-    status: int = Field(description="v2.1 numeric status (see docs/api.md, Statuses).", examples=[1])
+    status: int = Field(
+        description="v2.1 numeric status (see docs/api.md, Statuses).", examples=[1]
+    )
     statusName: str = Field(
         description="Our status: scheduled, queued, retrying, sending, sent, delivered, "
         "undelivered, expired, rejected, failed.",

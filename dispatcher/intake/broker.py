@@ -24,11 +24,11 @@ from dispatcher.contract import (
     HEADER_PUBLISHED_AT,
     TASK_RECONCILE,
     TASK_SEND_CHUNK,
+    Chunk,
     Lane,
-    chunk_payload,
     queue_name,
 )
-from dispatcher.contract.celery_wire import encode_task, origin
+from dispatcher.contract.celery_wire import encode_task, origin, queue_keys
 from dispatcher.store.records import Batch
 
 
@@ -94,7 +94,9 @@ class Broker:
             tasks.append(
                 (
                     queue,
-                    self._encode(TASK_SEND_CHUNK, chunk_payload(b.id, b.lane, b.payloads), queue),
+                    self._encode(
+                        TASK_SEND_CHUNK, Chunk(b.id, Lane(b.lane), b.payloads).encode(), queue
+                    ),
                 )
             )
         try:
@@ -115,15 +117,18 @@ class Broker:
     def queue_lengths(self) -> dict[str, int]:
         """Waiting tasks per lane (kombu keeps priority sub-lists beside the main list)."""
         pipe = self.redis.pipeline(transaction=False)
+        per_lane = len(queue_keys(""))
         for lane in Lane:
-            q = queue_name(lane)
-            for k in (q, *(f"{q}\x06\x16{p}" for p in range(1, 10))):
+            for k in queue_keys(queue_name(lane)):
                 pipe.llen(k)
         try:
             counts = pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(type(exc).__name__) from exc
-        return {str(lane): int(sum(counts[i * 10 : i * 10 + 10])) for i, lane in enumerate(Lane)}
+        return {
+            str(lane): int(sum(counts[i * per_lane : (i + 1) * per_lane]))
+            for i, lane in enumerate(Lane)
+        }
 
     def close(self) -> None:
         """Release pooled connections."""

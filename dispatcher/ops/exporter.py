@@ -31,15 +31,11 @@ that source's gauges disappear instead of reading as zero.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 import redis
 import structlog
@@ -50,6 +46,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from dispatcher.contract import HELD_STATUSES, Lane, queue_name
+from dispatcher.contract.celery_wire import PRIORITY_LEVELS, UNACKED_KEY, published_at, queue_keys
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.health import metrics_route as registry_route
 from dispatcher.store import backlog
@@ -57,65 +54,9 @@ from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="exporter")
 
-# The header (unix seconds) publishers stamp on every task: ``dispatcher.contract.
-# HEADER_PUBLISHED_AT`` once the contract names it (a unit test keeps the two equal).
-PUBLISHED_AT_HEADER = "smsd_published_at"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9105
-PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue and its priority sub-list
-PRIORITY_LEVELS = range(1, 10)
-UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acknowledged tasks
 ENDPOINT_STATES = ("active", "suspended", "disabled")
-
-
-def queue_keys(lane: Lane | str) -> list[str]:
-    """Redis lists holding a lane's waiting tasks: the queue and its priority sub-lists."""
-    q = queue_name(lane)
-    return [q, *(f"{q}{PRIORITY_SEP}{p}" for p in PRIORITY_LEVELS)]
-
-
-def published_at(raw: bytes | str | None) -> float | None:
-    """When a kombu Redis message was published (unix seconds), or ``None`` if it cannot tell."""
-    if raw is None:
-        return None
-    try:
-        msg = json.loads(raw)
-        stamp = (msg.get("headers") or {}).get(PUBLISHED_AT_HEADER)
-        if isinstance(stamp, int | float):
-            return float(stamp)
-        body: Any = msg.get("body")
-        if (msg.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        decoded = json.loads(body)
-    except (ValueError, TypeError, AttributeError):
-        return None
-    return _payload_time(decoded)
-
-
-def _payload_time(decoded: Any) -> float | None:
-    """The time a task payload carries: Celery protocol 2 bodies are ``[args, kwargs, embed]``."""
-    if not (isinstance(decoded, list) and decoded and isinstance(decoded[0], list)):
-        return None
-    args = decoded[0]
-    payload = args[0] if args and isinstance(args[0], dict) else None
-    if payload is None:
-        return None
-    for key in ("first_received", "received_at"):
-        value = payload.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    batch = payload.get("batch")
-    if isinstance(batch, str):
-        return _uuid7_time(batch)
-    return None
-
-
-def _uuid7_time(value: str) -> float | None:
-    try:
-        u = uuid.UUID(value)
-    except ValueError:
-        return None
-    return (u.int >> 80) / 1000.0 if u.version == 7 else None
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
@@ -172,7 +113,7 @@ class BrokerCollector(Collector):
     def _redis(self, now: float) -> list[Metric]:
         pipe = self.redis.pipeline(transaction=False)
         for lane in self.lanes:
-            for key in queue_keys(lane):
+            for key in queue_keys(queue_name(lane)):
                 pipe.llen(key)
                 pipe.lindex(key, -1)
         pipe.hlen(UNACKED_KEY)

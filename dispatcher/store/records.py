@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.contract import MessagePayload
+
 
 @dataclass(slots=True)
 class NewMessage:
@@ -28,8 +30,8 @@ class NewMessage:
     next_attempt_at: float | None = None
     webhook_url: str | None = None
 
-    def payload(self, attempt: int = 0) -> dict[str, Any]:
-        """The task payload for this message (see :class:`dispatcher.contract.MessagePayload`)."""
+    def payload(self, attempt: int = 0) -> MessagePayload:
+        """What a chunk task carries of this message."""
         return {
             "id": self.id,
             "account": self.account_id,
@@ -78,4 +80,4 @@ class Batch:
 
     id: str
     lane: str
-    payloads: list[dict[str, Any]]
+    payloads: list[MessagePayload]

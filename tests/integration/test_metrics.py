@@ -22,10 +22,17 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
-from dispatcher.contract import TASK_APPLY_REPORTS, TASK_SEND_CHUNK, Lane, chunk_payload, queue_name
+from dispatcher.contract import (
+    HEADER_PUBLISHED_AT,
+    TASK_APPLY_REPORTS,
+    TASK_SEND_CHUNK,
+    Chunk,
+    Lane,
+    queue_name,
+)
 from dispatcher.ids import new_message_id
 from dispatcher.intake.broker import Broker
-from dispatcher.ops.exporter import PUBLISHED_AT_HEADER, BrokerCollector
+from dispatcher.ops.exporter import BrokerCollector
 from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.db import make_engine
 from dispatcher.store.messages import insert_batches
@@ -112,9 +119,9 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
             # A priority task stamped 7 s before, and a report task with its own clock.
             broker.app.send_task(
                 TASK_SEND_CHUNK,
-                args=[chunk_payload(new_message_id(), "priority", [])],
+                args=[Chunk(new_message_id(), Lane.PRIORITY, []).encode()],
                 queue=queue_name(Lane.PRIORITY),
-                headers={PUBLISHED_AT_HEADER: t0 - 7.0},
+                headers={HEADER_PUBLISHED_AT: t0 - 7.0},
             )
             broker.publish_task(
                 TASK_APPLY_REPORTS,

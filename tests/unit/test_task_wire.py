@@ -20,8 +20,8 @@ from kombu import Connection
 from dispatcher.contract import (
     HEADER_PUBLISHED_AT,
     TASK_SEND_CHUNK,
+    Chunk,
     Lane,
-    chunk_payload,
     queue_name,
 )
 from dispatcher.intake.broker import Broker, BrokerUnavailable
@@ -74,7 +74,7 @@ def test_direct_publish_matches_celery_send_task(redis_url: str) -> None:
     try:
         broker.app.send_task(
             TASK_SEND_CHUNK,
-            args=[chunk_payload("b1", Lane.PRIORITY, MESSAGES)],
+            args=[Chunk("b1", Lane.PRIORITY, MESSAGES).encode()],
             queue=queue,
             retry=False,
             headers={HEADER_PUBLISHED_AT: time.time()},
