@@ -10,6 +10,9 @@ are plain in-process values.
 Labels are bounded: ``lane`` and ``status`` come from the contract, ``connection`` is a
 configured carrier connection, ``reason``/``outcome``/``result`` are small fixed sets mapped
 here from error codes and HTTP statuses (never the carrier's own free-form codes).
+
+Longer than 400 lines on purpose: every worker metric in one registry, so their names and
+labels (which the dashboards and alert rules query) are checked in one place.
 """
 
 from __future__ import annotations

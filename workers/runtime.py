@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
+from dispatcher.ratelimit import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
 from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
 from dispatcher.store.db import make_engine
 from dispatcher.store.progress import SendProgress
@@ -24,7 +25,7 @@ from workers.connectors.base import Connector
 from workers.connectors.chooser import RouteChooser
 from workers.connectors.registry import ConnectorSet, build_connector
 from workers.connectors.window import InFlightWindow
-from workers.rate_limits import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
+from workers.process_local import ProcessLocal
 from workers.sending.breaker import Breakers, State
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
@@ -149,20 +150,14 @@ class Runtime:
         self.loop.close()
 
 
-_runtime: Runtime | None = None
+_RUNTIME = ProcessLocal(lambda: Runtime(Settings.from_env()))
 
 
 def runtime() -> Runtime:
     """This process's runtime, built on first use after the fork."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime(Settings.from_env())
-    return _runtime
+    return _RUNTIME.get()
 
 
 def reset_runtime() -> None:
     """Close and forget this process's runtime."""
-    global _runtime
-    if _runtime is not None:
-        _runtime.close()
-        _runtime = None
+    _RUNTIME.reset()

@@ -16,13 +16,13 @@ from dispatcher.contract import (
     Chunk,
     MalformedTask,
 )
+from dispatcher.ratelimit import RateLimitUnavailable
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import StoreUnavailable, transaction
 from workers import metrics
 from workers.app import app
 from workers.errors import CarrierError
 from workers.isolation import apply_isolated
-from workers.rate_limits import RateLimitUnavailable
 from workers.reports import TAKE_FRESH_ROWS, Outcome, apply_stored
 from workers.runtime import runtime
 from workers.sending.reconcile import reconcile
@@ -102,9 +102,7 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     A row whose data makes applying fail is found and set aside without holding up the others
     (:mod:`workers.isolation`). On database trouble nothing was applied and the rows stay: the
     scheduler publishes them again when their lease ends, so this task does not retry itself
-    (a Celery countdown is held in a worker's memory and lost with it). A payload with
-    ``items`` (published by a version before the inbox, or parked in ``EARLY_REPORTS_KEY`` by
-    one) is stored first, then applied.
+    (a Celery countdown is held in a worker's memory and lost with it).
     """
     rt = runtime()
     now = time.time()
@@ -115,14 +113,8 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
                 conn, rt.connector.parse_report, rows, now, rt.settings.report_retry_s, take_fresh
             )
 
+    ids = payload["ids"]
     try:
-        if "ids" in payload:
-            ids = payload["ids"]
-        else:
-            with transaction(rt.engine) as conn:
-                ids = callback_inbox.add_task_payload(
-                    conn, callback_inbox.REPORT, payload, now, rt.settings.callback_lease_s
-                )
         done = apply_isolated(
             rt.engine,
             callback_inbox.REPORT,
@@ -133,9 +125,7 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
             TAKE_FRESH_ROWS,
         )
     except INFRA_ERRORS as exc:
-        log.warning(
-            "reports.deferred", rows=len(payload.get("ids") or []), error=type(exc).__name__
-        )
+        log.warning("reports.deferred", rows=len(ids), error=type(exc).__name__)
         return
     metrics.record_inbox_failures(callback_inbox.REPORT, done.failed, done.dead)
     for o in done.results:

@@ -36,8 +36,7 @@ def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
     Each row is applied, then deleted; a row whose data makes applying fail is found and set
     aside without holding up the others (:mod:`workers.isolation`). Database trouble leaves
     the rest of the rows for the scheduler to publish again when their lease ends; what was
-    applied then counts as duplicates. An ``items`` payload (from a version before the inbox)
-    is stored first.
+    applied then counts as duplicates.
     """
     rt = runtime()
     now = time.time()
@@ -48,16 +47,13 @@ def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
         return [_apply_row(rt, row) for row in rows]
 
     try:
-        with transaction(rt.engine) as conn:
-            ids = (
-                payload["ids"]
-                if "ids" in payload
-                else callback_inbox.add_task_payload(
-                    conn, callback_inbox.INBOUND, payload, now, rt.settings.callback_lease_s
-                )
-            )
         done = apply_isolated(
-            rt.engine, callback_inbox.INBOUND, ids, apply, now, rt.settings.callback_max_failures
+            rt.engine,
+            callback_inbox.INBOUND,
+            payload["ids"],
+            apply,
+            now,
+            rt.settings.callback_max_failures,
         )
     except StoreUnavailable as exc:
         log.warning("inbound.deferred", error=type(exc).__name__)

@@ -41,13 +41,9 @@ def queue_name(lane: Lane | str) -> str:
 TASK_SEND_CHUNK = "smsdispatch.send_chunk"
 TASK_RECONCILE = "smsdispatch.reconcile_sending"  # args: {"ids": [...]}: claims left by a crash
 # Delivery reports and inbound messages posted by carriers, applied on the dlr lane: args
-# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py). Versions
-# before the inbox sent {"connection", "items", "received_at"}; workers still accept that.
+# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py).
 TASK_APPLY_REPORTS = "smsdispatch.apply_reports"
 TASK_APPLY_INBOUND = "smsdispatch.apply_inbound"
-# Where versions before the inbox parked reports that came before their submit was recorded
-# (a sorted set scored by when to try again); the scheduler still drains it after an upgrade.
-EARLY_REPORTS_KEY = "smsd:reports:early"
 
 
 class CallbackKind(StrEnum):

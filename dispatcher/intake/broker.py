@@ -1,7 +1,7 @@
 """Publishing chunk tasks to the lanes, by task name (the producer never imports workers).
 
-Celery is kept at this edge: the rest of the producer side hands :class:`Batch` objects here.
-Tasks are written straight to Redis as the Celery messages ``send_task`` would write
+The rest of the producer side hands :class:`Batch` objects here. Celery itself is not imported:
+tasks are written straight to Redis as the Celery messages ``send_task`` would write
 (:mod:`dispatcher.contract.celery_wire`), every task of a call in one pipelined round trip.
 Publishing does not retry inside a request: a batch that fails to publish stays in the outbox
 (``enqueued_at IS NULL``) and the scheduler publishes it later, so the API never has to wait for
@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from celery import Celery
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -40,11 +39,6 @@ class Broker:
     """Publishes tasks by name onto the lanes' Redis lists; connections are opened lazily."""
 
     def __init__(self, redis_url: str) -> None:
-        # The Celery app is kept for callers that need Celery itself (tests, tools); publishing
-        # does not go through it.
-        self.app = Celery("smsdispatch-producer", set_as_current=False)
-        self.app.config_from_object("celeryconfig")
-        self.app.conf.broker_url = redis_url
         # No client-side retries: a failed publish leaves the batch in the outbox, and a request
         # must not wait through reconnect attempts.
         self.redis = redis.Redis.from_url(
@@ -133,4 +127,3 @@ class Broker:
     def close(self) -> None:
         """Release pooled connections."""
         self.redis.close()
-        self.app.close()

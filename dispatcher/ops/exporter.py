@@ -8,9 +8,9 @@ scrape, whatever the backlog):
   messages);
 - **age of the oldest waiting task per lane**: kombu pushes on the left and pops on the right, so
   the oldest task of each list is ``LINDEX key -1``. Its age comes from the task itself: the
-  header the publisher stamps (:data:`PUBLISHED_AT_HEADER`), else the payload's own clock (a
-  chunk's batch id is a UUIDv7 minted when the batch was created; a report task carries
-  ``received_at``). We chose this over
+  header the publisher stamps, else the payload's own clock (a chunk's batch id is a UUIDv7
+  minted when the batch was created): :func:`dispatcher.contract.celery_wire.published_at`.
+  We chose this over
   ``min(queued_at)`` of queued messages in the log because it costs O(1) per lane (the log has
   no ``(lane, queued_at)`` index, so that minimum scans the other lane's backlog), it covers the
   dlr and webhooks lanes, whose tasks are not messages, it measures exactly what autoscaling and

@@ -38,6 +38,7 @@ from dispatcher.store.db import make_engine
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.records import Batch
 from dispatcher.store.schema import messages, webhook_deliveries, webhook_endpoints
+from tests.support.celery_reference import reference_app
 from tests.support.services import free_port, fresh_database, fresh_redis
 from tests.support.stack import Stack, running_stack, wait_until
 
@@ -116,8 +117,8 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
             batches = [Batch(new_message_id(), "bulk", [{"id": "m"}]) for _ in range(3)]
             done, error = broker.publish(batches)
             assert error is None and len(done) == 3
-            # A priority task stamped 7 s before, and a report task with its own clock.
-            broker.app.send_task(
+            # A priority task stamped 7 s before (by Celery itself), and a report task.
+            reference_app(redis_url).send_task(
                 TASK_SEND_CHUNK,
                 args=[Chunk(new_message_id(), Lane.PRIORITY, []).encode()],
                 queue=queue_name(Lane.PRIORITY),
@@ -125,7 +126,7 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
             )
             broker.publish_task(
                 TASK_APPLY_REPORTS,
-                {"connection": "default", "items": [], "received_at": t0},
+                {"ids": []},
                 Lane.DLR,
             )
             with engine.begin() as conn:

@@ -26,6 +26,7 @@ from dispatcher.contract import (
 )
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.store.records import Batch
+from tests.support.celery_reference import reference_app
 from tests.support.services import fresh_redis
 
 # Values that differ between any two publications (fresh uuids, the clock, the process).
@@ -69,10 +70,11 @@ def _only(client: redis.Redis, key: str) -> dict[str, Any]:
 
 def test_direct_publish_matches_celery_send_task(redis_url: str) -> None:
     broker = Broker(redis_url)
+    celery = reference_app(redis_url)
     client = redis.Redis.from_url(redis_url)
     queue = queue_name(Lane.PRIORITY)
     try:
-        broker.app.send_task(
+        celery.send_task(
             TASK_SEND_CHUNK,
             args=[Chunk("b1", Lane.PRIORITY, MESSAGES).encode()],
             queue=queue,
@@ -88,6 +90,7 @@ def test_direct_publish_matches_celery_send_task(redis_url: str) -> None:
         ours = _only(client, queue)
     finally:
         broker.close()
+        celery.close()
         client.close()
     assert _shape(ours) == _shape(reference)
     assert (

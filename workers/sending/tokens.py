@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dispatcher.ratelimit import AsyncLimiter, Rate
 from workers import metrics
-from workers.rate_limits import AsyncLimiter, Rate
 
 
 class ConnectionTokens:
