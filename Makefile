@@ -51,7 +51,7 @@ unit: $(STAMP)
 # the same on both databases (input validation, HTTP clients, routing, Redis rate limits:
 # marked any_db) run once, on SQLite.
 test: $(STAMP) services
-	scripts/ensure-services.sh chromium smsc
+	scripts/ensure-services.sh chromium smsc sentinel
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check $(TYPED) tests
 	$(BIN)/mypy $(TYPED)
@@ -101,12 +101,15 @@ bench-quick: $(STAMP) services
 	$(BIN)/python -m bench.run --quick $(if $(SCENARIO),--scenario $(SCENARIO),)
 
 # Chaos run (issue 7): the pipeline on PostgreSQL while workers are SIGKILLed, a private Redis
-# is restarted, database connections are cut, the carrier fails and the webhook receiver is down;
-# then a reconciliation against the carrier's and the receiver's records (docs/reliability.md).
+# primary (with a replica and three Sentinels) is restarted, then failed over, database
+# connections are cut, the carrier fails and the webhook receiver is down; then a
+# reconciliation against the carrier's and the receiver's records (docs/reliability.md).
 # `make chaos` (20,000 messages, ~7 min, up to 30) writes its log to chaos/results/runs/;
 # `make chaos-quick` (2,000, ~3 min, CI) writes var/chaos/latest.json. SEED=n repeats a schedule.
 chaos: $(STAMP) services
+	scripts/ensure-services.sh sentinel
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/python -m chaos.run $(if $(SEED),--seed $(SEED),)
 
 chaos-quick: $(STAMP) services
+	scripts/ensure-services.sh sentinel
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) timeout 480 $(BIN)/python -m chaos.run --quick $(if $(SEED),--seed $(SEED),)

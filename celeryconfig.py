@@ -20,14 +20,21 @@ from dispatcher.contract import (
     Lane,
     queue_name,
 )
+from dispatcher.redis_clients import celery_broker
 
-broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# REDIS_URL may name Sentinels (redis+sentinel://…): kombu then gets its sentinel:// list and the
+# master name as transport options (dispatcher/redis_clients.py).
+broker_url, _sentinel_options = celery_broker(
+    os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     "visibility_timeout": int(os.environ.get("SMSDISPATCH_VISIBILITY_TIMEOUT_S", "3600")),
     "socket_keepalive": True,
     "health_check_interval": 10,
+    **_sentinel_options,
 }
+del _sentinel_options
 broker_pool_limit = 10
 
 task_serializer = "json"

@@ -7,7 +7,10 @@ submission (psutil on the backend process), for groups of ``--group`` single-rec
 submissions, the shape the API's writer threads see at 32 concurrent clients. Minimum over
 ``--repeat`` rounds (the least disturbed one).
 
-    .venv/bin/python -m bench.accept_cost [--group 8] [--groups 300] [--repeat 5]
+    .venv/bin/python -m bench.accept_cost [--group 8] [--groups 300] [--repeat 5] [--billing]
+
+``--billing``: prices and balances on (docs/prices.md): the account has a price list and a
+balance, and every group commit locks and charges it.
 
 Needs PostgreSQL and Redis on 127.0.0.1 (``make services``); creates and drops its own
 database and uses Redis database 14 (the benchmarks' own).
@@ -32,14 +35,16 @@ from dispatcher.contract import Lane
 from dispatcher.intake.broker import Broker
 from dispatcher.intake.submit import SendRequest, prepare
 from dispatcher.intake.writer import SubmissionWriter
+from dispatcher.store.balances import post
 from dispatcher.store.db import make_engine
 from dispatcher.store.migrate import upgrade
+from dispatcher.store.prices import NewPrice, PriceBookCache, add_price
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
-def measure(group: int, groups: int, repeat: int) -> dict[str, float]:
+def measure(group: int, groups: int, repeat: int, billing: bool = False) -> dict[str, float]:
     """Writer and PostgreSQL CPU in µs per submission, best of ``repeat`` rounds."""
     name = "smsd_cost_" + uuid.uuid4().hex[:8]
     with psycopg.connect(ADMIN, autocommit=True) as admin:
@@ -51,7 +56,15 @@ def measure(group: int, groups: int, repeat: int) -> dict[str, float]:
         account, _ = create_account(engine, "cost", priority=True, sender_policy="open")
         settings = Settings.from_env({}, redis_url=REDIS_URL, database_url=url)
         broker = Broker(REDIS_URL)
-        writer = SubmissionWriter(engine, broker, {Lane.BULK: 500, Lane.PRIORITY: 100})
+        prices = None
+        if billing:
+            with engine.begin() as conn:
+                add_price(conn, None, NewPrice("PL", "0.07", "PLN"), "bench")
+                post(conn, account.id, "topup", 10**12, 985, "bench")
+            prices = PriceBookCache(engine)
+        writer = SubmissionWriter(
+            engine, broker, {Lane.BULK: 500, Lane.PRIORITY: 100}, prices=prices
+        )
         with engine.connect() as conn:
             backend = psutil.Process(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
         rounds: list[tuple[float, float]] = []
@@ -88,6 +101,7 @@ def measure(group: int, groups: int, repeat: int) -> dict[str, float]:
     n = group * groups
     return {
         "group": group,
+        "billing": billing,
         "submissions_per_round": n,
         "writer_cpu_us": round(min(c for c, _ in rounds) / n * 1e6, 1),
         "postgres_cpu_us": round(min(p for _, p in rounds) / n * 1e6, 1),
@@ -100,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--group", type=int, default=8, help="submissions per group commit")
     p.add_argument("--groups", type=int, default=300, help="group commits per round")
     p.add_argument("--repeat", type=int, default=5, help="measured rounds (best is reported)")
+    p.add_argument("--billing", action="store_true", help="prices and balances on")
     args = p.parse_args(argv)
-    print(json.dumps(measure(args.group, args.groups, args.repeat)))
+    print(json.dumps(measure(args.group, args.groups, args.repeat, args.billing)))
     return 0
 
 

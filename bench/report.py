@@ -29,6 +29,8 @@ FIGURES: list[tuple[str, str, float | None, float | None, bool, str]] = [
     ("E", "req_per_s", 2_000, 4_000, True, "req/s"),
     ("E", "p99_ms", 25, None, False, "ms"),
     ("F", "max_rss_mb", 200, 120, False, "MB"),
+    ("G", "msgs_per_s", 3_000, 6_000, True, "msg/s"),
+    ("G", "otp_p99_ms", None, 50, False, "ms"),
 ]
 RATIO_IS = {
     "A": "ours msgs_per_s / baseline msgs_per_s",
@@ -37,6 +39,7 @@ RATIO_IS = {
     "D": "baseline max_window_per_s / ours max_window_per_s",
     "E": "n/a (no baseline)",
     "F": "baseline max_rss_mb / ours max_rss_mb",
+    "G": "n/a (no baseline)",
 }
 BASELINE_KEY = {
     ("A", "msgs_per_s"): "baseline_msgs_per_s",
@@ -121,8 +124,11 @@ def _passes(name: str, res: dict[str, Any]) -> bool | None:
             res.get("max_window_per_s", 1e9) <= limit * 1.02
             and res.get("mean_per_s", 0) >= limit * 0.97
         )
-    if name == "E":
-        return res.get("req_per_s", 0) >= 2_000 and res.get("p99_ms", 1e9) <= 25
+    if name == "E":  # billing off, and on when measured (docs/prices.md)
+        return all(
+            r.get("req_per_s", 0) >= 2_000 and r.get("p99_ms", 1e9) <= 25
+            for r in (res, res.get("billing") or res)
+        )
     if name == "F":
         return res.get("max_rss_mb", 1e9) <= 200
     return None
@@ -137,6 +143,9 @@ def headline(name: str, res: dict[str, Any]) -> str:
     parts += [f"{v}={res.get(v)}" for (s, k), v in BASELINE_KEY.items() if s == name and v in res]
     if res.get("ratio") is not None:
         parts.append(f"ratio={res['ratio']}")
+    billed = res.get("billing")
+    if isinstance(billed, dict):
+        parts += [f"billing {k}={billed.get(k)}" for k in keys]
     return ", ".join(parts)
 
 

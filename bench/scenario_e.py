@@ -21,7 +21,7 @@ import aiohttp
 from bench.chart import render
 from bench.common import API_WORKERS, Ctx, latency_figures
 from bench.profiling import Profiler
-from bench.stack import ROOT, BenchStack, CpuMeter, db_query
+from bench.stack import DATABASE_URL, ROOT, BenchStack, CpuMeter, db_query
 
 CONNECTIONS = 32
 BODY = {"sender": "BENCH", "message": "Your code is 123456", "phoneNumbers": ["+48500100200"]}
@@ -101,20 +101,40 @@ async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[s
     }
 
 
-def run(ctx: Ctx) -> dict[str, Any]:
-    """Run E (no baseline: the naive design has no accepting API)."""
-    seconds = 8 if ctx.quick else 30
-    use_wrk = shutil.which("wrk") is not None
-    with BenchStack("E", ctx.logdir) as st:
+def _fund(name: str) -> None:
+    """Prices and a balance for the account (billing on): the default list prices Poland,
+    and the balance pays for far more than the run sends."""
+    from dispatcher.accounts.account import find_account
+    from dispatcher.store.balances import post, set_limits
+    from dispatcher.store.db import make_engine
+    from dispatcher.store.prices import NewPrice, add_price
+
+    engine = make_engine(DATABASE_URL, pool_size=1)
+    account = find_account(engine, name)
+    assert account is not None
+    with engine.begin() as conn:
+        add_price(conn, None, NewPrice("PL", "0.07", "PLN"), "bench")
+        post(conn, account.id, "topup", 10**12, 985, "bench")
+        set_limits(conn, account.id, 985, credit_limit=0)
+    engine.dispose()
+
+
+def _measure(ctx: Ctx, seconds: int, use_wrk: bool, billing: bool) -> dict[str, Any]:
+    name = "E-billing" if billing else "E"
+    with BenchStack(name, ctx.logdir) as st:
+        if billing:
+            st.env["SMSDISPATCH_BILLING"] = "true"
         st.start_api(API_WORKERS)
         st.wait_ready()
         keys = st.create_account("bench")
+        if billing:
+            _fund("bench")
         if use_wrk:
             wrk(st.api_url, keys, 1)
         else:
             asyncio.run(aiohttp_load(st.api_url, keys, 1))
         t_start = time.time()
-        meter, prof = CpuMeter(st), Profiler(ctx.profile, ctx.profdir, f"{ctx.run_id}-E")
+        meter, prof = CpuMeter(st), Profiler(ctx.profile, ctx.profdir, f"{ctx.run_id}-{name}")
         meter.start()
         prof.start({"api": st.procs["api"].popen.pid})
         res = (
@@ -129,6 +149,24 @@ def run(ctx: Ctx) -> dict[str, Any]:
             for r in db_query("SELECT created_at FROM messages WHERE created_at >= %s", (t_start,))
         ]
         stored = db_query("SELECT count(*) FROM messages")[0][0]
+        if billing:  # every accepted message was charged, and the ledger says so
+            charged = db_query("SELECT count(*) FROM messages WHERE charged")[0][0]
+            res["charged_messages"] = charged
+    return {**res, "cpu": cpu, "profile": profile, "created": created, "stored": stored}
+
+
+def run(ctx: Ctx) -> dict[str, Any]:
+    """Run E (no baseline: the naive design has no accepting API), then the same with prices
+    and balances on (docs/prices.md): each request is priced and charged at accept."""
+    seconds = 8 if ctx.quick else 30
+    use_wrk = shutil.which("wrk") is not None
+    res = _measure(ctx, seconds, use_wrk, billing=False)
+    billed = _measure(ctx, seconds, use_wrk, billing=True)
+    created = res.pop("created")
+    stored = res.pop("stored")
+    cpu, profile = res.pop("cpu"), res.pop("profile")
+    billed_created = billed.pop("created")
+    t_start = min(created) if created else time.time()
     out: dict[str, Any] = {
         **res,
         "seconds": seconds,
@@ -138,6 +176,12 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "stored_messages": stored,
         "cpu": cpu,
         "profile": profile,
+        "billing": {
+            k: billed[k]
+            for k in ("req_per_s", "p50_ms", "p99_ms", "max_ms", "errors", "requests", "cpu")
+            if k in billed
+        }
+        | {"stored_messages": billed["stored"], "charged_messages": billed["charged_messages"]},
         "baseline": None,
         "ratio": None,
         "baseline_note": "n/a: the naive design has no accepting API (callers .delay() directly)",
@@ -146,8 +190,21 @@ def run(ctx: Ctx) -> dict[str, Any]:
         render(
             ctx.chart("E"),
             f"E. POST /v2.1/sms, {CONNECTIONS} clients, {res['tool']}",
-            series={"accepted (messages.created_at)": (created, t_start)},
-            latency={"ours": {"p50": res["p50_ms"], "p99": res["p99_ms"], "max": res["max_ms"]}},
+            series={
+                "accepted (messages.created_at)": (created, t_start),
+                "accepted, billing on": (
+                    billed_created,
+                    min(billed_created) if billed_created else t_start,
+                ),
+            },
+            latency={
+                "ours": {"p50": res["p50_ms"], "p99": res["p99_ms"], "max": res["max_ms"]},
+                "billing on": {
+                    "p50": billed["p50_ms"],
+                    "p99": billed["p99_ms"],
+                    "max": billed["max_ms"],
+                },
+            },
             bin_s=1.0,
         )
     )

@@ -32,7 +32,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_SERVER = os.environ.get("SMSD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-BENCH_DB = "smsd_bench"
+BENCH_DB = os.environ.get("SMSD_BENCH_DB", "smsd_bench")
 REDIS_URL = os.environ.get("SMSD_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 DATABASE_URL = f"{PG_SERVER}/{BENCH_DB}"
 

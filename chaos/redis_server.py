@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import redis
@@ -25,9 +26,15 @@ from tests.support.services import free_port
 class PrivateRedis:
     """``with PrivateRedis() as r:``; ``r.url`` is ``redis://127.0.0.1:<port>/0``."""
 
-    def __init__(self, fsync: str = "everysec") -> None:
+    def __init__(
+        self, fsync: str = "everysec", password: str | None = None, args: Sequence[str] = ()
+    ) -> None:
+        """``password``: ``requirepass`` (and ``masterauth``, for a replica); ``args``: more
+        ``redis-server`` options (``--replicaof`` …)."""
         self.port = free_port()
         self.fsync = fsync
+        self.password = password
+        self.args = list(args)
         self._dir = tempfile.TemporaryDirectory(prefix="smsd-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -46,6 +53,10 @@ class PrivateRedis:
         _e: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill the server and remove its files."""
         self.kill()
         self._dir.cleanup()
 
@@ -70,13 +81,21 @@ class PrivateRedis:
                 "",
                 "--protected-mode",
                 "yes",
+                *(
+                    ["--requirepass", self.password, "--masterauth", self.password]
+                    if self.password
+                    else []
+                ),
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1
+        )
         try:
             while time.monotonic() - started < timeout:
                 if self._proc.poll() is not None:
@@ -89,6 +108,11 @@ class PrivateRedis:
         finally:
             client.close()
         raise RuntimeError("redis-server did not answer in time")
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     def kill(self) -> None:
         """SIGKILL (a crash: writes of the last fsync interval may be lost)."""

@@ -2,8 +2,10 @@
 
 ``python -m chaos.run --quick`` (CI, ~2,000 messages) or ``python -m chaos.run`` (20,000):
 priority and bulk mixed, delivery reports and webhooks on, on PostgreSQL, while worker processes
-are SIGKILLed at random (and restarted as a supervisor would), the private Redis is killed and
-restarted, every connection to the run's database is cut and the database is then refused for a
+are SIGKILLed at random (and restarted as a supervisor would), Redis (a private primary, its
+replica and three Sentinels, reached through ``REDIS_URL=redis+sentinel://…``) has its primary
+killed and restarted in place and later killed for good, so the Sentinels fail over to the
+replica, every connection to the run's database is cut and the database is then refused for a
 few seconds, the carrier answers 5 % 500s, 2 % timeouts (the submit still accepted: "answer
 lost") and bursts of 429, and the customer's webhook receiver is down for a while. Afterwards
 :func:`chaos.reconcile.check` compares our log with the carrier's and the receiver's records.
@@ -34,11 +36,15 @@ import psycopg
 from sqlalchemy import func, select, update
 
 from chaos.reconcile import DeliveryRow, Hook, MessageRow, Verdict, check
-from chaos.redis_server import PrivateRedis
+from chaos.sentinel_cluster import SentinelCluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REJECT_PREFIX = "+48699"
 TOKEN = "chaos-callback-token"
+# Longer than a restart in place takes (``redis_down_s`` plus loading the append-only file), so
+# that fault stays a restart; a primary gone this long is failed over. Production's default is
+# 30 s: the time to recover from a failover is this plus an election (docs/reliability.md).
+SENTINEL_DOWN_AFTER_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Plan:
     kill_until_s: float
     redis_kill_at: float
     redis_down_s: float
+    failover_at: float
     pg_cut_at: float
     pg_refuse_at: float
     pg_refuse_s: float
@@ -68,12 +75,12 @@ class Plan:
 
         if quick:
             return Plan(
-                messages or 2000, 40, 150, (3, 6), 45, j(12), 2.0, j(22), j(30), 4.0, j(6),
-                15.0, 240,
+                messages or 2000, 40, 150, (3, 6), 45, j(12), 2.0, j(19), j(26), j(32), 4.0,
+                j(6), 15.0, 240,
             )  # fmt: skip
         return Plan(
-            messages or 20000, 150, 250, (3, 7), 160, j(40), 3.0, j(75), j(105), 6.0, j(20),
-            60.0, 1500,
+            messages or 20000, 150, 250, (3, 7), 160, j(40), 3.0, j(60), j(85), j(110), 6.0,
+            j(20), 60.0, 1500,
         )  # fmt: skip
 
 
@@ -232,7 +239,7 @@ class Faults:
     """Runs the fault schedule and the random worker kills in two threads."""
 
     def __init__(
-        self, stack: Any, redis: PrivateRedis, rx: RestartableReceiver, plan: Plan, seed: int,
+        self, stack: Any, redis: SentinelCluster, rx: RestartableReceiver, plan: Plan, seed: int,
         log: Log, lanes: dict[str, int],
     ) -> None:  # fmt: skip
         self.stack, self.redis, self.rx, self.plan, self.log = stack, redis, rx, plan, log
@@ -283,6 +290,7 @@ class Faults:
                 (p.receiver_down_at, "receiver.down"),
                 (p.receiver_down_at + p.receiver_down_s, "receiver.up"),
                 (p.redis_kill_at, "redis.kill"),
+                (p.failover_at, "redis.failover"),
                 (p.pg_cut_at, "postgres.cut"),
                 (p.pg_refuse_at, "postgres.refuse"),
             ]
@@ -306,13 +314,21 @@ class Faults:
             self.log.add(step)
             self._measure(self._first_webhook_after, up)
         elif step == "redis.kill":
-            self.redis.kill()
-            self.log.add("redis.kill", signal="SIGKILL", down_s=p.redis_down_s)
+            primary = self.redis.primary()
+            primary.kill()
+            self.log.add("redis.kill", signal="SIGKILL", down_s=p.redis_down_s, port=primary.port)
             time.sleep(p.redis_down_s)
-            took = self.redis.start()
+            took = primary.start()
             ended = time.monotonic()
             self.log.add("redis.restarted", start_s=round(took, 2))
             self._measure(self._progress_after, "redis", ended)
+        elif step == "redis.failover":
+            killed = time.monotonic()
+            old = self.redis.kill_primary()
+            self.log.add("redis.failover.kill", signal="SIGKILL", port=old.port)
+            # Measured from the kill: the outage clients see includes the Sentinels' wait.
+            self._measure(self._progress_after, "failover", killed)
+            self._measure(self._failover, old)
         elif step == "postgres.cut":
             n = cut_connections(self.stack.database_url)
             ended = time.monotonic()
@@ -327,6 +343,19 @@ class Faults:
             ended = time.monotonic()
             self.log.add("postgres.accept")
             self._measure(self._progress_after, "postgres_refuse", ended)
+
+    def _failover(self, old: Any) -> None:
+        """Wait for the Sentinels to promote the replica, then restart the killed primary: the
+        Sentinels make it a replica of the new one."""
+        try:
+            new, took = self.redis.wait_failover(old)
+            self.recovery["failover_promoted_s"] = round(took, 2)
+            self.log.add("redis.failover.promoted", port=new.port, after_s=round(took, 2))
+            took = self.redis.rejoin(old)
+            self.log.add("redis.failover.rejoined", port=old.port, after_s=round(took, 2))
+        except Exception as exc:  # no failover is a failed run, not a silent thread
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.log.add("fault.error", error=repr(exc))
 
     def _start(self, lane: str) -> None:
         # Not waiting for "ready.": a pool still starting may be killed again, as in real life.
@@ -544,7 +573,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The long form's 20,000 reports arrive faster than one dlr process applies them here.
     lanes = {"priority": 1, "bulk": 2, "dlr": 1 if args.quick else 2, "webhooks": 1}
     started_at = time.time()
-    with PrivateRedis(fsync="always") as redis_server:
+    with SentinelCluster(down_after_ms=SENTINEL_DOWN_AFTER_MS, fsync="always") as redis_server:
         rx = RestartableReceiver()
         try:
             with running_stack(

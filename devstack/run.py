@@ -226,6 +226,22 @@ def run_stack(args: argparse.Namespace) -> int:
         supervisor.stop()
 
 
+def _has_smpp(env: dict[str, str]) -> bool:
+    """Whether the configured connections include an ``smpp`` one (an invalid file: the API
+    and the pools refuse to start and say why)."""
+    from dispatcher.config import Settings
+    from dispatcher.routing import ConfigError, load_file
+
+    settings = Settings.from_env(env)
+    if not settings.connections:
+        return False
+    try:
+        config = load_file(settings.connections, settings, env)  # secrets from the stack's env
+    except ConfigError:
+        return False
+    return any(c.smpp is not None for c in config.connections)
+
+
 def _interrupt(*_args: Any) -> None:
     raise KeyboardInterrupt
 
@@ -287,6 +303,9 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
         argv, extra = worker_command(lane, n)
         spawn(f"worker-{lane}", argv, {**extra, **env})
     spawn("scheduler", [*cli, "scheduler"])
+    if _has_smpp(env):
+        # The SMPP session holder, only when the connections file has an smpp connection.
+        spawn("smpp", [py, "-m", "workers.smpp"], {"SMSDISPATCH_SMPP_METRICS_PORT": "0", **env})
     if not wait_http(f"http://127.0.0.1:{port}/readyz", 60):
         print("the API did not become ready; see var/logs/api.log", file=sys.stderr)
         return 1

@@ -91,6 +91,10 @@ class Settings:
     api_rate_per_s: float = 0.0  # requests per second per account; 0 = unlimited
     api_rate_burst: int = 0  # requests allowed at once; 0 = one second's worth
     daily_cap: int = 0  # messages (recipients) per account per UTC day; 0 = unlimited
+    # Prices, balances and the ledger (docs/prices.md): off, messages cost 0 and nothing is
+    # charged; on, every message is priced and paid for from its account's balance at accept.
+    billing: bool = False
+    prices_reload_s: float = 5.0  # price list changes reach every process within this
     auth_cache_ttl_s: float = 30.0  # key rotations and limit changes reach the API within this
     optout_keywords: str = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,NIE,REZYGNUJE"
     optin_keywords: str = "START,UNSTOP,TAK"

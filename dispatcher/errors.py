@@ -171,6 +171,21 @@ CATALOGUE: dict[str, ErrorKind] = {
         "Slow down: retry after the number of seconds in `Retry-After`. The limit is per account "
         "(ask the operator to raise it).",
     ),
+    "insufficient_balance": ErrorKind(
+        402,
+        "Insufficient balance",
+        "The account's balance (with its credit limit) cannot pay for this recipient: it was not "
+        "sent and nothing was charged for it; the others were. `meta.accountBalance` is what is "
+        "left. Top up (ask the operator) and send the refused recipients again. A request none "
+        "of whose recipients could be paid for is answered 402.",
+    ),
+    "no_price": ErrorKind(
+        400,
+        "No price for this destination",
+        "Neither the account's price list nor the platform's default has a price for this "
+        "number in the account's currency: it was not sent, the others were. Ask the operator "
+        "to add one (`smsdispatch prices set`).",
+    ),
     "daily_cap_exceeded": ErrorKind(
         429,
         "Daily sending cap reached",

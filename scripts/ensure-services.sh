@@ -3,8 +3,11 @@
 # stopped, install them from Debian's packages when missing. Used by .ci/run and `make test`.
 # `chromium`: Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; its
 # own browser download does not work offline). `smsc`: the independent SMPP server of the SMPP
-# tests (Debian's nodejs and npm, then `npm ci` in tests/smsc).
-# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc]   (default: redis postgres)
+# tests (Debian's nodejs and npm, then `npm ci` in tests/smsc). `sentinel`: Debian's
+# redis-sentinel, for the failover test and `make chaos` (they start their own Sentinels on free
+# loopback ports; the package's own service is not used).
+# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc] [sentinel]
+#        (default: redis postgres)
 set -euo pipefail
 want=("$@"); [[ ${#want[@]} -eq 0 ]] && want=(redis postgres)
 SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -49,6 +52,21 @@ ensure_postgres() {
 
 ensure_chromium() {
   [[ -x /usr/bin/chromium ]] || apt_install chromium
+}
+
+ensure_sentinel() {
+  command -v redis-sentinel >/dev/null && return 0
+  command -v redis-server >/dev/null || apt_install redis-server
+  # policy-rc.d 101: the package's own Sentinel service is not started (nothing listens on
+  # 26379 afterwards); the tests start Sentinels of their own.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy"
+    created=1
+  fi
+  apt_install redis-sentinel || { [[ $created -eq 1 ]] && $SUDO rm -f "$policy"; return 1; }
+  [[ $created -eq 1 ]] && $SUDO rm -f "$policy"
+  command -v redis-sentinel >/dev/null
 }
 
 ensure_smsc() {

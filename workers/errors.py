@@ -21,6 +21,7 @@ class CarrierError(DispatchError):
 
     retryable = False
     ambiguous = False  # the carrier may have accepted it: check before resending
+    spends_attempt = True  # False: certainly not sent; the claim goes back as it was
 
     def __init__(self, code: str, description: str, http_status: int | None = None) -> None:
         code, description = storable(code, 32), storable(description, 255)
@@ -55,6 +56,14 @@ AMBIGUOUS_CODES = frozenset(
         "carrier_missing_result",
     }
 )
+
+
+class NotSentError(RetryableCarrierError):
+    """Certainly not sent, for a reason of the connection (no room in the SMPP holder's
+    window or queue before the claim's deadline): the claim is handed back without spending
+    the attempt. Counted as ill health of the connection by its breaker."""
+
+    spends_attempt = False
 
 
 class ThrottledError(RetryableCarrierError):

@@ -33,7 +33,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 import structlog
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
@@ -42,6 +41,7 @@ from dispatcher.config import Settings
 from dispatcher.contract import QUEUE_PREFIX, Lane
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.metrics_dir import pid_alive, use_multiprocess_dir
+from dispatcher.redis_clients import sync_client
 from dispatcher.store.db import normalize_url
 
 log = structlog.get_logger(component="worker-observability")
@@ -248,9 +248,7 @@ def readiness() -> dict[str, str]:
     settings = Settings.from_env()
     checks = {"consumer": "ok" if STATE.ready and not STATE.shutting_down else "not_running"}
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        client = sync_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         try:
             checks["redis"] = check_redis(client)
         finally:

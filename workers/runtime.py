@@ -12,11 +12,10 @@ import asyncio
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
 from dispatcher.ratelimit import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
+from dispatcher.redis_clients import async_client
 from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
 from dispatcher.store.db import make_engine
 from dispatcher.store.progress import SendProgress
@@ -29,7 +28,7 @@ from workers.process_local import ProcessLocal
 from workers.sending.breaker import Breakers, State
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
-from workers.sending.tokens import ConnectionTokens
+from workers.sending.tokens import ConnectionTokens, SmppTokens
 
 T = TypeVar("T")
 
@@ -78,7 +77,7 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.engine = make_engine(settings.database_url, pool_size=4, plan_each_run=True)
         self.store = SendProgress(self.engine, settings.webhook_on_sent_check_s)
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = async_client(settings.redis_url)
         self.limiter = AsyncLimiter(
             AsyncRedisRateLimitBackend(self.redis), on_wait=metrics.record_rate_wait
         )
@@ -87,12 +86,15 @@ class Runtime:
         self.routes: list[Route] = []
         for cfg in self.config.connections:
             window = None
-            if cfg.max_in_flight is not None:
+            # An SMPP connection's windows are the holder's (per bind, per lane).
+            if cfg.max_in_flight is not None and cfg.smpp is None:
                 window = InFlightWindow(
                     self.redis, cfg.name, cfg.max_in_flight, lease_s=cfg.timeout_s + 5
                 )
-            tokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.send_rate))
-            connector = build_connector(cfg, settings.carrier_max_in_flight)
+            tokens: ConnectionTokens = ConnectionTokens(self.limiter, cfg.name, Rate(cfg.send_rate))
+            if cfg.smpp is not None:
+                tokens = SmppTokens(self.limiter, cfg.name, Rate(cfg.send_rate), self.redis)
+            connector = build_connector(cfg, settings.carrier_max_in_flight, self.redis)
             self.routes.append(Route(cfg.name, connector, tokens, window))
             metrics.set_rate_limit(cfg.name, cfg.tps)
         self.connectors = ConnectorSet({r.name: r.connector for r in self.routes})

@@ -42,6 +42,7 @@ from dispatcher.ratelimit import (
     Rate,
     RateLimitUnavailable,
 )
+from dispatcher.redis_clients import async_client
 from dispatcher.store.schema import messages
 
 log = structlog.get_logger(component="quotas")
@@ -201,7 +202,7 @@ class AccountQuotas:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         # Short timeouts: a Redis that hangs must not hold requests (the fallbacks take over).
-        self.client = redis.asyncio.Redis.from_url(
+        self.client = async_client(
             settings.redis_url,
             socket_timeout=0.5,
             socket_connect_timeout=0.5,

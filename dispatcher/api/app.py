@@ -46,6 +46,7 @@ from dispatcher.lookup import NumberLookup
 from dispatcher.panel import mount_panel
 from dispatcher.routing import current_table
 from dispatcher.store.db import make_engine
+from dispatcher.store.prices import PriceBookCache
 
 log = structlog.get_logger(component="api")
 
@@ -67,6 +68,7 @@ def build_context(settings: Settings) -> ApiContext:
         broker,
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
+        prices=PriceBookCache(engine, settings.prices_reload_s) if settings.billing else None,
     )
     quotas = AccountQuotas(settings, engine)
     return ApiContext(

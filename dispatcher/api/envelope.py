@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from dispatcher.billing.money import format_minor
 from dispatcher.contract import STATUS_CODES, Status, is_final
 from dispatcher.errors import ApiError
 from dispatcher.store.records import NewMessage
@@ -38,12 +39,6 @@ def unix(ts: float | None) -> int | None:
     return None if ts is None else int(ts)
 
 
-# No price is recorded yet: 0 and 0, the values a client typed as the original's model (int
-# smsPrice, int currency) parses; docs/compatibility.md says what they will carry.
-NO_PRICE = 0
-NO_CURRENCY = 0
-
-
 def message_view(m: dict[str, Any]) -> dict[str, Any]:
     """A stored message row as the API shows it."""
     status = m["status"]
@@ -64,8 +59,8 @@ def message_view(m: dict[str, Any]) -> dict[str, Any]:
         "isFinal": is_final(status),
         "statusTime": int(m["status_at"]),
         "createTime": int(m["created_at"]),
-        "smsPrice": NO_PRICE,
-        "currency": NO_CURRENCY,
+        "smsPrice": m.get("price") or 0,
+        "currency": m.get("currency") or 0,
         "numberOfParts": m["parts"],
         "encoding": m["encoding"],
         "lane": m["lane"],
@@ -92,8 +87,8 @@ def new_message_view(m: NewMessage) -> dict[str, Any]:
         "isFinal": False,
         "statusTime": int(m.created_at),
         "createTime": int(m.created_at),
-        "smsPrice": NO_PRICE,
-        "currency": NO_CURRENCY,
+        "smsPrice": m.price,
+        "currency": m.currency,
         "numberOfParts": m.parts,
         "encoding": m.encoding,
         "lane": m.lane,
@@ -114,8 +109,8 @@ def envelope(
     errors: list[ApiError] | None = None,
     **meta: Any,
 ) -> dict[str, Any]:
-    """Build the envelope; ``meta`` extras are merged in. ``accountBalance`` is null: no
-    balance is kept (a prepaid balance would be its decimal string, as the original's)."""
+    """Build the envelope; ``meta`` extras are merged in. ``accountBalance`` is null unless
+    given among them (:func:`balance_text`: a decimal string, as the original's)."""
     data = data or []
     errs = [e.as_dict() for e in errors or []]
     return {
@@ -143,3 +138,9 @@ def error_response(
     return JsonResponse(
         envelope(request_id, code, errors=errors), status_code=code, headers=headers
     )
+
+
+def balance_text(minor: int | None, currency: int) -> str | None:
+    """``meta.accountBalance``: the balance as a decimal string (``"123.45"``), or null for an
+    account without one (billing off, or never set up for it)."""
+    return None if minor is None else format_minor(minor, currency)

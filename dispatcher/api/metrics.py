@@ -49,6 +49,12 @@ MESSAGES_ACCEPTED = Counter(
     "(queued, or scheduled for later).",
     ["lane", "status"],
 )
+RECIPIENTS_UNPAID = Counter(
+    "smsdispatch_recipients_unpaid",
+    "Recipients refused at accept by billing (docs/prices.md), by reason "
+    "(our error code: insufficient_balance or no_price).",
+    ["reason"],
+)
 ACCEPT_DURATION = Histogram(
     "smsdispatch_accept_duration_seconds",
     "Time to accept a send request (validate, commit, publish), by lane.",
@@ -137,3 +143,12 @@ async def metrics_endpoint(_request: Request) -> Response:
     """``GET /metrics`` (mount with ``app.add_route("/metrics", metrics_endpoint, ...)``)."""
     body, content_type = render()
     return Response(body, media_type=content_type)
+
+
+def record_unpaid(refused: Iterable[tuple[str, str]]) -> None:
+    """Count recipients billing refused, by error code."""
+    counts: dict[str, int] = {}
+    for _phone, code in refused:
+        counts[code] = counts.get(code, 0) + 1
+    for code, n in counts.items():
+        RECIPIENTS_UNPAID.labels(code).inc(n)

@@ -138,9 +138,7 @@ class MessageView(BaseModel):
     )
     phoneNumber: str = Field(description="The recipient in E.164.", examples=["+48111222333"])
     sender: str = Field(description="The sender ID it is sent from.", examples=["ACME"])
-    status: int = Field(
-        description="v2.1 numeric status (see docs/api.md, Statuses).", examples=[1]
-    )
+    status: int = Field(description="v2.1 numeric status (docs/api.md).", examples=[1])
     statusName: str = Field(
         description="Our status: scheduled, queued, retrying, sending, sent, delivered, "
         "undelivered, expired, rejected, failed.",
@@ -158,14 +156,14 @@ class MessageView(BaseModel):
         examples=[1795694400],
     )
     smsPrice: int = Field(
-        description="The original's price field (an integer): 0, no price is recorded yet "
-        "(docs/compatibility.md).",
-        examples=[0],
+        description="The message's price, all parts, in the currency's minor unit (grosze, "
+        "cents), an integer as the original's; 0 with billing off (docs/prices.md).",
+        examples=[7],
     )
     currency: int = Field(
-        description="The original's currency field (an integer): 0 while no price is "
-        "recorded (docs/compatibility.md).",
-        examples=[0],
+        description="ISO 4217 numeric currency of smsPrice (985 = PLN), an integer as the "
+        "original's; 0 with billing off (docs/prices.md).",
+        examples=[985],
     )
     numberOfParts: int = Field(
         description="SMS parts it takes (each is charged against the rate limit).", examples=[1]
@@ -216,8 +214,8 @@ class Meta(BaseModel):
     notSentSms: int = Field(0, description="Recipients refused (send answers).", examples=[0])
     accountBalance: str | None = Field(
         None,
-        description="The original's balance field (a string): null, no balance is kept "
-        "(docs/compatibility.md).",
+        description="The account's balance as a decimal string, as the original's "
+        '("123.45"); null with billing off or for an account without one (docs/prices.md).',
         examples=[None],
     )
     total: int | None = Field(None, description="Matching rows (listings).", examples=[1])

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.accounts.account import Account, recheck_sender
@@ -22,6 +23,7 @@ from dispatcher.api import metrics
 from dispatcher.api.context import AccountDep, ApiContext, ContextDep, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
+    balance_text,
     envelope,
     iso,
     message_view,
@@ -31,7 +33,14 @@ from dispatcher.api.models import Envelope, SendSmsBody
 from dispatcher.api.query import direction, order_key, phones, split, unix_time
 from dispatcher.contract import STATUS_CODES, Status
 from dispatcher.errors import CATALOGUE, ApiError
-from dispatcher.intake.submit import Prepared, RequestRefused, SendRequest, prepare
+from dispatcher.intake.submit import (
+    Prepared,
+    RequestRefused,
+    SendRequest,
+    prepare,
+    unpaid_error,
+)
+from dispatcher.store.balances import balance_of
 from dispatcher.store.db import StoreUnavailable
 from dispatcher.store.queries import (
     ORDER_COLUMNS,
@@ -86,6 +95,8 @@ SEND_ERRORS = (
     "payload_too_large",
     "unsupported_media_type",
     "daily_cap_exceeded",
+    "insufficient_balance",
+    "no_price",
 )
 UNAVAILABLE = {"Retry-After": "5"}
 
@@ -203,7 +214,7 @@ async def send_sms(
         await _refund(ctx, account, reserved, now)
         raise ApiError("service_unavailable", "the message log is unreachable") from None
     unused = reserved if stored.refused or stored.conflict or stored.duplicate else 0
-    await _refund(ctx, account, unused or len(stored.opted_out), now)
+    await _refund(ctx, account, unused or len(stored.opted_out) + len(stored.unpaid), now)
     # Bulk (marketing) messages to numbers that opted out were dropped in the same transaction;
     # priority (transactional) ones never are.
     prepared.recipient_errors.extend(
@@ -212,19 +223,35 @@ async def send_sms(
         )
         for p in sorted(stored.opted_out)
     )
+    # Recipients the balance could not pay for, or without a price (docs/prices.md).
+    prepared.recipient_errors.extend(unpaid_error(p, code) for p, code in stored.unpaid)
+    if stored.unpaid:
+        metrics.record_unpaid(stored.unpaid)
+    balance = balance_text(stored.balance, stored.balance_currency)
     if stored.refused:
+        none_sent: dict[str, Any] = {
+            "sentSms": 0,
+            "notSentSms": len(req.phone_numbers),
+            "accountBalance": balance,
+        }
+        if prepared.recipient_errors and all(
+            e.code == "insufficient_balance" for e in prepared.recipient_errors
+        ):
+            errs = prepared.recipient_errors
+            return JsonResponse(envelope(rid, 402, None, errs, **none_sent), status_code=402)
         errors = [
             *prepared.recipient_errors,
             ApiError("no_valid_recipients", None, "phoneNumbers", None),
         ]
-        nothing = {"sentSms": 0, "notSentSms": len(req.phone_numbers)}
-        return JsonResponse(envelope(rid, 400, None, errors, **nothing), status_code=400)
+        return JsonResponse(envelope(rid, 400, None, errors, **none_sent), status_code=400)
     if stored.conflict == "body_mismatch":
         raise ApiError("idempotency_key_reused", None, "Idempotency-Key", idempotency_key)
     if stored.conflict == "in_flight":
         raise ApiError("idempotency_key_in_flight", None, "Idempotency-Key", idempotency_key)
     if stored.duplicate:
         data = [message_view(m) for m in stored.messages]
+        if ctx.settings.billing:
+            balance = await asyncio.to_thread(_balance, ctx, account.id)
     else:
         data = [new_message_view(m) for m in prepared.submission.messages]
         metrics.record_accepted(
@@ -240,8 +267,21 @@ async def send_sms(
             notSentSms=len(prepared.recipient_errors),
             duplicate=stored.duplicate,
             lane=prepared.submission.lane,
+            accountBalance=balance,
         )
     )
+
+
+def _balance(ctx: ApiContext, account_id: int, conn: Connection | None = None) -> str | None:
+    """``meta.accountBalance`` of an answer that did not charge (listings, repeats)."""
+    if not ctx.settings.billing:
+        return None
+    if conn is None:
+        with ctx.engine.connect() as c:
+            found = balance_of(c, account_id)
+    else:
+        found = balance_of(conn, account_id)
+    return None if found is None else balance_text(found.balance, found.currency)
 
 
 async def _refund(ctx: ApiContext, account: Account, count: int, now: float) -> None:
@@ -330,12 +370,12 @@ class ListParams:
 
 async def _listing(
     request: Request, account_id: int, ctx: ContextDep, params: ListParams
-) -> tuple[str, list[dict[str, Any]], int]:
+) -> tuple[str, list[dict[str, Any]], int, str | None]:
     flt = _filter(*params.raw, ctx.settings.default_region or None)
 
-    def query() -> tuple[list[dict[str, Any]], int]:
+    def query() -> tuple[list[dict[str, Any]], int, str | None]:
         with ctx.engine.connect() as conn:
-            return list_messages(
+            rows, total = list_messages(
                 conn,
                 account_id,
                 flt,
@@ -344,25 +384,25 @@ async def _listing(
                 params.order_by,
                 params.descending,
             )
+            return rows, total, _balance(ctx, account_id, conn)
 
     try:
-        rows, total = await asyncio.to_thread(query)
+        rows, total, balance = await asyncio.to_thread(query)
     except SQLAlchemyError:
         raise ApiError("service_unavailable", "the message log is unreachable") from None
     rid = request_id(request)
     if not rows:
         raise ApiError("no_results", "no message matches the filters")
-    return rid, rows, total
+    return rid, rows, total, balance
 
 
 async def _page(
     request: Request, account_id: int, ctx: ContextDep, params: ListParams
 ) -> JsonResponse:
-    rid, rows, total = await _listing(request, account_id, ctx, params)
+    rid, rows, total, balance = await _listing(request, account_id, ctx, params)
     data = [message_view(r) for r in rows]
-    return JsonResponse(
-        envelope(rid, 200, data, total=total, offset=params.offset, limit=params.limit)
-    )
+    meta: dict[str, Any] = {"total": total, "offset": params.offset, "limit": params.limit}
+    return JsonResponse(envelope(rid, 200, data, accountBalance=balance, **meta))
 
 
 LIST_ERRORS = (*AUTH_ERRORS, "invalid_query", "no_results")
@@ -408,13 +448,15 @@ async def get_sms(
     if len(message_id) > 64:
         raise ApiError("not_found", None, "id", message_id)
 
-    def query() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def query() -> tuple[dict[str, Any] | None, list[dict[str, Any]], str | None]:
         with ctx.engine.connect() as conn:
             row = get_message(conn, account.id, message_id)
-            return row, (message_timeline(conn, message_id) if row else [])
+            if row is None:
+                return None, [], None
+            return row, message_timeline(conn, message_id), _balance(ctx, account.id, conn)
 
     try:
-        row, events = await asyncio.to_thread(query)
+        row, events, balance = await asyncio.to_thread(query)
     except SQLAlchemyError:
         raise ApiError("service_unavailable", "the message log is unreachable") from None
     if row is None:
@@ -428,4 +470,4 @@ async def get_sms(
         "attempts": row["attempts"],
     }
     view["events"] = [{**e, "at": iso(e["at"])} for e in build_timeline(row, events)]
-    return JsonResponse(envelope(request_id(request), 200, [view]))
+    return JsonResponse(envelope(request_id(request), 200, [view], accountBalance=balance))

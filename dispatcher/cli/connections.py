@@ -14,6 +14,7 @@ from typing import Any
 
 from dispatcher.config import Settings
 from dispatcher.routing import ConfigError, ConnectionConfig, RoutingConfig, load
+from dispatcher.routing.model import SmppConfig
 
 CONFIG_ERROR_EXIT = 2
 
@@ -36,6 +37,7 @@ def describe(c: ConnectionConfig) -> dict[str, Any]:
         "preference": c.preference,
         "lanes": list(c.lanes) or ["priority", "bulk"],
         "accounts": list(c.accounts) or "all",
+        **({"smpp": describe_smpp(c.smpp)} if c.smpp is not None else {}),
         "secrets": {
             k: bool(getattr(creds, k))
             for k in (
@@ -46,6 +48,31 @@ def describe(c: ConnectionConfig) -> dict[str, Any]:
                 "webhook_secret",
             )
         },
+    }
+
+
+def describe_smpp(s: SmppConfig) -> dict[str, Any]:
+    """The SMPP keys of a connection (the password reduced to set / not set)."""
+    return {
+        "host": s.host,
+        "port": s.port,
+        "tls": s.tls,
+        "system_id": s.system_id,
+        "password": bool(s.password),
+        "system_type": s.system_type,
+        "bind_mode": s.bind_mode,
+        "binds": s.binds,
+        "window": s.window,
+        "priority_window": s.priority_window,
+        "enquire_link_s": s.enquire_link_s,
+        "query_sm": s.query_sm,
+        "default_alphabet": s.default_alphabet,
+        "concat": s.concat,
+        "registered_delivery": s.registered_delivery,
+        "source_ton_npi": {kind: [ton, npi] for kind, ton, npi in s.source_ton_npi},
+        "dest_ton_npi": list(s.dest_ton_npi),
+        "service_type": s.service_type,
+        "send_validity": s.send_validity,
     }
 
 

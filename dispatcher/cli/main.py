@@ -16,6 +16,7 @@ from dispatcher.cli.connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli.connections import register as register_connections
 from dispatcher.cli.dead_letters import register as register_dead_letters
 from dispatcher.cli.numbers import register as register_numbers
+from dispatcher.cli.prices import register as register_prices
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
@@ -62,9 +63,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(_args: argparse.Namespace) -> int:
     """Run the scheduler loop until SIGTERM/SIGINT."""
-    import redis
-
     from dispatcher.intake.broker import Broker
+    from dispatcher.redis_clients import sync_client
     from dispatcher.scheduler.loop import Scheduler
     from dispatcher.store.db import make_engine
 
@@ -74,7 +74,7 @@ def cmd_scheduler(_args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     engine = make_engine(s.database_url, pool_size=2, plan_each_run=True)
     broker = Broker(s.redis_url)
-    Scheduler(s, engine, broker, redis.Redis.from_url(s.redis_url)).run(stop)
+    Scheduler(s, engine, broker, sync_client(s.redis_url)).run(stop)
     broker.close()
     engine.dispose()
     return 0
@@ -135,6 +135,17 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smpp(args: argparse.Namespace) -> int:
+    """Hold the SMPP binds of the ``smpp`` connections (replaces this process, like
+    ``worker``: the producer side never imports worker code)."""
+    if checked(_settings()) is None:
+        return CONFIG_ERROR_EXIT
+    argv = [sys.executable, "-m", "workers.smpp"]
+    if args.max_binds is not None:
+        argv += ["--max-binds", str(args.max_binds)]
+    os.execv(sys.executable, argv)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole stack in the foreground, on embedded defaults (``make run``)."""
     from devstack.run import run_stack
@@ -191,11 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     register_accounts(acc_sub)
 
     register_numbers(sub)
+    register_prices(sub)
     register_senders(sub)
     register_client(sub)
     register_connections(sub)
     register_users(sub)
     register_dead_letters(sub)
+
+    sm = sub.add_parser("smpp", help="hold the SMPP binds of the smpp connections")
+    sm.add_argument(
+        "--max-binds",
+        type=int,
+        default=None,
+        help="binds per connection this process takes at most (default: all it can get)",
+    )
+    sm.set_defaults(func=cmd_smpp)
 
     r = sub.add_parser("run", help="run the whole stack locally (make run)")
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")

@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -28,6 +27,7 @@ from dispatcher.contract import (
     queue_name,
 )
 from dispatcher.contract.celery_wire import encode_task, origin, queue_keys
+from dispatcher.redis_clients import sync_client
 from dispatcher.store.records import Batch
 
 
@@ -41,7 +41,7 @@ class Broker:
     def __init__(self, redis_url: str) -> None:
         # No client-side retries: a failed publish leaves the batch in the outbox, and a request
         # must not wait through reconnect attempts.
-        self.redis = redis.Redis.from_url(
+        self.redis = sync_client(
             redis_url,
             socket_connect_timeout=2,
             socket_timeout=5,

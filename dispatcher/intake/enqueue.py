@@ -25,11 +25,13 @@ from dispatcher.intake.submit import (
     SendRequest,
     prepare,
     prepare_personalised,
+    unpaid_error,
     webhook_url_error,
 )
 from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store.db import make_engine
 from dispatcher.store.endpoint_cap import admit_endpoint
+from dispatcher.store.prices import PriceBookCache
 from dispatcher.webhooks.urls import UrlRefused, check_url
 
 
@@ -49,6 +51,11 @@ class Producer:
             self.broker,
             {Lane.BULK: self.settings.chunk_size, Lane.PRIORITY: 100},
             self.settings.writer_max_rows,
+            prices=(
+                PriceBookCache(self.engine, self.settings.prices_reload_s)
+                if self.settings.billing
+                else None
+            ),
         )
         self._accounts: dict[str, Account] = {}
 
@@ -79,6 +86,8 @@ class Producer:
 
     def _store(self, prepared: Prepared) -> list[str]:
         stored = self.writer.write([prepared.submission])[0]
+        if stored.unpaid and not prepared.submission.messages:
+            raise RequestRefused([unpaid_error(p, code) for p, code in stored.unpaid])
         if stored.duplicate:
             return [m["id"] for m in stored.messages]
         return [m.id for m in prepared.submission.messages]

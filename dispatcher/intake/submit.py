@@ -73,6 +73,16 @@ def sender_refusal(sender: str, entry: SenderName | None = None) -> ApiError:
     return ApiError(SENDER_REFUSED, f"{sender} {why}", "sender", sender)
 
 
+def unpaid_error(phone: str, code: str) -> ApiError:
+    """The per-recipient error for a recipient billing refused (``insufficient_balance`` or
+    ``no_price``, docs/prices.md)."""
+    if code == "no_price":
+        why = f"no price for {phone} in the account's price list or the default one"
+    else:
+        why = f"the account's balance and credit limit cannot pay for {phone}"
+    return ApiError(code, why, "phoneNumbers", phone)
+
+
 def _sender_allowed(account: Account, sender: str) -> bool:
     return may_send(account.sender_policy, account.senders, sender)
 

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from dispatcher.intake.broker import Broker
 from dispatcher.store.db import StoreUnavailable, transaction
 from dispatcher.store.messages import COPY_THRESHOLD, mark_enqueued, write_submissions
+from dispatcher.store.prices import PriceBookCache
 from dispatcher.store.records import NewSubmission, StoredSubmission
 
 log = structlog.get_logger(component="writer")
@@ -55,8 +56,10 @@ class SubmissionWriter:
         max_rows: int = 5000,
         large_from: int = COPY_THRESHOLD,
         mark_idle_s: float = 0.2,
+        prices: PriceBookCache | None = None,
     ) -> None:
         self.engine = engine
+        self.prices = prices  # billing on: charge in the group's transaction (docs/prices.md)
         self.broker = broker
         self.chunk_sizes = chunk_sizes
         self.max_rows = max_rows
@@ -79,13 +82,19 @@ class SubmissionWriter:
         self, subs: Sequence[NewSubmission], carry_marks: bool
     ) -> tuple[list[StoredSubmission], list[str]]:
         marks = self._take_marks() if carry_marks else []
+        # Opt-outs and billing drop recipients in place: a failed transaction puts them back,
+        # so a retry reports them again instead of losing them.
+        originals = [list(s.messages) for s in subs]
         try:
             with transaction(self.engine) as conn:
+                book = None if self.prices is None else self.prices.get(conn)
                 results, batches = write_submissions(
-                    conn, subs, self.chunk_sizes, enqueued=(marks, time.time())
+                    conn, subs, self.chunk_sizes, enqueued=(marks, time.time()), book=book
                 )
         except StoreUnavailable:
             self._keep_marks(marks)
+            for sub, kept in zip(subs, originals, strict=True):
+                sub.messages = kept
             raise
         done: list[str] = []
         if batches:

@@ -1,6 +1,6 @@
 """``smsdispatch exporter``: the broker-side gauges, read from Redis and the log at each scrape.
 
-What it reports, and how it stays cheap (one Redis pipeline and five indexed queries per
+What it reports, and how it stays cheap (one Redis pipeline and a few indexed queries per
 scrape, whatever the backlog):
 
 - **queue depth per lane**: ``LLEN`` of the lane's list and of kombu's priority sub-lists
@@ -21,6 +21,7 @@ scrape, whatever the backlog):
 - **unpublished outbox batches** (committed, never handed to Redis);
 - **report (DLR) lag**: reports waiting on the dlr lane are its queue age above; the time from
   receipt to applied is the dlr workers' ``smsdispatch_report_lag_seconds``;
+- **accounts below their low-balance level** (prices and balances, docs/prices.md);
 - **webhook backlog**: pending and due deliveries, how late the oldest due one is, the oldest
   pending one's age, and endpoints by state (``suspended`` alerts).
 
@@ -49,6 +50,7 @@ from dispatcher.contract import HELD_STATUSES, Lane, queue_name
 from dispatcher.contract.celery_wire import PRIORITY_LEVELS, UNACKED_KEY, published_at, queue_keys
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.health import metrics_route as registry_route
+from dispatcher.redis_clients import sync_client
 from dispatcher.store import backlog
 from dispatcher.store.db import StoreUnavailable, transaction
 
@@ -230,7 +232,13 @@ class BrokerCollector(Collector):
         for kind, (n, _oldest) in log_now.dead_letters.items():
             dead_n.add_metric([kind], n)
         dead_n.add_metric(["webhook"], log_now.dead_webhooks)
+        low_n = _gauge(
+            "smsdispatch_accounts_low_balance",
+            "Accounts whose balance is below their low-balance level (docs/prices.md).",
+        )
+        low_n.add_metric([], log_now.low_balance_accounts)
         return [
+            low_n,
             dead_n,
             due_count,
             due_delay,
@@ -282,7 +290,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         getattr(args, "host", None) or os.environ.get("SMSDISPATCH_EXPORTER_HOST") or DEFAULT_HOST
     )
     port = getattr(args, "port", None) or _env_int("SMSDISPATCH_EXPORTER_PORT", DEFAULT_PORT)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = sync_client(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     engine = make_engine(settings.database_url, pool_size=1)
 
     def ready() -> dict[str, str]:

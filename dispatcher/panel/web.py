@@ -13,13 +13,13 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from redis.asyncio import Redis
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.panel import words
 from dispatcher.panel.sessions import LoginLimiter, Session, SessionStore
+from dispatcher.redis_clients import async_client
 from dispatcher.store.users import PanelUser, Role, load_user
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,7 +75,7 @@ class PanelState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = async_client(settings.redis_url)
         self.sessions = SessionStore(self.redis, settings.panel_session_ttl_s)
         self.limiter = LoginLimiter(
             self.redis,

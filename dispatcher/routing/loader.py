@@ -21,6 +21,7 @@ from dispatcher.routing.model import (
     Credentials,
     RoutingConfig,
 )
+from dispatcher.routing.smpp_config import SMPP_KEYS, parse_smpp
 from dispatcher.webhooks.urls import UrlRefused, check_static
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -43,6 +44,8 @@ CONNECTION_KEYS = {
     "accounts",
     "fallback",
     "lookups",
+    "cost_per_part",
+    "cost_currency",
 }
 SECRETS = ("api_key", "application_key", "authorization", "callback_token", "webhook_secret")
 SECRET_KEYS = {f"{s}_{how}" for s in SECRETS for how in ("env", "file")}
@@ -136,11 +139,13 @@ class _Reader:
 
 
 def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
-    reader.unknown(CONNECTION_KEYS | SECRET_KEYS)
-    name = reader.get("name", lambda v: isinstance(v, str) and bool(NAME_RE.match(v)), "a name")
     kind = reader.get(
         "type", lambda v: v in CONNECTION_TYPES, "one of " + ", ".join(CONNECTION_TYPES)
     )
+    if kind == "smpp":
+        return _smpp_connection(reader, settings)
+    reader.unknown(CONNECTION_KEYS | SECRET_KEYS)
+    name = reader.get("name", lambda v: isinstance(v, str) and bool(NAME_RE.match(v)), "a name")
     url = reader.get(
         "url", lambda v: isinstance(v, str) and v.startswith(("http://", "https://")), "an URL"
     )
@@ -154,36 +159,16 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
         raise reader.fail(
             "application_key_env", "messageflow needs application_key_* and authorization_*"
         )
+    cost, cost_currency = _cost(reader)
     return ConnectionConfig(
         name=name,
         type=kind,
         url=url.rstrip("/"),
         tps=float(reader.positive_int("tps")),
-        headroom=float(
-            reader.get(
-                "headroom",
-                lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 0.5,
-                "a fraction from 0 to 0.5 (0.02 = send at 98 % of tps)",
-                settings.rate_headroom,
-            )
-        ),
+        headroom=_headroom(reader, settings),
         max_in_flight=reader.positive_int("max_in_flight", 64),
         batch_size=reader.positive_int("batch_size", 1 if kind == "messageflow" else 500),
         timeout_s=reader.positive_number("timeout_s", settings.carrier_timeout_s),
-        destinations=tuple(
-            reader.strings(
-                "destinations",
-                re.compile(f"{PREFIX_RE.pattern}|{COUNTRY_RE.pattern}"),
-                'prefixes like "+4850" or country codes like "PL"',
-            )
-        ),
-        weight=reader.positive_int("weight", 1),
-        preference=reader.positive_int("preference", 1),
-        lanes=reader.strings("lanes", re.compile("^(priority|bulk)$"), '"priority" or "bulk"'),
-        accounts=reader.strings("accounts", re.compile(r"^\S{1,64}$"), "account names"),
-        fallback=bool(
-            reader.get("fallback", lambda v: isinstance(v, bool), "a boolean (true/false)", False)
-        ),
         credentials=creds,
         lookups=bool(
             reader.get(
@@ -193,7 +178,85 @@ def _connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
                 kind == "simulator",
             )
         ),
+        cost_per_part=cost,
+        cost_currency=cost_currency,
+        **_common(reader),
     )
+
+
+def _headroom(reader: _Reader, settings: Settings) -> float:
+    return float(
+        reader.get(
+            "headroom",
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 0.5,
+            "a fraction from 0 to 0.5 (0.02 = send at 98 % of tps)",
+            settings.rate_headroom,
+        )
+    )
+
+
+def _common(reader: _Reader) -> dict[str, Any]:
+    """The routing keys every connection type shares."""
+    return {
+        "destinations": tuple(
+            reader.strings(
+                "destinations",
+                re.compile(f"{PREFIX_RE.pattern}|{COUNTRY_RE.pattern}"),
+                'prefixes like "+4850" or country codes like "PL"',
+            )
+        ),
+        "weight": reader.positive_int("weight", 1),
+        "preference": reader.positive_int("preference", 1),
+        "lanes": reader.strings("lanes", re.compile("^(priority|bulk)$"), '"priority" or "bulk"'),
+        "accounts": reader.strings("accounts", re.compile(r"^\S{1,64}$"), "account names"),
+        "fallback": bool(
+            reader.get("fallback", lambda v: isinstance(v, bool), "a boolean (true/false)", False)
+        ),
+    }
+
+
+def _smpp_connection(reader: _Reader, settings: Settings) -> ConnectionConfig:
+    """A ``type = "smpp"`` connection: the routing keys plus the SMPP ones; no URL, no batch."""
+    reader.unknown((CONNECTION_KEYS - {"url", "batch_size", "lookups"}) | SMPP_KEYS | {"password"})
+    name = reader.get("name", lambda v: isinstance(v, str) and bool(NAME_RE.match(v)), "a name")
+    smpp = parse_smpp(reader)
+    cost, cost_currency = _cost(reader)
+    return ConnectionConfig(
+        name=name,
+        type="smpp",
+        url=smpp.address,
+        tps=float(reader.positive_int("tps")),
+        headroom=_headroom(reader, settings),
+        # Every bind's window, over every host: the holder enforces the windows itself.
+        max_in_flight=reader.positive_int("max_in_flight", smpp.binds * smpp.window),
+        batch_size=1,
+        timeout_s=reader.positive_number("timeout_s", settings.carrier_timeout_s),
+        lookups=False,
+        smpp=smpp,
+        cost_per_part=cost,
+        cost_currency=cost_currency,
+        **_common(reader),
+    )
+
+
+def _cost(reader: _Reader) -> tuple[int | None, int]:
+    """``cost_per_part = "0.03"`` with ``cost_currency = "PLN"``: what the carrier charges."""
+    from dispatcher.billing.money import MoneyError, currency, to_minor
+
+    if "cost_per_part" not in reader.table:
+        if "cost_currency" in reader.table:
+            raise reader.fail("cost_currency", "needs cost_per_part")
+        return None, 0
+    raw = reader.get("cost_per_part", lambda v: isinstance(v, str), 'a string like "0.03"')
+    code = reader.get("cost_currency", lambda v: isinstance(v, str), 'an ISO code like "PLN"')
+    try:
+        cur = currency(code)
+    except MoneyError as exc:
+        raise reader.fail("cost_currency", str(exc)) from None
+    try:
+        return to_minor(raw, cur), cur.numeric
+    except MoneyError as exc:
+        raise reader.fail("cost_per_part", str(exc)) from None
 
 
 def _breaker(reader: _Reader) -> BreakerConfig:

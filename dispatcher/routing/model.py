@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CONNECTION_TYPES = ("simulator", "http_json", "messageflow")
+CONNECTION_TYPES = ("simulator", "http_json", "messageflow", "smpp")
 DEFAULT_CONNECTION = "default"
 
 
@@ -22,6 +22,38 @@ class Credentials:
     authorization: str = field(default="", repr=False)  # messageflow
     callback_token: str = field(default="", repr=False)  # bearer token on our callbacks
     webhook_secret: str = field(default="", repr=False)  # messageflow: signed webhooks to us
+
+
+@dataclass(frozen=True)
+class SmppConfig:
+    """The SMPP 3.4 side of a ``type = "smpp"`` connection (docs/smpp.md): where and how to
+    bind, how many binds the operator allows, and the encoding rules. Plain data: the workers
+    turn it into sessions and :class:`~workers.smpp.coding.EncodingRules`."""
+
+    host: str
+    port: int
+    system_id: str
+    password: str = field(repr=False)
+    tls: bool = False
+    system_type: str = ""
+    bind_mode: str = "transceiver"  # or "transmitter_receiver": one receiver, the rest transmit
+    binds: int = 1  # open binds the operator allows for the account, over every host
+    window: int = 10  # outstanding submit_sm per bind
+    priority_window: int = 2  # of each bind's window, kept for the priority lane
+    enquire_link_s: float = 30.0
+    query_sm: bool = True  # the SMSC answers query_sm
+    default_alphabet: str = "gsm7"  # or "latin1": the SMSC reads data_coding 0 as Latin-1
+    concat: str = "udh8"  # udh8 | udh16 | sar | payload
+    registered_delivery: int = 1
+    source_ton_npi: tuple[tuple[str, int, int], ...] = ()  # (sender kind, ton, npi) overrides
+    dest_ton_npi: tuple[int, int] = (1, 1)
+    service_type: str = ""
+    send_validity: bool = True  # the message's validity as validity_period
+
+    @property
+    def address(self) -> str:
+        """``smpp://host:port`` (``smpps`` with TLS), as listings show it."""
+        return f"{'smpps' if self.tls else 'smpp'}://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +83,11 @@ class ConnectionConfig:
     # Answers number look-ups (POST /v2.1/sms/hlr; docs/lookup.md): the simulator does, a
     # generic carrier or an upstream only when configured to.
     lookups: bool = False
+    smpp: SmppConfig | None = None  # type "smpp" only
+    # What the carrier charges us per part (minor units of ``cost_currency``, ISO numeric):
+    # the usage report's carrier cost and margin (docs/prices.md); None: not configured.
+    cost_per_part: int | None = None
+    cost_currency: int = 0
 
     @property
     def send_rate(self) -> float:

@@ -4,9 +4,12 @@ Each tick (default every 250 ms):
 - held messages (``scheduled``, ``retrying``) that are due are re-batched and published;
 - batches committed but never published (crash or Redis outage between commit and publish) are
   published after ``outbox_stale_s``;
+- charged messages that never reached a carrier are refunded (docs/prices.md);
 - delivery reports the dlr lane parked (they came before their submit was recorded) are
   re-published when due;
-- every 10 s: claims older than ``sending_stale_s`` are sent to a worker for reconciliation
+- every 10 s: accounts whose balance fell below their low-balance level get one
+  ``account.balance_low`` webhook per dip (docs/prices.md); claims older than
+  ``sending_stale_s`` are sent to a worker for reconciliation
   with the carrier, and queued messages of a lane whose queue is empty are re-published
   (their task was lost, e.g. a Redis restart without persistence); and tasks of the dlr and
   webhooks lanes left unacknowledged by a killed worker for ``unacked_restore_s`` are put back
@@ -40,8 +43,10 @@ from dispatcher.contract import (
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.scheduler import unacked
 from dispatcher.store import callback_inbox, outbox, reports, webhooks
+from dispatcher.store.balances import low_balance_sweep
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
+from dispatcher.store.refunds import refund_sweep
 
 log = structlog.get_logger(component="scheduler")
 LEADER_KEY = "smsd:scheduler:leader"
@@ -63,6 +68,7 @@ class TickReport:
     report_timeouts: int = 0
     callbacks: int = 0
     unacked_restored: int = 0
+    refunded: int = 0
 
 
 class Scheduler:
@@ -127,6 +133,9 @@ class Scheduler:
                 TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
             )
         report.webhooks = len(hooks)
+        with self.engine.begin() as conn:
+            # Charged messages no carrier took get their price back (docs/prices.md).
+            report.refunded = refund_sweep(conn, now)
         report.callbacks = self._release_due_callbacks(now)
         if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
             self._last_slow = time.monotonic()
@@ -146,6 +155,9 @@ class Scheduler:
         return len(due)
 
     def _slow(self, now: float, report: TickReport) -> None:
+        with self.engine.begin() as conn:
+            for account_id in low_balance_sweep(conn, now):
+                log.warning("balance.low", account=account_id)
         with self.engine.begin() as conn:
             report.webhooks_recovered = webhooks.recover_stale_deliveries(
                 conn, now, max_failures=self.settings.webhook_max_failures

@@ -1,6 +1,6 @@
 """What waits in the message log, read in one transaction for the exporter's gauges: held
 messages that are due, unpublished batches, pending webhook deliveries, endpoints by state,
-the callback inbox and the dead letters."""
+the callback inbox, the dead letters and accounts low on balance."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, func, select
 
 from dispatcher.contract import HELD_STATUSES
 from dispatcher.store import callback_inbox, dead_letters
+from dispatcher.store.balances import accounts_below_low
 from dispatcher.store.schema import (
     dispatch_batches,
     messages,
@@ -33,6 +34,7 @@ class Backlog:
     inbox: dict[str, CountAndOldest]  # callback kind -> rows, oldest received_at
     dead_letters: dict[str, CountAndOldest]  # callback kind -> rows, oldest dead_at
     dead_webhooks: int
+    low_balance_accounts: int  # below their low-balance level
 
 
 def read(conn: Connection, now: float) -> Backlog:
@@ -65,4 +67,5 @@ def read(conn: Connection, now: float) -> Backlog:
         inbox=callback_inbox.waiting(conn),
         dead_letters=dead_letters.counts(conn),
         dead_webhooks=int(dead_hooks),
+        low_balance_accounts=accounts_below_low(conn),
     )

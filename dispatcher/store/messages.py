@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
+from dispatcher.billing.pricebook import PriceBook
 from dispatcher.contract import Lane, Status
 from dispatcher.ids import new_message_id
+from dispatcher.store.balances import Charge, charge, record_charges
 from dispatcher.store.records import Batch, NewMessage, NewSubmission, StoredSubmission
 from dispatcher.store.schema import dispatch_batches, messages, submissions
 from dispatcher.store.suppressions import suppressed
@@ -46,6 +48,9 @@ MESSAGE_COLUMNS = (
     "batch_id",
     "attempts",
     "webhook_url",
+    "price",
+    "currency",
+    "charged",
 )
 _BATCH_COLUMNS = ("id", "lane", "size", "created_at", "enqueued_at")
 # Below this many rows a multi-row INSERT beats setting up COPY.
@@ -120,6 +125,9 @@ def _message_row(m: NewMessage, batch_id: str | None) -> tuple[Any, ...]:
         batch_id,
         0,
         m.webhook_url,
+        m.price,
+        m.currency,
+        m.charged,
     )
 
 
@@ -182,27 +190,30 @@ def write_submissions(
     subs: Sequence[NewSubmission],
     chunk_sizes: dict[str, int],
     enqueued: tuple[Sequence[str], float] = ((), 0.0),
+    book: PriceBook | None = None,
 ) -> tuple[list[StoredSubmission], list[Batch]]:
     """Insert ``subs`` (skipping repeats) and their dispatch batches; the caller commits.
 
     ``enqueued`` (batch ids, time): batches published earlier, marked enqueued with the same
-    round trip as the inserts. Returns one :class:`StoredSubmission` per input, in order, and
-    the batches to publish.
+    round trip as the inserts. ``book``: billing is on (docs/prices.md): new messages are
+    priced and charged in this transaction, those the balance cannot pay for are refused.
+    Returns one :class:`StoredSubmission` per input, in order, and the batches to publish.
     """
-    results: list[StoredSubmission] = []
+    results: dict[str, StoredSubmission] = {}
     fresh: list[NewSubmission] = []
-    plain_rows: list[dict[str, Any]] = []
+    keyed: list[NewSubmission] = []
     opted_out = _drop_opted_out(conn, subs)
     for sub in subs:
         if sub.id in opted_out and not sub.messages:
-            results.append(
-                StoredSubmission(sub.id, False, [], opted_out=opted_out[sub.id], refused=True)
+            results[sub.id] = StoredSubmission(
+                sub.id, False, [], opted_out=opted_out[sub.id], refused=True
             )
             continue
         if sub.external_id is None and sub.idempotency_key is None:
-            plain_rows.append(_submission_row(sub))
             fresh.append(sub)
-            results.append(StoredSubmission(sub.id, False, [], opted_out=opted_out.get(sub.id, [])))
+            results[sub.id] = StoredSubmission(
+                sub.id, False, [], opted_out=opted_out.get(sub.id, [])
+            )
             continue
         # A client-chosen key may repeat: insert-or-nothing, then read the original.
         stmt = (
@@ -213,12 +224,23 @@ def write_submissions(
         )
         if conn.execute(stmt).first() is not None:
             fresh.append(sub)
-            results.append(StoredSubmission(sub.id, False, [], opted_out=opted_out.get(sub.id, [])))
+            keyed.append(sub)
+            results[sub.id] = StoredSubmission(
+                sub.id, False, [], opted_out=opted_out.get(sub.id, [])
+            )
             continue
         existing = _find_existing(conn, sub)
         if existing is None:  # conflict on a key we did not look up: treat as in flight
             existing = StoredSubmission(sub.id, True, [], "in_flight")
-        results.append(existing)
+        results[sub.id] = existing
+    charges: dict[str, Charge] = {}
+    rows_locked: dict[int, Any] = {}
+    if book is not None and fresh:
+        charges, rows_locked = charge(conn, fresh, book, time.time())
+        fresh = _settle(conn, fresh, keyed, charges, results)
+    plain_rows = [
+        _submission_row(s) for s in fresh if s.external_id is None and s.idempotency_key is None
+    ]
     batches: list[Batch] = []
     rows: list[tuple[Any, ...]] = []
     queued: dict[str, list[NewMessage]] = {}
@@ -243,7 +265,40 @@ def write_submissions(
             _insert_many(conn, submissions.name, columns, [tuple(r.values()) for r in plain_rows])
         insert_message_rows(conn, rows)
         insert_batches(conn, batches)
-    return results, batches
+        if charges:
+            record_charges(conn, fresh, charges, rows_locked, time.time())
+    return [results[s.id] for s in subs], batches
+
+
+def _settle(
+    conn: Connection,
+    fresh: list[NewSubmission],
+    keyed: list[NewSubmission],
+    charges: dict[str, Charge],
+    results: dict[str, StoredSubmission],
+) -> list[NewSubmission]:
+    """Report what billing refused; a submission left with no message is not stored (a keyed
+    one's row, inserted above, is removed, so the same key can be sent again after a
+    top-up). Returns the submissions that still have messages."""
+    kept: list[NewSubmission] = []
+    keyed_ids = {s.id for s in keyed}
+    for sub in fresh:
+        c = charges[sub.id]
+        r = results[sub.id]
+        r.unpaid, r.balance, r.balance_currency = c.refused, c.balance, c.currency
+        if sub.messages:
+            kept.append(sub)
+            if c.refused and sub.id in keyed_ids:
+                conn.execute(
+                    update(submissions)
+                    .where(submissions.c.id == sub.id)
+                    .values(recipients=len(sub.messages))
+                )
+            continue
+        r.refused = True
+        if sub.id in keyed_ids:
+            conn.execute(delete(submissions).where(submissions.c.id == sub.id))
+    return kept
 
 
 def _drop_opted_out(conn: Connection, subs: Sequence[NewSubmission]) -> dict[str, list[str]]:

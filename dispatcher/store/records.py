@@ -29,6 +29,9 @@ class NewMessage:
     scheduled_at: float | None = None
     next_attempt_at: float | None = None
     webhook_url: str | None = None
+    price: int = 0  # minor units of ``currency``, all parts (docs/prices.md)
+    currency: int = 0  # ISO 4217 numeric; 0 while billing is off
+    charged: bool = False  # taken from the account's balance
 
     def payload(self, attempt: int = 0) -> MessagePayload:
         """What a chunk task carries of this message."""
@@ -71,7 +74,12 @@ class StoredSubmission:
     messages: list[dict[str, Any]]
     conflict: str | None = None  # "body_mismatch" when an Idempotency-Key is reused differently
     opted_out: list[str] = field(default_factory=list)  # bulk recipients on the suppression list
-    refused: bool = False  # every recipient had opted out: nothing was stored
+    refused: bool = False  # every recipient had opted out or was refused: nothing was stored
+    # Billing (docs/prices.md): recipients refused with their error code (insufficient_balance,
+    # no_price), and the account's balance after this submission (None: not billed).
+    unpaid: list[tuple[str, str]] = field(default_factory=list)
+    balance: int | None = None
+    balance_currency: int = 0
 
 
 @dataclass(slots=True)

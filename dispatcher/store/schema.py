@@ -26,6 +26,16 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# A charged message that no carrier took and that will not be tried again is refunded
+# (docs/prices.md, "Refunds"): rejected before or at submit, expired in the queue, or given up.
+# ``send_state_unknown`` (a worker lost during the carrier call, the carrier could not be
+# asked) may have been taken and is not. The refund sweep's query and index share this text.
+REFUNDABLE = (
+    "charged AND refunded_at IS NULL AND sent_at IS NULL "
+    "AND status IN ('rejected', 'expired', 'failed') "
+    "AND (error_code IS NULL OR error_code <> 'send_state_unknown')"
+)
+
 _bigint_pk = BigInteger().with_variant(Integer, "sqlite")
 
 accounts = Table(
@@ -144,6 +154,13 @@ messages = Table(
     Column("report_stat", String(16)),
     Column("report_error", String(32)),
     Column("report_at", Double),
+    # What the message costs (docs/prices.md): ``price`` in the minor unit of ``currency`` (ISO
+    # 4217 numeric), 0 and 0 when billing is off; ``charged`` when it was taken from the
+    # account's balance, ``refunded_at`` when it was given back (it never reached a carrier).
+    Column("price", Integer, nullable=False, server_default=text("0")),
+    Column("currency", SmallInteger, nullable=False, server_default=text("0")),
+    Column("charged", Boolean, nullable=False, server_default=text("false")),
+    Column("refunded_at", Double),
     Index("ix_messages_account_created", "account_id", "created_at"),
     Index("ix_messages_carrier_id", "connection", "carrier_message_id"),
     # The report-timeout sweep scans sent messages by validity.
@@ -172,6 +189,13 @@ messages = Table(
         "status_at",
         postgresql_where=text("status = 'sending'"),
         sqlite_where=text("status = 'sending'"),
+    ),
+    # The refund sweep's candidates: charged, never taken by a carrier, ended, not refunded.
+    Index(
+        "ix_messages_refundable",
+        "status_at",
+        postgresql_where=text(REFUNDABLE),
+        sqlite_where=text(REFUNDABLE),
     ),
 )
 
@@ -388,4 +412,52 @@ carrier_callbacks_dead = Table(
     Column("error", String(255), nullable=False),
     Column("dead_at", Double, nullable=False),
     Index("ix_carrier_callbacks_dead_at", "dead_at"),
+)
+
+# Price lists (docs/prices.md): per account, or the platform default (account_id NULL).
+price_entries = Table(
+    "price_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer),  # NULL: the platform default list
+    Column("prefix", String(15), nullable=False),  # digits without "+"; "" is "*"
+    Column("price", Integer, nullable=False),  # per part, minor units
+    Column("currency", SmallInteger, nullable=False),  # ISO 4217 numeric
+    Column("valid_from", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Index("ix_price_entries_scope", "account_id", "prefix", "valid_from"),
+)
+
+# One row per billed account: the balance, kept equal to the sum of its ledger rows (the
+# charge and the ledger row are written in one transaction, under this row's lock).
+balances = Table(
+    "balances",
+    metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=False),
+    Column("currency", SmallInteger, nullable=False),
+    Column("balance", BigInteger, nullable=False),  # minor units; below 0 only on credit
+    Column("credit_limit", BigInteger),  # may go this far below 0; NULL: no limit (postpaid)
+    Column("low_balance", BigInteger),  # alert when the balance falls below this
+    Column("low_notified_at", Double),  # the low-balance webhook for the current dip
+    Column("updated_at", Double, nullable=False),
+)
+
+# Every change of a balance is a row: charge (negative), refund, top-up, adjustment.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("kind", String(10), nullable=False),  # charge | refund | topup | adjustment
+    Column("amount", BigInteger, nullable=False),  # signed, minor units of the balance's currency
+    Column("currency", SmallInteger, nullable=False),
+    Column("submission_id", String(36)),  # charges and refunds: whose messages
+    Column("messages", Integer, nullable=False, server_default=text("0")),
+    Column("parts", Integer, nullable=False, server_default=text("0")),
+    Column("actor", String(64), nullable=False),  # api | library | scheduler | cli:<user> …
+    Column("note", String(255)),
+    Index("ix_ledger_account_at", "account_id", "at"),
+    Index("ix_ledger_submission", "submission_id"),
 )

@@ -159,6 +159,23 @@ def create_status_webhooks(conn: Connection, message_ids: Sequence[str], now: fl
     return created
 
 
+def create_account_webhook(
+    conn: Connection, account_id: int, event: str, key: str, payload: Mapping[str, Any], now: float
+) -> str | None:
+    """An account event's delivery (e.g. ``account.balance_low``) to its default webhook URL;
+    ``key`` makes it once-only. Its id, or ``None`` when the account has no URL or it exists."""
+    a = accounts.c
+    acc = conn.execute(
+        select(a.webhook_url, a.webhook_url_secondary).where(a.id == account_id)
+    ).first()
+    target = None if acc is None else _targets(None, acc.webhook_url, acc.webhook_url_secondary)
+    if target is None:
+        return None
+    row = _delivery_row(account_id, key, event, event[:16], *target, dumps(payload), now)
+    created = _insert_new(conn, [row])
+    return created[0] if created else None
+
+
 def create_inbound_webhook(conn: Connection, inbound: Mapping[str, Any], now: float) -> str | None:
     """Create the ``message.inbound`` delivery of a received message; its id, or ``None``.
 

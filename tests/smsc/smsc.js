@@ -22,8 +22,9 @@
 //   GET  /state                    binds open now and at most, per account; counters
 //   GET  /pdus?since=N             recorded PDUs from index N
 //   POST /submit-answers {"answers": [{"status": "ESME_RTHROTTLED", "count": 3}, ...],
-//                         "default": "ok" | "silent" | "<ESME name>"}
+//                         "default": "ok" | "silent" | "late:<ms>" | "<ESME name>"}
 //   POST /query {"supported": false}
+//   POST /auto-receipts {"stat": "DELIVRD" | null}   a receipt right after each accepted submit
 //   POST /receipt {"message_id", "stat", "err", "dlvrd", "tlvs": true, "state"}
 //   POST /mo {"system_id", "source_addr", "destination_addr", "data_coding",
 //             "parts": ["..", ".."], "concat": "udh8" | "udh16" | "sar" | "payload",
@@ -124,6 +125,7 @@ const STATE_OF_STAT = {
 let answers = [];
 let defaultAnswer = "ok";
 let querySupported = true;
+let autoReceipt = null; // a stat word: every accepted submit_sm gets that receipt at once
 function nextAnswer() {
   while (answers.length && answers[0].count <= 0) answers.shift();
   if (answers.length) {
@@ -228,12 +230,21 @@ function onSubmit(session, pdu) {
     counters.silent += 1;
     return;
   }
+  if (typeof answer === "string" && answer.startsWith("late:")) {
+    // Taken, but answered only after this many milliseconds (past the client's timeout).
+    setTimeout(() => accept(session, pdu), Number(answer.slice(5)));
+    return;
+  }
   if (answer !== "ok") {
     const status = typeof answer === "number" ? answer : STATUS[answer];
     sendRecorded(session, pdu.response({ command_status: status }));
     counters.answered += 1;
     return;
   }
+  accept(session, pdu);
+}
+
+function accept(session, pdu) {
   const messageId = (nextId++).toString(16).padStart(8, "0");
   storeMessage({
     message_id: messageId, system_id: session.systemId, state: 1, error: 0,
@@ -242,6 +253,7 @@ function onSubmit(session, pdu) {
   });
   sendRecorded(session, pdu.response({ message_id: messageId }));
   counters.answered += 1;
+  if (autoReceipt) setImmediate(() => receipt({ message_id: messageId, stat: autoReceipt }));
 }
 
 function onQuery(session, pdu) {
@@ -407,6 +419,9 @@ const control = http.createServer(async (req, res) => {
     } else if (url.pathname === "/query") {
       querySupported = body.supported !== false;
       out = { supported: querySupported };
+    } else if (url.pathname === "/auto-receipts") {
+      autoReceipt = body.stat || null;
+      out = { stat: autoReceipt };
     } else if (url.pathname === "/receipt") {
       out = receipt(body);
     } else if (url.pathname === "/mo") {

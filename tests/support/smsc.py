@@ -137,6 +137,10 @@ class Smsc:
             body["default"] = default
         self._call("POST", "/submit-answers", body)
 
+    def auto_receipts(self, stat: str | None) -> None:
+        """Send a receipt with ``stat`` right after every accepted submit_sm (None: stop)."""
+        self._call("POST", "/auto-receipts", {"stat": stat})
+
     def query_supported(self, supported: bool) -> None:
         """Whether query_sm is answered (else ESME_RINVCMDID)."""
         self._call("POST", "/query", {"supported": supported})

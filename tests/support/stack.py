@@ -181,9 +181,9 @@ class Stack:
 
     def redis_summary(self) -> str:
         """Keys of the stack's Redis database with their types and sizes (for failures)."""
-        import redis
+        from dispatcher.redis_clients import sync_client
 
-        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        client = sync_client(self.env["REDIS_URL"])  # a redis+sentinel:// URL too
         out = []
         for key in sorted(client.keys("*")):
             raw_kind = client.type(key)
@@ -313,7 +313,9 @@ def running_stack(  # type: ignore[no-untyped-def]
                 name = f"worker-{lane}"
                 wait_until(partial(_ready_after, stack, name, before), 30, what=f"{name} ready")
             wait_until(lambda: _ok(stack.sim_url + "/healthz"), 20, what="simulator")
-            wait_until(lambda: _ok(stack.api_url + "/readyz"), 30, what="api ready")
+            # Several API processes start one after another on a shared machine: wait longer.
+            ready_s = max(30, 12 * int(settings.get("api_workers", 1)))
+            wait_until(lambda: _ok(stack.api_url + "/readyz"), ready_s, what="api ready")
             yield stack
         except BaseException:
             print(stack.logs()[-20000:], file=sys.stderr)

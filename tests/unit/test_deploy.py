@@ -156,10 +156,17 @@ def test_compose_runs_the_whole_system() -> None:
 def test_compose_prometheus_scrapes_every_process() -> None:
     cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    assert set(jobs) == {"smsdispatch-api", "smsdispatch-worker", "smsdispatch-exporter"}
+    assert set(jobs) == {
+        "smsdispatch-api",
+        "smsdispatch-worker",
+        "smsdispatch-exporter",
+        "smsdispatch-smpp",
+    }
     workers = {(sd["names"][0], sd["port"]) for sd in jobs["smsdispatch-worker"]["dns_sd_configs"]}
     assert workers == {(f"worker-{lane}", port) for lane, port in LANE_PORTS.items()}
     assert jobs["smsdispatch-exporter"]["static_configs"][0]["targets"] == ["exporter:9105"]
+    (smpp,) = jobs["smsdispatch-smpp"]["dns_sd_configs"]
+    assert (smpp["names"], smpp["port"]) == (["smpp"], 9106)
 
 
 # -- Kubernetes ------------------------------------------------------------------------------------
@@ -220,7 +227,7 @@ def test_kustomize_builds() -> None:
         check=True,
     ).stdout
     kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
-    assert kinds.count("Deployment") == 7 and "ScaledObject" in kinds
+    assert kinds.count("Deployment") == 8 and "ScaledObject" in kinds
 
 
 # -- metrics referenced by rules and dashboards ----------------------------------------------------
@@ -231,9 +238,10 @@ def known_series() -> set[str]:
     from dispatcher.api import metrics as api_metrics
     from dispatcher.ops import exporter
     from workers import metrics as wm
+    from workers.smpp import metrics as smpp_metrics
 
     names: set[str] = set()
-    for mod in (api_metrics, wm):
+    for mod in (api_metrics, wm, smpp_metrics):
         for obj in vars(mod).values():
             if isinstance(obj, MetricWrapperBase):
                 for fam in obj.describe():

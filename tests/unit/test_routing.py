@@ -160,7 +160,7 @@ def test_implicit_default_routes_everything() -> None:
 
 BAD = [
     ("connections = []", "connections: must be a non-empty array"),
-    ("[[connections]]\nname = 'a'\ntype = 'smpp'", "connections[0].type: must be one of"),
+    ("[[connections]]\nname = 'a'\ntype = 'sms'", "connections[0].type: must be one of"),
     (
         "[[connections]]\nname='a'\ntype='simulator'\nurl='http://x'\ntps=0\ndestinations=['PL']",
         "connections[0].tps: must be a positive integer",

@@ -28,6 +28,8 @@ class Outbound:
     text: str
     parts: int
     flash: bool = False
+    lane: str = "bulk"  # the lane it is sent for (an SMPP connection keeps a window share each)
+    valid_until: float | None = None  # unix seconds; an SMPP validity_period is derived
 
 
 @dataclass(slots=True)

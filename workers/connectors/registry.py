@@ -10,11 +10,27 @@ from workers.connectors.base import Connector, InboundPart, Report
 from workers.connectors.callbacks import parse_simple_inbound, parse_smpp_style_report
 from workers.connectors.messageflow import MessageFlowConnector
 from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.smpp import SmppConnector
+
+# Of an SMPP connection's timeout: the share a request may wait in the holder's queue; the
+# rest is the holder's submit_sm_resp timeout. Together they stay within the timeout, which
+# the reconciler's stale-claim age allows for.
+SMPP_QUEUE_SHARE = 0.3
 
 
-def build_connector(cfg: ConnectionConfig, max_connections: int) -> Connector:
+def build_connector(cfg: ConnectionConfig, max_connections: int, redis: Any = None) -> Connector:
     """The connector for one configured connection (its credentials already resolved), with
-    its own pool of at most ``max_connections`` keep-alive connections."""
+    its own pool of at most ``max_connections`` keep-alive connections. An SMPP connection's
+    connector talks to the session holder through ``redis`` (the process's client)."""
+    if cfg.type == "smpp":
+        if redis is None:
+            raise ValueError(f"connection {cfg.name}: an smpp connector needs a Redis client")
+        return SmppConnector(
+            cfg.name,
+            redis,
+            timeout_s=cfg.timeout_s * (1 - SMPP_QUEUE_SHARE),
+            queue_wait_s=cfg.timeout_s * SMPP_QUEUE_SHARE,
+        )
     if cfg.type == "messageflow":
         return MessageFlowConnector(
             cfg.name,

@@ -406,9 +406,14 @@ class ChunkSender:
         for name, refs in by_conn.items():
             connector = self.routes[name].connector if name in self.routes else route.connector
             try:
-                found.update(await connector.lookup(refs) or {})
+                answer = await connector.lookup(refs)
             except CarrierError:
                 unasked.update(refs)
+                continue
+            if answer is None:  # the carrier cannot tell (an SMPP submit left unanswered)
+                unasked.update(refs)
+            else:
+                found.update(answer)
         return found, unasked
 
     async def _send(
@@ -435,7 +440,12 @@ class ChunkSender:
                 moved = previous.get(ref, route.name) != route.name
                 if not (moved and self.options.lane == "priority"):
                     out[ref] = SubmitResult(ref, None, None, 0.0, PreviousAttemptUnverified())
-        pending = [_outbound(m) for m in msgs if m["id"] not in out]
+            # A held or reconciled message calls no carrier: its probe slot goes back now, or
+            # held messages would keep the probe slots and the breaker would never close
+            # (found by the SMPP test of an SMSC killed mid-window).
+            held = [r for r in out if r in probes]
+            await self._release_probes(route, held)
+        pending = [_outbound(m, self.options.lane) for m in msgs if m["id"] not in out]
 
         async def call(
             batch: Sequence[Outbound], fn: Callable[[], Awaitable[list[SubmitResult]]], kind: str
@@ -497,7 +507,7 @@ class ChunkSender:
         now = self.clock()
         sent: list[Sent] = []
         failures: list[Failure] = []
-        unsent: list[str] = []
+        unsent: dict[str, list[str]] = {}
         held: list[str] = []
         by_id = {m["id"]: m for m in msgs}
         for m in msgs:
@@ -511,8 +521,8 @@ class ChunkSender:
             if isinstance(err, ClaimExpired):
                 report.abandoned += 1  # left in "sending": the reconciler asks the carrier
                 continue
-            if isinstance(err, WindowFullError):
-                unsent.append(m["id"])
+            if isinstance(err, WindowFullError) or not err.spends_attempt:
+                unsent.setdefault(err.code, []).append(m["id"])
                 continue
             if isinstance(err, PreviousAttemptUnverified):
                 held.append(m["id"])
@@ -534,12 +544,11 @@ class ChunkSender:
                 )
                 continue
             failures.append(failure)
-        if unsent:
-            n = await self._db(
-                self.store.release, unsent, now + self.options.defer_s, now, "window_full"
-            )
+        for reason, ids in unsent.items():
+            # Certainly not sent (no window slot, throttled until the deadline): back unspent.
+            n = await self._db(self.store.release, ids, now + self.options.defer_s, now, reason)
             report.deferred += n
-            metrics.record_deferred(self.options.lane, route.name, len(unsent))
+            metrics.record_deferred(self.options.lane, route.name, len(ids))
         if held:
             n = await self._db(
                 self.store.release, held, now + self.options.defer_s, now, "previous_unverified"
@@ -603,5 +612,14 @@ class ChunkSender:
         return failure(Status.RETRYING, False, next_at)
 
 
-def _outbound(m: MessagePayload) -> Outbound:
-    return Outbound(m["id"], m["to"], m["sender"], m["text"], m["parts"], m.get("flash", False))
+def _outbound(m: MessagePayload, lane: str) -> Outbound:
+    return Outbound(
+        m["id"],
+        m["to"],
+        m["sender"],
+        m["text"],
+        m["parts"],
+        m.get("flash", False),
+        lane,
+        m.get("valid_until"),
+    )

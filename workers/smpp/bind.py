@@ -20,7 +20,7 @@ import structlog
 
 from workers.smpp import pdu as p
 from workers.smpp.errors import BindFailed, ConnectFailed, NotBound
-from workers.smpp.session import DeliverHandler, Session, SessionConfig
+from workers.smpp.session import DeliverHandler, LateHandler, Session, SessionConfig
 
 log = structlog.get_logger(component="smpp")
 
@@ -54,9 +54,11 @@ class Bind:
         on_state: StateListener | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        on_late: LateHandler | None = None,
     ) -> None:
         self.config = config
         self.on_deliver = on_deliver
+        self.on_late = on_late
         self.on_state = on_state
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
@@ -112,7 +114,7 @@ class Bind:
         while not self._stopping.is_set():
             credentials = False
             try:
-                session = await Session.open(self.config, self.on_deliver)
+                session = await Session.open(self.config, self.on_deliver, self.on_late)
             except BindFailed as exc:
                 self.last_error = str(exc)
                 credentials = exc.credentials

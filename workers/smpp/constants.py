@@ -90,6 +90,7 @@ ESME_RSYSERR = 0x08
 ESME_RTHROTTLED = 0x58
 ESME_RMSGQFUL = 0x14
 ESME_RX_T_APPN = 0x64
+ESME_RX_P_APPN = 0x65
 
 
 def status_name(status: int) -> str:

@@ -92,10 +92,14 @@ class SubmitUnanswered(SmppError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason  # "timeout" | "disconnected"
+        self.sequence = 0  # of the unanswered request, once known
 
 
 class SmscThrottled(ThrottledError):
-    """``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL``: throttled, under the SMPP status's name."""
+    """``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL``: throttled, under the SMPP status's name. The
+    holder already retried it until the claim's deadline; the claim goes back unspent."""
+
+    spends_attempt = False
 
     def __init__(self, code: str, description: str, retry_after: float) -> None:
         CarrierError.__init__(self, code, description)

@@ -42,6 +42,8 @@ MAX_SEQUENCE = 0x7FFFFFFF
 
 DeliverHandler = Callable[[p.DeliverSm], Awaitable[int]]
 """Takes a deliver_sm, commits it, returns the command_status for its deliver_sm_resp."""
+LateHandler = Callable[[p.Pdu], None]
+"""Gets a response that came after its request was given up as unanswered (same session)."""
 
 
 class BindMode(StrEnum):
@@ -88,9 +90,15 @@ class WindowBusy(SmppError):
 class Session(asyncio.Protocol):
     """One bind. Build with :meth:`open`; use :meth:`submit`, :meth:`query`, :meth:`close`."""
 
-    def __init__(self, config: SessionConfig, on_deliver: DeliverHandler | None = None) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        on_deliver: DeliverHandler | None = None,
+        on_late: LateHandler | None = None,
+    ) -> None:
         self.config = config
         self.on_deliver = on_deliver
+        self.on_late = on_late
         self.bound = False
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._loop = asyncio.get_running_loop()
@@ -107,10 +115,15 @@ class Session(asyncio.Protocol):
 
     # -- life ----------------------------------------------------------------------------------
     @classmethod
-    async def open(cls, config: SessionConfig, on_deliver: DeliverHandler | None = None) -> Session:
+    async def open(
+        cls,
+        config: SessionConfig,
+        on_deliver: DeliverHandler | None = None,
+        on_late: LateHandler | None = None,
+    ) -> Session:
         """Connect and bind. Raises :class:`ConnectFailed` or :class:`BindFailed`."""
         loop = asyncio.get_running_loop()
-        session = cls(config, on_deliver)
+        session = cls(config, on_deliver, on_late)
         try:
             async with asyncio.timeout(config.bind_timeout_s):
                 await loop.create_connection(
@@ -228,6 +241,9 @@ class Session(asyncio.Protocol):
         transport.write(data)
         try:
             return await fut
+        except SubmitUnanswered as exc:
+            exc.sequence = pdu.sequence  # a late answer to it can still be matched
+            raise
         finally:
             self._pending.pop(pdu.sequence, None)
             timer.cancel()
@@ -286,6 +302,8 @@ class Session(asyncio.Protocol):
                 pending[0].set_result(pdu)
             else:
                 log.info("smpp.late_response", command=type(pdu).__name__, sequence=pdu.sequence)
+                if self.on_late is not None:
+                    self.on_late(pdu)
             return
         if isinstance(pdu, p.DeliverSm):
             task = self._loop.create_task(self._deliver(pdu))

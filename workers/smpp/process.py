@@ -1,0 +1,149 @@
+"""``smsdispatch smpp``: the supervised process that holds the SMPP binds.
+
+It runs a :class:`~workers.smpp.holder.ConnectionHolder` for every ``type = "smpp"`` connection
+of the connections file, commits deliver_sm to the carrier callback inbox and wakes the dlr
+lane, serves ``/metrics`` on ``SMSDISPATCH_SMPP_METRICS_PORT`` (default 9106, 0: none; loopback
+unless ``SMSDISPATCH_SMPP_METRICS_HOST`` says otherwise), holds bind leases of
+``SMSDISPATCH_SMPP_LEASE_S`` seconds (default 10, renewed every fifth of that), and on
+SIGTERM / SIGINT stops taking
+requests, lets the outstanding submits finish, unbinds and gives its bind slots back. Run as
+many as you like, on as many hosts: the bind leases keep the total within each connection's
+``binds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import start_http_server
+
+from dispatcher.config import Settings
+from dispatcher.contract import CALLBACK_TASKS, CallbackKind, Lane, queue_name
+from dispatcher.redis_clients import async_client, is_sentinel
+from dispatcher.routing import ConnectionConfig, current_table
+from dispatcher.store import callback_inbox
+from dispatcher.store.db import make_engine
+from workers.smpp import handoff as h
+from workers.smpp import metrics as m
+from workers.smpp.deliveries import Deliveries
+from workers.smpp.holder import ConnectionHolder, HolderOptions
+
+log = structlog.get_logger(component="smpp")
+
+DEFAULT_METRICS_PORT = 9106
+MAX_ITEMS_PER_ROW = 500
+REDIS_CONNECTIONS = 32
+
+
+def smpp_connections(settings: Settings) -> list[ConnectionConfig]:
+    """The configured ``smpp`` connections (none without a connections file)."""
+    return [c for c in current_table(settings).config.connections if c.smpp is not None]
+
+
+def holder_redis(url: str) -> aioredis.Redis:
+    """The holder's client: a bounded pool that waits for a free connection, so a burst of
+    deliver_sm or replies queues for a connection instead of failing (redis-py's default pool
+    refuses the 101st at once). Through Sentinel: its pool, with room for such bursts."""
+    if is_sentinel(url):
+        return async_client(url, max_connections=1000)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=10
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+class Committer:
+    """Stores deliver_sm items in the callback inbox, then wakes the dlr lane (sync)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings.database_url, pool_size=2)
+        self.lease_s = settings.callback_lease_s
+
+    def __call__(self, kind: str, connection: str, items: list[dict[str, Any]]) -> None:
+        groups = [items[i : i + MAX_ITEMS_PER_ROW] for i in range(0, len(items), MAX_ITEMS_PER_ROW)]
+        with self.engine.begin() as conn:
+            ids = callback_inbox.add(conn, kind, connection, groups, time.time(), self.lease_s)
+        try:
+            from workers.app import app
+
+            app.send_task(
+                CALLBACK_TASKS[CallbackKind(kind)],
+                args=[{"ids": ids}],
+                queue=queue_name(Lane.DLR),
+            )
+        except Exception as exc:  # committed: the scheduler publishes it when the lease ends
+            log.warning("smpp.wake_deferred", kind=kind, rows=len(ids), error=type(exc).__name__)
+
+    def close(self) -> None:
+        """Release the database pool."""
+        self.engine.dispose()
+
+
+async def run_holders(
+    settings: Settings,
+    connections: Sequence[ConnectionConfig],
+    options: HolderOptions,
+    stop: asyncio.Event,
+) -> None:
+    """Hold the binds of ``connections`` until ``stop`` is set, then stop gracefully."""
+    redis = holder_redis(settings.redis_url)
+    committer = Committer(settings)
+    holder_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holders: list[ConnectionHolder] = []
+    try:
+        for cfg in connections:
+
+            async def first_part(message_id: str, name: str = cfg.name) -> str | None:
+                raw = await redis.get(h.part_key(name, message_id))
+                if raw is None:
+                    return None
+                return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+            def counted(kind: str, name: str = cfg.name) -> None:
+                m.DELIVERIES.labels(name, kind).inc()
+
+            deliveries = Deliveries(cfg.name, committer, first_part, counted)
+            holder = ConnectionHolder(cfg, redis, holder_id, deliveries.handle, options)
+            holder.start()
+            holders.append(holder)
+            log.info("smpp.holder_started", connection=cfg.name, binds=cfg.smpp and cfg.smpp.binds)
+        await stop.wait()
+    finally:
+        log.info("smpp.holder_stopping", connections=len(holders))
+        await asyncio.gather(*(x.stop() for x in holders), return_exceptions=True)
+        await redis.aclose()
+        committer.close()
+        log.info("smpp.holder_stopped")
+
+
+def main(max_binds: int | None = None) -> int:
+    """Run until SIGTERM / SIGINT (idle without smpp connections); 0 after a graceful stop."""
+    settings = Settings.from_env()
+    connections = smpp_connections(settings)
+    port = int(os.environ.get("SMSDISPATCH_SMPP_METRICS_PORT", DEFAULT_METRICS_PORT))
+    if port:
+        start_http_server(port, os.environ.get("SMSDISPATCH_SMPP_METRICS_HOST", "127.0.0.1"))
+    lease_s = float(os.environ.get("SMSDISPATCH_SMPP_LEASE_S", HolderOptions.lease_ttl_s))
+    options = HolderOptions(lease_ttl_s=lease_s, renew_s=lease_s / 5, max_binds=max_binds)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if connections:
+            loop.run_until_complete(run_holders(settings, connections, options, stop))
+        else:
+            # Supervisors (Procfile, compose, Kubernetes) run it everywhere: idle, not exit.
+            log.info("smpp.no_connections", hint='no type = "smpp" connection: idle')
+            loop.run_until_complete(stop.wait())
+    finally:
+        loop.close()
+    return 0
