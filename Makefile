@@ -51,7 +51,7 @@ unit: $(STAMP)
 # the same on both databases (input validation, HTTP clients, routing, Redis rate limits:
 # marked any_db) run once, on SQLite.
 test: $(STAMP) services
-	scripts/ensure-services.sh chromium smsc sentinel
+	scripts/ensure-services.sh chromium smsc sentinel zsh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check $(TYPED) tests
 	$(BIN)/mypy $(TYPED)

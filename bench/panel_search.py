@@ -1,9 +1,11 @@
-"""How fast the support panel's searches are on a log of 1,000,000 messages (PostgreSQL).
+"""How fast the panel's searches and dashboard are on a log of 1,000,000 messages (PostgreSQL).
 
 Creates a scratch database, migrates it, generates the rows in SQL (one account with
 ``--rows`` messages over 30 days, 50,000 distinct recipients, five senders, 10 % priority, a
 realistic mix of statuses, 500-recipient bulk submissions; a second account with 5 % as many),
-``ANALYZE``s, then times each panel query (the functions the panel calls, through SQLAlchemy)
+``ANALYZE``s, then times each panel query (the functions the panel calls, through SQLAlchemy:
+the message search, and the dashboard's charts, a campaign's progress curve, the audit log,
+recent webhook deliveries)
 ``--repeat`` times and prints the median and the worst, with the plan of each query.
 
     python bench/panel_search.py [--rows 1000000] [--repeat 7] [--keep]
@@ -30,6 +32,14 @@ from sqlalchemy import Connection, text
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from dispatcher.store import audit  # noqa: E402
+from dispatcher.store.dashboard import (  # noqa: E402
+    campaign_curve,
+    delivery_times,
+    failure_reasons,
+    per_connection,
+    volume,
+)
 from dispatcher.store.db import make_engine  # noqa: E402
 from dispatcher.store.migrate import upgrade  # noqa: E402
 from dispatcher.store.panel_queries import (  # noqa: E402
@@ -38,6 +48,7 @@ from dispatcher.store.panel_queries import (  # noqa: E402
     campaign,
     list_campaigns,
     message_detail,
+    recent_deliveries,
     search_outgoing,
 )
 
@@ -135,6 +146,18 @@ def cases(conn: Connection) -> dict[str, Callable[[], Any]]:
         "message detail": lambda: message_detail(conn, a, str(some_id)),
         "campaigns list": lambda: list_campaigns(conn, a, 0, 25),
         "campaign detail (named)": lambda: campaign(conn, a, "c", "campaign-10"),
+        "dashboard: 24 h by hour": lambda: volume(conn, a, NOW - 86400, 24, 3600),
+        "dashboard: 7 days by day": lambda: volume(conn, a, NOW - 7 * 86400, 7, 86400),
+        "dashboard: delivery times 24 h": lambda: delivery_times(conn, a, NOW - 86400, NOW),
+        "dashboard: failure reasons 24 h": lambda: failure_reasons(conn, a, NOW - 86400, NOW),
+        "dashboard: per connection 1 h": lambda: per_connection(conn, NOW - 3600, NOW),
+        "campaign progress curve": lambda: campaign_curve(
+            conn,
+            a,
+            campaign(conn, a, "c", "campaign-10").submission_ids,  # type: ignore[union-attr]
+        ),
+        "audit log page": lambda: audit.entries(conn, a, None, 51),
+        "recent webhook deliveries": lambda: recent_deliveries(conn, a),
     }
 
 

@@ -5,8 +5,9 @@
 # own browser download does not work offline). `smsc`: the independent SMPP server of the SMPP
 # tests (Debian's nodejs and npm, then `npm ci` in tests/smsc). `sentinel`: Debian's
 # redis-sentinel, for the failover test and `make chaos` (they start their own Sentinels on free
-# loopback ports; the package's own service is not used).
-# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc] [sentinel]
+# loopback ports; the package's own service is not used). `zsh`: for the test of the CLI's zsh
+# completion script.
+# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc] [sentinel] [zsh]
 #        (default: redis postgres)
 set -euo pipefail
 want=("$@"); [[ ${#want[@]} -eq 0 ]] && want=(redis postgres)
@@ -67,6 +68,10 @@ ensure_sentinel() {
   apt_install redis-sentinel || { [[ $created -eq 1 ]] && $SUDO rm -f "$policy"; return 1; }
   [[ $created -eq 1 ]] && $SUDO rm -f "$policy"
   command -v redis-sentinel >/dev/null
+}
+
+ensure_zsh() {
+  command -v zsh >/dev/null || apt_install zsh
 }
 
 ensure_smsc() {

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.ids import alphanumeric_token
 from dispatcher.store.schema import accounts, api_keys
@@ -65,15 +66,26 @@ def create_account(
 ) -> tuple[Account, KeyPair]:
     """Create an account and its first key pair. New accounts send only from approved sender
     names, as in the original API, unless ``sender_policy`` is ``open``."""
-    now = time.time()
-    policy = SenderPolicy(sender_policy)
     with engine.begin() as conn:
-        account_id = conn.execute(
-            insert(accounts)
-            .values(name=name, priority_enabled=priority, created_at=now, sender_policy=policy)
-            .returning(accounts.c.id)
-        ).scalar_one()
-        pair = _add_key(conn, account_id, now)
+        return create_account_in(conn, name, priority, sender_policy, time.time())
+
+
+def create_account_in(
+    conn: Connection,
+    name: str,
+    priority: bool,
+    sender_policy: SenderPolicy | str,
+    now: float,
+    by: str = "cli",
+) -> tuple[Account, KeyPair]:
+    """:func:`create_account` in the caller's transaction (the panel's operator page)."""
+    policy = SenderPolicy(sender_policy)
+    account_id = conn.execute(
+        insert(accounts)
+        .values(name=name, priority_enabled=priority, created_at=now, sender_policy=policy)
+        .returning(accounts.c.id)
+    ).scalar_one()
+    pair = _add_key(conn, account_id, now, "first key" if by != "cli" else None, by)
     return Account(account_id, name, priority, sender_policy=policy), pair
 
 
@@ -83,7 +95,9 @@ def add_key(engine: Engine, account_id: int) -> KeyPair:
         return _add_key(conn, account_id, time.time())
 
 
-def _add_key(conn: Connection, account_id: int, now: float) -> KeyPair:
+def _add_key(
+    conn: Connection, account_id: int, now: float, name: str | None = None, by: str = "cli"
+) -> KeyPair:
     pair = KeyPair(
         alphanumeric_token(APPLICATION_KEY_LENGTH), alphanumeric_token(AUTHORIZATION_LENGTH)
     )
@@ -93,9 +107,81 @@ def _add_key(conn: Connection, account_id: int, now: float) -> KeyPair:
             app_key_hash=key_hash(pair.application_key),
             secret_hash=key_hash(pair.authorization),
             created_at=now,
+            name=name,
+            created_by=by[:64],
         )
     )
     return pair
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key pair as the panel lists it (only hashes are stored: never the keys)."""
+
+    id: int
+    name: str | None
+    created_at: float
+    created_by: str | None
+    last_used_at: float | None
+    expires_at: float | None
+    revoked_at: float | None
+
+    def live(self, now: float) -> bool:
+        """Whether the pair still authenticates."""
+        return self.expires_at is None or self.expires_at > now
+
+
+class UnknownKey(LookupError):
+    """No such key pair in this account (or it no longer works)."""
+
+
+def list_keys(conn: Connection, account_id: int) -> list[KeyInfo]:
+    """The account's key pairs, newest first (expired and revoked ones included)."""
+    k = api_keys.c
+    rows = conn.execute(
+        select(k.id, k.name, k.created_at, k.created_by, k.last_used_at, k.expires_at, k.revoked_at)
+        .where(k.account_id == account_id)
+        .order_by(k.id.desc())
+    )
+    return [KeyInfo(*r) for r in rows]
+
+
+def create_named_key(conn: Connection, account_id: int, name: str, by: str, now: float) -> KeyPair:
+    """Issue a named key pair (the panel's "Create key"); the old ones keep working."""
+    return _add_key(conn, account_id, now, name, by)
+
+
+def _live_key(conn: Connection, account_id: int, key_id: int, now: float) -> KeyInfo:
+    for info in list_keys(conn, account_id):
+        if info.id == key_id and info.live(now):
+            return info
+    raise UnknownKey(key_id)
+
+
+def revoke_key(conn: Connection, account_id: int, key_id: int, now: float) -> KeyInfo:
+    """Stop one key pair now (API processes drop it within :data:`AUTH_CACHE_TTL_S`).
+    :class:`UnknownKey` for a key of another account or one that already stopped."""
+    info = _live_key(conn, account_id, key_id, now)
+    conn.execute(
+        update(api_keys)
+        .where(and_(api_keys.c.id == key_id, api_keys.c.account_id == account_id))
+        .values(expires_at=now, revoked_at=now)
+    )
+    return info
+
+
+def rotate_one_key(
+    conn: Connection, account_id: int, key_id: int, overlap_s: float, by: str, now: float
+) -> tuple[KeyInfo, KeyPair]:
+    """Replace one key pair: a new pair with the same name, the old one working for
+    ``overlap_s`` more seconds (never longer than it already would)."""
+    if overlap_s < 0:
+        raise ValueError("overlap must not be negative")
+    info = _live_key(conn, account_id, key_id, now)
+    until = now + overlap_s
+    if info.expires_at is None or info.expires_at > until:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(expires_at=until))
+    return info, _add_key(conn, account_id, now, info.name, by)
 
 
 def find_account(engine: Engine, name: str) -> Account | None:
@@ -165,24 +251,32 @@ def set_limits(
 
     API processes see the change within :data:`AUTH_CACHE_TTL_S`.
     """
+    with engine.begin() as conn:
+        set_limits_in(conn, account_id, api_rate_per_s, daily_cap)
+
+
+def set_limits_in(
+    conn: Connection, account_id: int, api_rate_per_s: float | None, daily_cap: int | None
+) -> None:
+    """:func:`set_limits` in the caller's transaction."""
     if (api_rate_per_s is not None and api_rate_per_s < 0) or (
         daily_cap is not None and daily_cap < 0
     ):
         raise ValueError("limits must not be negative")
-    with engine.begin() as conn:
-        conn.execute(
-            update(accounts)
-            .where(accounts.c.id == account_id)
-            .values(api_rate_per_s=api_rate_per_s, daily_cap=daily_cap)
-        )
+    conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(api_rate_per_s=api_rate_per_s, daily_cap=daily_cap)
+    )
 
 
-# (cache deadline on the monotonic clock, secret hash, account, key expiry on the wall clock)
-_Hit = tuple[float, str, Account | None, float | None]
+# (cache deadline on the monotonic clock, secret hash, account, key expiry on the wall clock,
+# key id)
+_Hit = tuple[float, str, Account | None, float | None, int | None]
 
 
 def _verify(hit: _Hit, secret_hash: str) -> Account | None:
-    _, stored, account, expires_at = hit
+    _, stored, account, expires_at, _key_id = hit
     # Compare even when the key is unknown, so timing does not reveal which half was wrong.
     ok = hmac.compare_digest(stored or "0" * 64, secret_hash)
     # The cache may hold a pair past its rotation deadline: the deadline wins over the cache.
@@ -214,20 +308,37 @@ class Authenticator:
         app_hash = key_hash(application_key)
         now = time.monotonic()
         hit = self._cache.get(app_hash)
-        if hit is None or hit[0] < now:
-            stored, account, expires_at = self._load(app_hash)
-            hit = (now + self.ttl_s, stored, account, expires_at)
+        loaded = hit is None or hit[0] < now
+        if hit is None or loaded:
+            stored, account, expires_at, key_id = self._load(app_hash)
+            hit = (now + self.ttl_s, stored, account, expires_at, key_id)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
                 self._cache[app_hash] = hit
-        return _verify(hit, key_hash(authorization))
+        found = _verify(hit, key_hash(authorization))
+        if loaded and found is not None and hit[4] is not None:
+            self._touch(hit[4])
+        return found
 
-    def _load(self, app_hash: str) -> tuple[str, Account | None, float | None]:
+    def _touch(self, key_id: int) -> None:
+        # "Last used" for the panel: written when the pair is loaded, at most once per cache
+        # period per process, never on the cached path (no write per request). A failure
+        # here must not refuse a valid key.
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=time.time())
+                )
+        except SQLAlchemyError:
+            pass
+
+    def _load(self, app_hash: str) -> tuple[str, Account | None, float | None, int | None]:
         now = time.time()
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(
+                    api_keys.c.id.label("key_id"),
                     api_keys.c.secret_hash,
                     api_keys.c.expires_at,
                     accounts.c.id,
@@ -246,5 +357,5 @@ class Authenticator:
                 )
             ).first()
             if row is None:
-                return "", None, None
-            return row.secret_hash, _account(conn, row), row.expires_at
+                return "", None, None, None
+            return row.secret_hash, _account(conn, row), row.expires_at, int(row.key_id)

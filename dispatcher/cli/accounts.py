@@ -1,19 +1,23 @@
 """``smsdispatch accounts rotate-key|limits``: key rotation and per-account API limits.
 
-Register with :func:`register` on the ``accounts`` sub-parsers. Output is JSON on stdout;
-errors are JSON on stderr with exit code 1.
+Register with :func:`register` on the ``accounts`` sub-parsers. Output and errors go through
+:mod:`dispatcher.cli.output` (JSON for scripts, tables on a terminal); a refusal exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import getpass
 import re
-import sys
+import time
 from typing import Any
 
+from dispatcher.cli.exits import Exit
+from dispatcher.cli.output import emit
+from dispatcher.cli.output import fail as report
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
+from dispatcher.store import audit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -51,10 +55,17 @@ def open_engine() -> Any:
     return make_engine(s.database_url, pool_size=1)
 
 
-def fail(message: str) -> int:
-    """Print ``message`` as a JSON error on stderr; exit code 1."""
-    print(json.dumps({"error": message}), file=sys.stderr)
-    return 1
+def fail(message: str, args: argparse.Namespace | None = None, code: int = Exit.FAILED) -> int:
+    """Report ``message`` as an error (:func:`dispatcher.cli.output.fail`); exit code 1."""
+    return report(args, message, code)
+
+
+def cli_actor() -> str:
+    """How the audit log and sender decisions name a CLI user: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in this environment (a bare container)
+        return "cli"
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
@@ -65,20 +76,23 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     try:
         account = find_account(engine, args.name)
         if account is None:
-            return fail(f"no account named {args.name!r}")
+            return fail(f"no account named {args.name!r}", args)
         pair = rotate_key(engine, account.id, args.overlap)
+        with engine.begin() as conn:  # the panel's audit log shows the CLI's actions too
+            detail = f"every older pair works for {args.overlap:g} more seconds"
+            audit.record(conn, account.id, cli_actor(), "key.rotate", "all keys", detail,
+                         now=time.time())  # fmt: skip
     finally:
         engine.dispose()
-    print(
-        json.dumps(
-            {
-                "account": account.name,
-                "Application-Key": pair.application_key,
-                "Authorization": pair.authorization,
-                "old_keys_expire_in_s": args.overlap,
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "account": account.name,
+            "Application-Key": pair.application_key,
+            "Authorization": pair.authorization,
+            "old_keys_expire_in_s": args.overlap,
+        },
+        indent=2,
     )
     return 0
 
@@ -91,7 +105,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
     try:
         account = find_account(engine, args.name)
         if account is None:
-            return fail(f"no account named {args.name!r}")
+            return fail(f"no account named {args.name!r}", args)
         rate = account.api_rate_per_s if args.rate is ... else args.rate
         cap = account.daily_cap if args.daily_cap is ... else args.daily_cap
         if (rate, cap) != (account.api_rate_per_s, account.daily_cap):
@@ -99,19 +113,18 @@ def cmd_limits(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     s = Settings.from_env()
-    print(
-        json.dumps(
-            {
-                "account": account.name,
-                "rate_per_s": rate,
-                "daily_cap": cap,
-                "effective_rate_per_s": s.api_rate_per_s if rate is None else rate,
-                "effective_daily_cap": s.daily_cap if cap is None else cap,
-                "note": "0 = unlimited, null = the settings' default; API processes apply "
-                "changes within 30 s",
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "account": account.name,
+            "rate_per_s": rate,
+            "daily_cap": cap,
+            "effective_rate_per_s": s.api_rate_per_s if rate is None else rate,
+            "effective_daily_cap": s.daily_cap if cap is None else cap,
+            "note": "0 = unlimited, null = the settings' default; API processes apply "
+            "changes within 30 s",
+        },
+        indent=2,
     )
     return 0
 

@@ -9,12 +9,14 @@ with the credentials from ``SMSDISPATCH_APP_KEY`` / ``SMSDISPATCH_AUTHORIZATION`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from smsdispatch_client import SmsClient, SmsError, credentials_from_env
+
+from dispatcher.cli.exits import Exit, for_client_error
+from dispatcher.cli.output import emit, fail
 
 
 def _client(args: argparse.Namespace) -> SmsClient:
@@ -22,12 +24,11 @@ def _client(args: argparse.Namespace) -> SmsClient:
     return SmsClient(app_key, auth, args.url or url)
 
 
-def _fail(exc: SmsError) -> int:
+def _fail(args: argparse.Namespace, exc: SmsError) -> int:
     out: dict[str, Any] = {"error": exc.code, "status": exc.status, "message": exc.message}
     if exc.parameter:
         out["parameter"] = exc.parameter
-    print(json.dumps(out), file=sys.stderr)
-    return 1
+    return fail(args, out, for_client_error(exc))
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -43,17 +44,16 @@ def cmd_send(args: argparse.Namespace) -> int:
                 campaign=args.campaign,
             )
     except SmsError as exc:
-        return _fail(exc)
-    print(
-        json.dumps(
-            {
-                "ids": result.ids,
-                "lane": result.messages[0].lane if result.messages else None,
-                "rejected": [
-                    {"phone": e.value, "code": e.code, "reason": e.message} for e in result.errors
-                ],
-            }
-        )
+        return _fail(args, exc)
+    emit(
+        args,
+        {
+            "ids": result.ids,
+            "lane": result.messages[0].lane if result.messages else None,
+            "rejected": [
+                {"phone": e.value, "code": e.code, "reason": e.message} for e in result.errors
+            ],
+        },
     )
     return 0
 
@@ -64,17 +64,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         with _client(args) as client:
             message = client.get_message(args.id)
     except SmsError as exc:
-        return _fail(exc)
-    print(
-        json.dumps(
-            {
-                "id": message.id,
-                "status": message.status,
-                "isFinal": message.is_final,
-                "phoneNumber": message.phone_number,
-                "error": message.error_code,
-            }
-        )
+        return _fail(args, exc)
+    emit(
+        args,
+        {
+            "id": message.id,
+            "status": message.status,
+            "isFinal": message.is_final,
+            "phoneNumber": message.phone_number,
+            "error": message.error_code,
+        },
     )
     return 0
 
@@ -91,11 +90,12 @@ def cmd_campaign_upload(args: argparse.Namespace) -> int:
                 client, args.file, name, args.sender, args.text, rejected, args.batch
             )
     except ValueError as exc:
-        print(json.dumps({"error": "invalid_csv", "message": str(exc)}), file=sys.stderr)
-        return 2
+        return fail(args, {"error": "invalid_csv", "message": str(exc)}, Exit.INPUT)
+    except OSError as exc:  # the CSV (or the rejected-rows file) cannot be opened
+        return fail(args, {"error": "unreadable_file", "message": str(exc)}, Exit.INPUT)
     except SmsError as exc:
-        return _fail(exc)
-    print(json.dumps({"campaign": name, **report.as_dict()}))
+        return _fail(args, exc)
+    emit(args, {"campaign": name, **report.as_dict()})
     return 0
 
 

@@ -1,22 +1,23 @@
 """``smsdispatch connections list [--config FILE]``: the carrier connections and what they
-serve, after validation (an invalid file is reported with its file and key, exit code 2).
+serve, after validation (an invalid file is reported with its file and key, exit code 4:
+:class:`dispatcher.cli.exits.Exit`).
 
-Register with :func:`register` on the ``smsdispatch`` sub-parsers. Output is JSON on stdout;
-secrets are never printed, only whether each is set.
+Register with :func:`register` on the ``smsdispatch`` sub-parsers. Output goes through
+:mod:`dispatcher.cli.output`; secrets are never printed, only whether each is set.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from dispatcher.cli.exits import Exit
+from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.routing import ConfigError, ConnectionConfig, RoutingConfig, load
 from dispatcher.routing.model import SmppConfig
 
-CONFIG_ERROR_EXIT = 2
+CONFIG_ERROR_EXIT = Exit.INPUT
 
 
 def describe(c: ConnectionConfig) -> dict[str, Any]:
@@ -94,21 +95,23 @@ def listing(config: RoutingConfig) -> dict[str, Any]:
     }
 
 
-def checked(settings: Settings, path: str | None = None) -> RoutingConfig | None:
+def checked(
+    settings: Settings, path: str | None = None, args: argparse.Namespace | None = None
+) -> RoutingConfig | None:
     """The routing configuration, or ``None`` after printing why it is unusable (stderr)."""
     try:
         return load(settings, path)
     except ConfigError as exc:
-        print(json.dumps({"error": "invalid_connections", "message": str(exc)}), file=sys.stderr)
+        fail(args, {"error": "invalid_connections", "message": str(exc)}, CONFIG_ERROR_EXIT)
         return None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the validated connections."""
-    config = checked(Settings.from_env(), args.config)
+    config = checked(Settings.from_env(), args.config, args)
     if config is None:
         return CONFIG_ERROR_EXIT
-    print(json.dumps(listing(config), indent=2))
+    emit(args, listing(config), indent=2)
     return 0
 
 

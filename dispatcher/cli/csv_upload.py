@@ -5,7 +5,8 @@ recipients, one request per batch and text. Every request carries an ``Idempoten
 derived from the campaign name and the request's content, so a retry, or a re-run of the same
 file after a crash, returns the first answer instead of sending again. Rows refused locally
 (no number) or by the API (invalid number, duplicate, opted out) are written to a CSV with their
-row number, number and reason; progress with rate and ETA goes to stderr.
+row number, number and reason; progress with rate and ETA goes to stderr (a bar on a terminal,
+a plain line every few seconds otherwise: :func:`dispatcher.cli.output.progress`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from smsdispatch_client import RecipientError, SendResult, SmsApiError, SmsClient
+
+from dispatcher.cli.output import Progress
+from dispatcher.cli.output import progress as progress_to
 
 PHONE_COLUMNS = ("phone", "phonenumber", "phone_number", "number", "msisdn", "to", "recipient")
 TEXT_COLUMNS = ("message", "text", "body")
@@ -113,7 +117,7 @@ class Uploader:
         sender: str,
         rejected_out: IO[str],
         batch: int = 10_000,
-        progress: IO[str] | None = None,
+        progress: Progress | None = None,
         concurrency: int = 4,
     ) -> None:
         self.client = client
@@ -150,15 +154,15 @@ class Uploader:
                     self._flush(pending)
                     pending = []
                 now = time.monotonic()
-                if now - last_progress >= 0.5:
-                    self._progress(counter[0], size, now - started)
+                if now - last_progress >= 0.2:
+                    self._progress(counter[0])
                     last_progress = now
             if pending:
                 self._flush(pending)
         finally:
             self._pool.shutdown()
         self.report.seconds = time.monotonic() - started
-        self._progress(size, size, self.report.seconds, final=True)
+        self._progress(size)
         return self.report
 
     def _flush(self, rows: list[Row]) -> None:
@@ -224,19 +228,14 @@ class Uploader:
                 if r.line not in named:
                     self.reject(r, whole)
 
-    def _progress(self, done: int, size: int, elapsed: float, final: bool = False) -> None:
-        if self.progress is None:
-            return
-        rows = self.report.rows
-        rate = rows / elapsed if elapsed > 0 else 0.0
-        eta = elapsed * (size - done) / done if done else 0.0
-        pct = 100.0 * done / size if size else 100.0
-        self.progress.write(
-            f"\r{pct:5.1f}%  {rows:,} rows  {rate:,.0f} rows/s  ETA {eta:,.0f} s  "
-            f"accepted {self.report.accepted:,}  rejected {self.report.rejected:,}"
-            + ("\n" if final else "")
-        )
-        self.progress.flush()
+    def _progress(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                done,
+                rows=self.report.rows,
+                accepted=self.report.accepted,
+                rejected=self.report.rejected,
+            )
 
 
 def upload_file(
@@ -257,7 +256,11 @@ def upload_file(
         open(path, "rb") as raw,
         open(rejected_path, "w", encoding="utf-8", newline="") as rejected,
     ):
-        uploader = Uploader(client, name, sender, rejected, batch, progress)
-        report = uploader.upload(raw, size, template)
+        if progress is None:
+            report = Uploader(client, name, sender, rejected, batch).upload(raw, size, template)
+        else:
+            with progress_to(size, "upload", stream=progress, rate_of="rows") as reporter:
+                uploader = Uploader(client, name, sender, rejected, batch, reporter)
+                report = uploader.upload(raw, size, template)
     report.rejected_file = rejected_path
     return report

@@ -4,17 +4,17 @@ Carrier callbacks (kinds ``report``, ``inbound``) that failed to apply
 ``SMSDISPATCH_CALLBACK_MAX_FAILURES`` times, and webhook deliveries (kind ``webhook``) whose
 results could not be recorded ``SMSDISPATCH_WEBHOOK_MAX_FAILURES`` times
 (:mod:`dispatcher.store.dead_letters`). ``retry`` puts them back (after the cause is fixed),
-``drop`` gives up on them. Output is JSON on stdout; errors are JSON on stderr with exit 1.
+``drop`` gives up on them. Output and errors go through :mod:`dispatcher.cli.output`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import Any
 
+from dispatcher.cli.exits import Exit
+from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store import dead_letters
@@ -107,22 +107,21 @@ def cmd_list(args: argparse.Namespace) -> int:
             out = listing(conn, args.kind, args.limit, args.show_items)
     finally:
         engine.dispose()
-    print(json.dumps(out, indent=2, ensure_ascii=False))
+    emit(args, out, indent=2, ensure_ascii=False)
     return 0
 
 
 def _change(args: argparse.Namespace, action: str) -> int:
     ids = None if args.all else list(args.ids)
     if args.kind != "webhook" and ids is not None and not all(i.isdigit() for i in ids):
-        print(json.dumps({"error": "callback dead letters have numeric ids"}), file=sys.stderr)
-        return 1
+        return fail(args, "callback dead letters have numeric ids", Exit.INPUT)
     engine = _engine()
     try:
         with engine.begin() as conn:
             n = change(conn, action, args.kind, ids, time.time())
     finally:
         engine.dispose()
-    print(json.dumps({action: n, "kind": args.kind}))
+    emit(args, {action: n, "kind": args.kind})
     return 0
 
 

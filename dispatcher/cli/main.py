@@ -1,4 +1,8 @@
-"""The ``smsdispatch`` command: every process of the Procfile, and the operator's tools."""
+"""The ``smsdispatch`` command: every process of the Procfile, and the operator's tools.
+
+Output: JSON when piped (or with --json), tables on a terminal. Exit codes: 0 ok, 1 refused,
+2 usage, 4 invalid input, 5 API refused, 6 API unreachable (docs/clients.md).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ from dispatcher.cli.client import register as register_client
 from dispatcher.cli.connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli.connections import register as register_connections
 from dispatcher.cli.dead_letters import register as register_dead_letters
+from dispatcher.cli.examples import EXAMPLES
 from dispatcher.cli.numbers import register as register_numbers
+from dispatcher.cli.output import add_options, emit
+from dispatcher.cli.parsers import walk
 from dispatcher.cli.prices import register as register_prices
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
@@ -101,7 +108,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
     s = _settings()
     upgrade(s.database_url)
-    print(json.dumps({"migrated": True}))
+    emit(_args, {"migrated": True})
     return 0
 
 
@@ -123,7 +130,6 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
         "Application-Key": pair.application_key,
         "Authorization": pair.authorization,
     }
-    text = json.dumps(out, indent=2)
     if args.write:
         os.makedirs(os.path.dirname(os.path.abspath(args.write)), exist_ok=True)
         with open(args.write, "w", encoding="utf-8") as fh:
@@ -131,7 +137,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
                 {"Application-Key": pair.application_key, "Authorization": pair.authorization}, fh
             )
         os.chmod(args.write, 0o600)
-    print(text)
+    emit(args, out, indent=2)
     return 0
 
 
@@ -153,9 +159,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_stack(args)
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print the shell completion script."""
+    from dispatcher.cli.completion import script
+
+    sys.stdout.write(script(args.shell, build_parser()))
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "unknown"
+
+    return f"smsdispatch {of('smsdispatch')} (REST API v2.1, client {of('smsdispatch-client')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by tests to check the Procfile's commands exist)."""
     p = argparse.ArgumentParser(prog="smsdispatch", description=__doc__)
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("api", help="serve the REST API")
@@ -222,11 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, help="API port (default SMSDISPATCH_API_PORT or 8080)")
     r.add_argument("--no-demo", action="store_true", help="do not create the demo account")
     r.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("completion", help="print the shell completion script (bash, zsh)")
+    comp.add_argument("shell", choices=["bash", "zsh"])
+    comp.set_defaults(func=cmd_completion)
+
+    for path, parser in walk(p):
+        add_options(parser, top=len(path) == 1)
+        example = EXAMPLES.get(" ".join(path[1:]))
+        if example:
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+            lines = "\n".join(f"  {line}" for line in example.splitlines())
+            parser.epilog = f"example:\n{lines}"
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+    return int(args.func(args))

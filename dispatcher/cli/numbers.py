@@ -7,11 +7,11 @@ errors are JSON on stderr with exit code 1.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import Any
 
+from dispatcher.cli.exits import Exit
+from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.sms import InvalidPhoneNumber, normalize
@@ -50,11 +50,6 @@ def _engine_and_settings() -> tuple[Any, Settings]:
     return make_engine(s.database_url, pool_size=1), s
 
 
-def _fail(message: str) -> int:
-    print(json.dumps({"error": message}), file=sys.stderr)
-    return 1
-
-
 def cmd_numbers_add(args: argparse.Namespace) -> int:
     """Assign a number to an account."""
     from dispatcher.accounts.account import find_account
@@ -64,17 +59,17 @@ def cmd_numbers_add(args: argparse.Namespace) -> int:
         try:
             number, kind = dedicated_number(args.number, args.kind, settings.default_region or None)
         except ValueError as exc:
-            return _fail(f"{args.number!r}: {exc}")
+            return fail(args, f"{args.number!r}: {exc}", Exit.INPUT)
         account = find_account(engine, args.account)
         if account is None:
-            return _fail(f"no account named {args.account!r}")
+            return fail(args, f"no account named {args.account!r}")
         with engine.begin() as conn:
             add_number(conn, number, account.id, kind, time.time())
     except NumberTaken as exc:
-        return _fail(str(exc))
+        return fail(args, str(exc))
     finally:
         engine.dispose()
-    print(json.dumps({"number": number, "kind": kind.value, "account": account.name}))
+    emit(args, {"number": number, "kind": kind.value, "account": account.name})
     return 0
 
 
@@ -88,14 +83,14 @@ def cmd_numbers_list(args: argparse.Namespace) -> int:
         if args.account:
             account = find_account(engine, args.account)
             if account is None:
-                return _fail(f"no account named {args.account!r}")
+                return fail(args, f"no account named {args.account!r}")
             account_id = account.id
         with engine.connect() as conn:
             rows = list_numbers(conn, account_id)
     finally:
         engine.dispose()
     out = [{"number": r["number"], "kind": r["kind"], "account": r["account"]} for r in rows]
-    print(json.dumps(out, indent=2))
+    emit(args, out, indent=2)
     return 0
 
 
@@ -112,8 +107,8 @@ def cmd_numbers_remove(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if not removed:
-        return _fail(f"{number} is not assigned")
-    print(json.dumps({"removed": number}))
+        return fail(args, f"{number} is not assigned")
+    emit(args, {"removed": number})
     return 0
 
 

@@ -1,7 +1,8 @@
 """``smsdispatch prices|balance|usage``: price lists, balances and the ledger, usage reports.
 
-Register with :func:`register` on the ``smsdispatch`` sub-parsers. Output is JSON on stdout
-(CSV for ``usage``); errors are JSON on stderr with exit code 1, naming the field. Amounts
+Register with :func:`register` on the ``smsdispatch`` sub-parsers. Output goes through
+:mod:`dispatcher.cli.output` (JSON for scripts, tables on a terminal; CSV for ``usage``); errors
+name the field, exit code 1. Amounts
 are typed and shown in major units (``12.34``), stored in minor units (docs/prices.md).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from typing import Any
 
 from dispatcher.billing.money import MoneyError, by_numeric, currency, format_minor, to_minor
 from dispatcher.cli.accounts import fail, open_engine
+from dispatcher.cli.output import emit
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -73,7 +74,7 @@ def cmd_prices_set(args: argparse.Namespace) -> int:
         with engine.begin() as conn:
             entry = add_price(conn, account_id, new, _actor(args))
     except (LookupError, PriceListError) as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
     out = {
@@ -83,7 +84,7 @@ def cmd_prices_set(args: argparse.Namespace) -> int:
         "currency": _alpha(entry.currency),
         "validFrom": entry.valid_from,
     }
-    print(json.dumps(out))
+    emit(args, out)
     return 0
 
 
@@ -97,10 +98,10 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             entries = list_entries(conn, account_id)
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
-    print(json.dumps({"list": args.account or "default", "entries": entries_view(entries)}))
+    emit(args, {"list": args.account or "default", "entries": entries_view(entries)})
     return 0
 
 
@@ -114,12 +115,12 @@ def cmd_prices_remove(args: argparse.Namespace) -> int:
         with engine.begin() as conn:
             removed = remove_price(conn, account_id, args.destination)
     except (LookupError, PriceListError) as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
     if not removed:
-        return fail(f"destination: {args.destination} is not in this price list")
-    print(json.dumps({"removed": removed}))
+        return fail(f"destination: {args.destination} is not in this price list", args)
+    emit(args, {"removed": removed})
     return 0
 
 
@@ -137,27 +138,26 @@ def cmd_prices_quote(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             book = PriceBook(load_entries(conn))
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     except InvalidPhoneNumber as exc:
-        return fail(f"phone: {exc.message}")
+        return fail(f"phone: {exc.message}", args)
     finally:
         engine.dispose()
     assert account_id is not None
     quote = book.quote(account_id, phone, args.at or time.time())
     if quote is None:
-        return fail(f"phone: no price for {phone} in the account's list or the default one")
-    print(
-        json.dumps(
-            {
-                "phone": phone,
-                "matched": quote.entry.destination,
-                "list": "account" if quote.entry.account_id is not None else "default",
-                "pricePerPart": format_minor(quote.price, quote.currency),
-                "parts": args.parts,
-                "price": format_minor(quote.price * args.parts, quote.currency),
-                "currency": _alpha(quote.currency),
-            }
-        )
+        return fail(f"phone: no price for {phone} in the account's list or the default one", args)
+    emit(
+        args,
+        {
+            "phone": phone,
+            "matched": quote.entry.destination,
+            "list": "account" if quote.entry.account_id is not None else "default",
+            "pricePerPart": format_minor(quote.price, quote.currency),
+            "parts": args.parts,
+            "price": format_minor(quote.price * args.parts, quote.currency),
+            "currency": _alpha(quote.currency),
+        },
     )
     return 0
 
@@ -191,10 +191,10 @@ def cmd_balance_show(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
-    print(json.dumps(out))
+    emit(args, out)
     return 0
 
 
@@ -211,14 +211,14 @@ def _post(args: argparse.Namespace, kind: str) -> int:
             post(conn, account_id, kind, amount, cur.numeric, _actor(args), args.note)
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     except MoneyError as exc:
-        return fail(f"amount: {exc}")
+        return fail(f"amount: {exc}", args)
     except BalanceError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
-    print(json.dumps(out))
+    emit(args, out)
     return 0
 
 
@@ -254,21 +254,21 @@ def cmd_balance_limits(args: argparse.Namespace) -> int:
         try:
             credit = _limit(args.credit_limit, cur, "unlimited")
         except MoneyError as exc:
-            return fail(f"credit-limit: {exc}")
+            return fail(f"credit-limit: {exc}", args)
         try:
             low = _limit(args.low_balance, cur, "off")
         except MoneyError as exc:
-            return fail(f"low-balance: {exc}")
+            return fail(f"low-balance: {exc}", args)
         with engine.begin() as conn:
             set_limits(conn, account_id, cur.numeric, credit_limit=credit, low_balance=low)
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     except (MoneyError, BalanceError) as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
-    print(json.dumps(out))
+    emit(args, out)
     return 0
 
 
@@ -283,7 +283,7 @@ def cmd_balance_ledger(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             rows = ledger_rows(conn, account_id, args.limit)
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
     out = [
@@ -301,7 +301,7 @@ def cmd_balance_ledger(args: argparse.Namespace) -> int:
         }
         for r in rows
     ]
-    print(json.dumps(out, indent=2))
+    emit(args, out, indent=2)
     return 0
 
 
@@ -316,7 +316,7 @@ def cmd_balance_reconcile(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             problems = reconcile(conn, account_id)
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
     out = {
@@ -326,7 +326,7 @@ def cmd_balance_reconcile(args: argparse.Namespace) -> int:
             for p in problems
         ],
     }
-    print(json.dumps(out))
+    emit(args, out)
     return 0 if not problems else 1
 
 
@@ -345,7 +345,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             rows = usage(conn, date_from, date_to, account_id, carrier_costs())
     except LookupError as exc:
-        return fail(str(exc))
+        return fail(str(exc), args)
     finally:
         engine.dispose()
     sys.stdout.write(usage_csv(rows))

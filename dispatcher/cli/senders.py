@@ -6,22 +6,22 @@
     smsdispatch senders reject ACCOUNT NAME --reason TEXT [--by OPERATOR]
     smsdispatch senders policy ACCOUNT [registered|open]
 
-Output is JSON on stdout; errors are JSON on stderr with exit code 1.
+Output and errors go through :mod:`dispatcher.cli.output`; a refusal exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import getpass
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dispatcher.cli.accounts import fail, open_engine
+from dispatcher.cli.accounts import cli_actor, fail, open_engine
+from dispatcher.cli.output import emit
 from dispatcher.config import Settings
+from dispatcher.store import audit
 from dispatcher.store.senders import NameState, SenderName, SenderPolicy
 
 
@@ -35,7 +35,7 @@ def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         try:
             return run(args)
         except _Refused as exc:
-            return fail(str(exc))
+            return fail(str(exc), args)
 
     return wrapped
 
@@ -59,12 +59,7 @@ def _account(name: str) -> Iterator[tuple[Any, int]]:
 
 
 def _operator(args: argparse.Namespace) -> str:
-    if args.by:
-        return str(args.by)
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no user name in this environment (a bare container)
-        return "cli"
+    return str(args.by) if args.by else cli_actor()
 
 
 def _view(entry: SenderName, account: str) -> dict[str, Any]:
@@ -102,7 +97,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 names = {int(r.id): str(r.name) for r in rows}
         finally:
             engine.dispose()
-    print(json.dumps([_view(e, names.get(e.account_id, "?")) for e in entries], indent=2))
+    emit(args, [_view(e, names.get(e.account_id, "?")) for e in entries], indent=2)
     return 0
 
 
@@ -113,11 +108,14 @@ def cmd_request(args: argparse.Namespace) -> int:
     from dispatcher.store.senders import request_name
 
     with _account(args.account) as (conn, account_id):
+        now = time.time()
         try:
-            entry = request_name(conn, account_id, args.sender, _operator(args), time.time())
+            entry = request_name(conn, account_id, args.sender, _operator(args), now)
         except InvalidSender as exc:
             raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
-    print(json.dumps(_view(entry, args.account), indent=2))
+        if entry.requested_at == now:  # the panel's audit log shows the CLI's actions too
+            audit.record(conn, account_id, _operator(args), "sender.request", entry.name, now=now)
+    emit(args, _view(entry, args.account), indent=2)
     return 0
 
 
@@ -136,9 +134,11 @@ def _decide(args: argparse.Namespace, state: NameState) -> int:
             entry = approve(conn, entry.id, _operator(args), now)
         else:
             entry = reject(conn, entry.id, _operator(args), args.reason, now)
+        verdict = "sender.approve" if state == NameState.APPROVED else "sender.reject"
+        audit.record(conn, account_id, _operator(args), verdict, entry.name, entry.reason, now=now)
     out = _view(entry, args.account)
     out["note"] = "API processes apply the decision at once to new sends"
-    print(json.dumps(out, indent=2))
+    emit(args, out, indent=2)
     return 0
 
 
@@ -166,16 +166,15 @@ def cmd_policy(args: argparse.Namespace) -> int:
             set_policy(conn, account_id, args.policy)
         policy = get_policy(conn, account_id)
     ttl = Settings.from_env().auth_cache_ttl_s
-    print(
-        json.dumps(
-            {
-                "account": args.account,
-                "sender_policy": str(policy),
-                "note": "registered: only approved names and dedicated numbers may send; "
-                f"open: any valid name. API processes apply a change within {ttl:g} s",
-            },
-            indent=2,
-        )
+    emit(
+        args,
+        {
+            "account": args.account,
+            "sender_policy": str(policy),
+            "note": "registered: only approved names and dedicated numbers may send; "
+            f"open: any valid name. API processes apply a change within {ttl:g} s",
+        },
+        indent=2,
     )
     return 0
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import re
 import sys
 import time
 from typing import Any
 
+from dispatcher.cli.exits import Exit
+from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store.users import (
@@ -26,11 +27,6 @@ from dispatcher.store.users import (
 )
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{3,64}$")
-
-
-def _fail(message: str) -> int:
-    print(json.dumps({"error": message}), file=sys.stderr)
-    return 1
 
 
 def read_password(path: str | None) -> str:
@@ -52,29 +48,31 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     from dispatcher.store.db import make_engine
 
     if not _USERNAME.match(args.username):
-        return _fail("username: 3-64 characters of letters, digits and . _ @ + -")
+        return fail(args, "username: 3-64 characters of letters, digits and . _ @ + -", Exit.INPUT)
     try:
         password = read_password(args.password_file)
     except (OSError, ValueError) as exc:
-        return _fail(f"password: {exc}")
+        return fail(args, f"password: {exc}", Exit.INPUT)
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        return _fail(f"password: {MIN_PASSWORD_LENGTH}-{MAX_PASSWORD_LENGTH} characters")
+        return fail(
+            args, f"password: {MIN_PASSWORD_LENGTH}-{MAX_PASSWORD_LENGTH} characters", Exit.INPUT
+        )
     settings = Settings.from_env()
     configure(settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         account = find_account(engine, args.account)
         if account is None:
-            return _fail(f"no account named {args.account!r}")
+            return fail(args, f"no account named {args.account!r}")
         with engine.begin() as conn:
             user = create_user(
                 conn, account.id, args.username, password, Role(args.role), time.time()
             )
     except UserExists as exc:
-        return _fail(str(exc))
+        return fail(args, str(exc))
     finally:
         engine.dispose()
-    print(json.dumps({"user": user.username, "account": account.name, "role": str(user.role)}))
+    emit(args, {"user": user.username, "account": account.name, "role": str(user.role)})
     return 0
 
 

@@ -8,13 +8,13 @@ rotated, or asked for with ``--show-secret``. URLs are checked as the sender che
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import Any
 
 from sqlalchemy import Engine
 
+from dispatcher.cli.exits import Exit
+from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.webhooks import admin
 from dispatcher.webhooks.urls import UrlRefused, check_url
@@ -113,12 +113,10 @@ def cmd_accounts_webhook(args: argparse.Namespace) -> int:
     try:
         result = apply(engine, settings, args)
     except admin.AccountNotFound:
-        print(json.dumps({"error": "account_not_found", "account": args.name}), file=sys.stderr)
-        return 1
+        return fail(args, {"error": "account_not_found", "account": args.name})
     except UrlRefused as exc:
-        print(json.dumps({"error": exc.code, "message": exc.reason}), file=sys.stderr)
-        return 2
+        return fail(args, {"error": exc.code, "message": exc.reason}, Exit.INPUT)
     finally:
         engine.dispose()
-    print(json.dumps(result, indent=2))
+    emit(args, result, indent=2)
     return 0

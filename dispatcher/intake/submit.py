@@ -259,8 +259,14 @@ def prepare_personalised(
     validity_min: int | None = None,
     priority: bool = False,
     source: str = "library",
+    campaign: str | None = None,
+    schedule_at: float | None = None,
+    idempotency_key: str | None = None,
 ) -> Prepared:
-    """Many recipients, each with its own text (mail merge); bad rows are reported, not sent."""
+    """Many recipients, each with its own text (mail merge); bad rows are reported, not sent.
+
+    ``campaign`` groups the submission in the panel; ``schedule_at`` (unix seconds) holds the
+    messages until then; ``idempotency_key`` makes a repeat return the first submission."""
     try:
         validate_sender(sender)
     except InvalidSender as exc:
@@ -268,9 +274,20 @@ def prepare_personalised(
     if not _sender_allowed(account, sender):
         raise RequestRefused([sender_refusal(sender.strip())])
     lane = choose_lane(account, priority, len(items), settings.bulk_threshold)
-    sub = NewSubmission(new_message_id(), account.id, "", lane, source, now)
+    sub = NewSubmission(
+        new_message_id(),
+        account.id,
+        "",
+        lane,
+        source,
+        now,
+        idempotency_key=idempotency_key,
+        campaign=campaign,
+    )
     external_id = uuid.uuid4().hex
-    valid_until = now + 60 * (validity_min or settings.default_validity_min)
+    scheduled = schedule_at is not None and schedule_at > now + SCHEDULE_SLACK_S
+    start = float(schedule_at) if scheduled and schedule_at is not None else now
+    valid_until = start + 60 * (validity_min or settings.default_validity_min)
     errors: list[ApiError] = []
     region = settings.default_region or None
     routes = current_table(settings)
@@ -303,9 +320,11 @@ def prepare_personalised(
                 encoding=str(info.encoding),
                 flash=False,
                 lane=lane,
-                status=Status.QUEUED,
+                status=Status.SCHEDULED if scheduled else Status.QUEUED,
                 created_at=now,
                 valid_until=valid_until,
+                scheduled_at=start if scheduled else None,
+                next_attempt_at=start if scheduled else None,
             )
         )
     if not sub.messages:

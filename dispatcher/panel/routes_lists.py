@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
@@ -9,9 +10,17 @@ import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from dispatcher.panel import charts
 from dispatcher.panel.forms import phone_to_e164
 from dispatcher.panel.web import PanelError, in_db, not_found, redirect, render, state, viewer
-from dispatcher.store.panel_queries import SearchFilter, campaign, list_campaigns, search_outgoing
+from dispatcher.store.dashboard import campaign_curve
+from dispatcher.store.panel_queries import (
+    SearchFilter,
+    campaign,
+    count_rejections,
+    list_campaigns,
+    search_outgoing,
+)
 from dispatcher.store.suppressions import list_suppressions, remove_suppression
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -59,6 +68,26 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
     rows, cursor = await in_db(
         request, lambda conn: search_outgoing(conn, account_id, flt, None, 50)
     )
+    curve = await in_db(
+        request, lambda conn: campaign_curve(conn, account_id, found.submission_ids)
+    )
+    chart = None
+    if curve:
+        step = curve[-1][0] - curve[0][0]
+        fmt = "%H:%M:%S" if step < 600 else "%H:%M" if step < 86400 else "%d %b %H:%M"
+        chart = charts.lines(
+            "Campaign progress",
+            [time.strftime(fmt, time.gmtime(t)) for t, _, _ in curve],
+            {
+                "past the carrier": [float(p) for _, p, _ in curve],
+                "final": [float(f) for _, _, f in curve],
+            },
+            "messages",
+            y_max=charts.nice_max(float(max(found.total, 1))),
+        )
+    rejected = 0
+    if kind == "c":
+        rejected = await in_db(request, lambda conn: count_rejections(conn, account_id, key))
     return render(
         request,
         "campaign.html",
@@ -67,6 +96,9 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
         c=found,
         rows=rows,
         more=cursor is not None,
+        rejected=rejected,
+        chart=chart,
+        rejected_url="/panel/campaigns/rejected.csv?" + urlencode({"name": key}),
     )
 
 

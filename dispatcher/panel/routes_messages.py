@@ -58,7 +58,8 @@ async def search(request: Request) -> Response:
         if cursor is not None:
             query = {k: v for k, v in form.values.items() if v}
             next_url = "/panel/messages?" + urlencode({**query, "after": cursor.encode()})
-    first_url = "/panel/messages?" + urlencode({k: v for k, v in form.values.items() if v})
+    search_query = urlencode({k: v for k, v in form.values.items() if v})
+    first_url = "/panel/messages?" + search_query
     return render(
         request,
         "messages.html",
@@ -69,6 +70,7 @@ async def search(request: Request) -> Response:
         rows=rows,
         next_url=next_url,
         first_url=first_url if form.after else None,
+        export_url="/panel/messages.csv?" + search_query,
         statuses=[s.value for s in Status],
         lanes=[lane.value for lane in (Lane.PRIORITY, Lane.BULK)],
         fields=FIELDS,

@@ -66,8 +66,18 @@ class Viewer:
 
     @property
     def is_admin(self) -> bool:
-        """Admins see OTP codes and may edit the suppression list."""
-        return self.user.role is Role.ADMIN
+        """Admins (and operators, in their own account) manage the account and see codes."""
+        return self.user.role in (Role.ADMIN, Role.OPERATOR)
+
+    @property
+    def is_operator(self) -> bool:
+        """Operators run the platform: every account's sender names, limits, new accounts."""
+        return self.user.role is Role.OPERATOR
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and the sender-name decisions name this user."""
+        return f"panel:{self.user.username}"
 
 
 class PanelState:
@@ -141,6 +151,43 @@ async def viewer(request: Request) -> Viewer:
         await panel.sessions.end(session)
         raise LoginRequired()
     return Viewer(user, session)
+
+
+async def admin_viewer(request: Request, csrf_token: str | None = None) -> Viewer:
+    """The logged-in admin (or operator) of the account; a 403 page for support. With
+    ``csrf_token`` (every POST passes the form's), the token is checked first."""
+    who = await viewer(request)
+    if csrf_token is not None:
+        check_csrf(who, csrf_token)
+    if not who.is_admin:
+        raise PanelError(
+            403,
+            "Admins only",
+            "This page is for the admins of the account. Support users can read messages, "
+            "campaigns and the suppression list.",
+            who.user,
+        )
+    return who
+
+
+async def operator_viewer(request: Request, csrf_token: str | None = None) -> Viewer:
+    """The logged-in platform operator; a 403 page for everyone else."""
+    who = await viewer(request)
+    if csrf_token is not None:
+        check_csrf(who, csrf_token)
+    if not who.is_operator:
+        raise PanelError(
+            403, "Operators only", "This page is for the operators of the platform.", who.user
+        )
+    return who
+
+
+def check_csrf(who: Viewer, posted: str) -> None:
+    """A 403 "Form expired" page unless the form posted the session's token."""
+    if not who.session.csrf_ok(posted):
+        raise PanelError(
+            403, "Form expired", "Reload the page and submit the form again.", who.user
+        )
 
 
 def render(

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 from dispatcher.contract import FINAL_STATUSES, Status
 from dispatcher.store.queries import get_message, message_timeline
 from dispatcher.store.schema import (
+    campaign_rejections,
     inbound_messages,
     messages,
     submissions,
@@ -182,17 +183,32 @@ def inbound_detail(conn: Connection, account_id: int, inbound_id: str) -> dict[s
 
 def _webhooks(conn: Connection, account_id: int, message_id: str) -> list[dict[str, Any]]:
     d = webhook_deliveries.c
-    deliveries = [
-        dict(r._mapping)
-        for r in conn.execute(
-            select(
-                d.id, d.event, d.status_key, d.url, d.state, d.attempts, d.created_at,
-                d.delivered_at, d.last_status_code, d.last_error,
-            )
-            .where(and_(d.message_id == message_id, d.account_id == account_id))
-            .order_by(d.created_at)
+    return _deliveries(
+        conn, and_(d.message_id == message_id, d.account_id == account_id), d.created_at.asc()
+    )
+
+
+def recent_deliveries(conn: Connection, account_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The account's newest webhook deliveries (any event), each with its attempts."""
+    d = webhook_deliveries.c
+    return _deliveries(conn, d.account_id == account_id, d.created_at.desc(), limit)
+
+
+def _deliveries(
+    conn: Connection, where: Any, order: Any, limit: int | None = None
+) -> list[dict[str, Any]]:
+    d = webhook_deliveries.c
+    query = (
+        select(
+            d.id, d.message_id, d.event, d.status_key, d.url, d.state, d.attempts, d.created_at,
+            d.delivered_at, d.last_status_code, d.last_error,
         )
-    ]  # fmt: skip
+        .where(where)
+        .order_by(order)
+    )  # fmt: skip
+    if limit is not None:
+        query = query.limit(limit)
+    deliveries = [dict(r._mapping) for r in conn.execute(query)]
     if not deliveries:
         return []
     a = webhook_attempts.c
@@ -324,3 +340,15 @@ def _fill(conn: Connection, account_id: int, found: Sequence[Campaign]) -> None:
     for r in rows:
         counts = by_sub[r.submission_id].counts
         counts[r.status] = counts.get(r.status, 0) + int(r.n)
+
+
+def count_rejections(conn: Connection, account_id: int, campaign_name: str) -> int:
+    """How many rows of a panel campaign were not sent (downloadable as CSV)."""
+    r = campaign_rejections.c
+    return int(
+        conn.execute(
+            select(func.count()).where(
+                and_(r.account_id == account_id, r.campaign == campaign_name)
+            )
+        ).scalar_one()
+    )

@@ -72,6 +72,42 @@ api_keys = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double),  # set when rotated: the old pair works until then
+    # Named in the panel (docs/panel.md); NULL for keys issued before names existed.
+    Column("name", String(64)),
+    Column("created_by", String(64)),  # cli | panel:<username>
+    # Refreshed at most once per auth-cache period per API process: "last used" is that exact.
+    Column("last_used_at", Double),
+    Column("revoked_at", Double),  # revoked in the panel (expires_at is set to the same time)
+)
+
+# Rows of a campaign made in the panel that were not sent, and why: downloadable as CSV from
+# the campaign's page (docs/panel.md).
+campaign_rejections = Table(
+    "campaign_rejections",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("line", Integer, nullable=False),  # the row's line in the uploaded file
+    Column("phone", String(64), nullable=False),  # as written in the file
+    Column("reason", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("ix_campaign_rejections_campaign", "account_id", "campaign", "line"),
+)
+
+# Who did what in an account's settings (keys, webhooks, sender names, campaigns): the panel's
+# audit log. ``account_id`` NULL: a platform action (an operator creating an account).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("account_id", Integer),
+    Column("at", Double, nullable=False),
+    Column("actor", String(64), nullable=False),  # panel:<username> | cli:<user>
+    Column("action", String(32), nullable=False),  # e.g. key.create, webhook.test
+    Column("target", String(128)),  # what it acted on: a key's name, a URL's host …
+    Column("detail", String(512)),  # never a secret
+    Index("ix_audit_log_account_id", "account_id", "id"),
 )
 
 # Sender names an account asked for and the operator's decision (docs/senders.md).
@@ -251,6 +287,8 @@ webhook_deliveries = Table(
     Column("last_error", String(255)),
     UniqueConstraint("message_id", "event", "status_key", name="uq_webhook_once"),
     Index("ix_webhook_deliveries_message", "message_id"),
+    # The panel's "recent deliveries" of an account (migration 0010_panel).
+    Index("ix_webhook_deliveries_account_created", "account_id", "created_at"),
     Index(
         "ix_webhook_deliveries_leased",
         "next_attempt_at",

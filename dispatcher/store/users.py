@@ -32,11 +32,14 @@ def _dummy_hash() -> str:
 
 
 class Role(enum.StrEnum):
-    """What a panel user may do: support reads (OTP codes masked); admin also sees codes and
-    edits the suppression list."""
+    """What a panel user may do (docs/panel.md): support reads its account (OTP codes masked);
+    admin manages its account (keys, webhooks, sender names, campaigns, suppression list);
+    operator runs the platform (every account: creates accounts, decides sender names, sets
+    limits) and is an admin of the account it belongs to."""
 
     SUPPORT = "support"
     ADMIN = "admin"
+    OPERATOR = "operator"
 
 
 class UserExists(Exception):

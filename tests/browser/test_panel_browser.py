@@ -11,21 +11,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 from sqlalchemy import update
 
 from dispatcher.store.schema import accounts
 from dispatcher.webhooks import admin as webhook_admin
-from tests.browser.panel_helpers import PASSWORD, make_user
+from tests.browser.conftest import log_in, new_page
+from tests.browser.panel_helpers import make_user
 from tests.support.receiver import Answer, Receiver
 from tests.support.stack import ROOT, Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = os.path.join(ROOT, "docs", "screenshots")
 TOKEN = "browser-test-callback-token"
 PHONE = "+48111222333"
@@ -55,12 +54,7 @@ def seeded() -> Iterator[Seeded]:
             panel_login_attempts=3,
         ) as stack,
     ):
-        with ThreadPoolExecutor(4) as pool:
-            for done in [
-                pool.submit(stack.start_worker, lane, 1)
-                for lane in ("priority", "bulk", "dlr", "webhooks")
-            ]:
-                done.result()
+        stack.start_workers(("priority", "bulk", "dlr", "webhooks"))
         stack.sim_config(dlr_mix={"DELIVRD": 1.0})
         shop = stack.account("acme-shop", priority=True)
         other = stack.account("other-company")
@@ -121,35 +115,11 @@ def send_other(client: object) -> str:
     return str(r.json()["data"][0]["id"])
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert os.path.exists(CHROMIUM), "install Debian's chromium: apt-get install -y chromium"
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    expect.set_options(timeout=15_000)  # a loaded 2-core CI machine renders slowly
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield b
-        b.close()
-
-
-def new_page(browser: Browser) -> Page:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-GB")
-    context.set_default_timeout(15_000)
-    return context.new_page()
-
-
-def log_in(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
-    page.goto(base + "/panel/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
 def test_support_finds_the_code_and_sees_its_report_and_webhooks(
     seeded: Seeded, browser: Browser
 ) -> None:
     base = seeded.stack.api_url
-    page = new_page(browser)
+    page = new_page(browser, 860)
     page.goto(base + "/panel/messages")
     expect(page).to_have_title("Sign in · smsdispatch panel")
     log_in(page, base, seeded.support_a)
@@ -186,7 +156,7 @@ def test_support_finds_the_code_and_sees_its_report_and_webhooks(
     expect(page.locator(".sms-body")).not_to_contain_text("482913")
     page.screenshot(path=os.path.join(SHOTS, "panel-message.png"), full_page=True)
 
-    admin = new_page(browser)
+    admin = new_page(browser, 860)
     log_in(admin, base, seeded.admin_a)
     admin.goto(f"{base}/panel/messages/{seeded.otp_id}")
     expect(admin.locator(".sms-body")).to_contain_text("482913")
@@ -196,7 +166,7 @@ def test_support_finds_the_code_and_sees_its_report_and_webhooks(
 
 def test_another_account_gets_no_page_result_or_detail(seeded: Seeded, browser: Browser) -> None:
     base = seeded.stack.api_url
-    page = new_page(browser)
+    page = new_page(browser, 860)
     log_in(page, base, seeded.user_b)
     expect(page).to_have_title("Messages · smsdispatch panel")
     page.get_by_label("Phone number").fill("0048 111 222 333")
@@ -216,7 +186,7 @@ def test_another_account_gets_no_page_result_or_detail(seeded: Seeded, browser: 
 
 def test_a_forged_form_is_refused(seeded: Seeded, browser: Browser) -> None:
     base = seeded.stack.api_url
-    page = new_page(browser)
+    page = new_page(browser, 860)
     log_in(page, base, seeded.support_a)
     page.eval_on_selector(
         'form[action="/panel/logout"] input[name="csrf_token"]', "e => e.value = 'forged'"
@@ -232,7 +202,7 @@ def test_a_forged_form_is_refused(seeded: Seeded, browser: Browser) -> None:
 def test_login_attempts_are_rate_limited(seeded: Seeded, browser: Browser) -> None:
     base = seeded.stack.api_url
     username = make_user(seeded.stack, 1, "support", "rate.limited")
-    page = new_page(browser)
+    page = new_page(browser, 860)
     for _ in range(3):  # panel_login_attempts=3 in this stack
         log_in(page, base, username, "not the password")
         expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")

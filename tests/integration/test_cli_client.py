@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
+from dispatcher.cli.exits import Exit
 from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
+from tests.support.terminal import run_on_terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.any_db]
 ROWS = 50_000
@@ -30,7 +33,7 @@ def account(stack: Stack) -> ApiClient:
     return stack.account()
 
 
-def _cli(stack: Stack, account: ApiClient, *args: str) -> subprocess.CompletedProcess[str]:
+def _env(stack: Stack, account: ApiClient) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
     env.update(
         {
@@ -40,9 +43,13 @@ def _cli(stack: Stack, account: ApiClient, *args: str) -> subprocess.CompletedPr
             "SMSDISPATCH_AUTHORIZATION": account.keys["Authorization"],
         }
     )
+    return env
+
+
+def _cli(stack: Stack, account: ApiClient, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dispatcher.cli", *args],
-        env=env,
+        env=_env(stack, account),
         capture_output=True,
         text=True,
         timeout=600,
@@ -74,7 +81,7 @@ def test_send_and_status(stack: Stack, account: ApiClient) -> None:
 
     wait_until(status, 30, interval=0.3, what="sent")
     bad = _cli(stack, account, "send", "--to", "+48111222333", "--text", "x", "--sender", "?" * 20)
-    assert bad.returncode == 1
+    assert bad.returncode == 5  # Exit.API_REFUSED
     assert json.loads(bad.stderr) == {
         "error": "invalid_sender",
         "status": 400,
@@ -148,3 +155,47 @@ def test_campaign_upload_with_a_message_column(
         codes = {int(r["row"]): r["code"] for r in csv.DictReader(fh)}
     assert codes == {42: "empty_message", 43: "invalid_phone_number"}
     assert _count(stack, account) - before == 40
+
+
+def test_upload_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(
+    stack: Stack, account: ApiClient, tmp_path: pytest.TempPathFactory
+) -> None:
+    path = os.path.join(str(tmp_path), "progress.csv")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone"])
+        for i in range(3000):
+            w.writerow([f"+4880{i:07d}"])
+    upload = ["campaign", "upload", path, "--text", "Hi", "--batch", "500"]
+
+    argv = [sys.executable, "-m", "dispatcher.cli", *upload, "--name", "on-a-terminal"]
+    code, shown = run_on_terminal(argv, {**_env(stack, account), "TERM": "xterm"}, ROOT, 300)
+    assert code == 0, shown[-3000:]
+    assert re.search(r"upload: 100%\|█+\| ETA 00:00, rows 3,000  accepted 3,000  rejected 0", shown)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert re.search(r"accepted\s+3000\r?\n", plain)  # the summary as key/value rows, not JSON
+    assert '"accepted"' not in plain
+
+    piped = _cli(stack, account, *upload, "--name", "in-a-log")
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    assert "\r" not in piped.stderr and "\x1b" not in piped.stderr
+    last = piped.stderr.strip().splitlines()[-1]
+    assert last.startswith("upload: 100.0%  rows 3,000  accepted 3,000  rejected 0  ")
+    assert json.loads(piped.stdout)["accepted"] == 3000
+
+
+def test_exit_codes_against_the_api(stack: Stack, account: ApiClient) -> None:
+    refused = _cli(stack, account, "status", "not-a-message-id")
+    assert refused.returncode == Exit.API_REFUSED, refused.stderr
+    assert json.loads(refused.stderr)["status"] in (400, 404)
+    env = {**_env(stack, account), "SMSDISPATCH_AUTHORIZATION": "wrong"}
+    wrong_keys = subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", "send", "--to", "+48111222333", "--text", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert wrong_keys.returncode == Exit.API_REFUSED, wrong_keys.stderr
+    assert json.loads(wrong_keys.stderr)["status"] in (401, 403)

@@ -308,5 +308,5 @@ def test_cli_creates_users_with_a_password_from_stdin(pstack: Stack, acct_a: Api
     short = subprocess.run(
         [*argv[:5], "cli-x", *argv[6:]], input="short\n", env=env, capture_output=True, text=True
     )
-    assert short.returncode == 1 and "password" in short.stderr
+    assert short.returncode == 4 and "password" in short.stderr  # Exit.INPUT
     assert logged_in(pstack, "cli-admin").get("/panel/messages").status_code == 200

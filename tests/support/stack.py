@@ -10,7 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -122,6 +123,12 @@ class Stack:
         )
         if wait:
             wait_until(partial(_ready_after, self, name, before), 30, what=f"{name} ready")
+
+    def start_workers(self, lanes: Iterable[str], concurrency: int = 1) -> None:
+        """Start a pool per lane side by side (one after another takes as long as all of them)."""
+        with ThreadPoolExecutor(4) as pool:
+            for done in [pool.submit(self.start_worker, lane, concurrency) for lane in lanes]:
+                done.result()
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Stop one process (its whole group)."""

@@ -135,3 +135,11 @@ def test_login_limiter_counts_per_user_and_per_address() -> None:
         assert await limiter.attempt("ann", "10.0.0.2") == 0
 
     asyncio.run(scenario())
+
+
+def test_the_panel_reads_breakers_where_and_as_the_workers_write_them() -> None:
+    from dispatcher.routing.breaker_state import KEY_PREFIX, STATE_NAMES
+    from workers.sending import breaker
+
+    assert breaker.KEY_PREFIX == KEY_PREFIX
+    assert {s.value: s.name.lower().replace("_", "-") for s in breaker.State} == STATE_NAMES

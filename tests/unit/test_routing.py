@@ -245,7 +245,7 @@ def test_cli_lists_without_secrets(good: Path, capsys: pytest.CaptureFixture[str
 def test_cli_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "connections.toml"
     path.write_text("[[connections]]\nname='a'\ntype='simulator'\nurl='http://x'\ntps=-1\n")
-    assert main(["connections", "list", "--config", str(path)]) == 2
+    assert main(["connections", "list", "--config", str(path)]) == 4  # Exit.INPUT
     err = json.loads(capsys.readouterr().err)
     assert err["message"] == "connections.toml: connections[0].tps: must be a positive integer"
 
@@ -263,7 +263,7 @@ def test_api_refuses_to_start_with_a_bad_file(tmp_path: Path) -> None:
         timeout=60,
         cwd=ROOT,
     )
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 4, done.stderr  # Exit.INPUT
     assert "connections.toml: connections[0].url: must be an URL" in done.stderr
 
 

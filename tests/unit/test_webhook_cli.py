@@ -11,6 +11,7 @@ import pytest
 from smsdispatch_client.webhooks import secret_key
 from sqlalchemy import Engine, select
 
+from dispatcher.cli.exits import Exit
 from dispatcher.cli.webhooks import add_account_webhook_parser, apply, cmd_accounts_webhook
 from dispatcher.config import Settings
 from dispatcher.store.schema import accounts
@@ -101,7 +102,7 @@ def test_command_prints_json_and_exit_codes(
     name = name_of(engine, add_account(engine))
     monkeypatch.setenv("DATABASE_URL", str(engine.url.render_as_string(hide_password=False)))
     monkeypatch.setenv("SMSDISPATCH_WEBHOOK_ALLOW_PRIVATE", "0")
-    assert cmd_accounts_webhook(parse(name, "--url", "http://127.0.0.1/h")) == 2
+    assert cmd_accounts_webhook(parse(name, "--url", "http://127.0.0.1/h")) == Exit.INPUT
     assert json.loads(capsys.readouterr().err)["error"] == "forbidden_address"
     assert cmd_accounts_webhook(parse("nobody")) == 1
     capsys.readouterr()

@@ -27,11 +27,10 @@ import structlog
 from redis.exceptions import RedisError
 
 from dispatcher.routing import BreakerConfig
+from dispatcher.routing.breaker_state import KEY_PREFIX  # the panel reads the same keys
 from workers.errors import CarrierError, ThrottledError
 
 log = structlog.get_logger(component="breaker")
-
-KEY_PREFIX = "smsd:cb:"
 
 
 class State(IntEnum):
