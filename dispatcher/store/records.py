@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.contract import MessagePayload
+
 
 @dataclass(slots=True)
 class NewMessage:
@@ -31,8 +33,8 @@ class NewMessage:
     currency: int = 0  # ISO 4217 numeric; 0 while billing is off
     charged: bool = False  # taken from the account's balance
 
-    def payload(self, attempt: int = 0) -> dict[str, Any]:
-        """The task payload for this message (see :class:`dispatcher.contract.MessagePayload`)."""
+    def payload(self, attempt: int = 0) -> MessagePayload:
+        """What a chunk task carries of this message."""
         return {
             "id": self.id,
             "account": self.account_id,
@@ -86,4 +88,4 @@ class Batch:
 
     id: str
     lane: str
-    payloads: list[dict[str, Any]]
+    payloads: list[MessagePayload]
