@@ -53,15 +53,14 @@ class Settings:
     max_body_bytes: int = 1_048_576
     bulk_threshold: int = 10  # more recipients than this always go to the bulk lane
     default_region: str = ""  # e.g. "PL" to accept national numbers without a country code
-    writer_max_delay_ms: float = 2.0  # group commit window in the API
     writer_max_rows: int = 5000
     scheduler_interval_s: float = 0.25
     outbox_stale_s: float = 30.0  # a batch not marked enqueued after this is re-enqueued
     sending_stale_s: float = 120.0  # a claim older than this is reconciled with the carrier
     orphan_stale_s: float = 120.0  # queued, lane empty, older than this: re-enqueued
-    visibility_timeout_s: int = 3600
     # A dlr or webhooks task unacknowledged this long (its worker was killed) is put back on its
-    # queue by the scheduler instead of waiting for the visibility timeout; 0 turns that off.
+    # queue by the scheduler instead of waiting for the visibility timeout
+    # (SMSDISPATCH_VISIBILITY_TIMEOUT_S, read by celeryconfig); 0 turns that off.
     # 300: a task's hard time limit (celeryconfig), so the worker holding it is gone or stuck.
     unacked_restore_s: float = 300.0
     # Callbacks from carriers (delivery reports, inbound): the bearer token the default

@@ -25,6 +25,17 @@ def new_message_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def uuid7_time(value: str) -> float | None:
+    """Unix seconds encoded in a UUIDv7 (our message and batch ids), else ``None``."""
+    try:
+        u = uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if u.version != 7:
+        return None
+    return (u.int >> 80) / 1000.0
+
+
 def alphanumeric_token(length: int) -> str:
     """A random secret of ``length`` letters and digits (API keys): 5.95 bits per character,
     each character drawn uniformly by the operating system's CSPRNG."""

@@ -8,6 +8,9 @@ Handlers are plain callables ``(Request) -> Reply`` where a reply is one of
 * a coroutine returning ``bytes`` - for handlers that must await (outbound posts).
 
 Responses on one connection are always written in request order.
+
+Longer than 400 lines on purpose: one protocol loop (parsing, pipelining, ordered writes)
+that is only correct read whole.
 """
 
 from __future__ import annotations

@@ -18,10 +18,9 @@ from typing import Generic, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.store import dead_letters
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import transaction
 
 log = structlog.get_logger(component="inbox")
 T = TypeVar("T")
@@ -42,11 +41,8 @@ class Isolated(Generic[T]):
 
 
 def _tx(engine: Engine, work: Callable[[Connection], R]) -> R:
-    try:
-        with engine.begin() as conn:
-            return work(conn)
-    except SQLAlchemyError as exc:
-        raise StoreUnavailable(type(exc).__name__) from exc
+    with transaction(engine) as conn:
+        return work(conn)
 
 
 def apply_isolated(

@@ -10,21 +10,24 @@ are plain in-process values.
 Labels are bounded: ``lane`` and ``status`` come from the contract, ``connection`` is a
 configured carrier connection, ``reason``/``outcome``/``result`` are small fixed sets mapped
 here from error codes and HTTP statuses (never the carrier's own free-form codes).
+
+Longer than 400 lines on purpose: every worker metric in one registry, so their names and
+labels (which the dashboards and alert rules query) are checked in one place.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
-from dispatcher.store.schema import messages
+from dispatcher.ids import uuid7_time
+from dispatcher.store import reports
+from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="metrics")
 
@@ -200,17 +203,6 @@ class _Result(Protocol):
 
 
 # -- sending --------------------------------------------------------------------------------------
-def uuid7_time(value: str) -> float | None:
-    """Unix seconds encoded in a UUIDv7 (our message and batch ids), else ``None``."""
-    try:
-        u = uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return None
-    if u.version != 7:
-        return None
-    return (u.int >> 80) / 1000.0
-
-
 def latency_origin(message: Mapping[str, Any]) -> float | None:
     """When a message's clock starts: ``due_at`` of the payload (acceptance, or the scheduled
     time), else the acceptance time inside its UUIDv7 id."""
@@ -353,16 +345,11 @@ def record_reports(
     if not applied:
         return
     now = time.time() if now is None else now
-    m = messages.c
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(m.id, m.lane, m.status, m.created_at, m.scheduled_at).where(
-                    m.id.in_(list(applied))
-                )
-            ).all()
-    except SQLAlchemyError as exc:
-        log.warning("metrics.reports_unread", error=type(exc).__name__)
+        with transaction(engine) as conn:
+            rows = reports.reported(conn, applied)
+    except StoreUnavailable as exc:
+        log.warning("metrics.reports_unread", error=str(exc))
         return
     lag = REPORT_LAG.labels(connection)
     for r in rows:

@@ -12,23 +12,20 @@ import asyncio
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, select
-
 from dispatcher.config import Settings
 from dispatcher.contract import Lane
+from dispatcher.ratelimit import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
 from dispatcher.redis_clients import async_client
 from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
 from dispatcher.store.db import make_engine
-from dispatcher.store.progress import Failure, add_events, set_on_sent_check
-from dispatcher.store.schema import accounts, messages
+from dispatcher.store.progress import SendProgress
 from workers import metrics
 from workers.connectors.base import Connector
 from workers.connectors.chooser import RouteChooser
 from workers.connectors.registry import ConnectorSet, build_connector
 from workers.connectors.window import InFlightWindow
-from workers.rate_limits import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
+from workers.process_local import ProcessLocal
 from workers.sending.breaker import Breakers, State
-from workers.sending.progress import SqlProgress
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
 from workers.sending.tokens import ConnectionTokens, SmppTokens
@@ -63,52 +60,6 @@ def send_deadline(settings: Settings) -> float:
     return max(0.2, settings.sending_stale_s - settings.carrier_timeout_s - 1.0)
 
 
-class RoutedProgress(SqlProgress):
-    """The log as the routing sender needs it: failed attempts also note their connection on
-    the timeline, and retried messages tell which connection their last attempt used."""
-
-    def record_failures(
-        self,
-        failures: Sequence[Failure],
-        now: float,
-        expected: str = "sending",
-        connection: str | None = None,
-    ) -> int:
-        """See :func:`dispatcher.store.progress.record_failures`; plus a ``routed`` event."""
-        if connection is None:
-            return super().record_failures(failures, now, expected)
-
-        def both(conn: Connection) -> int:
-            from dispatcher.store import progress
-
-            moved = progress.record_failures(conn, failures, now, expected)
-            add_events(
-                conn, ((f.id, now, "routed", None, {"connection": connection}) for f in failures)
-            )
-            return moved
-
-        return self.run(both)
-
-    def last_connections(self, ids: Sequence[str]) -> dict[str, str]:
-        """The connection each message's previous attempt used."""
-        m = messages.c
-        rows = self.run(
-            lambda conn: conn.execute(
-                select(m.id, m.connection).where(m.id.in_(list(ids)), m.connection.is_not(None))
-            ).all()
-        )
-        return {r[0]: r[1] for r in rows}
-
-    def account_names(self, ids: Sequence[int]) -> dict[int, str]:
-        """Account names by id (routes may filter by account)."""
-        rows = self.run(
-            lambda conn: conn.execute(
-                select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(list(ids)))
-            ).all()
-        )
-        return {int(r[0]): str(r[1]) for r in rows}
-
-
 def _transition(connection: str, old: State, new: State) -> None:
     metrics.record_breaker_transition(connection, old.name.lower(), new.name.lower())
 
@@ -122,11 +73,10 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        set_on_sent_check(settings.webhook_on_sent_check_s)
         self.loop = new_loop()
         asyncio.set_event_loop(self.loop)
         self.engine = make_engine(settings.database_url, pool_size=4, plan_each_run=True)
-        self.store = RoutedProgress(self.engine)
+        self.store = SendProgress(self.engine, settings.webhook_on_sent_check_s)
         self.redis = async_client(settings.redis_url)
         self.limiter = AsyncLimiter(
             AsyncRedisRateLimitBackend(self.redis), on_wait=metrics.record_rate_wait
@@ -202,20 +152,14 @@ class Runtime:
         self.loop.close()
 
 
-_runtime: Runtime | None = None
+_RUNTIME = ProcessLocal(lambda: Runtime(Settings.from_env()))
 
 
 def runtime() -> Runtime:
     """This process's runtime, built on first use after the fork."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime(Settings.from_env())
-    return _runtime
+    return _RUNTIME.get()
 
 
 def reset_runtime() -> None:
     """Close and forget this process's runtime."""
-    global _runtime
-    if _runtime is not None:
-        _runtime.close()
-        _runtime = None
+    _RUNTIME.reset()

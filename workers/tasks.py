@@ -9,14 +9,20 @@ from typing import Any
 
 import structlog
 
-from dispatcher.contract import TASK_APPLY_REPORTS, TASK_RECONCILE, TASK_SEND_CHUNK
+from dispatcher.contract import (
+    TASK_APPLY_REPORTS,
+    TASK_RECONCILE,
+    TASK_SEND_CHUNK,
+    Chunk,
+    MalformedTask,
+)
+from dispatcher.ratelimit import RateLimitUnavailable
 from dispatcher.store import callback_inbox
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import StoreUnavailable, transaction
 from workers import metrics
 from workers.app import app
 from workers.errors import CarrierError
 from workers.isolation import apply_isolated
-from workers.rate_limits import RateLimitUnavailable
 from workers.reports import TAKE_FRESH_ROWS, Outcome, apply_stored
 from workers.runtime import runtime
 from workers.sending.reconcile import reconcile
@@ -37,17 +43,24 @@ INFRA_ERRORS = (StoreUnavailable, RateLimitUnavailable)
 )
 def send_chunk(self: Any, payload: dict[str, Any]) -> None:
     """Send one chunk of messages (see :class:`workers.sending.sender.ChunkSender`)."""
+    try:
+        chunk = Chunk.decode(payload)
+    except MalformedTask as exc:
+        # A bug, not a state to retry: its messages stay queued in the log, and the scheduler
+        # publishes queued messages of an idle lane again (the orphan audit).
+        log.error("chunk.malformed", field=exc.field, error=str(exc))
+        return
     rt = runtime()
     started = time.perf_counter()
     try:
-        report = rt.run(rt.sender(payload["lane"]).run(payload["messages"]))
+        report = rt.run(rt.sender(chunk.lane).run(chunk.messages))
     except INFRA_ERRORS as exc:
-        log.warning("chunk.retry", batch=payload.get("batch"), error=type(exc).__name__)
+        log.warning("chunk.retry", batch=chunk.batch, error=type(exc).__name__)
         raise self.retry(exc=exc, countdown=5) from exc
     log.info(
         "chunk.done",
-        batch=payload.get("batch"),
-        lane=payload.get("lane"),
+        batch=chunk.batch,
+        lane=chunk.lane,
         connection=rt.connector.name,
         ms=round((time.perf_counter() - started) * 1000, 1),
         **{k: v for k, v in dataclasses.asdict(report).items() if v},
@@ -89,30 +102,19 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     A row whose data makes applying fail is found and set aside without holding up the others
     (:mod:`workers.isolation`). On database trouble nothing was applied and the rows stay: the
     scheduler publishes them again when their lease ends, so this task does not retry itself
-    (a Celery countdown is held in a worker's memory and lost with it). A payload with
-    ``items`` (published by a version before the inbox, or parked in ``EARLY_REPORTS_KEY`` by
-    one) is stored first, then applied.
+    (a Celery countdown is held in a worker's memory and lost with it).
     """
     rt = runtime()
     now = time.time()
 
     def apply(rows: Sequence[int], take_fresh: bool) -> list[Outcome]:
-        return rt.store.run(
-            lambda conn: apply_stored(
+        with transaction(rt.engine) as conn:
+            return apply_stored(
                 conn, rt.connector.parse_report, rows, now, rt.settings.report_retry_s, take_fresh
             )
-        )
 
+    ids = payload["ids"]
     try:
-        ids = (
-            payload["ids"]
-            if "ids" in payload
-            else rt.store.run(
-                lambda conn: callback_inbox.add_task_payload(
-                    conn, callback_inbox.REPORT, payload, now, rt.settings.callback_lease_s
-                )
-            )
-        )
         done = apply_isolated(
             rt.engine,
             callback_inbox.REPORT,
@@ -123,9 +125,7 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
             TAKE_FRESH_ROWS,
         )
     except INFRA_ERRORS as exc:
-        log.warning(
-            "reports.deferred", rows=len(payload.get("ids") or []), error=type(exc).__name__
-        )
+        log.warning("reports.deferred", rows=len(ids), error=type(exc).__name__)
         return
     metrics.record_inbox_failures(callback_inbox.REPORT, done.failed, done.dead)
     for o in done.results:

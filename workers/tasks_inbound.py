@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.contract import TASK_APPLY_INBOUND
 from dispatcher.store import callback_inbox
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import StoreUnavailable, transaction
 from dispatcher.store.inbound import InboundStore
 from workers import metrics
 from workers.app import app
@@ -21,8 +20,6 @@ from workers.isolation import apply_isolated
 from workers.runtime import runtime
 
 log = structlog.get_logger(component="worker")
-
-DB_ERRORS = (StoreUnavailable, SQLAlchemyError)
 
 
 @app.task(
@@ -39,30 +36,26 @@ def apply_inbound_task(self: Any, payload: dict[str, Any]) -> None:
     Each row is applied, then deleted; a row whose data makes applying fail is found and set
     aside without holding up the others (:mod:`workers.isolation`). Database trouble leaves
     the rest of the rows for the scheduler to publish again when their lease ends; what was
-    applied then counts as duplicates. An ``items`` payload (from a version before the inbox)
-    is stored first.
+    applied then counts as duplicates.
     """
     rt = runtime()
     now = time.time()
 
     def apply(ids: Sequence[int], _take_fresh: bool) -> list[InboundReport]:
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             rows = callback_inbox.lock(conn, ids, callback_inbox.INBOUND)
         return [_apply_row(rt, row) for row in rows]
 
     try:
-        with rt.engine.begin() as conn:
-            ids = (
-                payload["ids"]
-                if "ids" in payload
-                else callback_inbox.add_task_payload(
-                    conn, callback_inbox.INBOUND, payload, now, rt.settings.callback_lease_s
-                )
-            )
         done = apply_isolated(
-            rt.engine, callback_inbox.INBOUND, ids, apply, now, rt.settings.callback_max_failures
+            rt.engine,
+            callback_inbox.INBOUND,
+            payload["ids"],
+            apply,
+            now,
+            rt.settings.callback_max_failures,
         )
-    except DB_ERRORS as exc:
+    except StoreUnavailable as exc:
         log.warning("inbound.deferred", error=type(exc).__name__)
         return
     metrics.record_inbox_failures(callback_inbox.INBOUND, done.failed, done.dead)
@@ -78,7 +71,7 @@ def _apply_row(rt: Any, row: callback_inbox.StoredCallback) -> InboundReport:
         time.time(),
         received_at=row.received_at,
     )
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         callback_inbox.finish(conn, [row.id])
     log.info(
         "inbound.applied",

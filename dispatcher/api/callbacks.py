@@ -18,12 +18,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.contract import CALLBACK_TASKS, CallbackKind, Lane
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.store import callback_inbox
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="callbacks")
 
@@ -82,11 +81,8 @@ class CallbackInbox:
     def _store_and_wake(self, key: tuple[str, str], items: list[dict[str, Any]]) -> None:
         kind, connection = key
         groups = [items[i : i + MAX_ITEMS_PER_ROW] for i in range(0, len(items), MAX_ITEMS_PER_ROW)]
-        try:
-            with self.engine.begin() as conn:
-                ids = callback_inbox.add(conn, kind, connection, groups, time.time(), self.lease_s)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+        with transaction(self.engine) as conn:
+            ids = callback_inbox.add(conn, kind, connection, groups, time.time(), self.lease_s)
         try:
             self.broker.publish_task(CALLBACK_TASKS[CallbackKind(kind)], {"ids": ids}, Lane.DLR)
         except BrokerUnavailable as exc:

@@ -1,4 +1,8 @@
-"""``/v2.1/sms``: send, list, look up, statuses."""
+"""``/v2.1/sms``: send, list, look up, statuses.
+
+Longer than 400 lines on purpose: the routes of one resource, ``/v2.1/sms``, with the
+send route's refusals beside it.
+"""
 
 from __future__ import annotations
 

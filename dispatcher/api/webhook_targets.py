@@ -11,12 +11,11 @@ import time
 from collections import OrderedDict
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.errors import ApiError
 from dispatcher.intake.submit import webhook_url_error
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import transaction
 from dispatcher.store.endpoint_cap import admit_endpoint
 from dispatcher.webhooks.urls import UrlRefused, canonical, check_resolved
 
@@ -66,10 +65,7 @@ class WebhookTargets:
         if key in self._known:
             self._known.move_to_end(key)
             return
-        try:
-            admitted = await asyncio.to_thread(self._admit, account_id, url)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+        admitted = await asyncio.to_thread(self._admit, account_id, url)
         if not admitted:
             raise ApiError(
                 "webhook_endpoint_limit",
@@ -82,5 +78,5 @@ class WebhookTargets:
             self._known.popitem(last=False)
 
     def _admit(self, account_id: int, url: str) -> bool:
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             return admit_endpoint(conn, account_id, url, self.cap, time.time())

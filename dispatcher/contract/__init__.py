@@ -6,10 +6,9 @@ the API or the workers. Tasks are enqueued *by name*; the producer never imports
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
-
-PAYLOAD_VERSION = 1
 
 
 class Lane(StrEnum):
@@ -42,13 +41,9 @@ def queue_name(lane: Lane | str) -> str:
 TASK_SEND_CHUNK = "smsdispatch.send_chunk"
 TASK_RECONCILE = "smsdispatch.reconcile_sending"  # args: {"ids": [...]}: claims left by a crash
 # Delivery reports and inbound messages posted by carriers, applied on the dlr lane: args
-# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py). Versions
-# before the inbox sent {"connection", "items", "received_at"}; workers still accept that.
+# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py).
 TASK_APPLY_REPORTS = "smsdispatch.apply_reports"
 TASK_APPLY_INBOUND = "smsdispatch.apply_inbound"
-# Where versions before the inbox parked reports that came before their submit was recorded
-# (a sorted set scored by when to try again); the scheduler still drains it after an upgrade.
-EARLY_REPORTS_KEY = "smsd:reports:early"
 
 
 class CallbackKind(StrEnum):
@@ -126,17 +121,60 @@ class MessagePayload(TypedDict):
     connection: NotRequired[str | None]  # route chosen at accept time, when known
 
 
-class ChunkPayload(TypedDict):
-    """Arguments of :data:`TASK_SEND_CHUNK`."""
+class MalformedTask(ValueError):
+    """A task argument that does not match its definition here; ``field`` names what is wrong."""
 
-    v: int
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+_MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "account": int,
+    "to": str,
+    "sender": str,
+    "text": str,
+    "parts": int,
+    "flash": bool,
+    "valid_until": (int, float),
+    "attempt": int,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Arguments of :data:`TASK_SEND_CHUNK`: the messages of one dispatch batch, for one lane.
+
+    The producer builds it and :meth:`encode` s it into the task argument; the worker
+    :meth:`decode` s that argument back, so both read one definition of the format.
+    """
+
     batch: str  # dispatch batch id (the outbox row)
-    lane: str
+    lane: Lane
     messages: list[MessagePayload]
 
+    def encode(self) -> dict[str, Any]:
+        """The task argument (JSON types only)."""
+        return {"batch": self.batch, "lane": str(self.lane), "messages": self.messages}
 
-def chunk_payload(
-    batch: str, lane: Lane | str, messages: list[MessagePayload] | list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Build the task argument for a chunk of messages."""
-    return {"v": PAYLOAD_VERSION, "batch": batch, "lane": str(lane), "messages": messages}
+    @classmethod
+    def decode(cls, arg: Any) -> Chunk:
+        """The chunk a task argument carries; :class:`MalformedTask` when it is not one."""
+        if not isinstance(arg, dict):
+            raise MalformedTask("payload", "not an object")
+        batch, lane, messages = arg.get("batch"), arg.get("lane"), arg.get("messages")
+        if not isinstance(batch, str):
+            raise MalformedTask("batch", "missing or not a string")
+        if lane not in set(Lane):
+            raise MalformedTask("lane", f"not a lane: {lane!r}")
+        if not isinstance(messages, list):
+            raise MalformedTask("messages", "missing or not a list")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise MalformedTask(f"messages[{i}]", "not an object")
+            for name, kind in _MESSAGE_FIELDS.items():
+                value = m.get(name)
+                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    raise MalformedTask(f"messages[{i}].{name}", "missing or of the wrong type")
+        return cls(batch, Lane(lane), messages)

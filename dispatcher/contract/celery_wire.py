@@ -1,4 +1,6 @@
-"""Celery task messages (protocol 2) as kombu's Redis transport stores them, built without kombu.
+"""Celery task messages (protocol 2) as kombu's Redis transport stores them, built and read
+without kombu: the one module that knows that wire format (the publisher, the exporter's queue
+gauges and the scheduler's hand-back of unacknowledged tasks all go through it).
 
 The API publishes one task per dispatch batch. ``Celery.send_task`` does far more Python work
 per task than the message needs (producer pool, routing, a binding lookup round trip, stdlib
@@ -16,15 +18,26 @@ import base64
 import os
 import socket
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from dispatcher.contract import HEADER_PUBLISHED_AT
+from dispatcher.ids import uuid7_time
 
 # What Celery's JSON serialiser declares; kombu's Redis transport base64-encodes the body.
 CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "utf-8"
 # Celery appends this to every task body: no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+# kombu's Redis transport: a queue's messages of priority n > 0 wait in "{queue}\x06\x16{n}";
+# delivered, unacknowledged messages are kept in the ``unacked`` hash.
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_LEVELS = range(1, 10)
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+UNACKED_KEY = "unacked"
 
 
 def origin() -> str:
@@ -90,3 +103,73 @@ def encode_task(
         },
     }
     return orjson.dumps(message)
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists holding a queue's waiting messages: the queue and its priority lists."""
+    return [queue, *(f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_LEVELS)]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMessage:
+    """What a stored task message says: the task's name, its headers and its one argument."""
+
+    name: str
+    headers: dict[str, Any]
+    arg: Any  # the payload (``args[0]``), ``None`` when the task has no positional argument
+
+
+def decode_task(raw: bytes | str | None) -> TaskMessage | None:
+    """Read a stored message (ours or Celery's); ``None`` when it is not a protocol 2 task."""
+    if raw is None:
+        return None
+    try:
+        msg = orjson.loads(raw)
+        headers = msg.get("headers") or {}
+        body: Any = msg.get("body")
+        if (msg.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        decoded = orjson.loads(body)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    # Protocol 2 bodies are ``[args, kwargs, embed]``.
+    if not (isinstance(decoded, list) and decoded and isinstance(decoded[0], list)):
+        return None
+    if not isinstance(headers, dict):
+        return None
+    args = decoded[0]
+    return TaskMessage(str(headers.get("task", "")), headers, args[0] if args else None)
+
+
+def published_at(raw: bytes | str | None) -> float | None:
+    """When a stored message was published (unix seconds): the header every publisher of ours
+    stamps, else the time in a chunk's batch id (a UUIDv7); ``None`` if it cannot tell."""
+    task = decode_task(raw)
+    if task is None:
+        return None
+    stamp = task.headers.get(HEADER_PUBLISHED_AT)
+    if isinstance(stamp, int | float):
+        return float(stamp)
+    batch = task.arg.get("batch") if isinstance(task.arg, dict) else None
+    return uuid7_time(batch) if isinstance(batch, str) else None
+
+
+def priority_of(message: Mapping[str, Any]) -> int:
+    """kombu's ``_get_message_priority``: ``properties.priority`` clamped to 0-9, else 0."""
+    try:
+        value = int(message["properties"]["priority"])
+    except (TypeError, ValueError, KeyError):
+        return MIN_PRIORITY
+    return max(min(value, MAX_PRIORITY), MIN_PRIORITY)
+
+
+def redelivered(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The message as kombu restores it (flagged ``redelivered``), under a new delivery tag."""
+    out = dict(message)
+    props = out["properties"] = dict(out["properties"])
+    props["delivery_tag"] = str(uuid.uuid4())
+    if isinstance(out.get("headers"), dict):
+        out["headers"] = {**out["headers"], "redelivered": True}
+    if isinstance(props.get("delivery_info"), dict):
+        props["delivery_info"] = {**props["delivery_info"], "redelivered": True}
+    return out

@@ -1,7 +1,7 @@
 """Publishing chunk tasks to the lanes, by task name (the producer never imports workers).
 
-Celery is kept at this edge: the rest of the producer side hands :class:`Batch` objects here.
-Tasks are written straight to Redis as the Celery messages ``send_task`` would write
+The rest of the producer side hands :class:`Batch` objects here. Celery itself is not imported:
+tasks are written straight to Redis as the Celery messages ``send_task`` would write
 (:mod:`dispatcher.contract.celery_wire`), every task of a call in one pipelined round trip.
 Publishing does not retry inside a request: a batch that fails to publish stays in the outbox
 (``enqueued_at IS NULL``) and the scheduler publishes it later, so the API never has to wait for
@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from celery import Celery
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -23,12 +22,12 @@ from dispatcher.contract import (
     HEADER_PUBLISHED_AT,
     TASK_RECONCILE,
     TASK_SEND_CHUNK,
+    Chunk,
     Lane,
-    chunk_payload,
     queue_name,
 )
-from dispatcher.contract.celery_wire import encode_task, origin
-from dispatcher.redis_clients import celery_broker, sync_client
+from dispatcher.contract.celery_wire import encode_task, origin, queue_keys
+from dispatcher.redis_clients import sync_client
 from dispatcher.store.records import Batch
 
 
@@ -40,15 +39,6 @@ class Broker:
     """Publishes tasks by name onto the lanes' Redis lists; connections are opened lazily."""
 
     def __init__(self, redis_url: str) -> None:
-        # The Celery app is kept for callers that need Celery itself (tests, tools); publishing
-        # does not go through it.
-        self.app = Celery("smsdispatch-producer", set_as_current=False)
-        self.app.config_from_object("celeryconfig")
-        self.app.conf.broker_url, sentinel_options = celery_broker(redis_url)
-        self.app.conf.broker_transport_options = {
-            **self.app.conf.broker_transport_options,
-            **sentinel_options,
-        }
         # No client-side retries: a failed publish leaves the batch in the outbox, and a request
         # must not wait through reconnect attempts.
         self.redis = sync_client(
@@ -98,7 +88,9 @@ class Broker:
             tasks.append(
                 (
                     queue,
-                    self._encode(TASK_SEND_CHUNK, chunk_payload(b.id, b.lane, b.payloads), queue),
+                    self._encode(
+                        TASK_SEND_CHUNK, Chunk(b.id, Lane(b.lane), b.payloads).encode(), queue
+                    ),
                 )
             )
         try:
@@ -119,17 +111,19 @@ class Broker:
     def queue_lengths(self) -> dict[str, int]:
         """Waiting tasks per lane (kombu keeps priority sub-lists beside the main list)."""
         pipe = self.redis.pipeline(transaction=False)
+        per_lane = len(queue_keys(""))
         for lane in Lane:
-            q = queue_name(lane)
-            for k in (q, *(f"{q}\x06\x16{p}" for p in range(1, 10))):
+            for k in queue_keys(queue_name(lane)):
                 pipe.llen(k)
         try:
             counts = pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(type(exc).__name__) from exc
-        return {str(lane): int(sum(counts[i * 10 : i * 10 + 10])) for i, lane in enumerate(Lane)}
+        return {
+            str(lane): int(sum(counts[i * per_lane : (i + 1) * per_lane]))
+            for i, lane in enumerate(Lane)
+        }
 
     def close(self) -> None:
         """Release pooled connections."""
         self.redis.close()
-        self.app.close()

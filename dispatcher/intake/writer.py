@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.intake.broker import Broker
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import StoreUnavailable, transaction
 from dispatcher.store.messages import COPY_THRESHOLD, mark_enqueued, write_submissions
 from dispatcher.store.prices import PriceBookCache
 from dispatcher.store.records import NewSubmission, StoredSubmission
@@ -87,16 +86,16 @@ class SubmissionWriter:
         # so a retry reports them again instead of losing them.
         originals = [list(s.messages) for s in subs]
         try:
-            with self.engine.begin() as conn:
+            with transaction(self.engine) as conn:
                 book = None if self.prices is None else self.prices.get(conn)
                 results, batches = write_submissions(
                     conn, subs, self.chunk_sizes, enqueued=(marks, time.time()), book=book
                 )
-        except SQLAlchemyError as exc:
+        except StoreUnavailable:
             self._keep_marks(marks)
             for sub, kept in zip(subs, originals, strict=True):
                 sub.messages = kept
-            raise StoreUnavailable(type(exc).__name__) from exc
+            raise
         done: list[str] = []
         if batches:
             done, error = self.broker.publish(batches)
@@ -109,10 +108,10 @@ class SubmissionWriter:
         if not batch_ids:
             return
         try:
-            with self.engine.begin() as conn:
+            with transaction(self.engine) as conn:
                 mark_enqueued(conn, batch_ids, time.time())
-        except SQLAlchemyError as exc:  # harmless: republished later, claims dedupe
-            log.warning("mark_enqueued.failed", error=type(exc).__name__)
+        except StoreUnavailable as exc:  # harmless: republished later, claims dedupe
+            log.warning("mark_enqueued.failed", error=str(exc))
 
     def _take_marks(self) -> list[str]:
         with self._marks_lock:

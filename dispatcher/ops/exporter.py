@@ -8,9 +8,9 @@ scrape, whatever the backlog):
   messages);
 - **age of the oldest waiting task per lane**: kombu pushes on the left and pops on the right, so
   the oldest task of each list is ``LINDEX key -1``. Its age comes from the task itself: the
-  header the publisher stamps (:data:`PUBLISHED_AT_HEADER`), else the payload's own clock (a
-  chunk's batch id is a UUIDv7 minted when the batch was created; a report task carries
-  ``received_at``). We chose this over
+  header the publisher stamps, else the payload's own clock (a chunk's batch id is a UUIDv7
+  minted when the batch was created): :func:`dispatcher.contract.celery_wire.published_at`.
+  We chose this over
   ``min(queued_at)`` of queued messages in the log because it costs O(1) per lane (the log has
   no ``(lane, queued_at)`` index, so that minimum scans the other lane's backlog), it covers the
   dlr and webhooks lanes, whose tasks are not messages, it measures exactly what autoscaling and
@@ -32,15 +32,11 @@ that source's gauges disappear instead of reading as zero.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 import redis
 import structlog
@@ -48,83 +44,21 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, and_, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from dispatcher.contract import HELD_STATUSES, Lane, queue_name
+from dispatcher.contract.celery_wire import PRIORITY_LEVELS, UNACKED_KEY, published_at, queue_keys
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.health import metrics_route as registry_route
 from dispatcher.redis_clients import sync_client
-from dispatcher.store import callback_inbox, dead_letters
-from dispatcher.store.balances import accounts_below_low
-from dispatcher.store.schema import (
-    dispatch_batches,
-    messages,
-    webhook_deliveries,
-    webhook_endpoints,
-)
+from dispatcher.store import backlog
+from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="exporter")
 
-# The header (unix seconds) publishers stamp on every task: ``dispatcher.contract.
-# HEADER_PUBLISHED_AT`` once the contract names it (a unit test keeps the two equal).
-PUBLISHED_AT_HEADER = "smsd_published_at"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9105
-PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue and its priority sub-list
-PRIORITY_LEVELS = range(1, 10)
-UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acknowledged tasks
 ENDPOINT_STATES = ("active", "suspended", "disabled")
-
-
-def queue_keys(lane: Lane | str) -> list[str]:
-    """Redis lists holding a lane's waiting tasks: the queue and its priority sub-lists."""
-    q = queue_name(lane)
-    return [q, *(f"{q}{PRIORITY_SEP}{p}" for p in PRIORITY_LEVELS)]
-
-
-def published_at(raw: bytes | str | None) -> float | None:
-    """When a kombu Redis message was published (unix seconds), or ``None`` if it cannot tell."""
-    if raw is None:
-        return None
-    try:
-        msg = json.loads(raw)
-        stamp = (msg.get("headers") or {}).get(PUBLISHED_AT_HEADER)
-        if isinstance(stamp, int | float):
-            return float(stamp)
-        body: Any = msg.get("body")
-        if (msg.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        decoded = json.loads(body)
-    except (ValueError, TypeError, AttributeError):
-        return None
-    return _payload_time(decoded)
-
-
-def _payload_time(decoded: Any) -> float | None:
-    """The time a task payload carries: Celery protocol 2 bodies are ``[args, kwargs, embed]``."""
-    if not (isinstance(decoded, list) and decoded and isinstance(decoded[0], list)):
-        return None
-    args = decoded[0]
-    payload = args[0] if args and isinstance(args[0], dict) else None
-    if payload is None:
-        return None
-    for key in ("first_received", "received_at"):
-        value = payload.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    batch = payload.get("batch")
-    if isinstance(batch, str):
-        return _uuid7_time(batch)
-    return None
-
-
-def _uuid7_time(value: str) -> float | None:
-    try:
-        u = uuid.UUID(value)
-    except ValueError:
-        return None
-    return (u.int >> 80) / 1000.0 if u.version == 7 else None
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
@@ -167,7 +101,7 @@ class BrokerCollector(Collector):
             started = time.perf_counter()
             try:
                 families = read(now)
-            except (redis.RedisError, SQLAlchemyError, OSError) as exc:
+            except (redis.RedisError, StoreUnavailable, OSError) as exc:
                 log.warning("exporter.source_failed", source=source, error=type(exc).__name__)
                 up.add_metric([source], 0)
             else:
@@ -181,7 +115,7 @@ class BrokerCollector(Collector):
     def _redis(self, now: float) -> list[Metric]:
         pipe = self.redis.pipeline(transaction=False)
         for lane in self.lanes:
-            for key in queue_keys(lane):
+            for key in queue_keys(queue_name(lane)):
                 pipe.llen(key)
                 pipe.lindex(key, -1)
         pipe.hlen(UNACKED_KEY)
@@ -217,29 +151,8 @@ class BrokerCollector(Collector):
 
     # -- the message log --------------------------------------------------------------------------
     def _database(self, now: float) -> list[Metric]:
-        m, b, w, e = messages.c, dispatch_batches.c, webhook_deliveries.c, webhook_endpoints.c
-        with self.engine.connect() as conn:
-            held = conn.execute(
-                select(m.status, func.count(), func.min(m.next_attempt_at))
-                .where(and_(m.status.in_(sorted(HELD_STATUSES)), m.next_attempt_at <= now))
-                .group_by(m.status)
-            ).all()
-            outbox = conn.execute(
-                select(func.count(), func.min(b.created_at)).where(b.enqueued_at.is_(None))
-            ).one()
-            pending = conn.execute(
-                select(func.count(), func.min(w.created_at)).where(w.state == "pending")
-            ).one()
-            due = conn.execute(
-                select(func.count(), func.min(w.next_attempt_at)).where(
-                    and_(w.state == "pending", w.next_attempt_at <= now)
-                )
-            ).one()
-            endpoints = conn.execute(select(e.state, func.count()).group_by(e.state)).all()
-            inbox = callback_inbox.waiting(conn)
-            dead = dead_letters.counts(conn)
-            dead_hooks = conn.execute(select(func.count()).where(w.state == "dead")).scalar_one()
-            low = accounts_below_low(conn)
+        with transaction(self.engine) as conn:
+            log_now = backlog.read(conn, now)
 
         due_count = _gauge(
             "smsdispatch_scheduled_due_messages",
@@ -251,9 +164,8 @@ class BrokerCollector(Collector):
             "How late the oldest due scheduled or retrying message is (0 when none).",
             ["status"],
         )
-        found = {r[0]: (int(r[1]), r[2]) for r in held}
         for status in sorted(HELD_STATUSES):
-            n, oldest = found.get(status, (0, None))
+            n, oldest = log_now.due_held.get(status, (0, None))
             due_count.add_metric([status], n)
             due_delay.add_metric([status], _since(now, oldest))
 
@@ -261,39 +173,39 @@ class BrokerCollector(Collector):
             "smsdispatch_outbox_unpublished_batches",
             "Dispatch batches committed but not yet handed to Redis.",
         )
-        out_n.add_metric([], int(outbox[0]))
+        out_n.add_metric([], log_now.unpublished_batches[0])
         out_age = _gauge(
             "smsdispatch_outbox_oldest_age_seconds",
             "Age of the oldest unpublished dispatch batch (0 when none).",
         )
-        out_age.add_metric([], _since(now, outbox[1]))
+        out_age.add_metric([], _since(now, log_now.unpublished_batches[1]))
 
         wh_pending = _gauge(
             "smsdispatch_webhook_pending_deliveries", "Webhook deliveries not yet delivered."
         )
-        wh_pending.add_metric([], int(pending[0]))
+        wh_pending.add_metric([], log_now.pending_webhooks[0])
         wh_age = _gauge(
             "smsdispatch_webhook_oldest_pending_age_seconds",
             "Age of the oldest webhook delivery still pending (0 when none).",
         )
-        wh_age.add_metric([], _since(now, pending[1]))
+        wh_age.add_metric([], _since(now, log_now.pending_webhooks[1]))
         wh_due = _gauge(
             "smsdispatch_webhook_due_deliveries",
             "Pending webhook deliveries whose next attempt is due.",
         )
-        wh_due.add_metric([], int(due[0]))
+        wh_due.add_metric([], log_now.due_webhooks[0])
         wh_delay = _gauge(
             "smsdispatch_webhook_due_delay_seconds",
             "How late the oldest due webhook attempt is (0 when none).",
         )
-        wh_delay.add_metric([], _since(now, due[1]))
+        wh_delay.add_metric([], _since(now, log_now.due_webhooks[1]))
 
         states = _gauge(
             "smsdispatch_webhook_endpoints",
             "Customer webhook endpoints by state (active, suspended, disabled).",
             ["state"],
         )
-        by_state = {r[0]: int(r[1]) for r in endpoints}
+        by_state = log_now.endpoints
         for state in sorted(set(ENDPOINT_STATES) | set(by_state)):
             states.add_metric([state], by_state.get(state, 0))
         in_n = _gauge(
@@ -307,7 +219,7 @@ class BrokerCollector(Collector):
             "Age of the oldest carrier callback not yet applied (0 when none).",
             ["kind"],
         )
-        for kind, (n, oldest) in inbox.items():
+        for kind, (n, oldest) in log_now.inbox.items():
             in_n.add_metric([kind], n)
             in_age.add_metric([kind], _since(now, oldest))
         dead_n = _gauge(
@@ -317,14 +229,14 @@ class BrokerCollector(Collector):
             "(smsdispatch dead-letters).",
             ["kind"],
         )
-        for kind, (n, _oldest) in dead.items():
+        for kind, (n, _oldest) in log_now.dead_letters.items():
             dead_n.add_metric([kind], n)
-        dead_n.add_metric(["webhook"], int(dead_hooks))
+        dead_n.add_metric(["webhook"], log_now.dead_webhooks)
         low_n = _gauge(
             "smsdispatch_accounts_low_balance",
             "Accounts whose balance is below their low-balance level (docs/prices.md).",
         )
-        low_n.add_metric([], low)
+        low_n.add_metric([], log_now.low_balance_accounts)
         return [
             low_n,
             dead_n,

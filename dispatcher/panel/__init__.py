@@ -18,12 +18,14 @@ from fastapi.staticfiles import StaticFiles
 from dispatcher.config import Settings
 from dispatcher.panel.routes_account import router as account_router
 from dispatcher.panel.routes_auth import router as auth_router
+from dispatcher.panel.routes_balance import router as balance_router
 from dispatcher.panel.routes_campaign_new import router as campaign_new_router
 from dispatcher.panel.routes_dashboard import router as dashboard_router
 from dispatcher.panel.routes_export import router as export_router
 from dispatcher.panel.routes_lists import router as lists_router
 from dispatcher.panel.routes_messages import router as messages_router
 from dispatcher.panel.routes_operator import router as operator_router
+from dispatcher.panel.routes_prices import router as prices_router
 from dispatcher.panel.routes_senders import router as senders_router
 from dispatcher.panel.routes_webhooks import router as webhooks_router
 from dispatcher.panel.sessions import SessionsUnavailable
@@ -58,6 +60,8 @@ def mount_panel(app: FastAPI, settings: Settings) -> PanelState:
     app.include_router(webhooks_router)
     app.include_router(senders_router)
     app.include_router(operator_router)
+    app.include_router(prices_router)
+    app.include_router(balance_router)
     app.include_router(dashboard_router)
 
     @app.get("/panel", include_in_schema=False)

@@ -3,7 +3,7 @@
 Layout: :mod:`.gcra` is the pure algorithm, :mod:`.memory` and :mod:`.redis_backend` are
 backends (the latter a Lua port using Redis server time), :mod:`.limiter` is the waiting facade.
 It lives on the producer side so that the API's per-account limits and the workers'
-per-connection limits run one implementation (``workers.rate_limits`` re-exports it).
+per-connection limits run one implementation.
 Nothing connects at import time.
 """
 

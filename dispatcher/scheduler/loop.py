@@ -20,13 +20,11 @@ Only one scheduler acts at a time (a Redis lease), so several can run for availa
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import redis
 import structlog
@@ -36,10 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatcher.config import Settings
 from dispatcher.contract import (
     CALLBACK_TASKS,
-    EARLY_REPORTS_KEY,
     REDELIVERABLE_LANES,
     SEND_LANES,
-    TASK_APPLY_REPORTS,
     TASK_DELIVER_WEBHOOKS,
     Lane,
     queue_name,
@@ -70,7 +66,6 @@ class TickReport:
     webhooks: int = 0
     webhooks_recovered: int = 0
     report_timeouts: int = 0
-    early_reports: int = 0
     callbacks: int = 0
     unacked_restored: int = 0
     refunded: int = 0
@@ -142,7 +137,6 @@ class Scheduler:
             # Charged messages no carrier took get their price back (docs/prices.md).
             report.refunded = refund_sweep(conn, now)
         report.callbacks = self._release_due_callbacks(now)
-        report.early_reports = self._release_early_reports(now)
         if force_slow or time.monotonic() - self._last_slow >= SLOW_EVERY_S:
             self._last_slow = time.monotonic()
             self._slow(now, report)
@@ -158,20 +152,6 @@ class Scheduler:
             ids = [i for i, k in due if k == kind]
             for i in range(0, len(ids), 100):
                 self.broker.publish_task(task, {"ids": ids[i : i + 100]}, Lane.DLR)
-        return len(due)
-
-    def _release_early_reports(self, now: float, limit: int = 100) -> int:
-        """Re-publish delivery reports parked in Redis by a version before the callback inbox
-        (the dlr lane now stores them as rows). Published, then removed: a crash in between
-        publishes one twice, and a repeated report is ignored."""
-        due = cast(
-            list[bytes],
-            self.redis.zrangebyscore(EARLY_REPORTS_KEY, "-inf", now, start=0, num=limit),
-        )
-        for member in due:
-            payload = json.loads(member)
-            self.broker.publish_task(TASK_APPLY_REPORTS, payload, Lane.DLR)
-            self.redis.zrem(EARLY_REPORTS_KEY, member)
         return len(due)
 
     def _slow(self, now: float, report: TickReport) -> None:

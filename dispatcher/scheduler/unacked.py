@@ -25,7 +25,6 @@ unlikely, a threshold of minutes less so.
 from __future__ import annotations
 
 import json
-import uuid
 from bisect import bisect
 from collections.abc import Collection, Mapping, Set
 from dataclasses import dataclass, field
@@ -35,6 +34,8 @@ import redis
 import structlog
 from kombu.transport.redis import Channel, Mutex, MutexHeld
 
+from dispatcher.contract.celery_wire import priority_of, redelivered
+
 log = structlog.get_logger(component="unacked")
 
 # A transaction that keeps losing its WATCH (workers acknowledging other tasks in the same hash)
@@ -43,8 +44,6 @@ MAX_WATCH_RETRIES = 10
 # Stale entries read per sweep: the oldest first. Dead workers leave a handful; this only bounds
 # a pathological backlog.
 SCAN_LIMIT = 1000
-# kombu's virtual transport clamps message priorities to this range (default 0).
-_MIN_PRIORITY, _MAX_PRIORITY = 0, 9
 
 
 @dataclass(frozen=True)
@@ -175,8 +174,8 @@ def _restore_one(
                 if not targets or any(q not in queues for q in targets):
                     pipe.unwatch()
                     return None
-                body = json.dumps(_redelivered(message))
-                priority = _priority(message)
+                body = json.dumps(redelivered(message))
+                priority = priority_of(message)
                 pipe.multi()
                 pipe.zrem(keys.index, tag)
                 pipe.hdel(keys.unacked, tag)
@@ -217,24 +216,3 @@ def _lookup(pipe: Any, keys: UnackedKeys, exchange: str, routing_key: str) -> li
         if len(parts) == 3 and parts[0] == routing_key and parts[2]:
             queues.append(parts[2])
     return sorted(queues)
-
-
-def _priority(message: Mapping[str, Any]) -> int:
-    """kombu's ``_get_message_priority``: ``properties.priority`` clamped to 0-9, else 0."""
-    try:
-        value = int(message["properties"]["priority"])
-    except (TypeError, ValueError, KeyError):
-        return _MIN_PRIORITY
-    return max(min(value, _MAX_PRIORITY), _MIN_PRIORITY)
-
-
-def _redelivered(message: dict[str, Any]) -> dict[str, Any]:
-    """The message as kombu restores it (flagged ``redelivered``), under a new delivery tag."""
-    out = dict(message)
-    props = out["properties"] = dict(out["properties"])
-    props["delivery_tag"] = str(uuid.uuid4())
-    if isinstance(out.get("headers"), dict):
-        out["headers"] = {**out["headers"], "redelivered": True}
-    if isinstance(props.get("delivery_info"), dict):
-        props["delivery_info"] = {**props["delivery_info"], "redelivered": True}
-    return out

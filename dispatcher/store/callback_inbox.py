@@ -69,17 +69,6 @@ def add(
     return ids
 
 
-def add_task_payload(
-    conn: Connection, kind: str, payload: Mapping[str, Any], now: float, lease_s: float
-) -> list[int]:
-    """Store a task payload of the format before the inbox (``{"connection", "items",
-    "received_at"}``, and ``first_received`` for a report that went round) as one row, dated
-    by its first arrival so the early-report window counts from it; its id."""
-    received = payload.get("first_received", payload.get("received_at"))
-    arrived = float(received) if received is not None else now
-    return add(conn, kind, str(payload["connection"]), [payload["items"]], arrived, lease_s)
-
-
 def take_due(
     conn: Connection, now: float, lease_s: float, limit: int = 500
 ) -> list[tuple[int, str]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
 
 class StoreError(Exception):
@@ -14,6 +17,24 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database could not be reached or refused the operation."""
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Database errors raised inside leave as :class:`StoreUnavailable` (named after the
+    driver's error class), the one error callers of the log handle."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction on the log, committed when the block ends; database errors, at any
+    point of it, leave as :class:`StoreUnavailable`. The one door callers go through."""
+    with translated(), engine.begin() as conn:
+        yield conn
 
 
 def normalize_url(url: str) -> str:

@@ -21,20 +21,18 @@ lock per (account, phone) serialises the check; SQLite serialises writers anyway
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.ids import new_message_id
 from dispatcher.sms.optout import KeywordAction, KeywordMatch, Keywords
 from dispatcher.store import webhooks as webhook_store
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import transaction
 from dispatcher.store.numbers import account_for_number
 from dispatcher.store.schema import inbound_messages, inbound_parts
 from dispatcher.store.suppressions import SOURCE_KEYWORD, add_suppression, remove_suppression
@@ -124,13 +122,8 @@ class InboundStore:
         """A store using the configured keyword lists."""
         return cls(engine, Keywords.from_settings(settings))
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine)
 
     def account_for(self, number: str) -> tuple[int, str] | None:
         """The account owning our number ``number`` and its stored form, or ``None``."""

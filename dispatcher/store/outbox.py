@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select, update
 
-from dispatcher.contract import HELD_STATUSES, Status
+from dispatcher.contract import HELD_STATUSES, MessagePayload, Status
 from dispatcher.ids import new_message_id
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.progress import expire_overdue
@@ -30,7 +30,7 @@ _PAYLOAD_COLS = (
 )
 
 
-def _payload(r: Any) -> dict[str, Any]:
+def _payload(r: Any) -> MessagePayload:
     return {
         "id": r.id,
         "account": r.account_id,

@@ -1,22 +1,28 @@
-"""State changes the workers make in the message log, batched and compare-and-set.
+"""The send path's state changes in the message log, batched and compare-and-set: the one
+module the sender, the reconciler and the outbox sweep go through (and so the one to read).
 
 Every transition names the state it expects (``WHERE status = …``), so a redelivered task, a
 reconciler and a worker can never both move the same message: whoever loses the race changes
 nothing. The successful attempt is recorded on the message row itself (carrier id, HTTP status,
 latency), so the common path writes one row per message; failed attempts, deferrals and
 reconciliations add rows to ``message_events`` for the timeline.
+
+The functions take a connection (callers that hold a transaction compose them);
+:class:`SendProgress` runs each in its own short transaction on an engine, the door the workers
+use. Longer than 400 lines on purpose: every transition of the send path in one place.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, text, update
 
 from dispatcher.contract import Status
+from dispatcher.store.db import transaction, translated
 from dispatcher.store.schema import accounts, message_events, messages
 from dispatcher.store.sql import id_in
 from dispatcher.store.webhooks import create_status_webhooks
@@ -194,9 +200,14 @@ def _record_sent(conn: Connection, sent: Sequence[Sent], now: float) -> int:
 
 
 def record_failures(
-    conn: Connection, failures: Sequence[Failure], now: float, expected: str = Status.SENDING
+    conn: Connection,
+    failures: Sequence[Failure],
+    now: float,
+    expected: str = Status.SENDING,
+    connection: str | None = None,
 ) -> int:
-    """Move failed attempts to their next state, with an ``attempt`` event each."""
+    """Move failed attempts to their next state, with an ``attempt`` event each (and a
+    ``routed`` event naming ``connection``, the carrier connection the attempt used)."""
     if not failures:
         return 0
     m = messages.c
@@ -239,6 +250,10 @@ def record_failures(
             for f in failures
         ),
     )
+    if connection is not None:
+        add_events(
+            conn, ((f.id, now, "routed", None, {"connection": connection}) for f in failures)
+        )
     # The customer hears of every final status: the webhook is created in this transaction.
     create_status_webhooks(conn, [f.id for f in failures if f.status != Status.RETRYING], now)
     return moved
@@ -284,3 +299,121 @@ def add_events(
     ]
     if rows:
         conn.execute(insert(message_events), rows)
+
+
+# -- reads the sender needs, and the reconciler's transitions -----------------------------------
+def last_connections(conn: Connection, ids: Sequence[str]) -> dict[str, str]:
+    """The connection each of ``ids`` last used (messages that never had one are left out)."""
+    m = messages.c
+    rows = conn.execute(
+        select(m.id, m.connection).where(m.id.in_(list(ids)), m.connection.is_not(None))
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def account_names(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    """Account names by id (routes may filter by account)."""
+    rows = conn.execute(select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(list(ids))))
+    return {int(r[0]): str(r[1]) for r in rows}
+
+
+def still_sending(conn: Connection, ids: Sequence[str], older_than: float) -> list[str]:
+    """Those of ``ids`` claimed before ``older_than`` and still ``sending`` (stale claims)."""
+    m = messages.c
+    rows = conn.execute(
+        select(m.id).where(
+            and_(m.id.in_(list(ids)), m.status == Status.SENDING, m.status_at < older_than)
+        )
+    )
+    return [r[0] for r in rows]
+
+
+def settle_reconciled(
+    conn: Connection, sent: Sequence[Sent], missing: Sequence[str], now: float
+) -> tuple[int, int]:
+    """The carrier's answer on stale claims: those it has → ``sent``; those it does not →
+    ``retrying``, due now (the attempt stays counted). Rows moved, for each."""
+    n_sent = record_sent(conn, sent, now)
+    add_events(conn, ((s.id, now, "reconciled", Status.SENT, {"carrier": "found"}) for s in sent))
+    if not missing:
+        return n_sent, 0
+    m = messages.c
+    result = conn.execute(
+        update(messages)
+        .where(and_(m.id.in_(list(missing)), m.status == Status.SENDING))
+        .values(status=Status.RETRYING, status_at=now, next_attempt_at=now)
+    )
+    add_events(
+        conn, ((i, now, "reconciled", Status.RETRYING, {"carrier": "not_found"}) for i in missing)
+    )
+    return n_sent, int(result.rowcount)
+
+
+T = TypeVar("T")
+
+
+class SendProgress:
+    """The send path's transitions on an engine, each in one short transaction; database
+    errors leave as :class:`~dispatcher.store.db.StoreUnavailable`."""
+
+    def __init__(self, engine: Engine, on_sent_check_s: float | None = None) -> None:
+        self.engine = engine
+        if on_sent_check_s is not None:
+            set_on_sent_check(on_sent_check_s)
+        # One statement, atomic on its own: without BEGIN and COMMIT it is one round trip
+        # instead of three. On a loaded machine each round trip waits for both processes to
+        # be scheduled; the claim sits on every OTP's path to the carrier.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        with transaction(self.engine) as conn:
+            return fn(conn, *args)
+
+    def claim(self, ids: Sequence[str], connection: str, now: float) -> dict[str, Claim]:
+        """See :func:`claim` (one statement, autocommitted)."""
+        with translated(), self._autocommit.connect() as conn:
+            return claim(conn, ids, connection, now)
+
+    def expire_overdue(self, ids: Sequence[str], now: float) -> list[str]:
+        """See :func:`expire_overdue`."""
+        return self._tx(expire_overdue, ids, now)
+
+    def record_sent(self, sent: Sequence[Sent], now: float) -> int:
+        """See :func:`record_sent`."""
+        return self._tx(record_sent, sent, now)
+
+    def record_failures(
+        self,
+        failures: Sequence[Failure],
+        now: float,
+        expected: str = Status.SENDING,
+        connection: str | None = None,
+    ) -> int:
+        """See :func:`record_failures`."""
+        return self._tx(record_failures, failures, now, expected, connection)
+
+    def defer(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
+        """See :func:`defer`."""
+        return self._tx(defer, ids, until, now, reason)
+
+    def release(self, ids: Sequence[str], until: float, now: float, reason: str) -> int:
+        """See :func:`release`."""
+        return self._tx(release, ids, until, now, reason)
+
+    def last_connections(self, ids: Sequence[str]) -> dict[str, str]:
+        """See :func:`last_connections`."""
+        return self._tx(last_connections, ids)
+
+    def account_names(self, ids: Sequence[int]) -> dict[int, str]:
+        """See :func:`account_names`."""
+        return self._tx(account_names, ids)
+
+    def still_sending(self, ids: Sequence[str], older_than: float) -> list[str]:
+        """See :func:`still_sending`."""
+        return self._tx(still_sending, ids, older_than)
+
+    def settle_reconciled(
+        self, sent: Sequence[Sent], missing: Sequence[str], now: float
+    ) -> tuple[int, int]:
+        """See :func:`settle_reconciled`."""
+        return self._tx(settle_reconciled, sent, missing, now)

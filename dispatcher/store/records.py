@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.contract import MessagePayload
+
 
 @dataclass(frozen=True, slots=True)
 class ShortLink:
@@ -44,8 +46,8 @@ class NewMessage:
     currency: int = 0  # ISO 4217 numeric; 0 while billing is off
     charged: bool = False  # taken from the account's balance
 
-    def payload(self, attempt: int = 0) -> dict[str, Any]:
-        """The task payload for this message (see :class:`dispatcher.contract.MessagePayload`)."""
+    def payload(self, attempt: int = 0) -> MessagePayload:
+        """What a chunk task carries of this message."""
         return {
             "id": self.id,
             "account": self.account_id,
@@ -99,4 +101,4 @@ class Batch:
 
     id: str
     lane: str
-    payloads: list[dict[str, Any]]
+    payloads: list[MessagePayload]

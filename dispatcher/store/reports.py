@@ -137,6 +137,16 @@ def _apply_moves(conn: Connection, moves: Sequence[_Move], now: float) -> set[st
     return moved
 
 
+def reported(conn: Connection, ids: Sequence[str]) -> list[Any]:
+    """Id, lane, status, creation and schedule times of ``ids`` (what report metrics need)."""
+    m = messages.c
+    return list(
+        conn.execute(
+            select(m.id, m.lane, m.status, m.created_at, m.scheduled_at).where(m.id.in_(list(ids)))
+        ).all()
+    )
+
+
 def apply_reports(
     conn: Connection, connection: str, reports: Sequence[ReportUpdate], now: float
 ) -> ApplyResult:

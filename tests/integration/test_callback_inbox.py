@@ -193,38 +193,6 @@ def test_with_the_database_down_the_carrier_is_told_to_retry() -> None:
         assert r.json()["errors"][0]["code"] == "service_unavailable"
 
 
-def test_tasks_in_the_format_before_the_inbox_are_stored_then_applied(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A report task published by the previous version (items inline) still applies after an
-    upgrade: the worker stores it as a row first, so from then on it cannot be lost either."""
-    from workers.runtime import reset_runtime
-    from workers.tasks import apply_reports
-
-    with fresh_database() as db_url, fresh_redis() as redis_url:
-        monkeypatch.setenv("DATABASE_URL", db_url)
-        monkeypatch.setenv("REDIS_URL", redis_url)
-        engine = make_engine(db_url)
-        sent, queued = queued_messages(engine, 2)
-        set_status(engine, sent, "sent", "c-1")
-        received = time.time() - 5
-        try:
-            apply_reports.run(
-                {
-                    "connection": "default",
-                    "items": [{"id": "c-1", "stat": "DELIVRD"}, {"ref": queued, "stat": "UNDELIV"}],
-                    "received_at": received,
-                }
-            )
-        finally:
-            reset_runtime()
-        assert status_of(engine, sent) == "delivered"
-        [row] = _rows(engine)  # the early one waits as a row, counted from its first arrival
-        assert json.loads(row.items) == [{"ref": queued, "stat": "UNDELIV"}]
-        assert row.received_at == pytest.approx(received) and row.attempt == 1
-        engine.dispose()
-
-
 @pytest.mark.skipif(backend() != "postgres", reason="several dlr processes need PostgreSQL")
 def test_a_task_takes_fresh_rows_along_but_not_early_ones_or_held_ones(engine: Engine) -> None:
     """A burst of one-report callbacks is one row each: a task applies the rows never tried yet

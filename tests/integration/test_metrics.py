@@ -22,15 +22,23 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
-from dispatcher.contract import TASK_APPLY_REPORTS, TASK_SEND_CHUNK, Lane, chunk_payload, queue_name
+from dispatcher.contract import (
+    HEADER_PUBLISHED_AT,
+    TASK_APPLY_REPORTS,
+    TASK_SEND_CHUNK,
+    Chunk,
+    Lane,
+    queue_name,
+)
 from dispatcher.ids import new_message_id
 from dispatcher.intake.broker import Broker
-from dispatcher.ops.exporter import PUBLISHED_AT_HEADER, BrokerCollector
+from dispatcher.ops.exporter import BrokerCollector
 from dispatcher.store import callback_inbox, dead_letters
 from dispatcher.store.db import make_engine
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.records import Batch
 from dispatcher.store.schema import messages, webhook_deliveries, webhook_endpoints
+from tests.support.celery_reference import reference_app
 from tests.support.services import free_port, fresh_database, fresh_redis
 from tests.support.stack import Stack, running_stack, wait_until
 
@@ -109,16 +117,16 @@ def test_exporter_reads_kombu_messages_and_the_log() -> None:
             batches = [Batch(new_message_id(), "bulk", [{"id": "m"}]) for _ in range(3)]
             done, error = broker.publish(batches)
             assert error is None and len(done) == 3
-            # A priority task stamped 7 s before, and a report task with its own clock.
-            broker.app.send_task(
+            # A priority task stamped 7 s before (by Celery itself), and a report task.
+            reference_app(redis_url).send_task(
                 TASK_SEND_CHUNK,
-                args=[chunk_payload(new_message_id(), "priority", [])],
+                args=[Chunk(new_message_id(), Lane.PRIORITY, []).encode()],
                 queue=queue_name(Lane.PRIORITY),
-                headers={PUBLISHED_AT_HEADER: t0 - 7.0},
+                headers={HEADER_PUBLISHED_AT: t0 - 7.0},
             )
             broker.publish_task(
                 TASK_APPLY_REPORTS,
-                {"connection": "default", "items": [], "received_at": t0},
+                {"ids": []},
                 Lane.DLR,
             )
             with engine.begin() as conn:

@@ -92,6 +92,22 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("GET", "/panel/operator/audit"): ("operator", "/panel/operator/audit"),
     ("GET", "/panel/operator/connections"): ("operator", "/panel/operator/connections"),
+    ("GET", "/panel/operator/prices"): ("operator", "/panel/operator/prices"),
+    ("POST", "/panel/operator/prices"): ("operator", "/panel/operator/prices"),
+    ("GET", "/panel/operator/accounts/{account_id}/balance"): (
+        "operator",
+        "/panel/operator/accounts/999999/balance",
+    ),
+    ("POST", "/panel/operator/accounts/{account_id}/balance/{action}"): (
+        "operator",
+        "/panel/operator/accounts/999999/balance/topup",
+    ),
+    ("POST", "/panel/operator/accounts/{account_id}/balance/limits"): (
+        "operator",
+        "/panel/operator/accounts/999999/balance/limits",
+    ),
+    ("GET", "/panel/balance"): ("any", "/panel/balance"),
+    ("GET", "/panel/balance/usage.csv"): ("any", "/panel/balance/usage.csv"),
 }
 RANK = {"support": 0, "admin": 1, "operator": 2}
 

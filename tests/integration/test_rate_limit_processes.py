@@ -21,7 +21,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from workers.rate_limits import Rate
+from dispatcher.ratelimit import Rate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
@@ -53,7 +53,7 @@ def _wait_for_go(duration: float) -> tuple[float, float]:
 def _child(
     mode: str, key: str, per_second: float, batch: int, duration: float
 ) -> list[tuple[float, int]]:
-    from workers.rate_limits import (
+    from dispatcher.ratelimit import (
         AsyncLimiter,
         AsyncRedisRateLimitBackend,
         Limiter,

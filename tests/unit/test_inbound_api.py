@@ -11,16 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection
 
 from dispatcher.accounts.account import create_account
 from dispatcher.api.app import build_context, create_app
-from dispatcher.api.routes_inbound import router as inbound_router
 from dispatcher.cli.numbers import dedicated_number, register
 from dispatcher.config import Settings
-from dispatcher.store import webhooks as webhook_store
 from dispatcher.store.db import make_engine
 from dispatcher.store.numbers import NumberKind, add_number
 from tests.support.services import fresh_database, fresh_redis
@@ -30,30 +26,10 @@ from workers.inbound import apply_inbound
 PHONE = "+48600111222"
 
 
-@pytest.fixture(autouse=True)
-def no_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake(conn: Connection, inbound: Any, now: float) -> None:
-        return None
-
-    monkeypatch.setattr(webhook_store, "create_inbound_webhook", fake, raising=False)
-
-
 @pytest.fixture
 def db_url() -> Iterator[str]:
     with fresh_database() as url:
         yield url
-
-
-def _wired(app: FastAPI) -> bool:
-    return "/v2.1/sms/inbound" in app.openapi()["paths"]
-
-
-def _with_inbound_routes(app: FastAPI) -> FastAPI:
-    """Until ``create_app`` includes the router, put its routes first (as the wiring must, so
-    ``/v2.1/sms/inbound`` is not taken by ``/v2.1/sms/{id}``)."""
-    if not _wired(app):
-        app.router.routes[0:0] = inbound_router.routes
-    return app
 
 
 class World:
@@ -83,7 +59,7 @@ def world(db_url: str) -> Iterator[World]:
     engine.dispose()
     with fresh_redis() as redis_url:
         settings = Settings.from_env({}, database_url=db_url, redis_url=redis_url)
-        app = _with_inbound_routes(create_app(settings, build_context(settings)))
+        app = create_app(settings, build_context(settings))
         with TestClient(app) as http:
             headers = [
                 {"Application-Key": k.application_key, "Authorization": k.authorization}
@@ -201,14 +177,9 @@ def test_opted_out_number_refused_for_bulk_not_priority(world: World) -> None:
 
 
 def test_inbound_route_is_not_shadowed_by_message_lookup(world: World) -> None:
-    """In the app as ``create_app`` builds it, ``/v2.1/sms/inbound`` is the listing, not the
-    lookup of a message whose id is "inbound"."""
-    settings = Settings.from_env({}, database_url=world.db_url)
-    app = create_app(settings, build_context(settings))
-    if not _wired(app):
-        pytest.skip("routes_inbound is not included in create_app yet")
-    with TestClient(app, headers=dict(world.a.headers)) as http:
-        r = http.get("/v2.1/sms/inbound")
+    """In the app as ``create_app`` builds it, ``/v2.1/sms/inbound`` is the listing (empty
+    here: no_results), not the lookup of a message whose id is "inbound" (not_found)."""
+    r = world.a.get("/v2.1/sms/inbound")
     assert r.status_code == 404 and r.json()["errors"][0]["code"] == "no_results", r.text
 
 

@@ -21,9 +21,11 @@ from prometheus_client import REGISTRY, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.api import metrics as api_metrics
-from dispatcher.ids import new_message_id
+from dispatcher.contract import queue_name
+from dispatcher.contract.celery_wire import published_at, queue_keys
+from dispatcher.ids import new_message_id, uuid7_time
 from dispatcher.ops import metrics_dir
-from dispatcher.ops.exporter import BrokerCollector, published_at, queue_keys
+from dispatcher.ops.exporter import BrokerCollector
 from tests.support.stack import ROOT
 from workers import metrics as wm
 from workers import observability
@@ -97,10 +99,10 @@ def test_record_sent_counts_and_measures_from_due_at_or_the_uuid7_id() -> None:
 
 def test_uuid7_time_reads_our_ids() -> None:
     t = time.time()
-    got = wm.uuid7_time(new_message_id())
+    got = uuid7_time(new_message_id())
     assert got is not None and abs(got - t) < 0.05
-    assert wm.uuid7_time("5b3e2a36-6a53-4c1e-9a5e-0d0d3c1c2b1a") is None  # v4
-    assert wm.uuid7_time("nonsense") is None
+    assert uuid7_time("5b3e2a36-6a53-4c1e-9a5e-0d0d3c1c2b1a") is None  # v4
+    assert uuid7_time("nonsense") is None
 
 
 @dataclass
@@ -424,20 +426,11 @@ def kombu_message(payload: dict[str, Any], headers: dict[str, Any] | None = None
     ).encode()
 
 
-def test_the_header_name_is_the_contracts() -> None:
-    from dispatcher import contract
-    from dispatcher.ops.exporter import PUBLISHED_AT_HEADER
-
-    assert getattr(contract, "HEADER_PUBLISHED_AT", PUBLISHED_AT_HEADER) == PUBLISHED_AT_HEADER
-
-
 def test_published_at_prefers_the_header_then_the_payload_clock() -> None:
     batch = new_message_id()
-    t_batch = wm.uuid7_time(batch)
+    t_batch = uuid7_time(batch)
     assert published_at(kombu_message({"batch": batch}, {"smsd_published_at": 123.5})) == 123.5
     assert published_at(kombu_message({"batch": batch})) == t_batch
-    assert published_at(kombu_message({"received_at": 99.0, "items": []})) == 99.0
-    assert published_at(kombu_message({"first_received": 50.0, "received_at": 99.0})) == 50.0
     assert published_at(kombu_message({"ids": ["a"]})) is None
     assert published_at(b"not json") is None
     assert published_at(None) is None
@@ -452,7 +445,7 @@ def test_collector_sums_priority_sub_lists_and_takes_the_oldest_tail(tmp_path: A
     engine = make_engine(url)
     client = fakeredis.FakeRedis()
     now = 1_900_000_000.0
-    main, sub3 = queue_keys("bulk")[0], queue_keys("bulk")[3]
+    main, sub3 = queue_keys(queue_name("bulk"))[0], queue_keys(queue_name("bulk"))[3]
     assert sub3 == "smsd.bulk\x06\x163"
     # LPUSH newest-first, as kombu does: the tail (index -1) is the oldest.
     client.lpush(main, kombu_message({"ids": []}, {"smsd_published_at": now - 30}))

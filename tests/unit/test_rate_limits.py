@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from workers.rate_limits import (
+from dispatcher.ratelimit import (
     AsyncLimiter,
     AsyncMemoryRateLimitBackend,
     AsyncRedisRateLimitBackend,
@@ -44,7 +44,7 @@ from workers.rate_limits import (
     decide,
     decide_prefix,
 )
-from workers.rate_limits.gcra import MICROS
+from dispatcher.ratelimit.gcra import MICROS
 
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
 

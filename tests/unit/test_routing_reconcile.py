@@ -12,11 +12,10 @@ from sqlalchemy import Engine, insert, select
 
 from dispatcher.contract import Status
 from dispatcher.store.db import make_engine
-from dispatcher.store.progress import Failure
+from dispatcher.store.progress import Failure, SendProgress
 from dispatcher.store.schema import message_events, messages
 from tests.support.services import fresh_database
 from workers.connectors.registry import ConnectorSet
-from workers.runtime import RoutedProgress
 from workers.sending.reconcile import reconcile
 
 NOW = 1_800_000_000.0
@@ -75,7 +74,7 @@ def test_stale_claims_are_asked_of_their_own_connection(engine: Engine) -> None:
     a, b = Carrier({"m1": "a-1"}), Carrier({"m3": "b-3"})
     for mid, conn in (("m1", "a"), ("m2", "a"), ("m3", "b"), ("m4", "gone")):
         add(engine, mid, conn)
-    store = RoutedProgress(engine)
+    store = SendProgress(engine)
     ids = ["m1", "m2", "m3", "m4"]
     report = asyncio.run(reconcile(store, ConnectorSet({"a": a, "b": b}), ids, NOW - 120, NOW))  # type: ignore[dict-item]
     assert sorted(a.asked) == ["m1", "m2"] and b.asked == ["m3"]
@@ -91,7 +90,7 @@ def test_stale_claims_are_asked_of_their_own_connection(engine: Engine) -> None:
 def test_failed_attempts_name_their_connection(engine: Engine) -> None:
     add(engine, "m1", "sim-a")
     add(engine, "m2", "sim-b", Status.QUEUED)
-    store = RoutedProgress(engine)
+    store = SendProgress(engine)
     assert store.last_connections(["m1", "m2", "m9"]) == {"m1": "sim-a", "m2": "sim-b"}
     failure = Failure("m1", Status.RETRYING, "internal", "HTTP 500", False, 500, 3.0, NOW + 1)
     assert store.record_failures([failure], NOW, Status.SENDING, "sim-a") == 1
@@ -107,7 +106,7 @@ def test_the_claim_returns_the_previous_attempts_error(engine: Engine) -> None:
     """The sender tells an ambiguous previous attempt from the claim's answer alone."""
     for mid in ("m1", "m2", "m3"):
         add(engine, mid, "sim-a")
-    store = RoutedProgress(engine)
+    store = SendProgress(engine)
     failures = [
         Failure("m1", Status.RETRYING, "carrier_timeout", "no answer", False, None, 10.0, NOW),
         Failure("m2", Status.RETRYING, "internal", "HTTP 500", False, 500, 3.0, NOW),

@@ -12,6 +12,12 @@ from typing import Any
 import pytest
 
 from dispatcher.contract import Status
+from dispatcher.ratelimit import (
+    AsyncLimiter,
+    AsyncMemoryRateLimitBackend,
+    Rate,
+    RateLimitUnavailable,
+)
 from dispatcher.store.progress import Claim, Failure, Sent
 from workers.connectors.base import Outbound, SubmitResult
 from workers.errors import (
@@ -21,12 +27,6 @@ from workers.errors import (
     PermanentCarrierError,
     RetryableCarrierError,
     ThrottledError,
-)
-from workers.rate_limits import (
-    AsyncLimiter,
-    AsyncMemoryRateLimitBackend,
-    Rate,
-    RateLimitUnavailable,
 )
 from workers.sending.breaker import Breakers, State
 from workers.sending.retry import RetryPolicy

@@ -203,7 +203,7 @@ async def test_mo_goes_to_the_inbound_kind_and_garbage_is_refused_for_good() -> 
 
 
 async def test_the_limiter_grants_the_share_the_holder_set(redis: Any) -> None:
-    from workers.rate_limits import Rate
+    from dispatcher.ratelimit import Rate
     from workers.sending.tokens import SmppTokens
 
     seen: list[float] = []

@@ -20,12 +20,13 @@ from kombu import Connection
 from dispatcher.contract import (
     HEADER_PUBLISHED_AT,
     TASK_SEND_CHUNK,
+    Chunk,
     Lane,
-    chunk_payload,
     queue_name,
 )
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.store.records import Batch
+from tests.support.celery_reference import reference_app
 from tests.support.services import fresh_redis
 
 # Values that differ between any two publications (fresh uuids, the clock, the process).
@@ -69,12 +70,13 @@ def _only(client: redis.Redis, key: str) -> dict[str, Any]:
 
 def test_direct_publish_matches_celery_send_task(redis_url: str) -> None:
     broker = Broker(redis_url)
+    celery = reference_app(redis_url)
     client = redis.Redis.from_url(redis_url)
     queue = queue_name(Lane.PRIORITY)
     try:
-        broker.app.send_task(
+        celery.send_task(
             TASK_SEND_CHUNK,
-            args=[chunk_payload("b1", Lane.PRIORITY, MESSAGES)],
+            args=[Chunk("b1", Lane.PRIORITY, MESSAGES).encode()],
             queue=queue,
             retry=False,
             headers={HEADER_PUBLISHED_AT: time.time()},
@@ -88,6 +90,7 @@ def test_direct_publish_matches_celery_send_task(redis_url: str) -> None:
         ours = _only(client, queue)
     finally:
         broker.close()
+        celery.close()
         client.close()
     assert _shape(ours) == _shape(reference)
     assert (

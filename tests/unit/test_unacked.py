@@ -36,9 +36,7 @@ NOW = 10_000.0
 
 def _message(task: str, queue: str, priority: int = 0) -> dict[str, Any]:
     """A task as the API publishes it (and a worker reads it back from the list)."""
-    message: dict[str, Any] = json.loads(
-        encode_task(task, {"connection": "default", "items": [{"id": "sim-1"}]}, queue, argsrepr="")
-    )
+    message: dict[str, Any] = json.loads(encode_task(task, {"ids": [1]}, queue, argsrepr=""))
     message["properties"]["priority"] = priority
     return message
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from dispatcher.contract import MessagePayload
 from dispatcher.routing import RoutingTable, Tier
 from workers.sending.breaker import Breakers, Peek
 
@@ -31,11 +31,11 @@ AccountNames = Callable[[Sequence[int]], Awaitable[Mapping[int, str]]]
 class Plan:
     """Where the messages of one sub-batch go."""
 
-    by_connection: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_connection: dict[str, list[MessagePayload]] = field(default_factory=dict)
     probes: dict[str, set[str]] = field(default_factory=dict)  # connection → probe message ids
-    waiting: list[dict[str, Any]] = field(default_factory=list)
+    waiting: list[MessagePayload] = field(default_factory=list)
     wait_s: float = 0.0  # how long the waiting ones should wait
-    unroutable: list[dict[str, Any]] = field(default_factory=list)
+    unroutable: list[MessagePayload] = field(default_factory=list)
 
 
 class RouteChooser:
@@ -54,7 +54,7 @@ class RouteChooser:
         self.rng = rng or random.Random()
         self.names = [c.name for c in table.config.connections]
 
-    async def plan(self, msgs: Sequence[dict[str, Any]], lane: str) -> Plan:
+    async def plan(self, msgs: Sequence[MessagePayload], lane: str) -> Plan:
         """Assign each message a connection, or say why it cannot go now."""
         plan = Plan()
         names: Mapping[int, str] = {}

@@ -13,14 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
-
 from dispatcher.contract import Status
-from dispatcher.store.progress import Failure, Sent, add_events, record_sent
-from dispatcher.store.schema import messages
+from dispatcher.store.progress import Failure, SendProgress, Sent
 from workers.connectors.base import Connector, carrier_id_of
 from workers.connectors.registry import ConnectorSet
-from workers.sending.progress import SqlProgress
 
 
 @dataclass
@@ -33,39 +29,8 @@ class ReconcileReport:
     unknown: int = 0
 
 
-def _still_sending(conn: Connection, ids: Sequence[str], older_than: float) -> list[str]:
-    rows = conn.execute(
-        select(messages.c.id).where(
-            and_(
-                messages.c.id.in_(list(ids)),
-                messages.c.status == Status.SENDING,
-                messages.c.status_at < older_than,
-            )
-        )
-    )
-    return [r[0] for r in rows]
-
-
-def _requeue(conn: Connection, ids: Sequence[str], now: float) -> int:
-    m = messages.c
-    result = conn.execute(
-        update(messages)
-        .where(and_(m.id.in_(list(ids)), m.status == Status.SENDING))
-        .values(status=Status.RETRYING, status_at=now, next_attempt_at=now)
-    )
-    add_events(
-        conn, ((i, now, "reconciled", Status.RETRYING, {"carrier": "not_found"}) for i in ids)
-    )
-    return int(result.rowcount)
-
-
-def _connections(conn: Connection, ids: Sequence[str]) -> dict[str, str]:
-    rows = conn.execute(select(messages.c.id, messages.c.connection).where(messages.c.id.in_(ids)))
-    return {r[0]: r[1] or "" for r in rows}
-
-
 async def reconcile(
-    store: SqlProgress,
+    store: SendProgress,
     connector: Connector | ConnectorSet,
     ids: Sequence[str],
     older_than: float,
@@ -77,7 +42,7 @@ async def reconcile(
     """
     if isinstance(connector, ConnectorSet):
         report = ReconcileReport()
-        owners = store.run(lambda conn: _connections(conn, list(ids)))
+        owners = store.last_connections(list(ids))
         groups: dict[str, list[str]] = {}
         for i in ids:
             groups.setdefault(owners.get(i, ""), []).append(i)
@@ -99,10 +64,10 @@ class _Unknown:
 
 
 async def _reconcile_one(
-    store: SqlProgress, connector: Any, ids: Sequence[str], older_than: float, now: float
+    store: SendProgress, connector: Any, ids: Sequence[str], older_than: float, now: float
 ) -> ReconcileReport:
     report = ReconcileReport()
-    stale = store.run(lambda conn: _still_sending(conn, ids, older_than))
+    stale = store.still_sending(ids, older_than)
     report.checked = len(stale)
     if not stale:
         return report
@@ -123,13 +88,5 @@ async def _reconcile_one(
     found = {ref: carrier_id_of(ref, cid) for ref, cid in found.items()}
     sent = [Sent(i, found[i], 200, 0.0) for i in stale if i in found]
     missing = [i for i in stale if i not in found]
-
-    def apply(conn: Connection) -> tuple[int, int]:
-        n_sent = record_sent(conn, sent, now)
-        add_events(
-            conn, ((s.id, now, "reconciled", Status.SENT, {"carrier": "found"}) for s in sent)
-        )
-        return n_sent, _requeue(conn, missing, now) if missing else 0
-
-    report.found_sent, report.requeued = store.run(apply)
+    report.found_sent, report.requeued = store.settle_reconciled(sent, missing, now)
     return report

@@ -8,8 +8,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from dispatcher.ratelimit import AsyncLimiter, Rate
 from workers import metrics
-from workers.rate_limits import AsyncLimiter, Rate
 from workers.smpp.handoff import rate_key
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from dispatcher.config import Settings
 from dispatcher.store.db import make_engine
 from workers.metrics import record_webhook_outcomes
+from workers.process_local import ProcessLocal
 from workers.runtime import new_loop
 from workers.webhooks.backoff import WebhookBackoff
 from workers.webhooks.deliver import DeliverOptions, WebhookDeliverer
@@ -52,20 +53,14 @@ class WebhookRuntime:
         self.loop.close()
 
 
-_runtime: WebhookRuntime | None = None
+_RUNTIME = ProcessLocal(lambda: WebhookRuntime(Settings.from_env()))
 
 
 def webhook_runtime() -> WebhookRuntime:
     """This process's webhooks runtime, built on first use."""
-    global _runtime
-    if _runtime is None:
-        _runtime = WebhookRuntime(Settings.from_env())
-    return _runtime
+    return _RUNTIME.get()
 
 
 def reset_webhook_runtime() -> None:
     """Close and forget this process's webhooks runtime (process shutdown, tests)."""
-    global _runtime
-    if _runtime is not None:
-        _runtime.close()
-        _runtime = None
+    _RUNTIME.reset()

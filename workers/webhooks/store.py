@@ -12,9 +12,8 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.store.db import StoreUnavailable
+from dispatcher.store.db import StoreUnavailable, transaction
 from dispatcher.store.dead_letters import describe, transient
 from dispatcher.store.schema import webhook_attempts, webhook_deliveries, webhook_endpoints
 from dispatcher.store.webhooks import DeliveryState, EndpointState, set_aside, signing_secrets
@@ -228,11 +227,8 @@ class SqlDeliveryStore:
         self.max_failures = max_failures
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn, *args)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(exc.__class__.__name__) from exc
+        with transaction(self.engine) as conn:
+            return fn(conn, *args)
 
     def claim(self, ids: Sequence[str], now: float, lease_s: float) -> list[Claimed]:
         """See :func:`claim`."""
