@@ -177,9 +177,21 @@ def sync_client(url: str, **options: Any) -> redis.Redis:
     return sentinel.master_for(t.master, redis_class=redis.Redis, **t.server_kwargs(), **options)
 
 
-def async_client(url: str, **options: Any) -> redis.asyncio.Redis:
-    """An asyncio client for ``url``; same rules as :func:`sync_client`."""
+def async_client(
+    url: str, wait_for_connection_s: float | None = None, **options: Any
+) -> redis.asyncio.Redis:
+    """An asyncio client for ``url``; same rules as :func:`sync_client`.
+
+    With ``wait_for_connection_s`` (and ``max_connections``) a burst beyond the pool's size
+    waits that long for a free connection instead of failing at once, as redis-py's default
+    pool does. Sentinel-managed pools cannot wait: give them room (``max_connections``).
+    """
     if not is_sentinel(url):
+        if wait_for_connection_s is not None:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                url, timeout=wait_for_connection_s, **options
+            )
+            return redis.asyncio.Redis(connection_pool=pool)
         return redis.asyncio.Redis.from_url(url, **options)
     t = parse_sentinel_url(url)
     sentinel = redis.asyncio.sentinel.Sentinel(

@@ -50,14 +50,11 @@ def smpp_connections(settings: Settings) -> list[ConnectionConfig]:
 
 def holder_redis(url: str) -> aioredis.Redis:
     """The holder's client: a bounded pool that waits for a free connection, so a burst of
-    deliver_sm or replies queues for a connection instead of failing (redis-py's default pool
-    refuses the 101st at once). Through Sentinel: its pool, with room for such bursts."""
+    deliver_sm or replies queues for a connection instead of failing. Through Sentinel: its
+    pool, with room for such bursts."""
     if is_sentinel(url):
         return async_client(url, max_connections=1000)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_CONNECTIONS, timeout=10
-    )
-    return aioredis.Redis(connection_pool=pool)
+    return async_client(url, wait_for_connection_s=10, max_connections=REDIS_CONNECTIONS)
 
 
 class Committer:
