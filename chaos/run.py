@@ -454,7 +454,7 @@ def _nothing_to_send(stack: Any) -> bool:
 def hook_account(stack: Any, url: str) -> Any:
     """A priority-enabled account whose default webhook URL is the receiver."""
     from dispatcher.store.schema import accounts
-    from dispatcher.webhooks import admin
+    from dispatcher.store import webhook_settings as admin
 
     client = stack.account("chaos")
     engine = stack.db()

@@ -98,7 +98,7 @@ def _demo_webhook(env: dict[str, str], inbox_url: str) -> None:
     """Point the demo account's webhooks at the local inbox; its secret to DEMO_SECRET_FILE."""
     from dispatcher.config import Settings
     from dispatcher.store.db import make_engine
-    from dispatcher.webhooks import admin
+    from dispatcher.store import webhook_settings as admin
 
     engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
     with engine.begin() as conn:
@@ -120,7 +120,7 @@ def _demo_panel_user(env: dict[str, str]) -> str:
     from dispatcher.config import Settings
     from dispatcher.store.db import make_engine
     from dispatcher.store.users import Role, UserExists, create_user
-    from dispatcher.webhooks import admin
+    from dispatcher.store import webhook_settings as admin
 
     if os.path.exists(DEMO_PANEL_FILE):
         with open(DEMO_PANEL_FILE, encoding="utf-8") as fh:

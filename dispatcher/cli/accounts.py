@@ -18,6 +18,7 @@ from dispatcher.cli.output import fail as report
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store import audit
+from dispatcher.store.db import transaction
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -78,7 +79,7 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
         if account is None:
             return fail(f"no account named {args.name!r}", args)
         pair = rotate_key(engine, account.id, args.overlap)
-        with engine.begin() as conn:  # the panel's audit log shows the CLI's actions too
+        with transaction(engine) as conn:  # the panel's audit log shows the CLI's actions too
             detail = f"every older pair works for {args.overlap:g} more seconds"
             audit.record(conn, account.id, cli_actor(), "key.rotate", "all keys", detail,
                          now=time.time())  # fmt: skip

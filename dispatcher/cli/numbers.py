@@ -15,6 +15,7 @@ from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.sms import InvalidPhoneNumber, normalize
+from dispatcher.store.db import reading, transaction
 from dispatcher.store.numbers import NumberKind, NumberTaken, add_number, list_numbers
 from dispatcher.store.numbers import remove_number as store_remove_number
 
@@ -63,7 +64,7 @@ def cmd_numbers_add(args: argparse.Namespace) -> int:
         account = find_account(engine, args.account)
         if account is None:
             return fail(args, f"no account named {args.account!r}")
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             add_number(conn, number, account.id, kind, time.time())
     except NumberTaken as exc:
         return fail(args, str(exc))
@@ -85,7 +86,7 @@ def cmd_numbers_list(args: argparse.Namespace) -> int:
             if account is None:
                 return fail(args, f"no account named {args.account!r}")
             account_id = account.id
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = list_numbers(conn, account_id)
     finally:
         engine.dispose()
@@ -102,7 +103,7 @@ def cmd_numbers_remove(args: argparse.Namespace) -> int:
     except ValueError:
         number = args.number.strip()
     try:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             removed = store_remove_number(conn, number)
     finally:
         engine.dispose()

@@ -18,6 +18,7 @@ from typing import Any
 from dispatcher.billing.money import MoneyError, by_numeric, currency, format_minor, to_minor
 from dispatcher.cli.accounts import fail, open_engine
 from dispatcher.cli.output import emit
+from dispatcher.store.db import reading, transaction
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -71,7 +72,7 @@ def cmd_prices_set(args: argparse.Namespace) -> int:
     try:
         account_id = _account_id(engine, args.account)
         new = NewPrice(args.destination, args.price, args.currency, args.valid_from)
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             entry = add_price(conn, account_id, new, _actor(args))
     except (LookupError, PriceListError) as exc:
         return fail(str(exc), args)
@@ -95,7 +96,7 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
     engine = open_engine()
     try:
         account_id = _account_id(engine, args.account)
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             entries = list_entries(conn, account_id)
     except LookupError as exc:
         return fail(str(exc), args)
@@ -112,7 +113,7 @@ def cmd_prices_remove(args: argparse.Namespace) -> int:
     engine = open_engine()
     try:
         account_id = _account_id(engine, args.account)
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             removed = remove_price(conn, account_id, args.destination)
     except (LookupError, PriceListError) as exc:
         return fail(str(exc), args)
@@ -135,7 +136,7 @@ def cmd_prices_quote(args: argparse.Namespace) -> int:
     try:
         account_id = _account_id(engine, args.account)
         phone = normalize(args.phone, Settings.from_env().default_region or None)
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             book = PriceBook(load_entries(conn))
     except LookupError as exc:
         return fail(str(exc), args)
@@ -188,7 +189,7 @@ def cmd_balance_show(args: argparse.Namespace) -> int:
     try:
         account_id = _account_id(engine, args.account)
         assert account_id is not None
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
         return fail(str(exc), args)
@@ -207,7 +208,7 @@ def _post(args: argparse.Namespace, kind: str) -> int:
         assert account_id is not None
         cur = currency(args.currency)
         amount = to_minor(args.amount, cur, allow_negative=kind == "adjustment")
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             post(conn, account_id, kind, amount, cur.numeric, _actor(args), args.note)
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
@@ -259,7 +260,7 @@ def cmd_balance_limits(args: argparse.Namespace) -> int:
             low = _limit(args.low_balance, cur, "off")
         except MoneyError as exc:
             return fail(f"low-balance: {exc}", args)
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             set_limits(conn, account_id, cur.numeric, credit_limit=credit, low_balance=low)
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
@@ -280,7 +281,7 @@ def cmd_balance_ledger(args: argparse.Namespace) -> int:
     try:
         account_id = _account_id(engine, args.account)
         assert account_id is not None
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = ledger_rows(conn, account_id, args.limit)
     except LookupError as exc:
         return fail(str(exc), args)
@@ -313,7 +314,7 @@ def cmd_balance_reconcile(args: argparse.Namespace) -> int:
     engine = open_engine()
     try:
         account_id = _account_id(engine, args.account)
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             problems = reconcile(conn, account_id)
     except LookupError as exc:
         return fail(str(exc), args)
@@ -342,7 +343,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         account_id = _account_id(engine, args.account)
         date_to = args.date_to or time.time()
         date_from = args.date_from or date_to - 31 * 86_400
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = usage(conn, date_from, date_to, account_id, carrier_costs())
     except LookupError as exc:
         return fail(str(exc), args)

@@ -21,7 +21,9 @@ from typing import Any
 from dispatcher.cli.accounts import cli_actor, fail, open_engine
 from dispatcher.cli.output import emit
 from dispatcher.config import Settings
+from dispatcher.store import accounts as stored_accounts
 from dispatcher.store import audit
+from dispatcher.store.db import reading, transaction
 from dispatcher.store.senders import NameState, SenderName, SenderPolicy
 
 
@@ -43,17 +45,13 @@ def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 @contextmanager
 def _account(name: str) -> Iterator[tuple[Any, int]]:
     """A transaction and the id of the account called ``name``."""
-    from sqlalchemy import select
-
-    from dispatcher.store.schema import accounts
-
     engine = open_engine()
     try:
-        with engine.begin() as conn:
-            found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
+        with transaction(engine) as conn:
+            found = stored_accounts.account_id(conn, name)
             if found is None:
                 raise _Refused(f"no account named {name!r}")
-            yield conn, int(found)
+            yield conn, found
     finally:
         engine.dispose()
 
@@ -79,9 +77,6 @@ def _view(entry: SenderName, account: str) -> dict[str, Any]:
 @_command
 def cmd_list(args: argparse.Namespace) -> int:
     """Sender names of one account or of all, optionally in one state (oldest first)."""
-    from sqlalchemy import select
-
-    from dispatcher.store.schema import accounts
     from dispatcher.store.senders import list_names
 
     if args.account:
@@ -91,10 +86,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         engine = open_engine()
         try:
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 entries = list_names(conn, None, args.state)
-                rows = conn.execute(select(accounts.c.id, accounts.c.name))
-                names = {int(r.id): str(r.name) for r in rows}
+                names = stored_accounts.account_names(conn)
         finally:
             engine.dispose()
     emit(args, [_view(e, names.get(e.account_id, "?")) for e in entries], indent=2)

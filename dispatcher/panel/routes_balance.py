@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from dispatcher.billing.money import MoneyError, currency, format_minor, to_minor
 from dispatcher.panel.billing_view import (
@@ -35,8 +35,8 @@ from dispatcher.panel.web import (
     viewer,
 )
 from dispatcher.store import audit
+from dispatcher.store.accounts import account_name
 from dispatcher.store.balances import BalanceError, Keep, post, set_limits
-from dispatcher.store.schema import accounts
 from dispatcher.store.usage import usage_csv
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -130,7 +130,7 @@ async def _operator_page(
     status: int = 200,
 ) -> Response:
     def load(conn: Connection) -> dict[str, Any] | None:
-        name = conn.execute(select(accounts.c.name).where(accounts.c.id == account_id)).scalar()
+        name = account_name(conn, account_id)
         if name is None:
             return None
         data = load_balance(conn, account_id, before)
@@ -176,10 +176,7 @@ async def operator_balance(
 
 
 async def _account_name(request: Request, who: Viewer, account_id: int) -> str:
-    name = await in_db(
-        request,
-        lambda c: c.execute(select(accounts.c.name).where(accounts.c.id == account_id)).scalar(),
-    )
+    name = await in_db(request, lambda c: account_name(c, account_id))
     if name is None:
         raise not_found(who.user)
     return str(name)

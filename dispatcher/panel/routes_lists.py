@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from dispatcher.panel import charts
 from dispatcher.panel.forms import phone_to_e164
 from dispatcher.panel.web import PanelError, in_db, not_found, redirect, render, state, viewer
+from dispatcher.store.campaigns import count_rejections
 from dispatcher.store.dashboard import campaign_curve
 from dispatcher.store.panel_queries import (
     SearchFilter,
     campaign,
-    count_rejections,
     list_campaigns,
     search_outgoing,
 )

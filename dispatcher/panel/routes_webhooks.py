@@ -12,14 +12,13 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from dispatcher.panel.web import PanelError, Viewer, admin_viewer, in_db, redirect, render, state
-from dispatcher.store import audit
+from dispatcher.store import audit, webhook_settings
+from dispatcher.store.accounts import account_name
 from dispatcher.store.panel_queries import recent_deliveries
-from dispatcher.store.schema import accounts
 from dispatcher.store.webhooks import signing_secrets
-from dispatcher.webhooks import admin
 from dispatcher.webhooks.test_event import EventAnswer, send_test_event
 from dispatcher.webhooks.urls import UrlRefused, check_resolved, safe_host
 
@@ -56,7 +55,9 @@ async def _page(
     account_id = who.user.account_id
 
     def load(conn: Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return admin.view(conn, account_id, time.time()), recent_deliveries(conn, account_id)
+        return webhook_settings.view(conn, account_id, time.time()), recent_deliveries(
+            conn, account_id
+        )
 
     settings, deliveries = await in_db(request, load)
     shown = values if values is not None else {k: settings[v] or "" for k, v in VIEW_KEYS.items()}
@@ -119,9 +120,9 @@ async def save(
 
     def work(conn: Connection) -> str | None:
         now = time.time()
-        before = admin.view(conn, account_id, now)
-        admin.set_options(conn, account_id, checked, on_sent == "1")
-        secret = admin.ensure_secret(conn, account_id) if any(checked.values()) else None
+        before = webhook_settings.view(conn, account_id, now)
+        webhook_settings.set_options(conn, account_id, checked, on_sent == "1")
+        secret = webhook_settings.ensure_secret(conn, account_id) if any(checked.values()) else None
         if secret is not None:
             audit.record(conn, account_id, who.actor, "webhook.secret_create", now=now)
         for key, value in checked.items():
@@ -153,7 +154,7 @@ async def rotate_secret(
 
     def work(conn: Connection) -> str:
         now = time.time()
-        secret = admin.rotate_secret(conn, account_id, now, hours * 3600)
+        secret = webhook_settings.rotate_secret(conn, account_id, now, hours * 3600)
         detail = f"the old secret signs for {hours} more hour{'s' * (hours != 1)}"
         audit.record(conn, account_id, who.actor, "webhook.secret_rotate", None, detail, now=now)
         return secret
@@ -177,10 +178,9 @@ async def test_event(
     account_id = who.user.account_id
 
     def load(conn: Connection) -> tuple[str | None, list[str], str]:
-        view = admin.view(conn, account_id, time.time())
+        view = webhook_settings.view(conn, account_id, time.time())
         secrets = signing_secrets(conn, [account_id], time.time())[account_id]
-        name = conn.execute(select(accounts.c.name).where(accounts.c.id == account_id))
-        return view[VIEW_KEYS[which]], secrets, str(name.scalar_one())
+        return view[VIEW_KEYS[which]], secrets, str(account_name(conn, account_id))
 
     target, secrets, name = await in_db(request, load, write=True)
     if not target:
@@ -211,9 +211,9 @@ async def resume(request: Request, csrf_token: Annotated[str, Form()] = "") -> R
     window_s = state(request).settings.webhook_retry_window_h * 3600
     account_id = who.user.account_id
 
-    def work(conn: Connection) -> admin.Resumed:
+    def work(conn: Connection) -> webhook_settings.Resumed:
         now = time.time()
-        done = admin.resume(conn, account_id, now, window_s)
+        done = webhook_settings.resume(conn, account_id, now, window_s)
         detail = f"{done.endpoints} endpoint(s) resumed, {done.requeued} delivery(ies) sent again"
         audit.record(conn, account_id, who.actor, "webhook.resume", None, detail, now=now)
         return done

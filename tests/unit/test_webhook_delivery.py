@@ -16,6 +16,7 @@ import pytest
 from smsdispatch_client.webhooks import verify
 from sqlalchemy import Engine, select, update
 
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.schema import (
     accounts,
     webhook_attempts,
@@ -23,7 +24,6 @@ from dispatcher.store.schema import (
     webhook_endpoints,
 )
 from dispatcher.store.webhooks import create_status_webhooks, recover_stale_deliveries
-from dispatcher.webhooks import admin
 from tests.support.receiver import Answer, Receiver
 from tests.support.services import free_port
 from tests.unit.test_webhook_outbox import add_account, add_message, engine  # noqa: F401
