@@ -22,7 +22,7 @@ from dispatcher.cli.dead_letters import register as register_dead_letters
 from dispatcher.cli.examples import EXAMPLES
 from dispatcher.cli.links import register as register_links
 from dispatcher.cli.numbers import register as register_numbers
-from dispatcher.cli.output import add_options, emit
+from dispatcher.cli.output import add_options, emit, fail
 from dispatcher.cli.parsers import walk
 from dispatcher.cli.prices import register as register_prices
 from dispatcher.cli.senders import register as register_senders
@@ -30,6 +30,7 @@ from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
+from dispatcher.store.db import StoreUnavailable
 
 
 def _settings() -> Settings:
@@ -269,4 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StoreUnavailable as exc:
+        if not exc.outage:  # a bug: its stack, not "try again"
+            raise
+        return fail(args, {"error": "database_unreachable", "message": f"the database: {exc}"})
