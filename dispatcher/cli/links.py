@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import Any
 
-from dispatcher.cli.accounts import fail, open_engine, parse_duration
+from dispatcher.cli.accounts import audit_cli, fail, open_engine, parse_duration
 from dispatcher.cli.output import emit
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
@@ -56,10 +56,13 @@ def cmd_account_links(args: argparse.Namespace) -> int:
                 values["link_lifetime_s"] = args.lifetime
             if args.click_webhooks is not None:
                 values["click_webhooks"] = args.click_webhooks
-            if values:
-                stored_accounts.update_account(conn, row.id, **values)
             lifetime = values.get("link_lifetime_s", row.link_lifetime_s)
             hooks = values.get("click_webhooks", row.click_webhooks)
+            if values:
+                stored_accounts.update_account(conn, row.id, **values)
+                shown = "default" if lifetime is None else f"{lifetime:g} s"
+                detail = f"link lifetime {shown}, click webhooks {hooks}"
+                audit_cli(conn, row.id, "account.links", args.name, detail)
     finally:
         engine.dispose()
     s = Settings.from_env()

@@ -116,14 +116,23 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_accounts_create(args: argparse.Namespace) -> int:
     """Create an account and print its key pair once."""
-    from dispatcher.accounts.account import create_account
-    from dispatcher.store.db import make_engine
+    import time
+
+    from dispatcher.accounts.account import create_account_in
+    from dispatcher.cli.accounts import audit_cli
+    from dispatcher.store.db import make_engine, transaction
 
     s = _settings()
     engine = make_engine(s.database_url, pool_size=1)
-    account, pair = create_account(
-        engine, args.name, priority=args.priority, sender_policy=args.sender_policy
-    )
+    try:
+        with transaction(engine) as conn:
+            account, pair = create_account_in(
+                conn, args.name, args.priority, args.sender_policy, time.time()
+            )
+            policy = f"policy {account.sender_policy}"
+            audit_cli(conn, None, "account.create", account.name, policy)
+    finally:
+        engine.dispose()
     out = {
         "account": account.name,
         "id": account.id,

@@ -10,6 +10,7 @@ import argparse
 import time
 from typing import Any
 
+from dispatcher.cli.accounts import audit_cli
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
@@ -66,6 +67,7 @@ def cmd_numbers_add(args: argparse.Namespace) -> int:
             return fail(args, f"no account named {args.account!r}")
         with transaction(engine) as conn:
             add_number(conn, number, account.id, kind, time.time())
+            audit_cli(conn, account.id, "number.add", number, kind.value)
     except NumberTaken as exc:
         return fail(args, str(exc))
     finally:
@@ -104,10 +106,12 @@ def cmd_numbers_remove(args: argparse.Namespace) -> int:
         number = args.number.strip()
     try:
         with transaction(engine) as conn:
-            removed = store_remove_number(conn, number)
+            owner = store_remove_number(conn, number)
+            if owner is not None:
+                audit_cli(conn, owner, "number.remove", number)
     finally:
         engine.dispose()
-    if not removed:
+    if owner is None:
         return fail(args, f"{number} is not assigned")
     emit(args, {"removed": number})
     return 0

@@ -9,20 +9,16 @@ are typed and shown in major units (``12.34``), stored in minor units (docs/pric
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.billing.money import MoneyError, by_numeric, currency, format_minor, to_minor
-from dispatcher.cli.accounts import fail, open_engine
+from dispatcher.cli.accounts import cli_actor, fail, open_engine
 from dispatcher.cli.output import emit
+from dispatcher.store import audited
 from dispatcher.store.db import reading, transaction
-
-
-def _actor(args: argparse.Namespace) -> str:
-    return getattr(args, "by", None) or f"cli:{getpass.getuser()}"
 
 
 def parse_time(raw: str) -> float:
@@ -66,14 +62,16 @@ def _alpha(numeric: int) -> str | int:
 
 def cmd_prices_set(args: argparse.Namespace) -> int:
     """Add a price to an account's list or to the platform default."""
-    from dispatcher.store.prices import NewPrice, PriceListError, add_price
+    from dispatcher.store.prices import NewPrice, PriceListError
 
     engine = open_engine()
     try:
         account_id = _account_id(engine, args.account)
         new = NewPrice(args.destination, args.price, args.currency, args.valid_from)
         with transaction(engine) as conn:
-            entry = add_price(conn, account_id, new, _actor(args))
+            entry = audited.add_price(
+                conn, account_id, args.account, new, cli_actor(args), time.time()
+            )
     except (LookupError, PriceListError) as exc:
         return fail(str(exc), args)
     finally:
@@ -108,13 +106,15 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
 
 def cmd_prices_remove(args: argparse.Namespace) -> int:
     """Remove a destination (every date) from a list."""
-    from dispatcher.store.prices import PriceListError, remove_price
+    from dispatcher.store.prices import PriceListError
 
     engine = open_engine()
     try:
         account_id = _account_id(engine, args.account)
         with transaction(engine) as conn:
-            removed = remove_price(conn, account_id, args.destination)
+            removed = audited.remove_price(
+                conn, account_id, args.account, args.destination, cli_actor(args), time.time()
+            )
     except (LookupError, PriceListError) as exc:
         return fail(str(exc), args)
     finally:
@@ -200,7 +200,7 @@ def cmd_balance_show(args: argparse.Namespace) -> int:
 
 
 def _post(args: argparse.Namespace, kind: str) -> int:
-    from dispatcher.store.balances import BalanceError, post
+    from dispatcher.store.balances import BalanceError
 
     engine = open_engine()
     try:
@@ -209,7 +209,17 @@ def _post(args: argparse.Namespace, kind: str) -> int:
         cur = currency(args.currency)
         amount = to_minor(args.amount, cur, allow_negative=kind == "adjustment")
         with transaction(engine) as conn:
-            post(conn, account_id, kind, amount, cur.numeric, _actor(args), args.note)
+            audited.post_balance(
+                conn,
+                account_id,
+                args.account,
+                kind,
+                amount,
+                cur.numeric,
+                cli_actor(args),
+                args.note,
+                time.time(),
+            )
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
         return fail(str(exc), args)
@@ -245,7 +255,7 @@ def _limit(raw: str | None, cur: Any, off_word: str) -> Any:
 
 def cmd_balance_limits(args: argparse.Namespace) -> int:
     """Set the credit limit (``unlimited``: postpaid) and the low-balance alert level."""
-    from dispatcher.store.balances import BalanceError, set_limits
+    from dispatcher.store.balances import BalanceError
 
     engine = open_engine()
     try:
@@ -261,7 +271,16 @@ def cmd_balance_limits(args: argparse.Namespace) -> int:
         except MoneyError as exc:
             return fail(f"low-balance: {exc}", args)
         with transaction(engine) as conn:
-            set_limits(conn, account_id, cur.numeric, credit_limit=credit, low_balance=low)
+            audited.set_balance_limits(
+                conn,
+                account_id,
+                args.account,
+                cur.numeric,
+                cli_actor(args),
+                time.time(),
+                credit_limit=credit,
+                low_balance=low,
+            )
             out = _show(conn, account_id, args.account)
     except LookupError as exc:
         return fail(str(exc), args)

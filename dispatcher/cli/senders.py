@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dispatcher.cli.accounts import cli_actor, fail, open_engine
+from dispatcher.cli.accounts import audit_cli, cli_actor, fail, open_engine
 from dispatcher.cli.output import emit
 from dispatcher.config import Settings
 from dispatcher.store import accounts as stored_accounts
@@ -54,10 +54,6 @@ def _account(name: str) -> Iterator[tuple[Any, int]]:
             yield conn, found
     finally:
         engine.dispose()
-
-
-def _operator(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else cli_actor()
 
 
 def _view(entry: SenderName, account: str) -> dict[str, Any]:
@@ -104,11 +100,11 @@ def cmd_request(args: argparse.Namespace) -> int:
     with _account(args.account) as (conn, account_id):
         now = time.time()
         try:
-            entry = request_name(conn, account_id, args.sender, _operator(args), now)
+            entry = request_name(conn, account_id, args.sender, cli_actor(args), now)
         except InvalidSender as exc:
             raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
         if entry.requested_at == now:  # the panel's audit log shows the CLI's actions too
-            audit.record(conn, account_id, _operator(args), "sender.request", entry.name, now=now)
+            audit.record(conn, account_id, cli_actor(args), "sender.request", entry.name, now=now)
     emit(args, _view(entry, args.account), indent=2)
     return 0
 
@@ -125,11 +121,11 @@ def _decide(args: argparse.Namespace, state: NameState) -> int:
             )
         now = time.time()
         if state == NameState.APPROVED:
-            entry = approve(conn, entry.id, _operator(args), now)
+            entry = approve(conn, entry.id, cli_actor(args), now)
         else:
-            entry = reject(conn, entry.id, _operator(args), args.reason, now)
+            entry = reject(conn, entry.id, cli_actor(args), args.reason, now)
         verdict = "sender.approve" if state == NameState.APPROVED else "sender.reject"
-        audit.record(conn, account_id, _operator(args), verdict, entry.name, entry.reason, now=now)
+        audit.record(conn, account_id, cli_actor(args), verdict, entry.name, entry.reason, now=now)
     out = _view(entry, args.account)
     out["note"] = "API processes apply the decision at once to new sends"
     emit(args, out, indent=2)
@@ -156,8 +152,9 @@ def cmd_policy(args: argparse.Namespace) -> int:
     from dispatcher.store.senders import get_policy, set_policy
 
     with _account(args.account) as (conn, account_id):
-        if args.policy:
+        if args.policy and args.policy != get_policy(conn, account_id):
             set_policy(conn, account_id, args.policy)
+            audit_cli(conn, account_id, "sender.policy", args.account, args.policy, args)
         policy = get_policy(conn, account_id)
     ttl = Settings.from_env().auth_cache_ttl_s
     emit(

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from dispatcher.cli.accounts import audit_cli
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
@@ -69,6 +70,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
             user = create_user(
                 conn, account.id, args.username, password, Role(args.role), time.time()
             )
+            audit_cli(conn, account.id, "user.create", user.username, str(user.role))
     except UserExists as exc:
         return fail(args, str(exc))
     finally:

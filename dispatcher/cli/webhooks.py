@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from dispatcher.cli.accounts import cli_actor
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
-from dispatcher.store import webhook_settings
+from dispatcher.store import audited, webhook_settings
 from dispatcher.store.db import transaction
 from dispatcher.webhooks.urls import UrlRefused, check_url
 
@@ -83,19 +84,22 @@ def apply(engine: Engine, settings: Settings, args: argparse.Namespace) -> dict[
                 raise UrlRefused(exc.code, f"{flag}: {exc.reason}") from exc
         urls[key] = value
     now = time.time()
-    secret: str | None = None
     out: dict[str, Any] = {}
+    actor = cli_actor(args)
     with transaction(engine) as conn:
         acct = webhook_settings.account_id(conn, args.name)
-        webhook_settings.set_options(conn, acct, urls, args.on_sent)
+        create = not args.rotate_secret and (any(urls.values()) or args.show_secret)
+        secret = audited.set_webhooks(
+            conn, acct, urls, args.on_sent, actor, now, create_secret=create
+        )
         if args.rotate_secret:
-            secret = webhook_settings.rotate_secret(conn, acct, now, args.overlap_hours * 3600)
-        elif any(urls.values()) or args.show_secret:
-            secret = webhook_settings.ensure_secret(conn, acct)
+            overlap_s = args.overlap_hours * 3600
+            secret = audited.rotate_webhook_secret(conn, acct, overlap_s, actor, now)
         if args.show_secret and secret is None:
             secret = webhook_settings.current_secret(conn, acct)
         if args.resume:
-            done = webhook_settings.resume(conn, acct, now, settings.webhook_retry_window_h * 3600)
+            window_s = settings.webhook_retry_window_h * 3600
+            done = audited.resume_webhooks(conn, acct, window_s, actor, now)
             out["resumed"] = {"endpoints": done.endpoints, "requeued": done.requeued}
         out = {**webhook_settings.view(conn, acct, now), **out}
     if secret is not None:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from dispatcher.billing.money import MoneyError, currency, format_minor, to_minor
+from dispatcher.billing.money import MoneyError, currency, to_minor
 from dispatcher.panel.billing_view import (
     RangeError,
     customer_usage,
@@ -34,9 +34,9 @@ from dispatcher.panel.web import (
     render,
     viewer,
 )
-from dispatcher.store import audit
+from dispatcher.store import audited
 from dispatcher.store.accounts import account_name
-from dispatcher.store.balances import BalanceError, Keep, post, set_limits
+from dispatcher.store.balances import BalanceError, Keep
 from dispatcher.store.usage import usage_csv
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -217,13 +217,9 @@ async def _post_money(
     numeric, note = cur.numeric, values["note"] or None
 
     def work(conn: Connection) -> int:
-        now = time.time()
-        after = post(conn, account_id, kind, amount, numeric, who.actor, note, now=now)
-        detail = f"{format_minor(amount, numeric)} {cur.alpha}, balance "
-        detail += f"{format_minor(after, numeric)}" + (f": {note}" if note else "")
-        action = "balance.topup" if kind == "topup" else "balance.adjust"
-        audit.record(conn, account_id, who.actor, action, name, detail[:255], now=now)
-        return after
+        return audited.post_balance(
+            conn, account_id, name, kind, amount, numeric, who.actor, note, time.time()
+        )
 
     try:
         await in_db(request, work, write=True)
@@ -285,12 +281,16 @@ async def limits(
         )
 
     def work(conn: Connection) -> None:
-        now = time.time()
-        b = set_limits(conn, target, cur.numeric, credit_limit=credit, low_balance=low, now=now)
-        shown = "unlimited" if b.credit_limit is None else format_minor(b.credit_limit, b.currency)
-        low_shown = "off" if b.low_balance is None else format_minor(b.low_balance, b.currency)
-        detail = f"credit limit {shown}, low balance {low_shown} {cur.alpha}"
-        audit.record(conn, target, who.actor, "balance.limits", name, detail, now=now)
+        audited.set_balance_limits(
+            conn,
+            target,
+            name,
+            cur.numeric,
+            who.actor,
+            time.time(),
+            credit_limit=credit,
+            low_balance=low,
+        )
 
     try:
         await in_db(request, work, write=True)

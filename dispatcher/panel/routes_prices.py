@@ -22,9 +22,9 @@ from dispatcher.billing.money import MoneyError
 from dispatcher.billing.money import currency as currency_of
 from dispatcher.cli.prices import parse_time
 from dispatcher.panel.web import Viewer, in_db, not_found, operator_viewer, redirect, render
-from dispatcher.store import audit
+from dispatcher.store import audited
 from dispatcher.store.accounts import account_name, account_names
-from dispatcher.store.prices import NewPrice, PriceListError, add_price, entries_view, list_entries
+from dispatcher.store.prices import NewPrice, PriceListError, entries_view, list_entries
 
 router = APIRouter(prefix="/panel/operator", include_in_schema=False)
 log = structlog.get_logger(component="panel")
@@ -167,11 +167,7 @@ async def set_price(
             target = account_name(conn, account_id)
             if target is None:
                 return None
-        entry = add_price(conn, account_id, new, who.actor)
-        detail = f"{entry.destination} {values['price']} {values['currency'].upper()} per part"
-        detail += f" from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(entry.valid_from))} UTC"
-        audit.record(conn, account_id, who.actor, "price.set", target or "default list", detail,
-                     now=time.time())  # fmt: skip
+        entry = audited.add_price(conn, account_id, target, new, who.actor, time.time())
         return entry.destination
 
     try:

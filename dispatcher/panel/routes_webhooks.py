@@ -15,8 +15,9 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from dispatcher.panel.web import PanelError, Viewer, admin_viewer, in_db, redirect, render, state
-from dispatcher.store import audit, webhook_settings
+from dispatcher.store import audit, audited, webhook_settings
 from dispatcher.store.accounts import account_name
+from dispatcher.store.audited import WEBHOOK_VIEW_KEYS
 from dispatcher.store.panel_queries import recent_deliveries
 from dispatcher.store.webhooks import signing_secrets
 from dispatcher.webhooks.test_event import EventAnswer, send_test_event
@@ -30,12 +31,6 @@ URL_FIELDS = {
     "secondary": "Secondary URL (when the main one fails)",
     "inbound_url": "Inbound URL (replies and incoming messages)",
     "inbound_secondary": "Inbound secondary URL",
-}
-VIEW_KEYS = {
-    "url": "webhookUrl",
-    "secondary": "webhookUrlSecondary",
-    "inbound_url": "inboundWebhookUrl",
-    "inbound_secondary": "inboundWebhookUrlSecondary",
 }
 OVERLAPS_H = (0, 1, 24, 72)
 MAX_URL = 2048
@@ -60,7 +55,11 @@ async def _page(
         )
 
     settings, deliveries = await in_db(request, load)
-    shown = values if values is not None else {k: settings[v] or "" for k, v in VIEW_KEYS.items()}
+    shown = (
+        values
+        if values is not None
+        else {k: settings[v] or "" for k, v in WEBHOOK_VIEW_KEYS.items()}
+    )
     return render(
         request,
         "webhooks.html",
@@ -119,20 +118,15 @@ async def save(
     account_id = who.user.account_id
 
     def work(conn: Connection) -> str | None:
-        now = time.time()
-        before = webhook_settings.view(conn, account_id, now)
-        webhook_settings.set_options(conn, account_id, checked, on_sent == "1")
-        secret = webhook_settings.ensure_secret(conn, account_id) if any(checked.values()) else None
-        if secret is not None:
-            audit.record(conn, account_id, who.actor, "webhook.secret_create", now=now)
-        for key, value in checked.items():
-            if (before[VIEW_KEYS[key]] or None) != value:
-                target = safe_host(value) if value else "(cleared)"
-                audit.record(conn, account_id, who.actor, "webhook.url", key, target, now=now)
-        if before["onSent"] != (on_sent == "1"):
-            detail = "on" if on_sent == "1" else "off"
-            audit.record(conn, account_id, who.actor, "webhook.on_sent", None, detail, now=now)
-        return secret
+        return audited.set_webhooks(
+            conn,
+            account_id,
+            checked,
+            on_sent == "1",
+            who.actor,
+            time.time(),
+            create_secret=any(checked.values()),
+        )
 
     secret = await in_db(request, work, write=True)
     log.info("panel.webhooks_saved", user_id=who.user.id, account_id=account_id)
@@ -153,11 +147,7 @@ async def rotate_secret(
     account_id = who.user.account_id
 
     def work(conn: Connection) -> str:
-        now = time.time()
-        secret = webhook_settings.rotate_secret(conn, account_id, now, hours * 3600)
-        detail = f"the old secret signs for {hours} more hour{'s' * (hours != 1)}"
-        audit.record(conn, account_id, who.actor, "webhook.secret_rotate", None, detail, now=now)
-        return secret
+        return audited.rotate_webhook_secret(conn, account_id, hours * 3600, who.actor, time.time())
 
     secret = await in_db(request, work, write=True)
     log.info("panel.webhook_secret_rotated", user_id=who.user.id, account_id=account_id)
@@ -180,7 +170,7 @@ async def test_event(
     def load(conn: Connection) -> tuple[str | None, list[str], str]:
         view = webhook_settings.view(conn, account_id, time.time())
         secrets = signing_secrets(conn, [account_id], time.time())[account_id]
-        return view[VIEW_KEYS[which]], secrets, str(account_name(conn, account_id))
+        return view[WEBHOOK_VIEW_KEYS[which]], secrets, str(account_name(conn, account_id))
 
     target, secrets, name = await in_db(request, load, write=True)
     if not target:
@@ -212,11 +202,7 @@ async def resume(request: Request, csrf_token: Annotated[str, Form()] = "") -> R
     account_id = who.user.account_id
 
     def work(conn: Connection) -> webhook_settings.Resumed:
-        now = time.time()
-        done = webhook_settings.resume(conn, account_id, now, window_s)
-        detail = f"{done.endpoints} endpoint(s) resumed, {done.requeued} delivery(ies) sent again"
-        audit.record(conn, account_id, who.actor, "webhook.resume", None, detail, now=now)
-        return done
+        return audited.resume_webhooks(conn, account_id, window_s, who.actor, time.time())
 
     await in_db(request, work, write=True)
     log.info("panel.webhooks_resumed", user_id=who.user.id, account_id=account_id)
