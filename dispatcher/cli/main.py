@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 
 from dispatcher.cli.accounts import register as register_accounts
+from dispatcher.cli.balance import register as register_balance
 from dispatcher.cli.client import register as register_client
 from dispatcher.cli.connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli.connections import register as register_connections
@@ -25,6 +26,7 @@ from dispatcher.cli.numbers import register as register_numbers
 from dispatcher.cli.output import add_options, emit, fail
 from dispatcher.cli.parsers import walk
 from dispatcher.cli.prices import register as register_prices
+from dispatcher.cli.prices import register_usage
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
@@ -242,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_numbers(sub)
     register_prices(sub)
+    register_balance(sub)
+    register_usage(sub)
     register_senders(sub)
     register_client(sub)
     register_connections(sub)

@@ -7,6 +7,10 @@ stores exactly the previewed messages, through the same preparation and writer a
 (:func:`dispatcher.submit.prepare_personalised`, the account's sender policy and daily cap,
 opt-outs dropped in the storing transaction), with an idempotency key per batch so a double
 click or a retried POST cannot send twice. Admins only.
+
+Longer than 400 lines on purpose: one flow (form, preview, send, rejected rows) over one
+draft, whose steps a reader follows top to bottom; the parsing and personalising it calls live
+in their own modules.
 """
 
 from __future__ import annotations
