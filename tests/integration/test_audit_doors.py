@@ -169,8 +169,8 @@ def test_each_cli_command_that_changes_an_account_writes_its_audit_entry(
     argv = [a.replace("{password_file}", str(secret)) for a in door.argv]
     monkeypatch.setenv("DATABASE_URL", log_url)
     monkeypatch.setenv("SMSDISPATCH_WEBHOOK_ALLOW_PRIVATE", "1")
-    for argv in door.before:
-        assert main([*argv, "--json"]) == 0, capsys.readouterr().err
+    for setup in door.before:
+        assert main([*setup, "--json"]) == 0, capsys.readouterr().err
     last = _newest(log_url)
     assert main([*argv, "--json"]) == 0, capsys.readouterr().err
     engine = make_engine(log_url)
