@@ -2,7 +2,7 @@
 (``DATABASE_URL``), and the helpers every other package opens connections with.
 
 Outside ``dispatcher/store/`` nothing issues SQL or sees a driver's error
-(``tests/unit/test_store_boundary.py``): writes go through :func:`transaction`, reads
+(rule 8 of ``tests/unit/test_boundaries.py``): writes go through :func:`transaction`, reads
 through :func:`reading` (or :func:`run`, which picks one), and any database error leaves as
 :class:`StoreUnavailable`, translated here once.
 """
@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
@@ -66,7 +65,7 @@ def translated() -> Iterator[None]:
     driver's error class), the one error callers of the log handle."""
     try:
         yield
-    except SQLAlchemyError as exc:
+    except sa_exc.SQLAlchemyError as exc:
         raise StoreUnavailable(type(exc).__name__) from exc
 
 
