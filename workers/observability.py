@@ -101,15 +101,10 @@ def lane_of(hostname: str, queues: Any) -> str:
 
 def listen_address(lane: str, env: dict[str, str] | None = None) -> tuple[str, int]:
     """Host and port of the pool's server; port 0 means no server."""
-    env = dict(os.environ) if env is None else env
-    host = env.get("SMSDISPATCH_WORKER_METRICS_HOST") or "127.0.0.1"
-    raw = env.get("SMSDISPATCH_WORKER_METRICS_PORT", "").strip()
-    if raw:
-        try:
-            return host, int(raw)
-        except ValueError:
-            log.error("worker.metrics_port_invalid", value=raw)
-            return host, 0
+    settings = Settings.from_env(env)
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    if port is not None:
+        return host, port
     return host, DEFAULT_PORTS.get(Lane(lane), 9100) if lane in set(Lane) else 9100
 
 
