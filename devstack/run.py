@@ -208,15 +208,15 @@ def redis_config(var: str) -> tuple[str, int, str]:
 
 def run_stack(args: argparse.Namespace) -> int:
     """Start everything, print the curl, wait for Ctrl-C, stop everything."""
+    from dispatcher.config import Settings
+
+    # A bad setting stops here, naming it, before anything starts (dispatcher/config_env.py).
+    settings = Settings.from_env()
     started = time.monotonic()
     private_dir(VAR)
     os.makedirs(os.path.join(VAR, "logs"), exist_ok=True)
     env = dict(os.environ)
     env.setdefault("SMSDISPATCH_LOG_FORMAT", "json")
-    from dispatcher.config import Settings
-
-    # A bad setting stops here, naming it, before anything starts (dispatcher/config_env.py).
-    settings = Settings.from_env(env)
     port = args.port or settings.api_port
     env["SMSDISPATCH_API_PORT"] = str(port)
     supervisor = Supervisor(
