@@ -15,7 +15,8 @@ COPY scripts/uv.sh ./scripts/
 COPY requirements.lock ./
 RUN uv=$(scripts/uv.sh) \
     && "$uv" venv --python "$(command -v python3)" /opt/smsdispatch \
-    && "$uv" pip sync --python /opt/smsdispatch/bin/python --compile-bytecode requirements.lock
+    && "$uv" pip sync --python /opt/smsdispatch/bin/python --compile-bytecode --require-hashes \
+       requirements.lock
 COPY pyproject.toml README.md LICENSE celeryconfig.py ./
 COPY client ./client
 COPY dispatcher ./dispatcher
