@@ -105,14 +105,14 @@ class Settings:
     chunk_size: int = setting(500, "messages per bulk task", bounds=AT_LEAST_ONE)
     max_attempts: int = setting(6, "attempts before `failed`", bounds=AT_LEAST_ONE)
     retry_base_s: float = setting(
-        1.0, "bulk backoff base (priority: 0.5 s, capped at 30 s)", bounds=POSITIVE
+        1.0, "bulk backoff base (priority: 0.5 s, capped at 30 s)", bounds=NOT_NEGATIVE
     )
-    retry_max_s: float = setting(300.0, "bulk backoff cap", bounds=POSITIVE)
+    retry_max_s: float = setting(300.0, "bulk backoff cap", bounds=NOT_NEGATIVE)
     rate_wait_max_s: float = setting(
         20.0,
         "longest wait for rate-limit tokens inside a task; longer waits park the rest of a "
         "chunk instead of holding it",
-        bounds=POSITIVE,
+        bounds=NOT_NEGATIVE,
     )
     default_validity_min: int = setting(
         4320, "validity (minutes) when the request gives none", bounds=AT_LEAST_ONE
@@ -135,16 +135,16 @@ class Settings:
     outbox_stale_s: float = setting(
         30.0,
         "a batch not marked enqueued after this is re-enqueued by the scheduler",
-        bounds=POSITIVE,
+        bounds=NOT_NEGATIVE,
     )
     sending_stale_s: float = setting(
         120.0,
         "a claim older than this is reconciled with the carrier (must exceed the carrier "
         "timeout by more than 1.2 s)",
-        bounds=POSITIVE,
+        bounds=NOT_NEGATIVE,
     )
     orphan_stale_s: float = setting(
-        120.0, "queued, lane queue empty, older than this: re-enqueued", bounds=POSITIVE
+        120.0, "queued, lane queue empty, older than this: re-enqueued", bounds=NOT_NEGATIVE
     )
     visibility_timeout_s: int = setting(
         3600,
@@ -171,16 +171,16 @@ class Settings:
     report_grace_h: float = setting(
         72.0,
         "no final report this long after validity → `expired` (`report_timeout`)",
-        bounds=POSITIVE,
+        bounds=NOT_NEGATIVE,
     )
     report_retry_s: float = setting(
-        600.0, "how long a report for an unknown message is retried", bounds=POSITIVE
+        600.0, "how long a report for an unknown message is retried", bounds=NOT_NEGATIVE
     )
     callback_lease_s: float = setting(
         30.0,
         "a stored carrier callback (report, inbound) whose task was lost is published again "
         "after this",
-        bounds=POSITIVE,
+        bounds=NOT_NEGATIVE,
     )
     callback_max_failures: int = setting(
         5,
@@ -194,10 +194,12 @@ class Settings:
     )
     webhook_timeout_s: float = setting(5.0, "webhook connect/read timeout", bounds=POSITIVE)
     webhook_retry_window_h: float = setting(
-        26.0, "a failing webhook is retried with backoff for at least this long", bounds=POSITIVE
+        26.0,
+        "a failing webhook is retried with backoff for at least this long",
+        bounds=NOT_NEGATIVE,
     )
     webhook_suspend_after_h: float = setting(
-        24.0, "an endpoint failing continuously this long is suspended", bounds=POSITIVE
+        24.0, "an endpoint failing continuously this long is suspended", bounds=NOT_NEGATIVE
     )
     webhook_max_failures: int = setting(
         5,
@@ -209,7 +211,7 @@ class Settings:
         10.0,
         "how soon workers notice an account that turned on webhooks for `sent` (they cache the "
         "answer so the hot path skips the look-up while no account uses it)",
-        bounds=POSITIVE,
+        bounds=NOT_NEGATIVE,
     )
     webhook_max_endpoints: int = setting(
         1000,
@@ -233,7 +235,7 @@ class Settings:
         "at accept ([prices.md](prices.md)); off, messages cost 0",
     )
     prices_reload_s: float = setting(
-        5.0, "a price list change reaches every process within this", bounds=POSITIVE
+        5.0, "a price list change reaches every process within this", bounds=NOT_NEGATIVE
     )
     auth_cache_ttl_s: float = setting(
         30.0,

@@ -115,8 +115,10 @@ class Spec:
         return self.accepts or _describe(self.type, self.bounds)
 
 
-def specs(cls: type) -> list[Spec]:
-    """The settings of a dataclass built with :func:`setting`, in declaration order."""
+@cache
+def specs(cls: type) -> tuple[Spec, ...]:
+    """The settings of a dataclass built with :func:`setting`, in declaration order (read once
+    per class: type hints are costly to resolve, and processes build settings often)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -136,7 +138,7 @@ def specs(cls: type) -> list[Spec]:
                 bounds=meta.get("bounds", {}),
             )
         )
-    return out
+    return tuple(out)
 
 
 def parse(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
