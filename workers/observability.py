@@ -71,7 +71,7 @@ def prepare_multiprocess(root: str | None = None) -> str:
     """Create this pool's empty directory, remove dead pools' ones, export the variable."""
     if STATE.prepared_pid == os.getpid():
         return os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    if "workers.metrics" in sys.modules or "prometheus_client.values" in sys.modules:
+    if "workers.metrics" in sys.modules:
         # Values created before this point live in this process only: children's counts
         # would never reach /metrics. Say so loudly rather than serve wrong numbers.
         log.error(
@@ -79,6 +79,14 @@ def prepare_multiprocess(root: str | None = None) -> str:
             hint="import workers.metrics / prometheus_client only from task modules",
         )
     path = use_multiprocess_dir(DIR_NAME, root)
+    if "prometheus_client.values" in sys.modules:
+        # prometheus_client chose its value class when first imported, before the directory
+        # existed: Celery's command line imports its plugins first (Flower's imports
+        # prometheus_client). No metric of ours exists yet, so choose again: the metrics
+        # created from now on write to the directory.
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
     STATE.prepared_pid = os.getpid()
     return path
 
