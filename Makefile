@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# The same PostgreSQL through Debian's PgBouncer in transaction mode (scripts/ensure-services.sh).
+PGBOUNCER_TEST_URL ?= postgresql://postgres@127.0.0.1:6432/test?pooler=pgbouncer
 # Wheels of the client's dependencies, pytest and the build backend, for the test that installs
 # ./client into an empty venv without an index (tests/unit/test_client_distribution.py).
 WHEELHOUSE := $(VENV)/wheelhouse
@@ -49,15 +51,18 @@ unit: $(STAMP)
 # The suite on SQLite (the default log) and on PostgreSQL (production), with a real Redis.
 # Long crash and accuracy tests (marked slow) run once, on PostgreSQL; tests of code that is
 # the same on both databases (input validation, HTTP clients, routing, Redis rate limits:
-# marked any_db) run once, on SQLite.
+# marked any_db) run once, on SQLite. The tests marked pgbouncer (API, pools, scheduler,
+# reports, exporter, migrations) run once more with every connection through PgBouncer in
+# transaction mode, the tests' own database creation included (docs/operations.md).
 test: $(STAMP) services
-	scripts/ensure-services.sh chromium smsc sentinel zsh
+	scripts/ensure-services.sh chromium smsc sentinel zsh pgbouncer
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check $(TYPED) tests
 	$(BIN)/mypy $(TYPED)
 	$(BIN)/pytest -q -p no:cacheprovider client/tests
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not any_db or slow" tests/integration
+	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL='$(PGBOUNCER_TEST_URL)' $(BIN)/pytest -q -p no:cacheprovider -m "pgbouncer and not any_db" tests/integration
 
 # Known vulnerabilities in the locked dependencies (pip-audit). Fails on a vulnerability; says
 # "NOT AUDITED" (and passes) when the vulnerability service cannot be reached. See docs/security.md.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from dispatcher.store.db import make_engine
 from dispatcher.store.schema import metadata
 from tests.support.services import fresh_database
+
+pytestmark = pytest.mark.pgbouncer
 
 
 def test_migrated_schema_matches_the_code() -> None:
