@@ -98,12 +98,16 @@ clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (issue 3): everything on this machine; results in bench/results/latest.json and
-# bench/results/runs/<run>.md, summarised in docs/benchmarks.md. SCENARIO=B runs one scenario.
+# bench/results/runs/<run>.md, summarised in docs/benchmarks.md. SCENARIO=B runs one scenario;
+# PGBOUNCER=1 runs A and E again behind PgBouncer in transaction mode, beside the direct figures.
+BENCH_FLAGS = $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(PGBOUNCER),--pgbouncer,)
 bench: $(STAMP) services
-	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO),)
+	$(if $(PGBOUNCER),scripts/ensure-services.sh pgbouncer,)
+	$(BIN)/python -m bench.run $(BENCH_FLAGS)
 
 bench-quick: $(STAMP) services
-	$(BIN)/python -m bench.run --quick $(if $(SCENARIO),--scenario $(SCENARIO),)
+	$(if $(PGBOUNCER),scripts/ensure-services.sh pgbouncer,)
+	$(BIN)/python -m bench.run --quick $(BENCH_FLAGS)
 
 # Chaos run (issue 7): the pipeline on PostgreSQL while workers are SIGKILLed, a private Redis
 # primary (with a replica and three Sentinels) is restarted, then failed over, database
