@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -57,17 +58,16 @@ def split_pooler(url: str) -> tuple[str, str]:
     an unknown pooler, or one on a non-PostgreSQL URL, stops the caller with an error naming
     ``DATABASE_URL`` (never repeating the URL: it may carry a password).
     """
-    if "pooler=" not in url:
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    if "pooler" not in query:
         return url, ""
+    pooler = query["pooler"]
+    if pooler not in POOLERS:
+        raise ValueError(f"DATABASE_URL: pooler must be one of {', '.join(POOLERS)}")
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ValueError("DATABASE_URL: not a database URL") from exc
-    if "pooler" not in parsed.query:  # the text was elsewhere (a password, say)
-        return url, ""
-    pooler = parsed.query["pooler"]
-    if not isinstance(pooler, str) or pooler not in POOLERS:
-        raise ValueError(f"DATABASE_URL: pooler must be one of {', '.join(POOLERS)}")
     if parsed.get_backend_name() != "postgresql":
         raise ValueError("DATABASE_URL: pooler is for PostgreSQL URLs only")
     return parsed.difference_update_query(["pooler"]).render_as_string(hide_password=False), pooler

@@ -76,12 +76,12 @@ def _run_alternately(engines: list[Engine], times: int) -> None:
 def test_without_the_setting_workers_are_refused_and_prepared_statements_collide() -> None:
     with fresh_database() as url:
         plain = via_pgbouncer(url, pooler=False)
-        with engine(plain, pool_size=1, plan_each_run=True) as worker:
-            with pytest.raises(OperationalError, match="unsupported startup parameter: options"):
-                worker.connect().close()
-        with engine(plain, pool_size=1) as a, engine(plain, pool_size=1) as b:
-            with pytest.raises(ProgrammingError, match="prepared statement"):
-                _run_alternately([a, b], 10)
+        refused = pytest.raises(OperationalError, match="unsupported startup parameter: options")
+        with engine(plain, pool_size=1, plan_each_run=True) as worker, refused:
+            worker.connect().close()
+        collided = pytest.raises(ProgrammingError, match="prepared statement")
+        with engine(plain, pool_size=1) as a, engine(plain, pool_size=1) as b, collided:
+            _run_alternately([a, b], 10)
 
 
 def test_engines_prepare_nothing_behind_pgbouncer() -> None:
