@@ -396,7 +396,7 @@ class BenchStack:
 
     # -- measurement helpers ---------------------------------------------------------------------
     def groups(self) -> dict[str, list[int]]:
-        """PIDs per accounting group, plus PostgreSQL and Redis server processes."""
+        """PIDs per accounting group, plus PostgreSQL, Redis and PgBouncer server processes."""
         out: dict[str, list[int]] = {}
         for proc in self.procs.values():
             out.setdefault(proc.group, []).extend(proc.pids())
@@ -412,6 +412,8 @@ class BenchStack:
                 out.setdefault("postgres", []).append(p.pid)
             elif name.startswith("redis-server"):
                 out.setdefault("redis", []).append(p.pid)
+            elif name == "pgbouncer":  # --pgbouncer: its CPU is part of the path measured
+                out.setdefault("pgbouncer", []).append(p.pid)
         return out
 
     def wait_db_sent(self, n: int, timeout: float = 120.0) -> tuple[int, float]:
