@@ -100,6 +100,16 @@ def test_engines_prepare_nothing_behind_pgbouncer() -> None:
                     assert prepared.scalar() == 0
 
 
+def test_a_pools_readiness_probe_reaches_the_database_through_pgbouncer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.observability import readiness
+
+    with fresh_database() as url:
+        monkeypatch.setenv("DATABASE_URL", via_pgbouncer(url))
+        assert readiness()["database"] == "ok"
+
+
 def _claim_plan(e: Engine, now: float) -> str:
     """The plan PostgreSQL executed the workers' claim with (auto_explain, as notices, in the
     claim's own transaction: the one place a session setting is safe behind PgBouncer)."""
