@@ -377,6 +377,9 @@ def section(
             )
             if bounced.get("cpu"):
                 out.append("  - " + _cpu_line(bounced["cpu"]))
+            if bounced.get("chart"):
+                chart = os.path.relpath(ROOT / bounced["chart"], RUNS)
+                out.append(f"\n![{name} behind PgBouncer]({chart})")
         if res.get("chart"):
             chart = os.path.relpath(ROOT / res["chart"], RUNS)
             out.append(f"\n![{name}]({chart})")
