@@ -35,14 +35,18 @@ class Settings:
         "redis://127.0.0.1:6379/0",
         "every Redis client (broker, rate limiter, scheduler lease, sessions, caps, probes); "
         "`redis+sentinel://[:password@]host:port,…/<master>/<db>[?sentinel_password=…]` with "
-        "Sentinel ([operations.md](operations.md#redis-with-sentinel))",
+        "Sentinel ([topology.md](topology.md#redis-with-sentinel))",
         env="REDIS_URL",
         secret=True,
         accepts="a `redis://`, `rediss://`, `unix://` or `redis+sentinel://` URL",
         bounds={"pattern": r"^(redis|rediss|unix|redis\+sentinel)://"},
     )
     database_url: str = setting(
-        doc="message log; `postgresql://…` for production",
+        doc=(
+            "message log; `postgresql://…` for production; add `?pooler=pgbouncer` behind"
+            " PgBouncer in transaction mode (no startup options, no prepared statements:"
+            " [topology.md](topology.md#postgresql-behind-pgbouncer))"
+        ),
         env="DATABASE_URL",
         secret=True,
         factory=_default_db,

@@ -34,15 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
 from dispatcher.config import Settings
 from dispatcher.contract import QUEUE_PREFIX, Lane
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.metrics_dir import pid_alive, use_multiprocess_dir
 from dispatcher.redis_clients import sync_client
-from dispatcher.store.db import normalize_url
+from dispatcher.store.db import make_engine
 
 log = structlog.get_logger(component="worker-observability")
 
@@ -259,7 +257,8 @@ def readiness() -> dict[str, str]:
     except Exception as exc:  # a probe reports, it does not raise (a malformed URL, say)
         checks["redis"] = type(exc).__name__
     try:
-        engine = create_engine(normalize_url(settings.database_url), poolclass=NullPool)
+        # A pool of one, disposed at once: a fresh connection each time, as NullPool would.
+        engine = make_engine(settings.database_url, pool_size=1)
         try:
             checks["database"] = check_database(engine)
         finally:

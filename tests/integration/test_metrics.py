@@ -42,7 +42,7 @@ from tests.support.celery_reference import reference_app
 from tests.support.services import free_port, fresh_database, fresh_redis
 from tests.support.stack import Stack, running_stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.pgbouncer]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -23,6 +23,9 @@ from tests.support.services import PG_URL, backend, fresh_database
 from tests.support.stack import wait_until
 
 
+# Not the migration-lock test: a session's advisory lock needs a direct connection, which is
+# what `smsdispatch migrate` must use (docs/operations.md), not PgBouncer in transaction mode.
+@pytest.mark.pgbouncer
 def test_migrated_schema_matches_the_code() -> None:
     with fresh_database() as url:
         engine = make_engine(url, pool_size=1)
