@@ -599,6 +599,7 @@ class CpuMeter:
         out["wall_s"] = round(wall, 2)
         wal = wal_bytes(self._wal0, wal_end)  # after the CPU readings: it costs some
         out["pg_wal_bytes"] = wal["bench"] if wal["bench"] is not None else wal["server"]
+        out["pg_wal_bytes_scope"] = "server" if wal["bench"] is None else "bench database"
         out["pg_wal_bytes_server"] = wal["server"]
         return out
 

@@ -58,7 +58,8 @@ def _measured(engine: Any, step: Callable[[Any], None]) -> dict[str, float]:
         conn.commit()
     time.sleep(0.5)
     wal = wal_bytes(wal0, wal_lsn())
-    return {"pg_cpu_s": cpu, "wal_bytes": float(wal["bench"] or wal["server"]), "wall_s": wall}
+    written = wal["bench"] if wal["bench"] is not None else wal["server"]
+    return {"pg_cpu_s": cpu, "wal_bytes": float(written or 0), "wall_s": wall}
 
 
 def one_round(n: int) -> dict[str, dict[str, float]]:
