@@ -171,14 +171,18 @@ def wal_bytes(start: int, end: int) -> dict[str, int | None]:
     """WAL written between two :func:`wal_lsn` positions: ``server`` (everything, other
     databases' writes included) and ``bench`` (``pg_walinspect``: the records that touch the
     benchmark database, and the commit records of the transactions that wrote them; ``None``
-    when the extension or the WAL files are not available any more)."""
+    when the extension or the WAL files are not available any more). ``end`` is an insert
+    position, which may be ahead of what is flushed and readable: the benchmark's own commits
+    are flushed (synchronous commit), so reading up to the flush position loses nothing of it."""
     import psycopg
 
     ours: int | None = None
     sql = """
         WITH r AS (
             SELECT xid, record_length, block_ref
-            FROM pg_get_wal_records_info(%(s)s::pg_lsn, %(e)s::pg_lsn)
+            FROM pg_get_wal_records_info(
+                %(s)s::pg_lsn, least(%(e)s::pg_lsn, pg_current_wal_flush_lsn())
+            )
         ), writers AS (
             SELECT DISTINCT xid FROM r WHERE block_ref LIKE %(pat)s AND xid <> '0'
         )
