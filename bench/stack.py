@@ -169,24 +169,27 @@ def wal_lsn() -> int:
 
 def wal_bytes(start: int, end: int) -> dict[str, int | None]:
     """WAL written between two :func:`wal_lsn` positions: ``server`` (everything, other
-    databases' writes included) and ``bench`` (``pg_walinspect``: the records that touch the
-    benchmark database, and the commit records of the transactions that wrote them; ``None``
+    databases' writes included), ``bench`` (``pg_walinspect``: the records that touch the
+    benchmark database, and the commit records of the transactions that wrote them) and
+    ``bench_fpi``, the full-page images in it (a page's first change after a checkpoint logs
+    the whole page: any session's ``CHECKPOINT`` on a shared server adds them; ``None``
     when the extension or the WAL files are not available any more). ``end`` is an insert
     position, which may be ahead of what is flushed and readable: the benchmark's own commits
     are flushed (synchronous commit), so reading up to the flush position loses nothing of it."""
     import psycopg
 
     ours: int | None = None
+    fpi: int | None = None
     sql = """
         WITH r AS (
-            SELECT xid, record_length, block_ref
+            SELECT xid, record_length, fpi_length, block_ref
             FROM pg_get_wal_records_info(
                 %(s)s::pg_lsn, least(%(e)s::pg_lsn, pg_current_wal_flush_lsn())
             )
         ), writers AS (
             SELECT DISTINCT xid FROM r WHERE block_ref LIKE %(pat)s AND xid <> '0'
         )
-        SELECT coalesce(sum(record_length), 0) FROM r
+        SELECT coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) FROM r
         WHERE block_ref LIKE %(pat)s OR xid IN (SELECT xid FROM writers)
     """
 
@@ -197,8 +200,9 @@ def wal_bytes(start: int, end: int) -> dict[str, int | None]:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         db = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
         pat = f"%/{db.fetchall()[0][0]}/%"
-        ours = int(conn.execute(sql, {"s": lsn(start), "e": lsn(end), "pat": pat}).fetchall()[0][0])
-    return {"server": end - start, "bench": ours}
+        row = conn.execute(sql, {"s": lsn(start), "e": lsn(end), "pat": pat}).fetchall()[0]
+        ours, fpi = int(row[0]), int(row[1])
+    return {"server": end - start, "bench": ours, "bench_fpi": fpi}
 
 
 def base_env() -> dict[str, str]:
@@ -605,6 +609,7 @@ class CpuMeter:
         out["pg_wal_bytes"] = wal["bench"] if wal["bench"] is not None else wal["server"]
         out["pg_wal_bytes_scope"] = "server" if wal["bench"] is None else "bench database"
         out["pg_wal_bytes_server"] = wal["server"]
+        out["pg_wal_fpi_bytes"] = wal["bench_fpi"]
         return out
 
 
@@ -622,6 +627,10 @@ def per_message(cpu: dict[str, Any], n: int) -> dict[str, Any]:
             "postgres_server": round(groups.get(_PG_SHARED, 0.0) / n * 1e6, 1),
         },
         "pg_wal_bytes_per_msg": round(cpu.get("pg_wal_bytes", 0) / n, 1),
+        # Without full-page images, which depend on when checkpoints happen (docs/benchmarks.md).
+        "pg_wal_bytes_per_msg_no_fpi": round(
+            (cpu.get("pg_wal_bytes", 0) - (cpu.get("pg_wal_fpi_bytes") or 0)) / n, 1
+        ),
     }
 
 

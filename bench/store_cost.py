@@ -59,7 +59,12 @@ def _measured(engine: Any, step: Callable[[Any], None]) -> dict[str, float]:
     time.sleep(0.5)
     wal = wal_bytes(wal0, wal_lsn())
     written = wal["bench"] if wal["bench"] is not None else wal["server"]
-    return {"pg_cpu_s": cpu, "wal_bytes": float(written or 0), "wall_s": wall}
+    return {
+        "pg_cpu_s": cpu,
+        "wal_bytes": float(written or 0),
+        "wal_fpi_bytes": float(wal.get("bench_fpi") or 0),
+        "wall_s": wall,
+    }
 
 
 def one_round(n: int) -> dict[str, dict[str, float]]:
@@ -153,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     out["pg_cpu_us_per_msg"] = round(sum(out[s]["pg_cpu_us"] for s in rounds[0]), 1)
     out["wal_bytes_per_msg"] = round(sum(out[s]["wal_bytes"] for s in rounds[0]), 1)
+    out["wal_fpi_bytes_per_msg"] = round(sum(out[s]["wal_fpi_bytes"] for s in rounds[0]), 1)
     print(json.dumps(out), flush=True)
     return 0
 
