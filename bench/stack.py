@@ -161,48 +161,76 @@ def postgres_pids(pg: Any = None) -> dict[str, list[int]]:
     return out
 
 
-def wal_lsn() -> int:
-    """PostgreSQL's current WAL insert position in bytes (server-wide)."""
-    row = db_query("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")[0]
-    return int(row[0])
+class WalCounter:
+    """WAL written for the benchmark database from construction on, read as it goes.
 
-
-def wal_bytes(start: int, end: int) -> dict[str, int | None]:
-    """WAL written between two :func:`wal_lsn` positions: ``server`` (everything, other
-    databases' writes included), ``bench`` (``pg_walinspect``: the records that touch the
-    benchmark database, and the commit records of the transactions that wrote them) and
-    ``bench_fpi``, the full-page images in it (a page's first change after a checkpoint logs
-    the whole page: any session's ``CHECKPOINT`` on a shared server adds them; ``None``
-    when the extension or the WAL files are not available any more). ``end`` is an insert
-    position, which may be ahead of what is flushed and readable: the benchmark's own commits
-    are flushed (synchronous commit), so reading up to the flush position loses nothing of it."""
-    import psycopg
-
-    ours: int | None = None
-    fpi: int | None = None
-    sql = """
-        WITH r AS (
-            SELECT xid, record_length, fpi_length, block_ref
-            FROM pg_get_wal_records_info(
-                %(s)s::pg_lsn, least(%(e)s::pg_lsn, pg_current_wal_flush_lsn())
-            )
-        ), writers AS (
-            SELECT DISTINCT xid FROM r WHERE block_ref LIKE %(pat)s AND xid <> '0'
-        )
-        SELECT coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) FROM r
-        WHERE block_ref LIKE %(pat)s OR xid IN (SELECT xid FROM writers)
+    ``pg_walinspect`` lists the records between two positions; those with a block of the
+    benchmark database count (their full-page images apart: a page's first change after a
+    checkpoint logs the whole page, and on a shared server any session's ``CHECKPOINT``
+    causes them). Commit records name no database and are left out (a few dozen bytes per
+    transaction, and transactions here carry hundreds of messages). Call :meth:`step` often
+    (every second or so): a checkpoint lets PostgreSQL recycle the files behind it, and other
+    sessions checkpoint whenever they like; a step that finds them gone marks the figure
+    incomplete. The queries run from a database of their own, ``<bench db>_meter``, so their
+    backend is not counted as the benchmark's.
     """
 
-    def lsn(n: int) -> str:
-        return f"{n >> 32:X}/{n & 0xFFFFFFFF:X}"
+    def __init__(self) -> None:
+        import psycopg
 
-    with contextlib.suppress(psycopg.Error), psycopg.connect(DATABASE_URL) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-        db = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
-        pat = f"%/{db.fetchall()[0][0]}/%"
-        row = conn.execute(sql, {"s": lsn(start), "e": lsn(end), "pat": pat}).fetchall()[0]
-        ours, fpi = int(row[0]), int(row[1])
-    return {"server": end - start, "bench": ours, "bench_fpi": fpi}
+        meter_db = BENCH_DB + "_meter"
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (meter_db,)
+            ).fetchall():
+                conn.execute(f'CREATE DATABASE "{meter_db}"')
+        self._conn = psycopg.connect(f"{PG_SERVER}/{meter_db}", autocommit=True)
+        self._conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        oid = self._conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (BENCH_DB,))
+        self._pattern = f"%/{oid.fetchall()[0][0]}/%"
+        self.start = self._pos = self._lsn("pg_current_wal_flush_lsn()")
+        self.bench = 0
+        self.fpi = 0
+        self.complete = True
+
+    def _lsn(self, expr: str) -> int:
+        return int(self._conn.execute(f"SELECT {expr} - '0/0'::pg_lsn").fetchall()[0][0])
+
+    def step(self) -> None:
+        """Count the records flushed since the last step (only flushed WAL can be read)."""
+        import psycopg
+
+        if not self.complete:
+            return
+        end = self._lsn("pg_current_wal_flush_lsn()")
+        if end <= self._pos:
+            return
+        try:
+            row = self._conn.execute(
+                "SELECT coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) "
+                "FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn) WHERE block_ref LIKE %s",
+                (_lsn_text(self._pos), _lsn_text(end), self._pattern),
+            ).fetchall()[0]
+        except psycopg.Error:
+            self.complete = False
+            return
+        self.bench += int(row[0])
+        self.fpi += int(row[1])
+        self._pos = end
+
+    def stop(self) -> dict[str, int | None]:
+        """A last step; ``server`` (every database's WAL), ``bench`` and ``bench_fpi``
+        (``None`` when some of the files were gone before they were read)."""
+        self.step()
+        server = self._lsn("pg_current_wal_flush_lsn()") - self.start
+        self._conn.close()
+        if not self.complete:
+            return {"server": server, "bench": None, "bench_fpi": None}
+        return {"server": server, "bench": self.bench, "bench_fpi": self.fpi}
+
+
+def _lsn_text(n: int) -> str:
+    return f"{n >> 32:X}/{n & 0xFFFFFFFF:X}"
 
 
 def base_env() -> dict[str, str]:
@@ -523,7 +551,7 @@ class CpuMeter:
         self._children0 = 0.0
         self._t0 = 0.0
         self._sys0: Any = None
-        self._wal0 = 0
+        self._wal: WalCounter | None = None
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -548,6 +576,8 @@ class CpuMeter:
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as pg:
             while not self._halt.wait(self.interval):
                 self._read(pg)
+                if self._wal is not None:
+                    self._wal.step()
 
     def start(self) -> None:
         """Snapshot every process of every group and the WAL position; start re-reading."""
@@ -558,15 +588,16 @@ class CpuMeter:
         self._seen = {}
         self._read(None)
         self._start = {pid: cpu for pid, (_group, cpu) in self._seen.items()}
-        self._wal0 = wal_lsn()
+        self._wal = WalCounter()
         self._halt.clear()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
     def stop(self, extra_cpu_s: dict[str, float] | None = None) -> dict[str, Any]:
         """Per group: CPU seconds and share of one core over the interval; machine busy %;
-        ``pg_wal_bytes`` written meanwhile for the benchmark database (:func:`wal_bytes`;
-        server-wide when that cannot be told) and ``pg_wal_bytes_server``.
+        ``pg_wal_bytes`` written meanwhile for the benchmark database (:class:`WalCounter`;
+        server-wide when that cannot be told), ``pg_wal_fpi_bytes`` of it, and
+        ``pg_wal_bytes_server``.
 
         ``extra_cpu_s`` adds groups measured elsewhere (a helper that reported its own usage);
         ``other`` is what the machine spent outside every group (other users of the box).
@@ -575,7 +606,6 @@ class CpuMeter:
         self._halt.set()
         if self._thread is not None:
             self._thread.join(10)
-        wal_end = wal_lsn()
         self._read(None)
         out: dict[str, Any] = {}
         for group, cpu_s in (extra_cpu_s or {}).items():
@@ -605,7 +635,8 @@ class CpuMeter:
         out["other"] = {"cpu_s": round(other, 2), "core_pct": round(100 * other / wall, 1)}
         out["machine_busy_pct"] = round(100 * busy / max(1e-9, total), 1)
         out["wall_s"] = round(wall, 2)
-        wal = wal_bytes(self._wal0, wal_end)  # after the CPU readings: it costs some
+        assert self._wal is not None
+        wal = self._wal.stop()  # after the CPU readings: it costs some
         out["pg_wal_bytes"] = wal["bench"] if wal["bench"] is not None else wal["server"]
         out["pg_wal_bytes_scope"] = "server" if wal["bench"] is None else "bench database"
         out["pg_wal_bytes_server"] = wal["server"]

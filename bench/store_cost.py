@@ -6,7 +6,7 @@ On a fresh ``smsd_bench`` database: the API's write of A's campaign (``write_sub
 submissions of 10,000 recipients, chunks of 500), then per chunk what a bulk worker does on
 success (``SendProgress.claim``, then ``SendProgress.record_sent``). For each step: CPU of the
 PostgreSQL backend that ran it (``/proc`` through psutil; one connection per step, so no other
-session's work is counted), WAL bytes of the benchmark database (``bench.stack.wal_bytes``),
+session's work is counted), WAL bytes of the benchmark database (``bench.stack.WalCounter``),
 and the rows and index entries written (``pg_stat``
 counters of ``messages``). Prints one JSON line: the median over ``rounds`` of each figure,
 per message. Far less noisy than a scenario on a shared machine: one backend, no HTTP, no
@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from bench.messages import CAMPAIGN_TEXT, phone
-from bench.stack import DATABASE_URL, base_env, db_query, reset_database, wal_bytes, wal_lsn
+from bench.stack import DATABASE_URL, WalCounter, base_env, db_query, reset_database
 
 PER_SUBMISSION = 10_000
 CHUNK = 500
@@ -48,7 +48,7 @@ def _measured(engine: Any, step: Callable[[Any], None]) -> dict[str, float]:
         conn.commit()
         backend = psutil.Process(int(pid))
         cpu0 = sum(backend.cpu_times()[:2])
-        wal0, t0 = wal_lsn(), time.perf_counter()
+        wal, t0 = WalCounter(), time.perf_counter()
         step(conn)
         wall = time.perf_counter() - t0
         cpu = sum(backend.cpu_times()[:2]) - cpu0
@@ -57,12 +57,13 @@ def _measured(engine: Any, step: Callable[[Any], None]) -> dict[str, float]:
         conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         conn.commit()
     time.sleep(0.5)
-    wal = wal_bytes(wal0, wal_lsn())
-    written = wal["bench"] if wal["bench"] is not None else wal["server"]
+    written = wal.stop()
     return {
         "pg_cpu_s": cpu,
-        "wal_bytes": float(written or 0),
-        "wal_fpi_bytes": float(wal.get("bench_fpi") or 0),
+        "wal_bytes": float(
+            written["bench"] if written["bench"] is not None else written["server"] or 0
+        ),
+        "wal_fpi_bytes": float(written["bench_fpi"] or 0),
         "wall_s": wall,
     }
 
