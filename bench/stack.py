@@ -192,6 +192,7 @@ class WalCounter:
         self.bench = 0
         self.fpi = 0
         self.complete = True
+        self.error: str | None = None
 
     def _lsn(self, expr: str) -> int:
         return int(self._conn.execute(f"SELECT {expr} - '0/0'::pg_lsn").fetchall()[0][0])
@@ -211,8 +212,9 @@ class WalCounter:
                 "FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn) WHERE block_ref LIKE %s",
                 (_lsn_text(self._pos), _lsn_text(end), self._pattern),
             ).fetchall()[0]
-        except psycopg.Error:
+        except psycopg.Error as exc:
             self.complete = False
+            self.error = str(exc).strip()[:200]
             return
         self.bench += int(row[0])
         self.fpi += int(row[1])
@@ -641,6 +643,8 @@ class CpuMeter:
         out["pg_wal_bytes_scope"] = "server" if wal["bench"] is None else "bench database"
         out["pg_wal_bytes_server"] = wal["server"]
         out["pg_wal_fpi_bytes"] = wal["bench_fpi"]
+        if self._wal.error:
+            out["pg_wal_error"] = self._wal.error
         return out
 
 

@@ -1,6 +1,6 @@
 """PostgreSQL's cost per message of the send path's writes alone, without the pipeline around it.
 
-    python -m bench.store_cost [--messages 20000] [--rounds 3]
+    python -m bench.store_cost [--messages 20000] [--rounds 3] [--hot-ceiling FILLFACTOR]
 
 On a fresh ``smsd_bench`` database: the API's write of A's campaign (``write_submissions``,
 submissions of 10,000 recipients, chunks of 500), then per chunk what a bulk worker does on
@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from bench.messages import CAMPAIGN_TEXT, phone
-from bench.stack import DATABASE_URL, WalCounter, base_env, db_query, reset_database
+from bench.stack import BENCH_DB, DATABASE_URL, WalCounter, base_env, db_query, reset_database
 
 PER_SUBMISSION = 10_000
 CHUNK = 500
@@ -68,8 +68,32 @@ def _measured(engine: Any, step: Callable[[Any], None]) -> dict[str, float]:
     }
 
 
-def one_round(n: int) -> dict[str, dict[str, float]]:
-    """One fresh database, ``n`` messages through insert, claim and record; totals per step."""
+# --hot-ceiling: the indexes of ``messages`` that name a column the claim or the record changes
+# (in their key or their predicate); while any exists, both updates are non-HOT.
+_HOT_BLOCKERS = (
+    "ix_messages_carrier_id",
+    "ix_messages_sent_valid",
+    "ix_messages_held_due",
+    "ix_messages_sending",
+    "ix_messages_refundable",
+    "ix_messages_batch",
+)
+
+
+def _without_hot_blockers(fillfactor: int) -> None:
+    """What-if, not a schema to ship: drop :data:`_HOT_BLOCKERS` (the batch index comes back
+    without its predicate), leave ``fillfactor`` % of each page to inserts, and keep the
+    planner off sequential scans (the record finds its rows through the sending index, gone
+    here). What the send path would cost if its status changes could be HOT updates."""
+    db_query("DROP INDEX " + ", ".join(_HOT_BLOCKERS))
+    db_query("CREATE INDEX ix_messages_batch ON messages (batch_id)")
+    db_query(f"ALTER TABLE messages SET (fillfactor = {int(fillfactor)})")
+    db_query(f'ALTER DATABASE "{BENCH_DB}" SET enable_seqscan = off')
+
+
+def one_round(n: int, hot_ceiling: int | None = None) -> dict[str, dict[str, float]]:
+    """One fresh database, ``n`` messages through insert, claim and record; totals per step.
+    ``hot_ceiling``: :func:`_without_hot_blockers` with this fillfactor first."""
     from dispatcher.contract import Lane, Status
     from dispatcher.ids import new_message_id
     from dispatcher.store.db import make_engine
@@ -78,6 +102,8 @@ def one_round(n: int) -> dict[str, dict[str, float]]:
     from dispatcher.store.records import NewMessage, NewSubmission
 
     reset_database(base_env())
+    if hot_ceiling is not None:
+        _without_hot_blockers(hot_ceiling)
     api = make_engine(DATABASE_URL, pool_size=1)
     worker = make_engine(DATABASE_URL, pool_size=1, plan_each_run=True)
     now = time.time()
@@ -145,9 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.store_cost", description=__doc__)
     p.add_argument("--messages", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--hot-ceiling",
+        type=int,
+        metavar="FILLFACTOR",
+        help="what-if: without the indexes that make the status changes non-HOT",
+    )
     args = p.parse_args(argv)
-    rounds = [one_round(args.messages) for _ in range(args.rounds)]
+    rounds = [one_round(args.messages, args.hot_ceiling) for _ in range(args.rounds)]
     out: dict[str, Any] = {"messages": args.messages, "rounds": args.rounds}
+    if args.hot_ceiling is not None:
+        out["hot_ceiling_fillfactor"] = args.hot_ceiling
     for step in rounds[0]:
         out[step] = {  # seconds become µs per message, counts per message
             key.replace("_s", "_us"): round(
