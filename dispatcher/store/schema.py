@@ -207,9 +207,10 @@ messages = Table(
     # Partial, like ix_messages_batch below: an update that is not HOT (every status change:
     # the partial indexes below name ``status``) adds an entry to every index whose predicate
     # the new row version meets. Delivery reports look messages up by carrier id, which only
-    # a sent message has; the outbox looks batches up only for their queued messages. So the
-    # insert and the claim skip this index, and the claim and the record skip the batch one
-    # (docs/benchmarks.md, "The database's cost per message").
+    # a sent message has; the outbox looks batches up only for their queued messages (in the
+    # scheduler, whose engine plans each run, so ``status = :param`` proves the predicate). So
+    # the insert and the claim skip this index, and the claim and the record skip the batch
+    # one (docs/benchmarks.md, "The database's cost per message").
     Index(
         "ix_messages_carrier_id",
         "connection",
