@@ -43,6 +43,17 @@ class Settings:
     lookup_cache_s: float = 3600.0
     lookup_timeout_s: float = 5.0
     chunk_size: int = 500  # messages per bulk task
+    # Fair bulk lane (docs/campaigns.md): bulk batches wait in the log and the scheduler admits
+    # them into the bulk queue by deficit round robin over accounts, keeping the queue about
+    # `fair_queue_s` seconds of work deep. Off: one FIFO queue, batches published at accept.
+    bulk_fairness: bool = True
+    fair_queue_s: float = 1.0
+    fair_min_tasks: int = 2  # the queue is never kept shallower than this many tasks
+    fair_interval_s: float = 0.05  # how often the admitter looks at the queue
+    # Per-account gauges of the exporter: the N accounts with most waiting, plus these ids
+    # (comma-separated); every other account is summed under account="other".
+    fair_metrics_top: int = 10
+    fair_metrics_accounts: str = ""
     max_attempts: int = 6
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
@@ -160,6 +171,10 @@ class Settings:
             raise ValueError(
                 "SMSDISPATCH_SHORT_LINK_BASE must be an http(s) URL with a host and no query, "
                 "e.g. https://s.example.com"
+            )
+        if settings.fair_queue_s <= 0 or settings.fair_min_tasks < 1:
+            raise ValueError(
+                "SMSDISPATCH_FAIR_QUEUE_S must be above 0 and SMSDISPATCH_FAIR_MIN_TASKS at least 1"
             )
         if not 0 <= settings.rate_headroom < 0.5:
             raise ValueError("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")
