@@ -1,6 +1,6 @@
 """``make bench`` / ``make bench-quick``: run the scenarios, write the JSON and the report.
 
-    python -m bench.run [--quick] [--scenario A|B|C|D|E|F|G|ceiling] [--profile] [--no-baseline]
+    python -m bench.run [--quick] [--scenario A|B|C|D|E|F|G|H|L|ceiling] [--profile] [--no-baseline]
                         [--out bench/results/latest.json] [--no-docs]
 
 Installs what the benchmark needs and the service does not (``bench/requirements.txt``:
@@ -28,7 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("A", "B", "C", "D", "E", "F", "G", "L")
+SCENARIOS = ("A", "B", "C", "D", "E", "F", "G", "H", "L")
 
 
 def ensure_requirements() -> None:
