@@ -371,6 +371,8 @@ def section(
 DETAIL_KEYS = (
     "messages",
     "fair_share_s",
+    "measured_fair_share_ratio",
+    "fifo_measured_fair_share_ratio",
     "b_completion_s",
     "fifo_b_completion_s",
     "a_throughput_loss",
