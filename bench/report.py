@@ -373,6 +373,8 @@ DETAIL_KEYS = (
     "fair_share_s",
     "measured_fair_share_ratio",
     "fifo_measured_fair_share_ratio",
+    "b_share_while_sending",
+    "fifo_b_share_while_sending",
     "b_completion_s",
     "fifo_b_completion_s",
     "a_throughput_loss",

@@ -15,6 +15,8 @@ Figures (times are the log's ``sent_at``, recorded after the carrier took each m
   with fairness ÷ the same with FIFO. Part of it is B's own share (B's 10,000 messages take
   that time from A in either order); ``lane_msgs_per_s`` (everything sent ÷ first call to last
   send) says whether the connection stayed busy;
+- ``b_share_while_sending``: B's part of all bulk sends between its first and last send (0.5 is
+  an equal split, on a fast or a slow machine alike);
 - ``otp_p99_ms``: accept → recorded sent of the OTPs sent while the campaigns ran.
 """
 
@@ -57,6 +59,19 @@ def _per_account() -> dict[str, tuple[int, float, float]]:
         "GROUP BY a.name"
     )
     return {str(r[0]): (int(r[1]), float(r[2]), float(r[3])) for r in rows}
+
+
+def _b_share() -> float:
+    """B's part of the bulk sends between B's first and last send (0.5 is an equal split,
+    whatever the machine's speed)."""
+    (share,) = db_query(
+        "WITH b AS (SELECT min(m.sent_at) lo, max(m.sent_at) hi FROM messages m "
+        "JOIN accounts a ON a.id = m.account_id WHERE a.name = 'B' AND m.sent_at > 0) "
+        "SELECT avg(CASE WHEN a.name = 'B' THEN 1.0 ELSE 0.0 END) FROM messages m "
+        "JOIN accounts a ON a.id = m.account_id, b "
+        "WHERE m.lane = 'bulk' AND m.sent_at BETWEEN b.lo AND b.hi"
+    )[0]
+    return round(float(share), 3)
 
 
 def _one(ctx: Ctx, fair: bool, n_a: int) -> dict[str, Any]:
@@ -105,6 +120,7 @@ def _one(ctx: Ctx, fair: bool, n_a: int) -> dict[str, Any]:
         keys_file.unlink()
         sent_at = dict(db_query("SELECT id, sent_at FROM messages WHERE lane = 'priority'"))
         per = _per_account()
+        b_share = _b_share()
         load1 = _loadavg()
     a_n, _a_first, a_last = per["A"]
     b_n, _b_first, b_last = per["B"]
@@ -127,6 +143,7 @@ def _one(ctx: Ctx, fair: bool, n_a: int) -> dict[str, Any]:
         "measured_fair_share_ratio": round(
             (b_last - t_b) / (N_B / ((a_n + b_n) / (max(a_last, b_last) - t_a) / 2)), 3
         ),
+        "b_share_while_sending": b_share,
         "a_completion_s": round(a_last - t_a, 2),
         "a_msgs_per_s": round(a_n / (a_last - t_a), 1),
         "lane_msgs_per_s": round((a_n + b_n) / (max(a_last, b_last) - t_a), 1),
@@ -154,6 +171,8 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "fifo_fair_share_ratio": fifo["fair_share_ratio"],
         "measured_fair_share_ratio": fair["measured_fair_share_ratio"],
         "fifo_measured_fair_share_ratio": fifo["measured_fair_share_ratio"],
+        "b_share_while_sending": fair["b_share_while_sending"],
+        "fifo_b_share_while_sending": fifo["b_share_while_sending"],
         "b_completion_s": fair["b_completion_s"],
         "fifo_b_completion_s": fifo["b_completion_s"],
         "a_throughput_loss": round(1 - fair["a_msgs_per_s"] / fifo["a_msgs_per_s"], 3),
