@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 import uuid
@@ -20,11 +21,39 @@ def backend() -> str:
     return os.environ.get("SMSD_TEST_DB", "sqlite")
 
 
+_issued: set[int] = set()
+_pick = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port, never the same one twice in this process.
+
+    A port found by binding to port 0 is released before the server binds it, so the kernel may
+    give it to the next caller as well (a stack's simulator and API once got the same one) or to
+    an outgoing connection. Ports are therefore drawn at random below the kernel's ephemeral
+    range, which outgoing connections never use, and remembered.
+    """
+    high = min(_ephemeral_low(), 32768)
+    for _ in range(500):
+        port = _pick.randrange(15000, high)
+        if port in _issued:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _issued.add(port)
+        return port
+    raise RuntimeError("no free loopback port found")
 
 
 @contextmanager
