@@ -633,3 +633,12 @@ def test_counts_from_every_child_process_add_up(tmp_path: Any) -> None:
 
 def _pid_of(path: str) -> str:
     return os.path.basename(path).split("-", 1)[1]
+
+
+def test_opt_in_account_list_is_checked_naming_the_setting() -> None:
+    from dispatcher.ops.exporter import account_ids
+
+    assert account_ids(" 7, 12,,") == [7, 12]
+    assert account_ids("") == []
+    with pytest.raises(ValueError, match="SMSDISPATCH_FAIR_METRICS_ACCOUNTS: 'acme'"):
+        account_ids("7,acme")
