@@ -96,6 +96,7 @@ class Scheduler:
         self._unacked_skip: set[str] = set()
         self.fair = settings.bulk_fairness
         self._leading_until = 0.0  # monotonic: the lease is ours until then (for the admitter)
+        self._lease_checked = 0.0  # monotonic: when the admitter last asked Redis itself
         self.admitter = Admitter(
             engine,
             broker,
@@ -124,9 +125,15 @@ class Scheduler:
         return False
 
     def leading(self) -> bool:
-        """Whether the lease was ours at the last renewal and half its time has not passed
-        (the admitter's check: no Redis call of its own)."""
-        return time.monotonic() < self._leading_until
+        """The admitter's check: the lease was ours at the last renewal and half its time has
+        not passed (no Redis call), else renew it now (a slow tick must not stall admission)."""
+        now = time.monotonic()
+        if now < self._leading_until:
+            return True
+        if now - self._lease_checked < self.settings.scheduler_interval_s:
+            return False  # a standby asks Redis at the tick's pace, not the admitter's
+        self._lease_checked = now
+        return self.is_leader()
 
     def _publish(self, batches: list[Batch]) -> int:
         """Publish ``batches`` and mark them enqueued; those left for fair admission (their

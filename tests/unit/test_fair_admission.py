@@ -90,3 +90,24 @@ def test_queue_target_follows_the_drain_and_grows_when_starved() -> None:
     for i in range(3, 60):
         t.observe(float(i), 4, 8, held_back=True)
     assert 7 <= t.tasks() <= 9
+
+
+def test_the_admitter_admits_only_under_the_lease() -> None:
+    import fakeredis
+
+    from dispatcher.config import Settings
+    from dispatcher.scheduler.loop import LEADER_KEY, Scheduler
+
+    client = fakeredis.FakeRedis()
+    one = Scheduler(Settings(), None, None, client)  # type: ignore[arg-type]
+    two = Scheduler(Settings(), None, None, client)  # type: ignore[arg-type]
+    two.identity = "other-host:1"
+    assert one.is_leader() and one.leading()
+    assert not two.leading()  # the standby's admitter stays idle
+    # The leader's main loop is slow (a long tick): its admitter renews the lease itself.
+    one._leading_until = 0.0
+    assert one.leading() and client.get(LEADER_KEY) == one.identity.encode()
+    # The lease moved (the leader was paused past its expiry): the old one stops admitting.
+    client.set(LEADER_KEY, two.identity)
+    one._leading_until = one._lease_checked = 0.0
+    assert not one.leading()
