@@ -49,7 +49,9 @@ class Settings:
     bulk_fairness: bool = True
     fair_queue_s: float = 1.0
     fair_min_tasks: int = 2  # the queue is never kept shallower than this many tasks
-    fair_interval_s: float = 0.05  # how often the admitter looks at the queue
+    # How often the admitter looks at the queue while work waits (when none did at the last
+    # look: at the scheduler's interval).
+    fair_interval_s: float = 0.1
     # Per-account gauges of the exporter: the N accounts with most waiting, plus these ids
     # (comma-separated); every other account is summed under account="other".
     fair_metrics_top: int = 10

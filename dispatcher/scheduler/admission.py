@@ -155,6 +155,7 @@ class Admitter:
         queue_s: float,
         min_tasks: int,
         interval_s: float,
+        idle_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -162,6 +163,10 @@ class Admitter:
         self.drr = DeficitRoundRobin(quantum)
         self.target = QueueTarget(queue_s, min_tasks)
         self.interval_s = interval_s
+        # Nothing waited at the last look: look less often (a first bulk batch after a quiet
+        # spell waits up to this long; the log is not asked 1/interval_s times a second).
+        self.idle_s = max(interval_s, idle_s if idle_s is not None else interval_s)
+        self._idle = False
         self._admitted = 0
         self._held_back = False
 
@@ -177,6 +182,7 @@ class Admitter:
             return 0
         with self.engine.connect() as conn:
             waiting = admission.waiting(conn)
+            self._idle = not waiting
             self.drr.sync({a: w.weight for a, w in waiting.items()})
             fetched: dict[int, list[tuple[str, int]]] = {}
 
@@ -197,17 +203,47 @@ class Admitter:
         return self.publish(batches)
 
     def run(self, stop: threading.Event, leading: Callable[[], bool]) -> None:
-        """Admit every ``interval_s`` while this scheduler holds the lease (``leading``)."""
-        while not stop.wait(self.interval_s):
+        """Admit every ``interval_s`` while this scheduler holds the lease (``leading``); log
+        what was admitted every ``STATS_EVERY_S`` when anything was."""
+        stats = _Stats()
+        while not stop.wait(self.idle_s if self._idle else self.interval_s):
             if not leading():
                 continue
+            started = time.perf_counter()
             try:
-                admitted = self.round()
+                stats.messages += self.round()
             except (SQLAlchemyError, BrokerUnavailable, redis.RedisError) as exc:
                 log.warning("admission.failed", error=type(exc).__name__)
                 continue
             except Exception:  # a dead admitter thread would stop the bulk lane for good
                 log.exception("admission.crashed")
                 continue
-            if admitted:
-                log.debug("admission.round", messages=admitted)
+            stats.rounds += 1
+            stats.busy_s += time.perf_counter() - started
+            if stats.due():
+                if stats.messages:
+                    log.info(
+                        "admission.stats",
+                        messages=stats.messages,
+                        rounds=stats.rounds,
+                        round_ms=round(1000 * stats.busy_s / stats.rounds, 1),
+                        target_tasks=self.target.tasks(),
+                        accounts=len(self.drr.ring),
+                    )
+                stats = _Stats()
+
+
+STATS_EVERY_S = 10.0
+
+
+@dataclass
+class _Stats:
+    """What the admitter did since ``since`` (for its periodic log line)."""
+
+    messages: int = 0
+    rounds: int = 0
+    busy_s: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.since >= STATS_EVERY_S

@@ -105,6 +105,7 @@ class Scheduler:
             queue_s=settings.fair_queue_s,
             min_tasks=settings.fair_min_tasks,
             interval_s=settings.fair_interval_s,
+            idle_s=settings.scheduler_interval_s,
         )
 
     def is_leader(self) -> bool:
