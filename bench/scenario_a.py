@@ -17,7 +17,7 @@ from bench.common import API_WORKERS, Ctx, baseline_flood, ratio
 from bench.messages import CAMPAIGN_TEXT, phone
 from bench.profiling import Profiler
 from bench.scenario_b import start_pipeline
-from bench.stack import BenchStack, CpuMeter
+from bench.stack import BenchStack, CpuMeter, per_message
 
 # A's carrier takes 500 recipients per request, so a bulk process waits on PostgreSQL (claim,
 # then record) for much of a chunk and 2 processes leave the machine idle part of the time. A
@@ -74,7 +74,7 @@ async def post_campaign(api_url: str, keys: dict[str, str], n: int) -> dict[str,
 def run(ctx: Ctx) -> dict[str, Any]:
     """Run A (ours, then the naive design on a smaller campaign)."""
     n = 20_000 if ctx.quick else 200_000
-    with BenchStack("A", ctx.logdir, SETTINGS) as st:
+    with BenchStack("A", ctx.logdir, SETTINGS, pooler=ctx.pooler) as st:
         start_pipeline(st, api=True, bulk_concurrency=A_BULK_CONCURRENCY)
         keys = st.create_account("bench")
         time.sleep(0.3)
@@ -101,6 +101,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "carrier_batches": stats.get("batches"),
         "carrier_duplicates": stats["duplicate_submits"],
         "api_workers": API_WORKERS,
+        **per_message(cpu, n),
         "cpu": cpu,
         "profile": profile,
         "settings": SETTINGS | {"bulk_concurrency": A_BULK_CONCURRENCY},

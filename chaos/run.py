@@ -453,8 +453,8 @@ def _nothing_to_send(stack: Any) -> bool:
 
 def hook_account(stack: Any, url: str) -> Any:
     """A priority-enabled account whose default webhook URL is the receiver."""
+    from dispatcher.store import webhook_settings
     from dispatcher.store.schema import accounts
-    from dispatcher.webhooks import admin
 
     client = stack.account("chaos")
     engine = stack.db()
@@ -462,7 +462,7 @@ def hook_account(stack: Any, url: str) -> Any:
         conn.execute(
             update(accounts).where(accounts.c.id == client.account_id).values(webhook_url=url)
         )
-        admin.ensure_secret(conn, client.account_id)
+        webhook_settings.ensure_secret(conn, client.account_id)
     engine.dispose()
     return client
 

@@ -3,7 +3,8 @@
 Without ``REDIS_URL`` a private ``redis-server`` is started on a free port, with a password;
 without ``DATABASE_URL`` the log is a SQLite file under ``var/``. The carrier is the simulator.
 A demo account is created (its keys in ``var/demo-account.json``) and a ready curl command is
-printed.
+printed. The exporter runs too (port 9105 when free), so the dashboard's queue and backlog
+panels and their alerts have their series in the dev stack.
 
 Another user of the machine learns nothing from it: ``var/`` and everything written under it
 (the database, Redis's files, keys, logs) is readable by its owner only (umask 077), and no
@@ -48,6 +49,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _port_or_free(port: int) -> int:
+    """``port`` if nothing listens on it on loopback, else a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
 def wait_http(url: str, timeout: float = 30.0) -> bool:
@@ -97,15 +108,15 @@ def _demo_keys(env: dict[str, str], port: int) -> dict[str, str]:
 def _demo_webhook(env: dict[str, str], inbox_url: str) -> None:
     """Point the demo account's webhooks at the local inbox; its secret to DEMO_SECRET_FILE."""
     from dispatcher.config import Settings
+    from dispatcher.store import webhook_settings
     from dispatcher.store.db import make_engine
-    from dispatcher.webhooks import admin
 
     engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
     with engine.begin() as conn:
-        acct = admin.account_id(conn, "demo")
-        admin.set_options(conn, acct, {"url": inbox_url}, None)
-        admin.ensure_secret(conn, acct)
-        secret = admin.current_secret(conn, acct)
+        acct = webhook_settings.account_id(conn, "demo")
+        webhook_settings.set_options(conn, acct, {"url": inbox_url}, None)
+        webhook_settings.ensure_secret(conn, acct)
+        secret = webhook_settings.current_secret(conn, acct)
     engine.dispose()
     fd = os.open(DEMO_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -118,9 +129,9 @@ def _demo_panel_user(env: dict[str, str]) -> str:
     import secrets
 
     from dispatcher.config import Settings
+    from dispatcher.store import webhook_settings
     from dispatcher.store.db import make_engine
     from dispatcher.store.users import Role, UserExists, create_user
-    from dispatcher.webhooks import admin
 
     if os.path.exists(DEMO_PANEL_FILE):
         with open(DEMO_PANEL_FILE, encoding="utf-8") as fh:
@@ -129,7 +140,7 @@ def _demo_panel_user(env: dict[str, str]) -> str:
     engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
     try:
         with engine.begin() as conn:
-            acct = admin.account_id(conn, "demo")
+            acct = webhook_settings.account_id(conn, "demo")
             create_user(conn, acct, "demo", password, Role.ADMIN, time.time())
     except UserExists:  # created by an earlier run whose password file was removed
         return "(unknown: see docs/panel.md to create another user)"
@@ -197,12 +208,16 @@ def redis_config(var: str) -> tuple[str, int, str]:
 
 def run_stack(args: argparse.Namespace) -> int:
     """Start everything, print the curl, wait for Ctrl-C, stop everything."""
+    from dispatcher.config import Settings
+
+    # A bad setting stops here, naming it, before anything starts (dispatcher/config_env.py).
+    settings = Settings.from_env()
     started = time.monotonic()
     private_dir(VAR)
     os.makedirs(os.path.join(VAR, "logs"), exist_ok=True)
     env = dict(os.environ)
     env.setdefault("SMSDISPATCH_LOG_FORMAT", "json")
-    port = args.port or int(env.get("SMSDISPATCH_API_PORT") or 8080)
+    port = args.port or settings.api_port
     env["SMSDISPATCH_API_PORT"] = str(port)
     supervisor = Supervisor(
         RUN_DIR,
@@ -284,6 +299,10 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
     # clickable; SMSDISPATCH_SHORT_LINK_BASE set by the caller (a public name) is kept.
     links_port = int(env.get("SMSDISPATCH_LINKS_PORT") or free_port())
     env["SMSDISPATCH_LINKS_PORT"] = str(links_port)
+    # The exporter (queue depth and age, scheduled, outbox and webhook backlogs: the dashboard's
+    # queue panels and their alerts) on its documented port when free, else on a free one.
+    exporter_port = int(env.get("SMSDISPATCH_EXPORTER_PORT") or _port_or_free(9105))
+    env["SMSDISPATCH_EXPORTER_PORT"] = str(exporter_port)
     env.setdefault("SMSDISPATCH_SHORT_LINK_BASE", f"http://127.0.0.1:{links_port}")
     callbacks = f"http://127.0.0.1:{port}/carrier/default"
     sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
@@ -316,6 +335,7 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
         argv, extra = worker_command(lane, n)
         spawn(f"worker-{lane}", argv, {**extra, **env})
     spawn("scheduler", [*cli, "scheduler"])
+    spawn("exporter", [*cli, "exporter"])
     if _has_smpp(env):
         # The SMPP session holder, only when the connections file has an smpp connection.
         spawn("smpp", [py, "-m", "workers.smpp"], {"SMSDISPATCH_SMPP_METRICS_PORT": "0", **env})
@@ -331,6 +351,9 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
             return 1
     if not wait_http(f"http://127.0.0.1:{links_port}/readyz", 30):
         print("the short-link service did not start; see var/logs/links.log", file=sys.stderr)
+        return 1
+    if not wait_http(f"http://127.0.0.1:{exporter_port}/readyz", 30):
+        print("the exporter did not start; see var/logs/exporter.log", file=sys.stderr)
         return 1
     if not wait_http(inbox, 10):
         print("the webhook inbox did not start; see var/logs/webhook-inbox.log", file=sys.stderr)
@@ -364,7 +387,9 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
         f"  webhook inbox: {inbox}/   (secret in {DEMO_SECRET_FILE})\n\n"
         f"Support panel: http://127.0.0.1:{port}/panel   "
         f"user demo, password {panel_password}\n\n"
-        f"API reference: http://127.0.0.1:{port}/docs\n\nCtrl-C stops everything.",
+        f"API reference: http://127.0.0.1:{port}/docs\n"
+        f"Queue and backlog metrics (exporter): http://127.0.0.1:{exporter_port}/metrics\n\n"
+        "Ctrl-C stops everything.",
         flush=True,
     )
     while True:

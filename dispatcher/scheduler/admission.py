@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 import redis
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.contract import Lane
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.store import admission, outbox
+from dispatcher.store.db import StoreUnavailable, reading
 from dispatcher.store.records import Batch
 
 log = structlog.get_logger(component="admission")
@@ -180,7 +180,7 @@ class Admitter:
         if room <= 0:
             self._held_back = True
             return 0
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             waiting = admission.waiting(conn)
             self._idle = not waiting
             self.drr.sync({a: w.weight for a, w in waiting.items()})
@@ -212,7 +212,7 @@ class Admitter:
             started = time.perf_counter()
             try:
                 stats.messages += self.round()
-            except (SQLAlchemyError, BrokerUnavailable, redis.RedisError) as exc:
+            except (StoreUnavailable, BrokerUnavailable, redis.RedisError) as exc:
                 log.warning("admission.failed", error=type(exc).__name__)
                 continue
             except Exception:  # a dead admitter thread would stop the bulk lane for good

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import redis
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.contract import (
@@ -48,6 +47,7 @@ from dispatcher.scheduler import unacked
 from dispatcher.scheduler.admission import Admitter
 from dispatcher.store import callback_inbox, outbox, reports, webhooks
 from dispatcher.store.balances import low_balance_sweep
+from dispatcher.store.db import StoreUnavailable, reading, transaction
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
 from dispatcher.store.refunds import refund_sweep
@@ -144,7 +144,7 @@ class Scheduler:
             return 0
         done, error = self.broker.publish([b for b in batches if b.payloads])
         empty = [b.id for b in batches if not b.payloads]
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             mark_enqueued(conn, [*done, *empty], time.time())
         if error is not None:
             log.warning("publish.deferred", error=str(error))
@@ -154,15 +154,15 @@ class Scheduler:
         """One round of work."""
         now = time.time() if now is None else now
         report = TickReport()
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             due, report.expired = outbox.release_due(conn, now, self.chunk_sizes, self.fair)
         report.released = self._publish(due)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             stale = outbox.unpublished_batches(
                 conn, now - self.settings.outbox_stale_s, fair=self.fair
             )
         report.republished = self._publish(stale)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             hooks = webhooks.due_deliveries(conn, now)
         for i in range(0, len(hooks), 100):
             # A failed publish is harmless: the rows come back after their lease.
@@ -170,7 +170,7 @@ class Scheduler:
                 TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
             )
         report.webhooks = len(hooks)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             # Charged messages no carrier took get their price back (docs/prices.md).
             report.refunded = refund_sweep(conn, now)
         report.callbacks = self._release_due_callbacks(now)
@@ -183,7 +183,7 @@ class Scheduler:
         """Publish stored carrier callbacks that are due: early reports whose next try has
         come, and rows whose wake-up task was lost (their lease ended). Leased again in the
         same statement; a failed publish is harmless, the rows come back after the lease."""
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             due = callback_inbox.take_due(conn, now, self.settings.callback_lease_s)
         for kind, task in CALLBACK_TASKS.items():
             ids = [i for i, k in due if k == kind]
@@ -192,16 +192,16 @@ class Scheduler:
         return len(due)
 
     def _slow(self, now: float, report: TickReport) -> None:
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             for account_id in low_balance_sweep(conn, now):
                 log.warning("balance.low", account=account_id)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             report.webhooks_recovered = webhooks.recover_stale_deliveries(
                 conn, now, max_failures=self.settings.webhook_max_failures
             )
             grace = self.settings.report_grace_h * 3600
             report.report_timeouts = len(reports.expire_unreported(conn, now - grace, now))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             claims = outbox.stale_claims(conn, now - self.settings.sending_stale_s)
         if claims:
             self.broker.publish_reconcile(claims)
@@ -210,7 +210,7 @@ class Scheduler:
         for lane in SEND_LANES:
             if lengths.get(str(lane), 0) > 0:
                 continue
-            with self.engine.begin() as conn:
+            with transaction(self.engine) as conn:
                 lost, self._audit[lane] = outbox.audit_batches(
                     conn,
                     lane,
@@ -258,7 +258,7 @@ class Scheduler:
                     report = self.tick()
                     if any(vars(report).values()):
                         log.info("scheduler.tick", **vars(report))
-            except (SQLAlchemyError, BrokerUnavailable, redis.RedisError) as exc:
+            except (StoreUnavailable, BrokerUnavailable, redis.RedisError) as exc:
                 log.warning("scheduler.tick_failed", error=type(exc).__name__)
             elapsed = time.monotonic() - started
             stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import redis
 
+# With ``?pooler=pgbouncer`` (the PgBouncer pass of `make test`), every connection of the tests
+# and of the processes they start goes through PgBouncer, creating and dropping databases too.
 PG_URL = os.environ.get("SMSD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("SMSD_TEST_REDIS", "redis://127.0.0.1:6379")
 
@@ -19,6 +21,19 @@ REDIS_BASE = os.environ.get("SMSD_TEST_REDIS", "redis://127.0.0.1:6379")
 def backend() -> str:
     """Which database the suite runs on: ``sqlite`` (default) or ``postgres``."""
     return os.environ.get("SMSD_TEST_DB", "sqlite")
+
+
+def pg_url(database: str, pooler: bool = True) -> str:
+    """:data:`PG_URL` naming ``database``; without ``pooler``, in the form libpq accepts."""
+    from sqlalchemy.engine import make_url
+
+    from dispatcher.store.db import split_pooler
+
+    bare, kind = split_pooler(PG_URL)
+    url = make_url(bare).set(database=database)
+    if pooler and kind:
+        url = url.update_query_dict({"pooler": kind})
+    return url.render_as_string(hide_password=False)
 
 
 _issued: set[int] = set()
@@ -65,10 +80,10 @@ def fresh_database() -> Iterator[str]:
         import psycopg
 
         name = "smsd_t_" + uuid.uuid4().hex[:12]
-        admin = PG_URL.rsplit("/", 1)[0] + "/postgres"
+        admin = pg_url("postgres", pooler=False)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = PG_URL.rsplit("/", 1)[0] + "/" + name
+        url = pg_url(name)
         upgrade(url)
         try:
             yield url

@@ -30,7 +30,7 @@ from dispatcher.contract import CALLBACK_TASKS, CallbackKind, Lane, queue_name
 from dispatcher.redis_clients import async_client, is_sentinel
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.store import callback_inbox
-from dispatcher.store.db import make_engine
+from dispatcher.store.db import make_engine, transaction
 from workers.smpp import handoff as h
 from workers.smpp import metrics as m
 from workers.smpp.deliveries import Deliveries
@@ -38,7 +38,6 @@ from workers.smpp.holder import ConnectionHolder, HolderOptions
 
 log = structlog.get_logger(component="smpp")
 
-DEFAULT_METRICS_PORT = 9106
 MAX_ITEMS_PER_ROW = 500
 REDIS_CONNECTIONS = 32
 
@@ -66,7 +65,7 @@ class Committer:
 
     def __call__(self, kind: str, connection: str, items: list[dict[str, Any]]) -> None:
         groups = [items[i : i + MAX_ITEMS_PER_ROW] for i in range(0, len(items), MAX_ITEMS_PER_ROW)]
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             ids = callback_inbox.add(conn, kind, connection, groups, time.time(), self.lease_s)
         try:
             from workers.app import app
@@ -125,10 +124,9 @@ def main(max_binds: int | None = None) -> int:
     """Run until SIGTERM / SIGINT (idle without smpp connections); 0 after a graceful stop."""
     settings = Settings.from_env()
     connections = smpp_connections(settings)
-    port = int(os.environ.get("SMSDISPATCH_SMPP_METRICS_PORT", DEFAULT_METRICS_PORT))
-    if port:
-        start_http_server(port, os.environ.get("SMSDISPATCH_SMPP_METRICS_HOST", "127.0.0.1"))
-    lease_s = float(os.environ.get("SMSDISPATCH_SMPP_LEASE_S", HolderOptions.lease_ttl_s))
+    if settings.smpp_metrics_port:
+        start_http_server(settings.smpp_metrics_port, settings.smpp_metrics_host)
+    lease_s = settings.smpp_lease_s
     options = HolderOptions(lease_ttl_s=lease_s, renew_s=lease_s / 5, max_binds=max_binds)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()

@@ -1,7 +1,7 @@
 """fair bulk lane: per-account weights, batches waiting for admission (docs/campaigns.md)
 
 Revision ID: 0012_fairness
-Revises: 0011_links
+Revises: 0012_perf
 Create Date: 2026-12-07 14:30:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_fairness"
-down_revision = "0011_links"
+down_revision = "0012_perf"  # main had 0012_perf when merged; was 0011_links
 branch_labels = None
 depends_on = None
 
