@@ -167,21 +167,21 @@ def _weight(raw: str) -> int:
 
 def cmd_weight(args: argparse.Namespace) -> int:
     """Show or set an account's weight in the fair bulk lane."""
-    from dispatcher.accounts.account import find_account
+    from dispatcher.accounts.account import load_account
     from dispatcher.store import admission
 
     engine = open_engine()
     try:
-        account = find_account(engine, args.name)
-        if account is None:
-            return fail(f"no account named {args.name!r}", args)
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
+            account = load_account(conn, name=args.name)
+            if account is None:
+                return fail(f"no account named {args.name!r}", args)
             before = admission.weight_of(conn, account.id)
             weight = before if args.weight is None else args.weight
             if weight != before:
                 admission.set_weight(conn, account.id, weight)
-                audit.record(conn, account.id, cli_actor(), "account.bulk_weight",
-                             account.name, f"{before} -> {weight}", now=time.time())  # fmt: skip
+                audit_cli(conn, account.id, "account.bulk_weight", account.name,
+                          f"{before} -> {weight}")  # fmt: skip
     finally:
         engine.dispose()
     emit(
