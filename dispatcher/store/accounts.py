@@ -188,7 +188,7 @@ def account_summaries(conn: Connection, now: float) -> list[dict[str, Any]]:
         for r in conn.execute(
             select(
                 a.id, a.name, a.created_at, a.priority_enabled, a.sender_policy,
-                a.api_rate_per_s, a.daily_cap,
+                a.api_rate_per_s, a.daily_cap, a.bulk_weight,
             ).order_by(a.name)
         )
     ]  # fmt: skip

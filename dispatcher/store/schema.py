@@ -67,6 +67,8 @@ accounts = Table(
     # default) and which clicks send a ``message.click`` webhook: first | all | none.
     Column("link_lifetime_s", Double),
     Column("click_webhooks", String(5), nullable=False, server_default=text("'first'")),
+    # Its share of the bulk lane against other accounts with work waiting (docs/campaigns.md).
+    Column("bulk_weight", Integer, nullable=False, server_default=text("1")),
 )
 
 api_keys = Table(
@@ -281,7 +283,18 @@ dispatch_batches = Table(
     Column("size", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("enqueued_at", Double),
+    # Set on bulk batches that wait for fair admission (dispatcher/scheduler/admission.py);
+    # NULL on batches published at once (priority, or fairness off).
+    Column("account_id", Integer),
     Index("ix_dispatch_batches_lane_enqueued", "lane", "enqueued_at", "id"),
+    Index(
+        "ix_dispatch_batches_admission",
+        "account_id",
+        "created_at",
+        "id",
+        postgresql_where=text("enqueued_at IS NULL AND account_id IS NOT NULL"),
+        sqlite_where=text("enqueued_at IS NULL AND account_id IS NOT NULL"),
+    ),
     Index(
         "ix_dispatch_batches_pending",
         "created_at",
