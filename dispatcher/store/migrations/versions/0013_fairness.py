@@ -1,6 +1,6 @@
 """fair bulk lane: per-account weights, batches waiting for admission (docs/campaigns.md)
 
-Revision ID: 0012_fairness
+Revision ID: 0013_fairness
 Revises: 0012_perf
 Create Date: 2026-12-07 14:30:00
 """
@@ -8,8 +8,8 @@ Create Date: 2026-12-07 14:30:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_fairness"
-down_revision = "0012_perf"  # main had 0012_perf when merged; was 0011_links
+revision = "0013_fairness"
+down_revision = "0012_perf"
 branch_labels = None
 depends_on = None
 
