@@ -12,7 +12,6 @@ import contextlib
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ import httpx
 import orjson
 import psutil
 
+from devstack.ports import free_port
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +41,6 @@ DATABASE_URL = f"{PG_SERVER}/{BENCH_DB}"
 # set-up and queries stay direct.
 PGBOUNCER_SERVER = os.environ.get("SMSD_BENCH_PGBOUNCER", "postgresql://postgres@127.0.0.1:6432")
 PGBOUNCER_URL = f"{PGBOUNCER_SERVER}/{BENCH_DB}?pooler=pgbouncer"
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 import redis
 
-from tests.support.services import free_port
+from devstack.ports import free_port
 
 
 class PrivateRedis:

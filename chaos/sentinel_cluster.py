@@ -24,7 +24,7 @@ from typing import TypeVar
 import redis
 
 from chaos.redis_server import PrivateRedis
-from tests.support.services import free_port
+from devstack.ports import free_port
 
 T = TypeVar("T")
 MASTER = "smsd"

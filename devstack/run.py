@@ -31,6 +31,7 @@ import time
 import urllib.request
 from typing import Any
 
+from devstack.ports import free_port
 from devstack.supervise import StackRunning, Supervisor
 from dispatcher.cli.worker import worker_command
 from dispatcher.contract import Lane
@@ -42,13 +43,6 @@ DEMO_PANEL_FILE = os.path.join(VAR, "demo-panel-password")
 INBOX_SECRET_ARG = f"--secret-file={DEMO_SECRET_FILE}"
 RUN_DIR = os.path.join(VAR, "run")  # the supervisor's lock and state (devstack/supervise.py)
 LOG_START: dict[str, int] = {}
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _port_or_free(port: int) -> int:

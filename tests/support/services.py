@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import random
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+
+# Tests take their ports from here, as they take the database and Redis.
+from devstack.ports import free_port as free_port
 
 # With ``?pooler=pgbouncer`` (the PgBouncer pass of `make test`), every connection of the tests
 # and of the processes they start goes through PgBouncer, creating and dropping databases too.
@@ -34,41 +35,6 @@ def pg_url(database: str, pooler: bool = True) -> str:
     if pooler and kind:
         url = url.update_query_dict({"pooler": kind})
     return url.render_as_string(hide_password=False)
-
-
-_issued: set[int] = set()
-_pick = random.SystemRandom()
-
-
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A free loopback port, never the same one twice in this process.
-
-    A port found by binding to port 0 is released before the server binds it, so the kernel may
-    give it to the next caller as well (a stack's simulator and API once got the same one) or to
-    an outgoing connection. Ports are therefore drawn at random below the kernel's ephemeral
-    range, which outgoing connections never use, and remembered.
-    """
-    high = min(_ephemeral_low(), 32768)
-    for _ in range(500):
-        port = _pick.randrange(15000, high)
-        if port in _issued:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _issued.add(port)
-        return port
-    raise RuntimeError("no free loopback port found")
 
 
 @contextmanager

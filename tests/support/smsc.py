@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.services import free_port
+from devstack.ports import free_port
 
 SMSC_DIR = pathlib.Path(__file__).resolve().parents[1] / "smsc"
 ACCOUNT = ("smsd", "secret12")

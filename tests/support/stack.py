@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
+from devstack.ports import free_port
 from dispatcher.accounts.account import create_account
 from dispatcher.store.db import make_engine
-from tests.support.services import free_port, fresh_database, fresh_redis
+from tests.support.services import fresh_database, fresh_redis
 
 T = TypeVar("T")
 # One client for every loopback call: httpx.get() builds a client, and with it a TLS context,

@@ -45,7 +45,8 @@ SUPERVISOR = textwrap.dedent(
     import os, signal, time
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     kid = os.fork()
-    print(kid, flush=True)
+    if kid:  # the parent only: the child's 0, printed first, was read as a pid
+        print(kid, flush=True)
     time.sleep(120)
     '''
     run_dir, grace = sys.argv[1], float(sys.argv[2])
