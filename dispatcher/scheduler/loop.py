@@ -42,7 +42,7 @@ from dispatcher.contract import (
 )
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.scheduler import unacked
-from dispatcher.store import callback_inbox, outbox, reports, webhooks
+from dispatcher.store import callback_inbox, control, outbox, reports, webhooks
 from dispatcher.store.balances import low_balance_sweep
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
@@ -52,6 +52,9 @@ log = structlog.get_logger(component="scheduler")
 LEADER_KEY = "smsd:scheduler:leader"
 SLOW_EVERY_S = 10.0
 AUDIT_START_S = 3600.0  # after a restart, batches of the last hour are audited again
+# A campaign paused or cancelled this recently has all its waiting messages swept each tick:
+# a writer's transaction that read its state before the change may commit a moment after.
+CONTROL_SETTLE_S = 5.0
 
 
 @dataclass
@@ -69,6 +72,7 @@ class TickReport:
     callbacks: int = 0
     unacked_restored: int = 0
     refunded: int = 0
+    controlled: int = 0  # messages paused or cancelled after their campaign's change
 
 
 class Scheduler:
@@ -120,7 +124,17 @@ class Scheduler:
         now = time.time() if now is None else now
         report = TickReport()
         with self.engine.begin() as conn:
-            due, report.expired = outbox.release_due(conn, now, self.chunk_sizes)
+            # Campaigns paused or cancelled (docs/campaigns.md): their due retries are not
+            # released, their paused messages expire with their validity, and messages a
+            # writer stored as the change committed are caught within a tick or two.
+            controlled = control.controlled_submissions(conn, now)
+            if controlled:
+                fresh = control.controlled_submissions(conn, now, now - CONTROL_SETTLE_S)
+                report.controlled = control.apply_controls(conn, fresh, now)
+            due, report.expired = outbox.release_due(
+                conn, now, self.chunk_sizes, controlled=controlled
+            )
+            report.expired += len(control.expire_paused(conn, now))
         report.released = self._publish(due)
         with self.engine.begin() as conn:
             stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
