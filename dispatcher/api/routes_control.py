@@ -81,7 +81,7 @@ async def _change(request: Request, ctx: ContextDep, fn: Any) -> JsonResponse:
     now = time.time()
 
     def run(conn: Connection) -> CampaignState:
-        return fn(conn, now)  # type: ignore[no-any-return]
+        return fn(conn, now)
 
     try:
         state = await _query(ctx, run, write=True)
