@@ -42,6 +42,10 @@ RUNNING, PAUSED, CANCELLED = "running", "paused", "cancelled"
 CANCEL_WATCH_S = 3600.0
 CANCEL_CODE = "cancelled"
 _CHUNK = 5000  # messages per UPDATE: bounded statements on SQLite's parameter limit
+_PG_EVENTS = (
+    "INSERT INTO message_events (message_id, at, kind, status) "
+    "SELECT unnest(%b::text[]), %b::float8, 'cancelled', 'cancelled'"
+)
 
 
 class ControlRefused(Exception):
@@ -159,7 +163,13 @@ def _cancel_values(now: float) -> dict[str, Any]:
 
 def _cancelled(conn: Connection, ids: Sequence[str], now: float) -> None:
     """The timeline event and the status webhook of each message just cancelled."""
-    add_events(conn, ((i, now, "cancelled", Status.CANCELLED, None) for i in ids))
+    if conn.dialect.name == "postgresql" and ids:
+        # One statement over an array: a campaign's cancel writes 100,000s of events.
+        raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
+        with raw.cursor() as cur:
+            cur.execute(_PG_EVENTS, (list(ids), now))
+    else:
+        add_events(conn, ((i, now, "cancelled", Status.CANCELLED, None) for i in ids))
     for i in range(0, len(ids), _CHUNK):
         create_status_webhooks(conn, ids[i : i + _CHUNK], now)
 

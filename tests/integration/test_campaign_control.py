@@ -72,7 +72,9 @@ def send_campaign(client: ApiClient, campaign: str, n: int, prefix: str) -> list
 
 
 def control(client: ApiClient, path: str) -> tuple[int, dict[str, Any]]:
-    r = client.http.post(path, headers={"Content-Type": "application/json"})
+    # A cancel of 100,000 messages writes as many events and webhooks in its transaction: on
+    # this shared 2-core machine under load, tens of seconds.
+    r = client.http.post(path, headers={"Content-Type": "application/json"}, timeout=180)
     return r.status_code, r.json()
 
 
