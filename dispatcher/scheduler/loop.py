@@ -73,6 +73,7 @@ class TickReport:
     unacked_restored: int = 0
     refunded: int = 0
     controlled: int = 0  # messages paused or cancelled after their campaign's change
+    cancelled: int = 0  # cancelled messages given their webhook
 
 
 class Scheduler:
@@ -135,6 +136,7 @@ class Scheduler:
                 conn, now, self.chunk_sizes, controlled=controlled
             )
             report.expired += len(control.expire_paused(conn, now))
+        report.cancelled = self._settle_cancelled(now)
         report.released = self._publish(due)
         with self.engine.begin() as conn:
             stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
@@ -155,6 +157,17 @@ class Scheduler:
             self._last_slow = time.monotonic()
             self._slow(now, report)
         return report
+
+    def _settle_cancelled(self, now: float) -> int:
+        """Webhooks of cancelled messages, a chunk per transaction, for up to half a tick."""
+        done = 0
+        until = time.monotonic() + self.settings.scheduler_interval_s / 2
+        while True:
+            with self.engine.begin() as conn:
+                n = control.settle_cancelled(conn, now)
+            done += n
+            if n < control.SETTLE_CHUNK or time.monotonic() > until:
+                return done
 
     def _release_due_callbacks(self, now: float) -> int:
         """Publish stored carrier callbacks that are due: early reports whose next try has

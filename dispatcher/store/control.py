@@ -11,8 +11,9 @@ a worker claimed before it finishes normally.
   (:func:`expire_paused`);
 - resume: ``paused`` → ``scheduled`` (not yet due, never tried) or ``retrying``, which the
   scheduler releases when due;
-- cancel: waiting → ``cancelled`` (final) with its status webhook, in the same transaction;
-  the refund sweep gives a charged message its price back (docs/prices.md, "Refunds").
+- cancel: waiting → ``cancelled`` (final); the scheduler creates the status webhooks right
+  after (:func:`settle_cancelled`), and the refund sweep gives a charged message its price
+  back (docs/prices.md, "Refunds").
 
 A campaign's state is kept in ``campaign_controls``: messages sent into a paused campaign
 later wait, into a cancelled one are cancelled (:func:`controlled_submissions`), and the
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from dispatcher.contract import WAITING_STATUSES, Status
 from dispatcher.store import audit
-from dispatcher.store.progress import add_events, expire_overdue
+from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import NewSubmission
 from dispatcher.store.schema import campaign_controls, messages, submissions
 from dispatcher.store.sql import dialect_insert, id_in
@@ -42,10 +43,7 @@ RUNNING, PAUSED, CANCELLED = "running", "paused", "cancelled"
 CANCEL_WATCH_S = 3600.0
 CANCEL_CODE = "cancelled"
 _CHUNK = 5000  # messages per UPDATE: bounded statements on SQLite's parameter limit
-_PG_EVENTS = (
-    "INSERT INTO message_events (message_id, at, kind, status) "
-    "SELECT unnest(%b::text[]), %b::float8, 'cancelled', 'cancelled'"
-)
+SETTLE_CHUNK = 2000  # cancelled messages given their webhooks per transaction
 
 
 class ControlRefused(Exception):
@@ -151,27 +149,40 @@ def _pause_values(now: float) -> dict[str, Any]:
 
 
 def _cancel_values(now: float) -> dict[str, Any]:
+    # ``final_at`` stays NULL: :func:`settle_cancelled` sets it with the webhook (see there).
     return {
         "status": Status.CANCELLED,
         "status_at": now,
-        "final_at": now,
         "error_code": CANCEL_CODE,
         "error_description": "cancelled by the account before sending",
         "error_permanent": True,
     }
 
 
-def _cancelled(conn: Connection, ids: Sequence[str], now: float) -> None:
-    """The timeline event and the status webhook of each message just cancelled."""
-    if conn.dialect.name == "postgresql" and ids:
-        # One statement over an array: a campaign's cancel writes 100,000s of events.
-        raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
-        with raw.cursor() as cur:
-            cur.execute(_PG_EVENTS, (list(ids), now))
-    else:
-        add_events(conn, ((i, now, "cancelled", Status.CANCELLED, None) for i in ids))
-    for i in range(0, len(ids), _CHUNK):
-        create_status_webhooks(conn, ids[i : i + _CHUNK], now)
+def settle_cancelled(conn: Connection, now: float, limit: int = SETTLE_CHUNK) -> int:
+    """Give up to ``limit`` cancelled messages their status webhook; returns how many.
+
+    A cancel moves the messages (so nothing more can be claimed) and answers; their webhooks
+    are created here, by the scheduler, in chunks: a campaign of 100,000 messages would
+    otherwise hold the customer's request for the time it takes to build 100,000 payloads.
+    ``final_at IS NULL`` marks the messages still waiting for it (a partial index), and is set
+    in the transaction that creates their webhooks, so each gets exactly one, crash or not.
+    The timeline shows the cancel from ``final_at`` (dispatcher/store/timeline.py)."""
+    m = messages.c
+    stmt = (
+        select(m.id)
+        .where(and_(m.status == Status.CANCELLED, m.final_at.is_(None)))
+        .order_by(m.status_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = [r[0] for r in conn.execute(stmt)]
+    if not ids:
+        return 0
+    conn.execute(update(messages).where(id_in(conn, m.id, ids)).values(final_at=m.status_at))
+    create_status_webhooks(conn, ids, now)
+    return len(ids)
 
 
 def _campaign(conn: Connection, account_id: int, campaign: str) -> list[str]:
@@ -233,7 +244,6 @@ def cancel_campaign(
     _state(conn, account_id, campaign, lock=True)
     _set_state(conn, account_id, campaign, CANCELLED, actor, now)
     moved = _move(conn, subs, sorted(WAITING_STATUSES), _cancel_values(now))
-    _cancelled(conn, moved, now)
     audit.record(conn, account_id, actor, "campaign.cancel", campaign, f"{len(moved)}", now=now)
     return CampaignState(campaign, CANCELLED, len(moved), counts(conn, subs))
 
@@ -253,11 +263,11 @@ def cancel_message(conn: Connection, account_id: int, message_id: str, now: floa
                 m.status.in_(sorted(WAITING_STATUSES)),
             )
         )
-        .values(**_cancel_values(now))
+        .values(**_cancel_values(now), final_at=now)
         .returning(m.id)
     ).first()
     if moved is not None:
-        _cancelled(conn, [message_id], now)
+        create_status_webhooks(conn, [message_id], now)
         return Status.CANCELLED
     row = conn.execute(
         select(m.status).where(and_(m.id == message_id, m.account_id == account_id))
@@ -310,10 +320,7 @@ def divert(conn: Connection, ids: dict[str, list[str]], now: float) -> int:
                 .values(**values)
                 .returning(m.id)
             )
-            done = [r[0] for r in rows]
-            moved += len(done)
-            if state == CANCELLED:
-                _cancelled(conn, done, now)
+            moved += len(rows.all())
     return moved
 
 
@@ -326,7 +333,6 @@ def apply_controls(conn: Connection, controlled: dict[str, str], now: float) -> 
     waiting = [Status.SCHEDULED, Status.QUEUED, Status.RETRYING]
     moved = len(_move(conn, paused, waiting, _pause_values(now)))
     gone = _move(conn, cancelled, [*waiting, Status.PAUSED], _cancel_values(now))
-    _cancelled(conn, gone, now)
     return moved + len(gone)
 
 
@@ -362,12 +368,12 @@ def hold_controlled(conn: Connection, fresh: Sequence[NewSubmission]) -> list[st
 
 
 def cancel_stored(conn: Connection, ids: Sequence[str], now: float) -> None:
-    """Cancel messages the writer just stored into a cancelled campaign (same transaction)."""
+    """Cancel messages the writer just stored into a cancelled campaign (same transaction;
+    their webhooks follow from :func:`settle_cancelled`)."""
     m = messages.c
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
         conn.execute(update(messages).where(id_in(conn, m.id, chunk)).values(**_cancel_values(now)))
-    _cancelled(conn, ids, now)
 
 
 def campaign_state(conn: Connection, account_id: int, campaign: str) -> str:

@@ -248,6 +248,13 @@ messages = Table(
         postgresql_where=text("status = 'paused'"),
         sqlite_where=text("status = 'paused'"),
     ),
+    # Cancelled messages whose webhook the scheduler has yet to create (store/control.py).
+    Index(
+        "ix_messages_cancel_pending",
+        "status_at",
+        postgresql_where=text("status = 'cancelled' AND final_at IS NULL"),
+        sqlite_where=text("status = 'cancelled' AND final_at IS NULL"),
+    ),
     # The refund sweep's candidates: charged, never taken by a carrier, ended, not refunded.
     Index(
         "ix_messages_refundable",

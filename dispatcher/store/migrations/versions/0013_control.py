@@ -51,6 +51,14 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'paused'"),
         sqlite_where=sa.text("status = 'paused'"),
     )
+    op.create_index(
+        "ix_messages_cancel_pending",
+        "messages",
+        ["status_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'cancelled' AND final_at IS NULL"),
+        sqlite_where=sa.text("status = 'cancelled' AND final_at IS NULL"),
+    )
     _refundable(NEW_REFUNDABLE)
     op.create_table(
         "campaign_controls",
@@ -72,6 +80,7 @@ def downgrade() -> None:
     op.drop_index("ix_campaign_controls_state", table_name="campaign_controls")
     op.drop_table("campaign_controls")
     _refundable(OLD_REFUNDABLE)
+    op.drop_index("ix_messages_cancel_pending", table_name="messages")
     op.drop_index("ix_messages_paused_valid", table_name="messages")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("window_tz")
