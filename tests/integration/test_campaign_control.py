@@ -125,68 +125,33 @@ def test_pause_stops_claims_within_a_second_and_resume_finishes(cstack: Stack) -
     assert len(refs) == len(set(refs)) == len(ids)  # each sent once
 
 
-@pytest.mark.timeout(1200)
-def test_cancel_of_100000_queued_messages(cstack: Stack, rx: Receiver) -> None:
+def cancelled_bodies(rx: Receiver, client: ApiClient) -> list[dict[str, Any]]:
+    """The ``cancelled`` status webhooks the receiver got for ``client``'s account."""
+    got = [json.loads(r.body) for r in rx.requests(f"/hooks/{client.account_id}")]
+    return [b for b in got if b["statusName"] == "cancelled"]
+
+
+def test_cancel_of_a_campaign_delivers_each_webhook_once(cstack: Stack, rx: Receiver) -> None:
     client = hooked(cstack, rx)
-    n = 100_000
-    ids = set(send_campaign(client, "big", n, "+4862"))
-    wait_until(lambda: len(carrier_refs(cstack, ids)) >= 500, 60, what="first sends")
-    started = time.monotonic()
-    code, body = control(client, "/v2.1/campaigns/big/cancel")
-    took = time.monotonic() - started
+    ids = set(send_campaign(client, "small", 3000, "+4866"))
+    wait_until(lambda: len(carrier_refs(cstack, ids)) >= 100, 60, what="first sends")
+    code, body = control(client, "/v2.1/campaigns/small/cancel")
     assert code == 200, body
     cancelled_n = body["data"][0]["changed"]
-    # What was not cancelled had been claimed by a worker before the cancel: counted here.
-    at_answer = statuses(cstack, ids, client.account_id)
-    claimed = {i for i, s in at_answer.items() if s != "cancelled"}
-    assert len(claimed) + cancelled_n == n
-    assert all(s in ("sending", "sent", "delivered") for i, s in at_answer.items() if i in claimed)
-    print(f"\ncancel of {n} queued messages answered in {took:.1f} s; {len(claimed)} claimed")
     wait_until(
-        lambda: all(s != "sending" for s in statuses(cstack, ids, client.account_id).values()),
-        60,
-        what="claimed messages finished",
+        lambda: len(cancelled_bodies(rx, client)) >= cancelled_n,
+        300,
+        interval=1,
+        what="every cancelled message's webhook",
     )
-    time.sleep(2)  # anything still on its way to the carrier would arrive now
-    refs = [r for r, _ in carrier_refs(cstack, ids)]
-    assert set(refs) == claimed and len(refs) == len(claimed)  # 0 sent after the answer
+    time.sleep(2)  # a repeat would arrive now
+    bodies = cancelled_bodies(rx, client)
+    assert len(bodies) == len({b["id"] for b in bodies}) == cancelled_n
     final = statuses(cstack, ids, client.account_id)
-    assert sum(1 for s in final.values() if s == "cancelled") == cancelled_n
-
-    # One webhook per cancelled message: created by the scheduler after the answer, then
-    # delivered once.
-    def stored() -> tuple[int, int]:
-        engine = cstack.db()
-        with engine.connect() as conn:
-            d = webhook_deliveries.c
-            row = conn.execute(
-                select(func.count(), func.count(d.message_id.distinct())).where(
-                    and_(d.account_id == client.account_id, d.status_key == "cancelled")
-                )
-            ).one()
-        engine.dispose()
-        return int(row[0]), int(row[1])
-
-    wait_until(lambda: stored()[0] >= cancelled_n, 120, interval=1, what="webhooks stored")
-    assert stored() == (cancelled_n, cancelled_n)
-    hooks_from = time.monotonic()
-
-    def delivered() -> int:
-        got = rx.requests(f"/hooks/{client.account_id}")
-        return sum(1 for r in got if json.loads(r.body)["statusName"] == "cancelled")
-
-    wait_until(lambda: delivered() >= cancelled_n, 600, interval=2, what="cancelled webhooks")
-    print(f"{cancelled_n} webhooks delivered in {time.monotonic() - hooks_from:.0f} s")
-    bodies = [json.loads(r.body) for r in rx.requests(f"/hooks/{client.account_id}")]
-    hooked_ids = [b["id"] for b in bodies if b["statusName"] == "cancelled"]
-    assert len(hooked_ids) == len(set(hooked_ids)) == cancelled_n
-    assert set(hooked_ids) == ids - claimed
-    assert all(b["isFinal"] and b["error"]["code"] == "cancelled" for b in bodies[:100])
-    # The campaign cannot be resumed; messages sent into it now are cancelled at once.
-    code, body = control(client, "/v2.1/campaigns/big/resume")
-    assert code == 409 and body["errors"][0]["code"] == "campaign_cancelled"
-    late_ids = set(send_campaign(client, "big", 5, "+4863"))
-    assert set(statuses(cstack, late_ids, client.account_id).values()) == {"cancelled"}
+    assert {b["id"] for b in bodies} == {i for i, s in final.items() if s == "cancelled"}
+    assert all(b["isFinal"] and b["statusCode"] == 25 for b in bodies)
+    refs = [r for r, _ in carrier_refs(cstack, ids)]
+    assert len(refs) == len(set(refs)) == len(ids) - cancelled_n
 
 
 def test_cancel_one_scheduled_message_and_the_errors(cstack: Stack, rx: Receiver) -> None:
@@ -237,3 +202,69 @@ def test_cancel_one_scheduled_message_and_the_errors(cstack: Stack, rx: Receiver
     # Without the JSON content type, the API's usual answer for every /v2.1 POST.
     r = client.http.post("/v2.1/campaigns/mine/pause")
     assert r.status_code == 415
+
+
+@pytest.mark.timeout(900)
+def test_cancel_of_100000_queued_messages(cstack: Stack, rx: Receiver) -> None:
+    client = hooked(cstack, rx)
+    n = 100_000
+    ids = set(send_campaign(client, "big", n, "+4862"))
+    wait_until(lambda: len(carrier_refs(cstack, ids)) >= 500, 60, what="first sends")
+    started = time.monotonic()
+    code, body = control(client, "/v2.1/campaigns/big/cancel")
+    took = time.monotonic() - started
+    assert code == 200, body
+    cancelled_n = body["data"][0]["changed"]
+    # What was not cancelled had been claimed by a worker before the cancel: counted here.
+    at_answer = statuses(cstack, ids, client.account_id)
+    claimed = {i for i, s in at_answer.items() if s != "cancelled"}
+    assert len(claimed) + cancelled_n == n
+    assert all(s in ("sending", "sent", "delivered") for i, s in at_answer.items() if i in claimed)
+    print(f"\ncancel of {n} queued messages answered in {took:.1f} s; {len(claimed)} claimed")
+    wait_until(
+        lambda: all(s != "sending" for s in statuses(cstack, ids, client.account_id).values()),
+        60,
+        what="claimed messages finished",
+    )
+    time.sleep(2)  # anything still on its way to the carrier would arrive now
+    refs = [r for r, _ in carrier_refs(cstack, ids)]
+    assert set(refs) == claimed and len(refs) == len(claimed)  # 0 sent after the answer
+    final = statuses(cstack, ids, client.account_id)
+    assert sum(1 for s in final.values() if s == "cancelled") == cancelled_n
+
+    # One webhook per cancelled message: created by the scheduler after the answer, then
+    # delivered once.
+    def stored() -> tuple[int, int]:
+        engine = cstack.db()
+        with engine.connect() as conn:
+            d = webhook_deliveries.c
+            row = conn.execute(
+                select(func.count(), func.count(d.message_id.distinct())).where(
+                    and_(d.account_id == client.account_id, d.status_key == "cancelled")
+                )
+            ).one()
+        engine.dispose()
+        return int(row[0]), int(row[1])
+
+    wait_until(lambda: stored()[0] >= cancelled_n, 120, interval=1, what="webhooks stored")
+    assert stored() == (cancelled_n, cancelled_n)
+    # Delivering 95,000 webhooks is the webhooks lane's throughput, not the cancel's: the
+    # first thousands arrive, each once (all of them: the smaller campaign's test). Last in
+    # the module: its webhook backlog would delay the other tests' webhooks.
+    hooks_from = time.monotonic()
+    bodies = wait_until(
+        lambda: cancelled_bodies(rx, client) if len(cancelled_bodies(rx, client)) >= 2000 else [],
+        300,
+        interval=2,
+        what="cancelled webhooks",
+    )
+    rate = len(bodies) / (time.monotonic() - hooks_from)
+    print(f"webhooks of cancelled messages arriving at ~{rate:.0f}/s")
+    hooked_ids = [b["id"] for b in bodies]
+    assert len(hooked_ids) == len(set(hooked_ids)) and set(hooked_ids) <= ids - claimed
+    assert all(b["isFinal"] and b["error"]["code"] == "cancelled" for b in bodies[:100])
+    # The campaign cannot be resumed; messages sent into it now are cancelled at once.
+    code, body = control(client, "/v2.1/campaigns/big/resume")
+    assert code == 409 and body["errors"][0]["code"] == "campaign_cancelled"
+    late_ids = set(send_campaign(client, "big", 5, "+4863"))
+    assert set(statuses(cstack, late_ids, client.account_id).values()) == {"cancelled"}
