@@ -53,6 +53,9 @@ class Settings:
     max_body_bytes: int = 1_048_576
     bulk_threshold: int = 10  # more recipients than this always go to the bulk lane
     default_region: str = ""  # e.g. "PL" to accept national numbers without a country code
+    # Quiet hours (docs/campaigns.md): the zone of a country's numbers, where one is wanted
+    # over phonenumbers' (several zones for a prefix), e.g. "RU=Europe/Moscow,US=America/Chicago"
+    send_window_zones: str = ""
     writer_max_rows: int = 5000
     scheduler_interval_s: float = 0.25
     outbox_stale_s: float = 30.0  # a batch not marked enqueued after this is re-enqueued
@@ -161,6 +164,13 @@ class Settings:
                 "SMSDISPATCH_SHORT_LINK_BASE must be an http(s) URL with a host and no query, "
                 "e.g. https://s.example.com"
             )
+        if settings.send_window_zones:
+            from dispatcher.sms.quiet_hours import InvalidWindow, parse_zones
+
+            try:
+                parse_zones(settings.send_window_zones)
+            except InvalidWindow as exc:
+                raise ValueError(f"SMSDISPATCH_SEND_WINDOW_ZONES: {exc.message}") from None
         if not 0 <= settings.rate_headroom < 0.5:
             raise ValueError("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")
         return settings

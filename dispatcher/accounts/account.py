@@ -50,6 +50,8 @@ class Account:
     senders: frozenset[str] = frozenset()
     # How long its short links redirect (docs/short-links.md); ``None`` = the settings' default.
     link_lifetime_s: float | None = None
+    # Quiet hours (docs/campaigns.md): its default send window, "HH:MM-HH:MM"; None: none.
+    send_window: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def _account(conn: Connection, row: Any) -> Account:
         policy,
         approved_names(conn, row.id) if policy == SenderPolicy.REGISTERED else frozenset(),
         None if row.link_lifetime_s is None else float(row.link_lifetime_s),
+        row.send_window,
     )
 
 
@@ -351,6 +354,7 @@ class Authenticator:
                     accounts.c.daily_cap,
                     accounts.c.sender_policy,
                     accounts.c.link_lifetime_s,
+                    accounts.c.send_window,
                 )
                 .join(accounts, accounts.c.id == api_keys.c.account_id)
                 .where(

@@ -56,7 +56,6 @@ MESSAGE_COLUMNS = (
     "charged",
     "window_start",
     "window_end",
-    "window_tz",
 )
 _BATCH_COLUMNS = ("id", "lane", "size", "created_at", "enqueued_at")
 # Below this many rows a multi-row INSERT beats setting up COPY.
@@ -137,7 +136,6 @@ def _message_row(m: NewMessage, batch_id: str | None) -> tuple[Any, ...]:
         m.charged,
         m.window_start,
         m.window_end,
-        m.window_tz,
     )
 
 

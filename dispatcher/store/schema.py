@@ -208,10 +208,9 @@ messages = Table(
     Column("charged", Boolean, nullable=False, server_default=text("false")),
     Column("refunded_at", Double),
     # Quiet hours (docs/campaigns.md): sent only between these minutes of the day in the
-    # recipient's zone ``window_tz``; NULL when the message has no window (or ignores it).
+    # recipient's local time (zone from the number); NULL when it has no window or ignores it.
     Column("window_start", SmallInteger),
     Column("window_end", SmallInteger),
-    Column("window_tz", String(40)),
     Index("ix_messages_account_created", "account_id", "created_at"),
     Index("ix_messages_carrier_id", "connection", "carrier_message_id"),
     # The report-timeout sweep scans sent messages by validity.

@@ -42,7 +42,6 @@ def upgrade() -> None:
     op.add_column("accounts", sa.Column("send_window", sa.String(length=11), nullable=True))
     op.add_column("messages", sa.Column("window_start", sa.SmallInteger(), nullable=True))
     op.add_column("messages", sa.Column("window_end", sa.SmallInteger(), nullable=True))
-    op.add_column("messages", sa.Column("window_tz", sa.String(length=40), nullable=True))
     op.create_index(
         "ix_messages_paused_valid",
         "messages",
@@ -83,7 +82,6 @@ def downgrade() -> None:
     op.drop_index("ix_messages_cancel_pending", table_name="messages")
     op.drop_index("ix_messages_paused_valid", table_name="messages")
     with op.batch_alter_table("messages") as batch:
-        batch.drop_column("window_tz")
         batch.drop_column("window_end")
         batch.drop_column("window_start")
     with op.batch_alter_table("accounts") as batch:
