@@ -293,7 +293,14 @@ def controlled_submissions(
     where: Any = or_(c.state == PAUSED, recent)
     if changed_since is not None:
         where = and_(c.state.in_([PAUSED, CANCELLED]), c.changed_at >= changed_since)
-    controls = conn.execute(select(c.account_id, c.campaign, c.state).where(where)).all()
+    stmt = select(c.account_id, c.campaign, c.state).where(where)
+    if conn.dialect.name == "postgresql":
+        # Shared locks until the caller commits: a resume (or a pause) takes its campaign's
+        # row for update first, so it waits for this transaction, or this one sees its result.
+        # Without them a tick that read "paused" just before a resume paused its messages
+        # again just after it (found by the pause/resume integration test).
+        stmt = stmt.with_for_update(read=True)
+    controls = conn.execute(stmt).all()
     out: dict[str, str] = {}
     for account_id, campaign, state in controls:
         for sub_id in _submission_ids(conn, int(account_id), str(campaign)):
