@@ -31,6 +31,7 @@ CampaignName = Annotated[
         min_length=1,
         max_length=64,
         description="The campaign's name: its messages' `Smsdispatch-Campaign` header.",
+        examples=["spring-sale"],
     ),
 ]
 
