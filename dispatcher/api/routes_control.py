@@ -25,15 +25,7 @@ from dispatcher.store.control import CampaignState, ControlRefused
 
 router = APIRouter(prefix="/v2.1", tags=["Campaign control"])
 
-CampaignName = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=64,
-        description="The campaign's name: its messages' `Smsdispatch-Campaign` header.",
-        examples=["spring-sale"],
-    ),
-]
+CampaignName = Annotated[str, Path(min_length=1, max_length=64)]  # described in docs_page
 
 
 class CampaignView(BaseModel):
