@@ -39,8 +39,8 @@ WARSAW = ZoneInfo("Europe/Warsaw")
 PL = "+48600111222"
 
 
-def warsaw(*parts: int) -> float:
-    return datetime(*parts, tzinfo=WARSAW).timestamp()  # type: ignore[misc]
+def warsaw(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=WARSAW).timestamp()
 
 
 AT_2300 = warsaw(2026, 12, 7, 23, 0)

@@ -19,8 +19,8 @@ from dispatcher.sms.quiet_hours import (
 WARSAW = ZoneInfo("Europe/Warsaw")
 
 
-def at(zone: ZoneInfo, *parts: int) -> float:
-    return datetime(*parts, tzinfo=zone).timestamp()  # type: ignore[misc]
+def at(zone: ZoneInfo, year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=zone).timestamp()
 
 
 def test_windows_parse_and_refuse_with_a_reason() -> None:
