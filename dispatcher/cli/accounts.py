@@ -1,4 +1,5 @@
-"""``smsdispatch accounts rotate-key|limits``: key rotation and per-account API limits.
+"""``smsdispatch accounts rotate-key|limits|send-window``: key rotation, per-account API limits
+and quiet hours.
 
 Register with :func:`register` on the ``accounts`` sub-parsers. Output and errors go through
 :mod:`dispatcher.cli.output` (JSON for scripts, tables on a terminal); a refusal exits with 1.
@@ -129,6 +130,54 @@ def cmd_limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window(raw: str) -> str | None:
+    from dispatcher.sms.quiet_hours import InvalidWindow, parse_window
+
+    if raw.lower() == "none":
+        return None
+    try:
+        return str(parse_window(raw))
+    except InvalidWindow as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def cmd_send_window(args: argparse.Namespace) -> int:
+    """Show or set an account's default send window (quiet hours, docs/campaigns.md)."""
+    from sqlalchemy import update
+
+    from dispatcher.accounts.account import find_account
+    from dispatcher.store.schema import accounts
+
+    engine = open_engine()
+    try:
+        account = find_account(engine, args.name)
+        if account is None:
+            return fail(f"no account named {args.name!r}", args)
+        window = account.send_window
+        if args.window is not ...:
+            window = args.window
+            with engine.begin() as conn:
+                conn.execute(
+                    update(accounts).where(accounts.c.id == account.id).values(send_window=window)
+                )
+                audit.record(
+                    conn, account.id, cli_actor(), "account.send_window", window, now=time.time()
+                )
+    finally:
+        engine.dispose()
+    emit(
+        args,
+        {
+            "account": account.name,
+            "send_window": window,
+            "note": "recipient's local time; bulk messages wait for it, priority ones do not "
+            "(timeRestriction overrides per request); API processes apply changes within 30 s",
+        },
+        indent=2,
+    )
+    return 0
+
+
 def register(accounts_sub: Any) -> None:
     """Add ``rotate-key`` and ``limits`` to the ``accounts`` sub-parsers."""
     r = accounts_sub.add_parser(
@@ -160,3 +209,16 @@ def register(accounts_sub: Any) -> None:
         help="messages per UTC day (0 = unlimited, 'default' = SMSDISPATCH_DAILY_CAP)",
     )
     lim.set_defaults(func=cmd_limits)
+
+    sw = accounts_sub.add_parser(
+        "send-window", help="show or set the account's quiet hours (default send window)"
+    )
+    sw.add_argument("name")
+    sw.add_argument(
+        "window",
+        nargs="?",
+        type=_window,
+        default=...,
+        help="HH:MM-HH:MM in the recipient's local time (e.g. 08:00-21:00), or none",
+    )
+    sw.set_defaults(func=cmd_send_window)

@@ -7,6 +7,10 @@ released at the window's start; OTPs and ``timeRestriction: ignore`` do not wait
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -28,6 +32,7 @@ from dispatcher.store.messages import write_submissions
 from dispatcher.store.progress import SendProgress
 from dispatcher.store.schema import accounts, dispatch_batches, messages
 from tests.support.services import fresh_database, fresh_redis
+from tests.support.stack import ROOT
 from workers.connectors.base import Outbound, SubmitResult
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
@@ -188,3 +193,28 @@ def test_a_queued_message_claimed_after_its_window_closed_waits_without_an_attem
     send_at(OPENS + 1)
     assert carrier.refs == [mid] and row(engine, mid).status == Status.SENT
     assert row(engine, mid).attempts == 1
+
+
+def test_the_account_window_is_set_with_the_cli(engine: Engine, quiet_account: Account) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
+    env.update(DATABASE_URL=str(engine.url.render_as_string(hide_password=False)), PYTHONPATH=ROOT)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "dispatcher.cli", "accounts", "send-window", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+    shown = cli("quiet")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["send_window"] == "08:00-21:00"
+    changed = cli("quiet", "9:00-20:30", "--json")
+    assert json.loads(changed.stdout)["send_window"] == "09:00-20:30"
+    account = find_account(engine, "quiet")
+    assert account is not None and account.send_window == "09:00-20:30"
+    bad = cli("quiet", "9-20")
+    assert bad.returncode == 2 and "HH:MM-HH:MM" in bad.stderr
+    cleared = cli("quiet", "none")
+    assert json.loads(cleared.stdout)["send_window"] is None
+    account = find_account(engine, "quiet")
+    assert account is not None and account.send_window is None
+    # Without a window a message at 23:00 goes at once.
+    assert row(engine, submit(engine, account, AT_2300)).status == Status.QUEUED
