@@ -8,14 +8,16 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never
 WORKDIR /src
-# Exactly the locked versions CI tested (hashes checked), then the project without resolving its
+# Exactly the locked versions CI tested (a hash required for each: a pin without one fails the
+# build; tests/unit/test_deploy.py checks this file), then the project without resolving its
 # dependencies again; bytecode compiled here, since the image runs with PYTHONDONTWRITEBYTECODE.
 # uv is the one scripts/uv.sh pins.
 COPY scripts/uv.sh ./scripts/
 COPY requirements.lock ./
 RUN uv=$(scripts/uv.sh) \
     && "$uv" venv --python "$(command -v python3)" /opt/smsdispatch \
-    && "$uv" pip sync --python /opt/smsdispatch/bin/python --compile-bytecode requirements.lock
+    && "$uv" pip sync --python /opt/smsdispatch/bin/python --compile-bytecode --require-hashes \
+       requirements.lock
 COPY pyproject.toml README.md LICENSE celeryconfig.py ./
 COPY client ./client
 COPY dispatcher ./dispatcher

@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# The same PostgreSQL through Debian's PgBouncer in transaction mode (scripts/ensure-services.sh).
+PGBOUNCER_TEST_URL ?= postgresql://postgres@127.0.0.1:6432/test?pooler=pgbouncer
 # Wheels of the client's dependencies, pytest and the build backend, for the test that installs
 # ./client into an empty venv without an index (tests/unit/test_client_distribution.py).
 WHEELHOUSE := $(VENV)/wheelhouse
@@ -49,15 +51,18 @@ unit: $(STAMP)
 # The suite on SQLite (the default log) and on PostgreSQL (production), with a real Redis.
 # Long crash and accuracy tests (marked slow) run once, on PostgreSQL; tests of code that is
 # the same on both databases (input validation, HTTP clients, routing, Redis rate limits:
-# marked any_db) run once, on SQLite.
+# marked any_db) run once, on SQLite. The tests marked pgbouncer (API, pools, scheduler,
+# reports, exporter, migrations) run once more with every connection through PgBouncer in
+# transaction mode, the tests' own database creation included (docs/operations.md).
 test: $(STAMP) services
-	scripts/ensure-services.sh chromium smsc sentinel zsh
+	scripts/ensure-services.sh chromium smsc sentinel zsh pgbouncer
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check $(TYPED) tests
 	$(BIN)/mypy $(TYPED)
 	$(BIN)/pytest -q -p no:cacheprovider client/tests
 	SMSD_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not any_db or slow" tests/integration
+	SMSD_TEST_DB=postgres SMSD_TEST_PG_URL='$(PGBOUNCER_TEST_URL)' $(BIN)/pytest -q -p no:cacheprovider -m "pgbouncer and not any_db" tests/integration
 
 # Known vulnerabilities in the locked dependencies (pip-audit). Fails on a vulnerability; says
 # "NOT AUDITED" (and passes) when the vulnerability service cannot be reached. See docs/security.md.
@@ -93,12 +98,16 @@ clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (issue 3): everything on this machine; results in bench/results/latest.json and
-# bench/results/runs/<run>.md, summarised in docs/benchmarks.md. SCENARIO=B runs one scenario.
+# bench/results/runs/<run>.md, summarised in docs/benchmarks.md. SCENARIO=B runs one scenario;
+# PGBOUNCER=1 runs A and E again behind PgBouncer in transaction mode, beside the direct figures.
+BENCH_FLAGS = $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(PGBOUNCER),--pgbouncer,)
 bench: $(STAMP) services
-	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO),)
+	$(if $(PGBOUNCER),scripts/ensure-services.sh pgbouncer,)
+	$(BIN)/python -m bench.run $(BENCH_FLAGS)
 
 bench-quick: $(STAMP) services
-	$(BIN)/python -m bench.run --quick $(if $(SCENARIO),--scenario $(SCENARIO),)
+	$(if $(PGBOUNCER),scripts/ensure-services.sh pgbouncer,)
+	$(BIN)/python -m bench.run --quick $(BENCH_FLAGS)
 
 # Chaos run (issue 7): the pipeline on PostgreSQL while workers are SIGKILLed, a private Redis
 # primary (with a replica and three Sentinels) is restarted, then failed over, database

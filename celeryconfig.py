@@ -9,8 +9,7 @@ Why these values:
   below it; delayed work is parked in the log, never as a Celery ETA/countdown.
 """
 
-import os
-
+from dispatcher.config import Settings
 from dispatcher.contract import (
     TASK_APPLY_INBOUND,
     TASK_APPLY_REPORTS,
@@ -22,19 +21,19 @@ from dispatcher.contract import (
 )
 from dispatcher.redis_clients import celery_broker
 
+# Parsed strictly like every process's settings (a bad value stops the worker, naming it).
+_settings = Settings.from_env()
 # REDIS_URL may name Sentinels (redis+sentinel://…): kombu then gets its sentinel:// list and the
 # master name as transport options (dispatcher/redis_clients.py).
-broker_url, _sentinel_options = celery_broker(
-    os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-)
+broker_url, _sentinel_options = celery_broker(_settings.redis_url)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
-    "visibility_timeout": int(os.environ.get("SMSDISPATCH_VISIBILITY_TIMEOUT_S", "3600")),
+    "visibility_timeout": _settings.visibility_timeout_s,
     "socket_keepalive": True,
     "health_check_interval": 10,
     **_sentinel_options,
 }
-del _sentinel_options
+del _sentinel_options, _settings
 broker_pool_limit = 10
 
 task_serializer = "json"

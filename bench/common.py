@@ -33,10 +33,13 @@ class Ctx:
     baseline: bool = True
     analyze: bool = False  # ANALYZE messages right after producing (fresh planner statistics)
     notes: list[str] = field(default_factory=list)
+    # "pgbouncer": the scenario's processes reach PostgreSQL through PgBouncer (``--pgbouncer``).
+    pooler: str = ""
 
     def chart(self, scenario: str) -> Path:
         """Where the scenario's PNG goes."""
-        return self.chartdir / f"{self.run_id}-{scenario}.png"
+        suffix = f"-{self.pooler}" if self.pooler else ""
+        return self.chartdir / f"{self.run_id}-{scenario}{suffix}.png"
 
     def save_raw(self, name: str, data: Any) -> None:
         """Keep raw series (carrier timestamps, latencies) under ``results/raw`` (not in git)."""

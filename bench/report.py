@@ -144,11 +144,16 @@ def _passes(name: str, res: dict[str, Any]) -> bool | None:
     return None
 
 
+def _keys(name: str) -> list[str]:
+    """The headline figures of scenario ``name``."""
+    return [k for s, k, *_ in FIGURES if s == name]
+
+
 def headline(name: str, res: dict[str, Any]) -> str:
     """One line for the console."""
     if "error" in res:
         return "ERROR " + res["error"][:300]
-    keys = [k for s, k, *_ in FIGURES if s == name]
+    keys = _keys(name)
     parts = [f"{k}={res.get(k)}" for k in keys]
     parts += [f"{v}={res.get(v)}" for (s, k), v in BASELINE_KEY.items() if s == name and v in res]
     if res.get("ratio") is not None:
@@ -210,6 +215,14 @@ def table(results: dict[str, Any]) -> str:
             f"{_fmt(r) + '×' if r else 'n/a'} | "
             f"{'' if ok is None else ('yes' if ok else 'no')} |"
         )
+        bounced = res.get("pgbouncer")
+        if isinstance(bounced, dict):  # the same scenario behind PgBouncer (--pgbouncer)
+            shown = f"error: {bounced['error'][:80]}" if "error" in bounced else bounced.get(key)
+            ok = None if target is None or "error" in bounced else _passes(name, bounced)
+            rows.append(
+                f"| {name} behind PgBouncer | {key} ({unit}) | {_fmt(shown)} | {tgt} | | | "
+                f"{'' if ok is None else ('yes' if ok else 'no')} |"
+            )
     return "\n".join(rows)
 
 
@@ -242,8 +255,9 @@ def write(
         res.update(common)
         res["ratio_is"] = RATIO_IS.get(name)
         res["passes_target"] = _passes(name, res)
-        if res.get("chart"):
-            res["chart"] = os.path.relpath(res["chart"], ROOT)
+        for part in (res, res.get("pgbouncer") or {}):
+            if part.get("chart"):
+                part["chart"] = os.path.relpath(part["chart"], ROOT)
         data[name] = res
     data["carrier_ceiling_per_s"] = ceiling_per_s
     data["carrier_ceiling"] = ceiling
@@ -313,6 +327,8 @@ def section(
     flags += (" --analyze" if ctx.analyze else "") + ("" if ctx.baseline else " --no-baseline")
     if len(results) == 1:
         flags += f" --scenario {next(iter(results))}"
+    if any("pgbouncer" in res for res in results.values()):
+        flags += " --pgbouncer"
     out = [
         f"# {when}: {form} run `{ctx.run_id}`",
         "",
@@ -352,6 +368,18 @@ def section(
                     "a core during this scenario; figures are lower than on a dedicated box"
                 )
         out.extend(_profile_lines(res.get("profile")))
+        bounced = res.get("pgbouncer")
+        if isinstance(bounced, dict):
+            shown = {k: v for k, v in bounced.items() if k in DETAIL_KEYS or k in _keys(name)}
+            error = f"error `{bounced['error'][:300]}`" if "error" in bounced else ""
+            out.append(
+                f"- behind PgBouncer ({bounced.get('wall_s', '?')} s): {error}" + _inline(shown)
+            )
+            if bounced.get("cpu"):
+                out.append("  - " + _cpu_line(bounced["cpu"]))
+            if bounced.get("chart"):
+                chart = os.path.relpath(ROOT / bounced["chart"], RUNS)
+                out.append(f"\n![{name} behind PgBouncer]({chart})")
         if res.get("chart"):
             chart = os.path.relpath(ROOT / res["chart"], RUNS)
             out.append(f"\n![{name}]({chart})")

@@ -1,11 +1,14 @@
 """``make bench`` / ``make bench-quick``: run the scenarios, write the JSON and the report.
 
     python -m bench.run [--quick] [--scenario A|B|C|D|E|F|G|ceiling] [--profile] [--no-baseline]
-                        [--out bench/results/latest.json] [--no-docs]
+                        [--pgbouncer] [--out bench/results/latest.json] [--no-docs]
 
 Installs what the benchmark needs and the service does not (``bench/requirements.txt``:
 matplotlib, py-spy; ``wrk`` from Debian when missing and apt-get is usable), then measures the
-carrier's own ceiling and runs the scenarios in order. A scenario that fails is recorded with
+carrier's own ceiling and runs the scenarios in order; with ``--pgbouncer``, A and E run again
+right after their direct run with every process behind PgBouncer in transaction mode
+(``scripts/ensure-services.sh pgbouncer``), recorded under the scenario's ``pgbouncer`` key
+beside the direct figures. A scenario that fails is recorded with
 its error and the others still run. Results: ``--out`` (merged with the previous file when only
 some scenarios ran), PNG charts under ``bench/results/charts/``, py-spy profiles under
 ``bench/results/profiles/``, process logs under ``bench/results/logs/<run>/``, and the run's
@@ -15,6 +18,7 @@ Markdown log in ``bench/results/runs/<run>.md`` (``docs/benchmarks.md`` summaris
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import shutil
@@ -24,11 +28,16 @@ import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.common import Ctx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("A", "B", "C", "D", "E", "F", "G", "L")
+# Scenarios `--pgbouncer` repeats behind PgBouncer: the API's accept path and the bulk lane.
+PGBOUNCER_SCENARIOS = ("A", "E")
 
 
 def ensure_requirements() -> None:
@@ -87,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="py-spy + PostgreSQL sampling")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline runs")
     p.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="A, E: run again behind PgBouncer (127.0.0.1:6432, transaction mode)",
+    )
+    p.add_argument(
         "--no-docs", action="store_true", help="do not write bench/results/runs/<run>.md"
     )
     p.add_argument(
@@ -133,21 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "CEILING":
         chosen = ()
     results: dict[str, Any] = {}
+    quick = " (quick)" if args.quick else ""
     for name in chosen:
-        t = time.monotonic()
-        print(f"bench: scenario {name}{' (quick)' if args.quick else ''} ...", flush=True)
-        try:
-            module = importlib.import_module(f"bench.scenario_{name.lower()}")
-            results[name] = module.run(ctx)
-        except Exception as exc:  # report and go on with the other scenarios
-            traceback.print_exc()
-            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-        results[name]["wall_s"] = round(time.monotonic() - t, 1)
-        print(
-            f"bench: {name} done in {results[name]['wall_s']} s: "
-            f"{report.headline(name, results[name])}",
-            flush=True,
-        )
+        results[name] = _timed(name, name + quick, ctx)
+        if args.pgbouncer and name in PGBOUNCER_SCENARIOS:
+            # Right after the direct run, so the two see the same machine; no baseline again.
+            bounced = dataclasses.replace(
+                ctx, pooler="pgbouncer", baseline=False, logdir=ctx.logdir / "pgbouncer"
+            )
+            bounced.logdir.mkdir(parents=True, exist_ok=True)
+            results[name]["pgbouncer"] = _timed(name, f"{name}{quick} behind PgBouncer", bounced)
     doc = report.write(
         Path(args.out),
         results,
@@ -160,6 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: wrote {args.out}" + (f" and {doc}" if doc else ""), flush=True)
     print(report.table(results), flush=True)
     return 0
+
+
+def _timed(name: str, label: str, ctx: Ctx) -> dict[str, Any]:
+    """Run scenario ``name`` on ``ctx``, recording an error instead of raising, and its wall
+    time."""
+    from bench import report
+
+    t = time.monotonic()
+    print(f"bench: scenario {label} ...", flush=True)
+    try:
+        res: dict[str, Any] = importlib.import_module(f"bench.scenario_{name.lower()}").run(ctx)
+    except Exception as exc:  # report and go on with the other scenarios
+        traceback.print_exc()
+        res = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+    res["wall_s"] = round(time.monotonic() - t, 1)
+    print(f"bench: {label} done in {res['wall_s']} s: {report.headline(name, res)}", flush=True)
+    return res
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ async def post_campaign(api_url: str, keys: dict[str, str], n: int) -> dict[str,
 def run(ctx: Ctx) -> dict[str, Any]:
     """Run A (ours, then the naive design on a smaller campaign)."""
     n = 20_000 if ctx.quick else 200_000
-    with BenchStack("A", ctx.logdir, SETTINGS) as st:
+    with BenchStack("A", ctx.logdir, SETTINGS, pooler=ctx.pooler) as st:
         start_pipeline(st, api=True, bulk_concurrency=A_BULK_CONCURRENCY)
         keys = st.create_account("bench")
         time.sleep(0.3)

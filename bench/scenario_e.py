@@ -121,7 +121,7 @@ def _fund(name: str) -> None:
 
 def _measure(ctx: Ctx, seconds: int, use_wrk: bool, billing: bool) -> dict[str, Any]:
     name = "E-billing" if billing else "E"
-    with BenchStack(name, ctx.logdir) as st:
+    with BenchStack(name, ctx.logdir, pooler=ctx.pooler) as st:
         if billing:
             st.env["SMSDISPATCH_BILLING"] = "true"
         st.start_api(API_WORKERS)

@@ -35,6 +35,11 @@ PG_SERVER = os.environ.get("SMSD_BENCH_PG", "postgresql://postgres@127.0.0.1:543
 BENCH_DB = os.environ.get("SMSD_BENCH_DB", "smsd_bench")
 REDIS_URL = os.environ.get("SMSD_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 DATABASE_URL = f"{PG_SERVER}/{BENCH_DB}"
+# The same database through PgBouncer in transaction mode (`scripts/ensure-services.sh
+# pgbouncer`), for the processes of a scenario run with `--pgbouncer`; the harness's own
+# set-up and queries stay direct.
+PGBOUNCER_SERVER = os.environ.get("SMSD_BENCH_PGBOUNCER", "postgresql://postgres@127.0.0.1:6432")
+PGBOUNCER_URL = f"{PGBOUNCER_SERVER}/{BENCH_DB}?pooler=pgbouncer"
 
 
 def free_port() -> int:
@@ -157,11 +162,15 @@ class Proc:
 
 @dataclass
 class BenchStack:
-    """The processes of one scenario; use as a context manager (everything stops on exit)."""
+    """The processes of one scenario; use as a context manager (everything stops on exit).
+
+    ``pooler``: "pgbouncer" to have every process reach the database through PgBouncer.
+    """
 
     name: str
     logdir: Path
     settings: dict[str, Any] = field(default_factory=dict)
+    pooler: str = ""
     env: dict[str, str] = field(init=False)
     procs: dict[str, Proc] = field(default_factory=dict)
     sim_url: str = ""
@@ -170,6 +179,8 @@ class BenchStack:
     def __post_init__(self) -> None:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.env = base_env()
+        if self.pooler == "pgbouncer":
+            self.env["DATABASE_URL"] = PGBOUNCER_URL
         self.env.update({"SMSDISPATCH_" + k.upper(): str(v) for k, v in self.settings.items()})
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -385,7 +396,7 @@ class BenchStack:
 
     # -- measurement helpers ---------------------------------------------------------------------
     def groups(self) -> dict[str, list[int]]:
-        """PIDs per accounting group, plus PostgreSQL and Redis server processes."""
+        """PIDs per accounting group, plus PostgreSQL, Redis and PgBouncer server processes."""
         out: dict[str, list[int]] = {}
         for proc in self.procs.values():
             out.setdefault(proc.group, []).extend(proc.pids())
@@ -401,6 +412,8 @@ class BenchStack:
                 out.setdefault("postgres", []).append(p.pid)
             elif name.startswith("redis-server"):
                 out.setdefault("redis", []).append(p.pid)
+            elif name == "pgbouncer":  # --pgbouncer: its CPU is part of the path measured
+                out.setdefault("pgbouncer", []).append(p.pid)
         return out
 
     def wait_db_sent(self, n: int, timeout: float = 120.0) -> tuple[int, float]:

@@ -3,7 +3,8 @@
 Without ``REDIS_URL`` a private ``redis-server`` is started on a free port, with a password;
 without ``DATABASE_URL`` the log is a SQLite file under ``var/``. The carrier is the simulator.
 A demo account is created (its keys in ``var/demo-account.json``) and a ready curl command is
-printed.
+printed. The exporter runs too (port 9105 when free), so the dashboard's queue and backlog
+panels and their alerts have their series in the dev stack.
 
 Another user of the machine learns nothing from it: ``var/`` and everything written under it
 (the database, Redis's files, keys, logs) is readable by its owner only (umask 077), and no
@@ -48,6 +49,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _port_or_free(port: int) -> int:
+    """``port`` if nothing listens on it on loopback, else a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
 def wait_http(url: str, timeout: float = 30.0) -> bool:
@@ -197,12 +208,16 @@ def redis_config(var: str) -> tuple[str, int, str]:
 
 def run_stack(args: argparse.Namespace) -> int:
     """Start everything, print the curl, wait for Ctrl-C, stop everything."""
+    from dispatcher.config import Settings
+
+    # A bad setting stops here, naming it, before anything starts (dispatcher/config_env.py).
+    settings = Settings.from_env()
     started = time.monotonic()
     private_dir(VAR)
     os.makedirs(os.path.join(VAR, "logs"), exist_ok=True)
     env = dict(os.environ)
     env.setdefault("SMSDISPATCH_LOG_FORMAT", "json")
-    port = args.port or int(env.get("SMSDISPATCH_API_PORT") or 8080)
+    port = args.port or settings.api_port
     env["SMSDISPATCH_API_PORT"] = str(port)
     supervisor = Supervisor(
         RUN_DIR,
@@ -284,6 +299,10 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
     # clickable; SMSDISPATCH_SHORT_LINK_BASE set by the caller (a public name) is kept.
     links_port = int(env.get("SMSDISPATCH_LINKS_PORT") or free_port())
     env["SMSDISPATCH_LINKS_PORT"] = str(links_port)
+    # The exporter (queue depth and age, scheduled, outbox and webhook backlogs: the dashboard's
+    # queue panels and their alerts) on its documented port when free, else on a free one.
+    exporter_port = int(env.get("SMSDISPATCH_EXPORTER_PORT") or _port_or_free(9105))
+    env["SMSDISPATCH_EXPORTER_PORT"] = str(exporter_port)
     env.setdefault("SMSDISPATCH_SHORT_LINK_BASE", f"http://127.0.0.1:{links_port}")
     callbacks = f"http://127.0.0.1:{port}/carrier/default"
     sim = ["--host", "127.0.0.1", "--port", str(sim_port), "--dlr-delay-ms", "300"]
@@ -316,6 +335,7 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
         argv, extra = worker_command(lane, n)
         spawn(f"worker-{lane}", argv, {**extra, **env})
     spawn("scheduler", [*cli, "scheduler"])
+    spawn("exporter", [*cli, "exporter"])
     if _has_smpp(env):
         # The SMPP session holder, only when the connections file has an smpp connection.
         spawn("smpp", [py, "-m", "workers.smpp"], {"SMSDISPATCH_SMPP_METRICS_PORT": "0", **env})
@@ -331,6 +351,9 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
             return 1
     if not wait_http(f"http://127.0.0.1:{links_port}/readyz", 30):
         print("the short-link service did not start; see var/logs/links.log", file=sys.stderr)
+        return 1
+    if not wait_http(f"http://127.0.0.1:{exporter_port}/readyz", 30):
+        print("the exporter did not start; see var/logs/exporter.log", file=sys.stderr)
         return 1
     if not wait_http(inbox, 10):
         print("the webhook inbox did not start; see var/logs/webhook-inbox.log", file=sys.stderr)
@@ -364,7 +387,9 @@ def _run(supervisor: Supervisor, env: dict[str, str], port: int, started: float)
         f"  webhook inbox: {inbox}/   (secret in {DEMO_SECRET_FILE})\n\n"
         f"Support panel: http://127.0.0.1:{port}/panel   "
         f"user demo, password {panel_password}\n\n"
-        f"API reference: http://127.0.0.1:{port}/docs\n\nCtrl-C stops everything.",
+        f"API reference: http://127.0.0.1:{port}/docs\n"
+        f"Queue and backlog metrics (exporter): http://127.0.0.1:{exporter_port}/metrics\n\n"
+        "Ctrl-C stops everything.",
         flush=True,
     )
     while True:

@@ -6,8 +6,11 @@
 # tests (Debian's nodejs and npm, then `npm ci` in tests/smsc). `sentinel`: Debian's
 # redis-sentinel, for the failover test and `make chaos` (they start their own Sentinels on free
 # loopback ports; the package's own service is not used). `zsh`: for the test of the CLI's zsh
-# completion script.
-# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc] [sentinel] [zsh]
+# completion script. `pgbouncer`: Debian's pgbouncer in transaction mode on 127.0.0.1:6432 in
+# front of the PostgreSQL on 5432 (every database, trust auth for `postgres`), its config, pid
+# and log in $SMSD_PGBOUNCER_DIR (default /tmp/smsdispatch-pgbouncer), for the PostgreSQL
+# tests' PgBouncer pass and `make bench ARGS=--pgbouncer` (the package's own service is not used).
+# Usage: scripts/ensure-services.sh [redis] [postgres] [chromium] [smsc] [sentinel] [zsh] [pgbouncer]
 #        (default: redis postgres)
 set -euo pipefail
 want=("$@"); [[ ${#want[@]} -eq 0 ]] && want=(redis postgres)
@@ -55,19 +58,58 @@ ensure_chromium() {
   [[ -x /usr/bin/chromium ]] || apt_install chromium
 }
 
-ensure_sentinel() {
-  command -v redis-sentinel >/dev/null && return 0
-  command -v redis-server >/dev/null || apt_install redis-server
-  # policy-rc.d 101: the package's own Sentinel service is not started (nothing listens on
-  # 26379 afterwards); the tests start Sentinels of their own.
+# Install packages without starting their services (policy-rc.d 101): we start our own
+# instances, on our own ports and files.
+apt_install_stopped() {
   local policy=/usr/sbin/policy-rc.d created=0
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy"
     created=1
   fi
-  apt_install redis-sentinel || { [[ $created -eq 1 ]] && $SUDO rm -f "$policy"; return 1; }
+  apt_install "$@" || { [[ $created -eq 1 ]] && $SUDO rm -f "$policy"; return 1; }
   [[ $created -eq 1 ]] && $SUDO rm -f "$policy"
+  return 0
+}
+
+ensure_sentinel() {
+  command -v redis-sentinel >/dev/null && return 0
+  command -v redis-server >/dev/null || apt_install redis-server
+  # Nothing listens on 26379 afterwards; the tests start Sentinels of their own.
+  apt_install_stopped redis-sentinel
   command -v redis-sentinel >/dev/null
+}
+
+ensure_pgbouncer() {
+  port_open 6432 && return 0
+  port_open 5432 || ensure_postgres
+  command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || apt_install_stopped pgbouncer
+  local bin dir=${SMSD_PGBOUNCER_DIR:-/tmp/smsdispatch-pgbouncer} as_user=()
+  bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  mkdir -p "$dir"
+  # Transaction mode, as production runs it; `options` is not ignored, so a client that sends
+  # it is refused as it would be there. Pool sizes: many test databases at once, each small.
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=5432
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = 6432
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+admin_users = postgres
+pool_mode = transaction
+max_client_conn = 2000
+default_pool_size = 20
+max_db_connections = 40
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  echo '"postgres" ""' >"$dir/userlist.txt"
+  # PgBouncer refuses to run as root: as root (CI) it runs as the postgres user.
+  if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$dir"; as_user=(-u postgres); fi
+  "$bin" -d "${as_user[@]}" "$dir/pgbouncer.ini"
+  wait_port 6432 || { echo "pgbouncer did not start (log: $dir/pgbouncer.log)" >&2; return 1; }
 }
 
 ensure_zsh() {

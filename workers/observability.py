@@ -34,15 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
 from dispatcher.config import Settings
 from dispatcher.contract import QUEUE_PREFIX, Lane
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.metrics_dir import pid_alive, use_multiprocess_dir
 from dispatcher.redis_clients import sync_client
-from dispatcher.store.db import normalize_url
+from dispatcher.store.db import make_engine
 
 log = structlog.get_logger(component="worker-observability")
 
@@ -71,7 +69,7 @@ def prepare_multiprocess(root: str | None = None) -> str:
     """Create this pool's empty directory, remove dead pools' ones, export the variable."""
     if STATE.prepared_pid == os.getpid():
         return os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    if "workers.metrics" in sys.modules or "prometheus_client.values" in sys.modules:
+    if "workers.metrics" in sys.modules:
         # Values created before this point live in this process only: children's counts
         # would never reach /metrics. Say so loudly rather than serve wrong numbers.
         log.error(
@@ -79,6 +77,14 @@ def prepare_multiprocess(root: str | None = None) -> str:
             hint="import workers.metrics / prometheus_client only from task modules",
         )
     path = use_multiprocess_dir(DIR_NAME, root)
+    if "prometheus_client.values" in sys.modules:
+        # prometheus_client chose its value class when first imported, before the directory
+        # existed: Celery's command line imports its plugins first (Flower's imports
+        # prometheus_client). No metric of ours exists yet, so choose again: the metrics
+        # created from now on write to the directory.
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
     STATE.prepared_pid = os.getpid()
     return path
 
@@ -101,15 +107,10 @@ def lane_of(hostname: str, queues: Any) -> str:
 
 def listen_address(lane: str, env: dict[str, str] | None = None) -> tuple[str, int]:
     """Host and port of the pool's server; port 0 means no server."""
-    env = dict(os.environ) if env is None else env
-    host = env.get("SMSDISPATCH_WORKER_METRICS_HOST") or "127.0.0.1"
-    raw = env.get("SMSDISPATCH_WORKER_METRICS_PORT", "").strip()
-    if raw:
-        try:
-            return host, int(raw)
-        except ValueError:
-            log.error("worker.metrics_port_invalid", value=raw)
-            return host, 0
+    settings = Settings.from_env(env)
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    if port is not None:
+        return host, port
     return host, DEFAULT_PORTS.get(Lane(lane), 9100) if lane in set(Lane) else 9100
 
 
@@ -256,7 +257,8 @@ def readiness() -> dict[str, str]:
     except Exception as exc:  # a probe reports, it does not raise (a malformed URL, say)
         checks["redis"] = type(exc).__name__
     try:
-        engine = create_engine(normalize_url(settings.database_url), poolclass=NullPool)
+        # A pool of one, disposed at once: a fresh connection each time, as NullPool would.
+        engine = make_engine(settings.database_url, pool_size=1)
         try:
             checks["database"] = check_database(engine)
         finally:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from dispatcher.cli.accounts import register as register_accounts
 from dispatcher.cli.client import register as register_client
+from dispatcher.cli.config import invalid
+from dispatcher.cli.config import register as register_config
 from dispatcher.cli.connections import CONFIG_ERROR_EXIT, checked
 from dispatcher.cli.connections import register as register_connections
 from dispatcher.cli.dead_letters import register as register_dead_letters
@@ -28,7 +30,7 @@ from dispatcher.cli.prices import register as register_prices
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
-from dispatcher.config import Settings
+from dispatcher.config import ConfigError, Settings
 from dispatcher.ops.logs import configure
 
 
@@ -237,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_connections(sub)
     register_users(sub)
     register_dead_letters(sub)
+    register_config(sub)
 
     sm = sub.add_parser("smpp", help="hold the SMPP binds of the smpp connections")
     sm.add_argument(
@@ -269,4 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # a bad setting: its name and what it accepts, no traceback
+        return invalid(args, exc)

@@ -32,7 +32,6 @@ that source's gauges disappear instead of reading as zero.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
 import time
@@ -56,8 +55,6 @@ from dispatcher.store.db import StoreUnavailable, transaction
 
 log = structlog.get_logger(component="exporter")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9105
 ENDPOINT_STATES = ("active", "suspended", "disabled")
 
 
@@ -266,14 +263,6 @@ def build_registry(redis_client: redis.Redis, engine: Engine) -> CollectorRegist
     return registry
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw.strip() else default
-    except ValueError as exc:
-        raise ValueError(f"{name}: expected int, got {raw!r}") from exc
-
-
 def cmd_exporter(args: argparse.Namespace) -> int:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` until SIGTERM/SIGINT.
 
@@ -286,10 +275,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure(settings.log_level, settings.log_format)
-    host = (
-        getattr(args, "host", None) or os.environ.get("SMSDISPATCH_EXPORTER_HOST") or DEFAULT_HOST
-    )
-    port = getattr(args, "port", None) or _env_int("SMSDISPATCH_EXPORTER_PORT", DEFAULT_PORT)
+    host = getattr(args, "host", None) or settings.exporter_host
+    port = getattr(args, "port", None) or settings.exporter_port
     client = sync_client(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     engine = make_engine(settings.database_url, pool_size=1)
 

@@ -16,7 +16,9 @@ import tempfile
 
 def metrics_root() -> str:
     """Where process trees keep their per-process metric files."""
-    return os.environ.get("SMSDISPATCH_METRICS_DIR") or os.path.join(
+    from dispatcher.config import Settings
+
+    return Settings.from_env().metrics_dir or os.path.join(
         tempfile.gettempdir(), "smsdispatch-metrics"
     )
 

@@ -6,9 +6,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+# ``?pooler=`` in DATABASE_URL: what sits between the processes and PostgreSQL. ``pgbouncer``:
+# PgBouncer in transaction mode (docs/topology.md#postgresql-behind-pgbouncer).
+POOLERS = ("pgbouncer",)
 
 
 class StoreError(Exception):
@@ -45,6 +51,28 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def split_pooler(url: str) -> tuple[str, str]:
+    """``url`` without its ``pooler`` parameter, and the pooler it names ("" when none).
+
+    The parameter is ours, not libpq's (which would refuse it), so it never reaches the driver;
+    an unknown pooler, or one on a non-PostgreSQL URL, stops the caller with an error naming
+    ``DATABASE_URL`` (never repeating the URL: it may carry a password).
+    """
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    if "pooler" not in query:
+        return url, ""
+    pooler = query["pooler"]
+    if pooler not in POOLERS:
+        raise ValueError(f"DATABASE_URL: pooler must be one of {', '.join(POOLERS)}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError("DATABASE_URL: not a database URL") from exc
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError("DATABASE_URL: pooler is for PostgreSQL URLs only")
+    return parsed.difference_update_query(["pooler"]).render_as_string(hide_password=False), pooler
+
+
 def is_sqlite(url: str) -> bool:
     """Whether the URL names a SQLite database."""
     return url.startswith("sqlite")
@@ -63,8 +91,16 @@ def make_engine(url: str, pool_size: int = 5, plan_each_run: bool = False) -> En
     docs/benchmarks.md). Not for the API: its group commit would re-plan every INSERT of an
     ``executemany``, costing PostgreSQL CPU per request, and its statements do not choose
     between plans.
+
+    Behind PgBouncer in transaction mode (``?pooler=pgbouncer``) each transaction may run on
+    another server connection: a startup ``options`` is refused, a session ``SET`` would land
+    on some other client's connection, and psycopg's prepared statements would be missing on,
+    or already exist on, the connection a transaction gets. So psycopg prepares nothing
+    (``prepare_threshold=None``), and that alone keeps ``plan_each_run``'s guarantee for every
+    engine: a statement that is never prepared is planned at each execution with its own
+    values, so no generic plan is ever cached (``tests/integration/test_pgbouncer.py``).
     """
-    url = normalize_url(url)
+    url, pooler = split_pooler(normalize_url(url))
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -89,5 +125,11 @@ def make_engine(url: str, pool_size: int = 5, plan_each_run: bool = False) -> En
         # (tasks retry, the API answers 503 with Retry-After).
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"options": "-c plan_cache_mode=force_custom_plan"} if plan_each_run else {},
+        connect_args=_connect_args(pooler, plan_each_run),
     )
+
+
+def _connect_args(pooler: str, plan_each_run: bool) -> dict[str, Any]:
+    if pooler == "pgbouncer":
+        return {"prepare_threshold": None}
+    return {"options": "-c plan_cache_mode=force_custom_plan"} if plan_each_run else {}

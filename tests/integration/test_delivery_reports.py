@@ -16,7 +16,7 @@ from dispatcher.webhooks import admin
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, running_stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.pgbouncer]
 TOKEN = "cb-t0k3n"
 
 

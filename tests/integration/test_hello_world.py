@@ -90,6 +90,9 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         hop = httpx.get(link["shortUrl"], headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
         assert (hop.status_code, hop.headers["location"]) == (302, link["url"])
         _assert_no_secret_shown(clone, run.proc.pid)
+        exporter_line = run.wait_for("Queue and backlog metrics (exporter):", 10)
+        assert exporter_line, run.tail()
+        _assert_exporter_serves_the_backlogs(exporter_line.rsplit(" ", 1)[1].strip())
     finally:
         code = run.interrupt()
     assert code in STOPPED, run.tail()
@@ -125,6 +128,31 @@ def test_make_run_from_a_fresh_clone(tmp_path: pytest.TempPathFactory) -> None:
         f"\nsecond make run: ready in {second_ready:.1f} s (migrations and demo account "
         f"{second['migrations']} s, processes up {second['processes']} s); CPU {second_profile}"
     )
+
+
+# The exporter's series the dashboard's queue and backlog panels and the alert rules read.
+BACKLOG_SERIES = (
+    "smsdispatch_queue_depth",
+    "smsdispatch_queue_oldest_age_seconds",
+    "smsdispatch_scheduled_due_delay_seconds",
+    "smsdispatch_outbox_unpublished_batches",
+    "smsdispatch_webhook_pending_deliveries",
+    "smsdispatch_callback_inbox_oldest_age_seconds",
+    "smsdispatch_dead_letters",
+)
+
+
+def _assert_exporter_serves_the_backlogs(url: str) -> None:
+    """`make run`'s exporter answers with every lane's queue and the backlogs, both sources up
+    (the series the dashboard's queue panels and the QueueAgeHigh-style alerts query)."""
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), url
+    body = httpx.get(url, timeout=10).text
+    for name in BACKLOG_SERIES:
+        assert f"\n{name}" in body, (name, body[:2000])
+    for lane in ("priority", "bulk", "dlr", "webhooks"):
+        assert f'smsdispatch_queue_depth{{lane="{lane}"}}' in body, lane
+    for source in ("redis", "database"):
+        assert f'smsdispatch_exporter_source_up{{source="{source}"}} 1.0' in body, source
 
 
 def _assert_no_secret_shown(clone: str, pid: int) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.stack import Stack, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.pgbouncer]
 
 
 def test_message_is_sent_and_visible(stack: Stack) -> None:

@@ -140,6 +140,7 @@ _PARTS = (
     ("celery", "worker pools"),
     ("cli api", "API"),
     ("cli scheduler", "scheduler"),
+    ("cli exporter", "exporter"),
     ("-m simulator", "simulator"),
     ("webhook_inbox", "webhook inbox"),
     ("redis-server", "Redis"),

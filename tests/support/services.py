@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 import uuid
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 
 import redis
 
+# With ``?pooler=pgbouncer`` (the PgBouncer pass of `make test`), every connection of the tests
+# and of the processes they start goes through PgBouncer, creating and dropping databases too.
 PG_URL = os.environ.get("SMSD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("SMSD_TEST_REDIS", "redis://127.0.0.1:6379")
 
@@ -20,11 +23,52 @@ def backend() -> str:
     return os.environ.get("SMSD_TEST_DB", "sqlite")
 
 
+def pg_url(database: str, pooler: bool = True) -> str:
+    """:data:`PG_URL` naming ``database``; without ``pooler``, in the form libpq accepts."""
+    from sqlalchemy.engine import make_url
+
+    from dispatcher.store.db import split_pooler
+
+    bare, kind = split_pooler(PG_URL)
+    url = make_url(bare).set(database=database)
+    if pooler and kind:
+        url = url.update_query_dict({"pooler": kind})
+    return url.render_as_string(hide_password=False)
+
+
+_issued: set[int] = set()
+_pick = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port, never the same one twice in this process.
+
+    A port found by binding to port 0 is released before the server binds it, so the kernel may
+    give it to the next caller as well (a stack's simulator and API once got the same one) or to
+    an outgoing connection. Ports are therefore drawn at random below the kernel's ephemeral
+    range, which outgoing connections never use, and remembered.
+    """
+    high = min(_ephemeral_low(), 32768)
+    for _ in range(500):
+        port = _pick.randrange(15000, high)
+        if port in _issued:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _issued.add(port)
+        return port
+    raise RuntimeError("no free loopback port found")
 
 
 @contextmanager
@@ -36,10 +80,10 @@ def fresh_database() -> Iterator[str]:
         import psycopg
 
         name = "smsd_t_" + uuid.uuid4().hex[:12]
-        admin = PG_URL.rsplit("/", 1)[0] + "/postgres"
+        admin = pg_url("postgres", pooler=False)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = PG_URL.rsplit("/", 1)[0] + "/" + name
+        url = pg_url(name)
         upgrade(url)
         try:
             yield url

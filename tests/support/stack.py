@@ -261,16 +261,18 @@ def running_stack(  # type: ignore[no-untyped-def]
     scheduler: bool = True,
     reports: bool = True,
     redis_url: str | None = None,
+    database_url: str | None = None,
     **settings: Any,
 ):
     """Start simulator, API, workers (lane → concurrency) and scheduler on fresh data.
 
     ``redis_url``: a Redis of the caller's (e.g. a private server a test stops and restarts)
-    instead of a leased database of the shared one.
+    instead of a leased database of the shared one. ``database_url``: a migrated database of
+    the caller's (e.g. a fresh one reached through PgBouncer) instead of a fresh one.
     """
     workers = {"priority": 1, "bulk": 2} if workers is None else workers
     with (
-        fresh_database() as db_url,
+        nullcontext(database_url) if database_url else fresh_database() as db_url,
         nullcontext(redis_url) if redis_url else fresh_redis() as redis_url,
         tempfile.TemporaryDirectory(prefix="smsd-stack-") as logdir,
     ):

@@ -8,6 +8,7 @@ promtool (Debian's ``prometheus`` package) and kubectl are used when installed;
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import re
@@ -379,3 +380,122 @@ def test_dashboard_queries_are_valid_promql(tmp_path: pathlib.Path) -> None:
         [tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- issue 17: reproducible image, generated operator objects, migrations before traffic --------
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "k8s_monitoring", ROOT / "scripts" / "k8s_monitoring.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_service_monitor_and_prometheus_rule_are_generated_from_the_tested_rules() -> None:
+    generator = _generator()
+    assert (DEPLOY / "k8s" / "monitoring.yaml").read_text() == generator.render(), (
+        "run: .venv/bin/python scripts/k8s_monitoring.py"
+    )
+    docs = load_all(DEPLOY / "k8s" / "monitoring.yaml")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    promtool_tested = yaml.safe_load(
+        (DEPLOY / "prometheus" / "rules" / "smsdispatch.rules.yml").read_text()
+    )
+    assert rule["spec"]["groups"] == promtool_tested["groups"]
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert "monitoring.yaml" in kustomization["resources"]
+
+
+def test_service_monitor_scrapes_every_scraped_pod_with_the_rules_labels() -> None:
+    docs = load_all(DEPLOY / "k8s" / "monitoring.yaml")
+    (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    services = [d for d in docs if d["kind"] == "Service"]
+    selected = [
+        s for s in services
+        if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]  # fmt: skip
+    jobs = {s["metadata"]["labels"][monitor["spec"]["jobLabel"]] for s in selected}
+    rules = (DEPLOY / "prometheus" / "rules" / "smsdispatch.rules.yml").read_text()
+    assert set(re.findall(r'job="([a-z-]+)"', rules)) <= jobs
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert {r["targetLabel"] for r in endpoint["relabelings"]} >= {"lane", "pod"}
+    # Every pod that asks to be scraped is behind one of the Services, on its named port.
+    for d in by_kind("Deployment").values():
+        template = d["spec"]["template"]
+        if template["metadata"].get("annotations", {}).get("prometheus.io/scrape") != "true":
+            continue
+        port = int(template["metadata"]["annotations"]["prometheus.io/port"])
+        named = {
+            p["name"]
+            for c in template["spec"]["containers"]
+            for p in c.get("ports", [])
+            if p["containerPort"] == port
+        }
+        matching = [
+            s for s in selected
+            if s["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+            and s["spec"]["ports"][0]["targetPort"] in named
+        ]  # fmt: skip
+        assert len(matching) == 1, d["metadata"]["name"]
+        assert matching[0]["spec"]["clusterIP"] == "None"
+
+
+def test_new_pods_migrate_before_their_process_starts() -> None:
+    """No Job to delete by hand: every Deployment's pods run `smsdispatch migrate` (idempotent,
+    one at a time on an advisory lock) as an init container with the same image and settings."""
+    assert by_kind("Job") == {}
+    for name, d in by_kind("Deployment").items():
+        pod = d["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        (main,) = pod["containers"]
+        assert smsdispatch_argv(init["command"]) == ["migrate"], name
+        assert init["image"] == main["image"] and init["envFrom"] == main["envFrom"], name
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True, name
+
+
+def test_pods_get_no_service_link_variables() -> None:
+    """A Service named smsdispatch-api would put SMSDISPATCH_API_PORT=tcp://… into every pod
+    of the namespace, which the settings refuse: service links are off everywhere."""
+    services = {d["metadata"]["name"] for d in k8s_docs() if d["kind"] == "Service"}
+    injected = {s.upper().replace("-", "_") + "_PORT" for s in services}
+    assert "SMSDISPATCH_API_PORT" in injected  # the collision is real
+    for name, d in by_kind("Deployment").items():
+        assert d["spec"]["template"]["spec"]["enableServiceLinks"] is False, name
+
+
+def _pins(lock: pathlib.Path) -> dict[str, str]:
+    return {
+        m.group(1).lower(): m.group(2)
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+?)(?: |\\|$)", lock.read_text(), re.M)
+    }
+
+
+def test_the_image_installs_exactly_the_versions_ci_tested() -> None:
+    """Checked statically (no Docker daemon here): the build installs requirements.lock with
+    every hash required, installs our own code without resolving anything, and the lock pins
+    the same versions as requirements-dev.lock, which CI installs and tests."""
+    docker = (ROOT / "Dockerfile").read_text()
+    runs = [
+        " ".join(r.split())
+        for r in re.findall(r"^RUN (.*?)(?<!\\)$", docker.replace("\\\n", " "), re.M | re.S)
+    ]
+    assert re.search(r"^COPY requirements\.lock \./$", docker, re.M)
+    syncs = [r for r in runs if "pip sync" in r]
+    assert (
+        len(syncs) == 1
+        and "--require-hashes" in syncs[0]
+        and syncs[0].endswith("requirements.lock")
+    )
+    installs = [r for r in runs if "pip install" in r]
+    assert installs and all("--no-deps" in r for r in installs), installs
+    assert not re.search(r"pip install[^&]*-r ", " ".join(runs))
+    runtime, dev = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-dev.lock")
+    assert len(runtime) > 30
+    assert {k: v for k, v in runtime.items() if dev.get(k) != v} == {}
+    # Every pin carries hashes (what --require-hashes needs).
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / "requirements.lock").read_text())
+    assert all("--hash=sha256:" in b for b in blocks if "==" in b.split("\n", 1)[0])
+    # The interpreter the lock was resolved for.
+    assert "python:3.11-" in docker and "--python-version 3.11" in (ROOT / "Makefile").read_text()

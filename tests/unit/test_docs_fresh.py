@@ -29,6 +29,16 @@ def test_every_code_used_in_the_source_is_catalogued() -> None:
     assert used and used <= set(CATALOGUE), used - set(CATALOGUE)
 
 
+def test_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated from the settings (dispatcher/config.py)."""
+    from dispatcher.config_docs import render_configuration
+
+    current = (ROOT / "docs" / "configuration.md").read_text()
+    assert current == render_configuration(), (
+        "run: .venv/bin/smsdispatch config docs > docs/configuration.md"
+    )
+
+
 # -- OpenAPI and the offline docs page ----------------------------------------------------------
 
 EXPORT = "run: .venv/bin/smsdispatch openapi > docs/openapi.json"

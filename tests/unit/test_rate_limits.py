@@ -226,15 +226,25 @@ def test_steady_rate(harness: Harness) -> None:
     rate = Rate(50, burst=2)
     key = harness.key("steady")
     granted = 0
-    start = time.monotonic()
+    # Time this process was not asking (descheduled on a busy machine, a sleep that overshot)
+    # beyond what the burst can bank is rate the limiter could not grant: it is not held
+    # against the limiter, so the lower bound judges the algorithm, not the machine.
+    lost = 0.0
+    bankable = rate.burst / rate.per_second
+    start = last = time.monotonic()
     while time.monotonic() - start < 1.0:
         d = harness.acquire(key, rate, [1])
         granted += d.granted
+        waited = 0.0
         if not d.granted:
-            time.sleep(d.retry_after)
+            waited = d.retry_after
+            time.sleep(waited)
+        now = time.monotonic()
+        lost += max(0.0, now - last - waited - bankable)
+        last = now
     elapsed = time.monotonic() - start
     assert granted <= rate.per_second * elapsed + rate.burst
-    assert granted >= 0.9 * rate.per_second * elapsed
+    assert granted >= 0.9 * rate.per_second * (elapsed - lost)
 
 
 def test_partial_batch_grants_a_prefix(harness: Harness) -> None:

@@ -47,6 +47,8 @@ def test_a_bench_run_writes_its_own_log(tmp_path: Path, monkeypatch: pytest.Monk
         "A": {"msgs_per_s": 12_000.0, "baseline_msgs_per_s": 600.0, "ratio": 20.0}
     }
     results["A"]["chart"] = str(chart)
+    results["A"]["pgbouncer"] = {"msgs_per_s": 9_000.0, "duration_s": 2.2, "wall_s": 30.0}
+    results["A"]["pgbouncer"]["chart"] = str(chart.with_name("20300101T000000Z-A-pgbouncer.png"))
     log = report.write(tmp_path / "latest.json", results, {}, mach, ctx, total_s=1.0)
 
     assert log == runs / "20300101T000000Z.md"
@@ -54,6 +56,12 @@ def test_a_bench_run_writes_its_own_log(tmp_path: Path, monkeypatch: pytest.Monk
     assert text.startswith("# ") and "`20300101T000000Z`" in text.splitlines()[0]
     assert "| A | msgs_per_s (msg/s) | 12,000 | ≥ 10,000 (20,000) | 600.0 | 20.0× | yes |" in text
     assert "![A](../charts/20300101T000000Z-A.png)" in text  # relative to the log itself
+    # --pgbouncer: the same scenario behind PgBouncer, beside the direct figure.
+    row = "| A behind PgBouncer | msgs_per_s (msg/s) | 9,000 | ≥ 10,000 (20,000) | | | no |"
+    assert row in text
+    assert "- behind PgBouncer (30.0 s): msgs_per_s 9,000, duration_s 2.2" in text
+    assert "--pgbouncer" in text.splitlines()[2]
+    assert "![A behind PgBouncer](../charts/20300101T000000Z-A-pgbouncer.png)" in text
     assert (tmp_path / "latest.json").exists()
     assert report.write(tmp_path / "latest.json", results, {}, mach, ctx, 1.0, docs=False) is None
 

@@ -38,7 +38,6 @@ from workers.smpp.holder import ConnectionHolder, HolderOptions
 
 log = structlog.get_logger(component="smpp")
 
-DEFAULT_METRICS_PORT = 9106
 MAX_ITEMS_PER_ROW = 500
 REDIS_CONNECTIONS = 32
 
@@ -125,10 +124,9 @@ def main(max_binds: int | None = None) -> int:
     """Run until SIGTERM / SIGINT (idle without smpp connections); 0 after a graceful stop."""
     settings = Settings.from_env()
     connections = smpp_connections(settings)
-    port = int(os.environ.get("SMSDISPATCH_SMPP_METRICS_PORT", DEFAULT_METRICS_PORT))
-    if port:
-        start_http_server(port, os.environ.get("SMSDISPATCH_SMPP_METRICS_HOST", "127.0.0.1"))
-    lease_s = float(os.environ.get("SMSDISPATCH_SMPP_LEASE_S", HolderOptions.lease_ttl_s))
+    if settings.smpp_metrics_port:
+        start_http_server(settings.smpp_metrics_port, settings.smpp_metrics_host)
+    lease_s = settings.smpp_lease_s
     options = HolderOptions(lease_ttl_s=lease_s, renew_s=lease_s / 5, max_binds=max_binds)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
