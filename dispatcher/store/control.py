@@ -193,15 +193,23 @@ def _campaign(conn: Connection, account_id: int, campaign: str) -> list[str]:
     return subs
 
 
+def _not_cancelled(
+    conn: Connection, account_id: int, campaign: str, state: str, actor: str, now: float
+) -> list[str]:
+    """The campaign's submissions, its control row locked and set to ``state``; refused when
+    it was cancelled (a cancel is final)."""
+    subs = _campaign(conn, account_id, campaign)
+    if _state(conn, account_id, campaign, lock=True) == CANCELLED:
+        raise ControlRefused("campaign_cancelled", "the campaign was cancelled: it cannot resume")
+    _set_state(conn, account_id, campaign, state, actor, now)
+    return subs
+
+
 def pause_campaign(
     conn: Connection, account_id: int, campaign: str, actor: str, now: float
 ) -> CampaignState:
     """Pause ``campaign``: its unclaimed messages wait. Pausing a paused one changes nothing."""
-    subs = _campaign(conn, account_id, campaign)
-    state = _state(conn, account_id, campaign, lock=True)
-    if state == CANCELLED:
-        raise ControlRefused("campaign_cancelled", "the campaign was cancelled: it cannot resume")
-    _set_state(conn, account_id, campaign, PAUSED, actor, now)
+    subs = _not_cancelled(conn, account_id, campaign, PAUSED, actor, now)
     waiting = [Status.SCHEDULED, Status.QUEUED, Status.RETRYING]
     moved = _move(conn, subs, waiting, _pause_values(now))
     audit.record(conn, account_id, actor, "campaign.pause", campaign, f"{len(moved)}", now=now)
@@ -212,11 +220,7 @@ def resume_campaign(
     conn: Connection, account_id: int, campaign: str, actor: str, now: float
 ) -> CampaignState:
     """Resume a paused ``campaign``: its paused messages are released when due."""
-    subs = _campaign(conn, account_id, campaign)
-    state = _state(conn, account_id, campaign, lock=True)
-    if state == CANCELLED:
-        raise ControlRefused("campaign_cancelled", "the campaign was cancelled: it cannot resume")
-    _set_state(conn, account_id, campaign, RUNNING, actor, now)
+    subs = _not_cancelled(conn, account_id, campaign, RUNNING, actor, now)
     m = messages.c
     held = case(
         (and_(m.attempts == 0, m.scheduled_at.is_not(None), m.next_attempt_at > now), "scheduled"),
