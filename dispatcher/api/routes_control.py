@@ -25,6 +25,7 @@ from dispatcher.store.control import CampaignState, ControlRefused
 
 router = APIRouter(prefix="/v2.1", tags=["Campaign control"])
 
+# ``:path``: a campaign name may hold "/" (any printable ASCII, as the header).
 CampaignName = Annotated[str, Path(min_length=1, max_length=64)]  # described in docs_page
 
 
@@ -87,7 +88,7 @@ CAMPAIGN_ERRORS = ("campaign_not_found", "invalid_field", "unsupported_media_typ
 
 
 @router.post(
-    "/campaigns/{campaign}/pause",
+    "/campaigns/{campaign:path}/pause",
     summary="Pause a campaign",
     response_model=CampaignEnvelope,
     responses=_declared(*CAMPAIGN_ERRORS, "campaign_cancelled"),
@@ -108,7 +109,7 @@ async def pause(
 
 
 @router.post(
-    "/campaigns/{campaign}/resume",
+    "/campaigns/{campaign:path}/resume",
     summary="Resume a paused campaign",
     response_model=CampaignEnvelope,
     responses=_declared(*CAMPAIGN_ERRORS, "campaign_cancelled"),
@@ -125,7 +126,7 @@ async def resume(
 
 
 @router.post(
-    "/campaigns/{campaign}/cancel",
+    "/campaigns/{campaign:path}/cancel",
     summary="Cancel a campaign",
     response_model=CampaignEnvelope,
     responses=_declared(*CAMPAIGN_ERRORS),
