@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import and_, func, select, update
