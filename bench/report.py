@@ -411,6 +411,10 @@ DETAIL_KEYS = (
     "errors",
     "api_workers",
     "max_rss_by_process",
+    "cpu_us_per_msg",
+    "pg_wal_bytes_per_msg",
+    "ceiling_req_per_s",
+    "share_of_ceiling",
 )
 
 

@@ -17,7 +17,7 @@ from bench.common import API_WORKERS, Ctx, baseline_flood, ratio
 from bench.messages import CAMPAIGN_TEXT, phone
 from bench.profiling import Profiler
 from bench.scenario_b import start_pipeline
-from bench.stack import BenchStack, CpuMeter
+from bench.stack import BenchStack, CpuMeter, per_message
 
 # A's carrier takes 500 recipients per request, so a bulk process waits on PostgreSQL (claim,
 # then record) for much of a chunk and 2 processes leave the machine idle part of the time. A
@@ -101,6 +101,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "carrier_batches": stats.get("batches"),
         "carrier_duplicates": stats["duplicate_submits"],
         "api_workers": API_WORKERS,
+        **per_message(cpu, n),
         "cpu": cpu,
         "profile": profile,
         "settings": SETTINGS | {"bulk_concurrency": A_BULK_CONCURRENCY},

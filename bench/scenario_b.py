@@ -12,7 +12,7 @@ from typing import Any
 from bench.chart import render
 from bench.common import Ctx, baseline_flood, finish_helper, maybe_analyze, ratio, start_helper
 from bench.profiling import Profiler
-from bench.stack import BenchStack, CpuMeter
+from bench.stack import BenchStack, CpuMeter, per_message
 
 SETTINGS = {"carrier_batch_size": 1, "chunk_size": 500, "carrier_tps": 1_000_000}
 # As the Procfile: one process per core. B is CPU-bound in the workers (one carrier request
@@ -64,6 +64,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "duration_s": round(last_sent - t0, 3),
         "produce_s": round(produced["t_done"] - t0, 3),
         "carrier_duplicates": stats["duplicate_submits"],
+        **per_message(cpu, n),
         "cpu": cpu,
         "profile": profile,
         "settings": SETTINGS | {"bulk_concurrency": BULK_CONCURRENCY},

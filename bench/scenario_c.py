@@ -28,7 +28,7 @@ from bench.common import (
 )
 from bench.profiling import Profiler
 from bench.scenario_b import SETTINGS, start_pipeline
-from bench.stack import BenchStack, CpuMeter
+from bench.stack import BenchStack, CpuMeter, per_message
 
 OTP_RATE = 20
 
@@ -115,6 +115,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "bulk_msgs_per_s": round(n / (last_sent - t0), 1),
         "duration_s": round(last_sent - t0, 3),
         "api_workers": API_WORKERS,
+        **per_message(cpu, n),
         "cpu": cpu,
         "profile": profile,
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.chart import render
 from bench.common import Ctx, finish_helper, run_helper, start_helper, windows
-from bench.stack import BenchStack, CpuMeter
+from bench.stack import BenchStack, CpuMeter, per_message
 
 LIMIT = 500
 WORKER_PROCESSES = 4
@@ -55,6 +55,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "workers": f"1 bulk pool x {WORKER_PROCESSES} processes",
         "carrier_duplicates": stats["duplicate_submits"],
         "statuses": statuses,
+        **per_message(cpu, n),
         "cpu": cpu,
     }
     series = {"ours: 4 processes, global limit": (times, produced["t_first"])}

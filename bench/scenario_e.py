@@ -3,7 +3,9 @@
 ``wrk -t1 -c32`` with ``bench/wrk_sms.lua`` (or an aiohttp closed loop when wrk is missing),
 1 s of warm-up, then the measured run. Worker pools are stopped: this is what the API, the
 group-commit writer, PostgreSQL and Redis accept; the messages stay queued. Accepted messages
-per second over time come from ``messages.created_at`` in the log.
+per second over time come from ``messages.created_at`` in the log. Right after, the same
+processes answer ``GET /healthz`` (a fixed small JSON body, no database, no Redis) under the same
+load: ``ceiling_req_per_s``, what the HTTP layer alone allows on this machine in this run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ CONNECTIONS = 32
 BODY = {"sender": "BENCH", "message": "Your code is 123456", "phoneNumbers": ["+48500100200"]}
 
 
-def wrk(url: str, keys: dict[str, str], seconds: int) -> dict[str, Any]:
-    """One wrk run; its JSON line (latencies in µs)."""
+# E's ceiling: the same API processes answering a fixed small JSON body that touches neither
+# the database nor Redis (the liveness probe), with the same load generator and settings.
+CEILING_PATH = "/healthz"
+
+
+def wrk(url: str, keys: dict[str, str], seconds: int, ceiling: bool = False) -> dict[str, Any]:
+    """One wrk run; its JSON line (latencies in µs). ``ceiling``: GET :data:`CEILING_PATH`."""
     env = {
         **os.environ,
         "BENCH_APP_KEY": keys["Application-Key"],
         "BENCH_AUTH": keys["Authorization"],
+        "BENCH_CEILING": "1" if ceiling else "0",
     }
     p = subprocess.run(
         [
@@ -44,7 +52,7 @@ def wrk(url: str, keys: dict[str, str], seconds: int) -> dict[str, Any]:
             "10s",
             "-s",
             str(ROOT / "bench" / "wrk_sms.lua"),
-            url + "/v2.1/sms",
+            url + (CEILING_PATH if ceiling else "/v2.1/sms"),
         ],
         env=env,
         capture_output=True,
@@ -68,7 +76,9 @@ def wrk(url: str, keys: dict[str, str], seconds: int) -> dict[str, Any]:
     }
 
 
-async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[str, Any]:
+async def aiohttp_load(
+    url: str, keys: dict[str, str], seconds: float, ceiling: bool = False
+) -> dict[str, Any]:
     """Fallback closed-loop client: 32 coroutines, one request in flight each."""
     lat: list[float] = []
     errors = 0
@@ -80,7 +90,10 @@ async def aiohttp_load(url: str, keys: dict[str, str], seconds: float) -> dict[s
             nonlocal errors
             while time.perf_counter() < end:
                 t = time.perf_counter()
-                async with session.post("/v2.1/sms", json=BODY) as resp:
+                call = (
+                    session.get(CEILING_PATH) if ceiling else session.post("/v2.1/sms", json=BODY)
+                )
+                async with call as resp:
                     await resp.read()
                     if resp.status != 200:
                         errors += 1
@@ -149,6 +162,13 @@ def _measure(ctx: Ctx, seconds: int, use_wrk: bool, billing: bool) -> dict[str, 
             for r in db_query("SELECT created_at FROM messages WHERE created_at >= %s", (t_start,))
         ]
         stored = db_query("SELECT count(*) FROM messages")[0][0]
+        if not billing:  # the HTTP layer alone, right after, on the same processes
+            top = (
+                wrk(st.api_url, keys, seconds, ceiling=True)
+                if use_wrk
+                else asyncio.run(aiohttp_load(st.api_url, keys, seconds, ceiling=True))
+            )
+            res["ceiling"] = {k: top[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors")}
         if billing:  # every accepted message was charged, and the ledger says so
             charged = db_query("SELECT count(*) FROM messages WHERE charged")[0][0]
             res["charged_messages"] = charged
@@ -165,6 +185,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
     created = res.pop("created")
     stored = res.pop("stored")
     cpu, profile = res.pop("cpu"), res.pop("profile")
+    ceiling = res.pop("ceiling")
     billed_created = billed.pop("created")
     t_start = min(created) if created else time.time()
     out: dict[str, Any] = {
@@ -174,6 +195,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "api_workers": API_WORKERS,
         "workers": "stopped (accept path only)",
         "stored_messages": stored,
+        "ceiling_req_per_s": ceiling["req_per_s"],
+        "share_of_ceiling": round(res["req_per_s"] / max(1e-9, ceiling["req_per_s"]), 3),
+        "ceiling": ceiling | {"path": f"GET {CEILING_PATH}"},
         "cpu": cpu,
         "profile": profile,
         "billing": {

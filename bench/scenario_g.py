@@ -30,7 +30,7 @@ from bench.common import (
     start_helper,
     stop_otp,
 )
-from bench.stack import PY, BenchStack, CpuMeter, Proc, db_query, wait_until
+from bench.stack import PY, BenchStack, CpuMeter, Proc, db_query, per_message, wait_until
 
 SETTINGS = {"chunk_size": 500, "carrier_tps": 1_000_000}
 OTP_RATE = 20
@@ -153,6 +153,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "smsc_extra_submits": duplicates,
         "cpu_us_per_msg_ours": round(ours_cpu / n * 1e6, 1),
         "cpu_us_per_msg_smsc": round(smsc_cpu / n * 1e6, 1),
+        **per_message(cpu, n),
         "cpu": cpu,
         "settings": SETTINGS,
     }

@@ -128,6 +128,118 @@ def db_query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return list(cur.fetchall()) if cur.description else []
 
 
+# Server processes that serve every database (their share of the benchmark's work cannot be
+# told apart from other sessions' on a shared machine, so they are a group of their own).
+_PG_SHARED = "postgres (server)"
+
+
+def postgres_pids(pg: Any = None) -> dict[str, list[int]]:
+    """PostgreSQL processes by what they serve: ``postgres`` the backends of the benchmark
+    database (sessions, autovacuum workers on it), ``postgres (server)`` the background
+    processes (WAL writer, checkpointer, background writer, launchers). Backends of other
+    databases (other users of the server) are in neither.
+
+    ``pg``: an open psycopg connection to ask on (a sampler keeps one, connected to another
+    database so as not to count itself); else a short-lived one to ``postgres``.
+    """
+    import psycopg
+
+    sql = "SELECT pid, datname, backend_type FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+    try:
+        if pg is not None:
+            rows = pg.execute(sql).fetchall()
+        else:
+            with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+                rows = conn.execute(sql).fetchall()
+    except psycopg.Error:
+        return {}
+    out: dict[str, list[int]] = {}
+    for pid, datname, backend_type in rows:
+        if datname == BENCH_DB:
+            out.setdefault("postgres", []).append(int(pid))
+        elif datname is None and backend_type != "client backend":
+            out.setdefault(_PG_SHARED, []).append(int(pid))
+    # The postmaster is not in pg_stat_activity: the parent of any server process.
+    with contextlib.suppress(psutil.Error, StopIteration):
+        first = next(iter(out.get(_PG_SHARED) or out.get("postgres") or []))
+        out.setdefault(_PG_SHARED, []).append(psutil.Process(first).ppid())
+    return out
+
+
+class WalCounter:
+    """WAL written for the benchmark database from construction on, read as it goes.
+
+    ``pg_walinspect`` lists the records between two positions; those with a block of the
+    benchmark database count (their full-page images apart: a page's first change after a
+    checkpoint logs the whole page, and on a shared server any session's ``CHECKPOINT``
+    causes them). Commit records name no database and are left out (a few dozen bytes per
+    transaction, and transactions here carry hundreds of messages). Call :meth:`step` often
+    (every second or so): a checkpoint lets PostgreSQL recycle the files behind it, and other
+    sessions checkpoint whenever they like; a step that finds them gone marks the figure
+    incomplete. The queries run from a database of their own, ``<bench db>_meter``, so their
+    backend is not counted as the benchmark's.
+    """
+
+    def __init__(self) -> None:
+        import psycopg
+
+        meter_db = BENCH_DB + "_meter"
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (meter_db,)
+            ).fetchall():
+                conn.execute(f'CREATE DATABASE "{meter_db}"')
+        self._conn = psycopg.connect(f"{PG_SERVER}/{meter_db}", autocommit=True)
+        self._conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        oid = self._conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (BENCH_DB,))
+        self._pattern = f"%/{oid.fetchall()[0][0]}/%"
+        self.start = self._pos = self._lsn("pg_current_wal_flush_lsn()")
+        self.bench = 0
+        self.fpi = 0
+        self.complete = True
+        self.error: str | None = None
+
+    def _lsn(self, expr: str) -> int:
+        return int(self._conn.execute(f"SELECT {expr} - '0/0'::pg_lsn").fetchall()[0][0])
+
+    def step(self) -> None:
+        """Count the records flushed since the last step (only flushed WAL can be read)."""
+        import psycopg
+
+        if not self.complete:
+            return
+        end = self._lsn("pg_current_wal_flush_lsn()")
+        if end <= self._pos:
+            return
+        try:
+            row = self._conn.execute(
+                "SELECT coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) "
+                "FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn) WHERE block_ref LIKE %s",
+                (_lsn_text(self._pos), _lsn_text(end), self._pattern),
+            ).fetchall()[0]
+        except psycopg.Error as exc:
+            self.complete = False
+            self.error = str(exc).strip()[:200]
+            return
+        self.bench += int(row[0])
+        self.fpi += int(row[1])
+        self._pos = end
+
+    def stop(self) -> dict[str, int | None]:
+        """A last step; ``server`` (every database's WAL), ``bench`` and ``bench_fpi``
+        (``None`` when some of the files were gone before they were read)."""
+        self.step()
+        server = self._lsn("pg_current_wal_flush_lsn()") - self.start
+        self._conn.close()
+        if not self.complete:
+            return {"server": server, "bench": None, "bench_fpi": None}
+        return {"server": server, "bench": self.bench, "bench_fpi": self.fpi}
+
+
+def _lsn_text(n: int) -> str:
+    return f"{n >> 32:X}/{n & 0xFFFFFFFF:X}"
+
+
 def base_env() -> dict[str, str]:
     """The environment every process of a scenario inherits (no stray SMSDISPATCH_* settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSDISPATCH_")}
@@ -395,8 +507,9 @@ class BenchStack:
             time.sleep(0.1)
 
     # -- measurement helpers ---------------------------------------------------------------------
-    def groups(self) -> dict[str, list[int]]:
-        """PIDs per accounting group, plus PostgreSQL, Redis and PgBouncer server processes."""
+    def groups(self, pg: Any = None) -> dict[str, list[int]]:
+        """PIDs per accounting group, plus PostgreSQL (:func:`postgres_pids`, asked on ``pg``,
+        an open psycopg connection, or a short-lived one), the Redis server and PgBouncer."""
         out: dict[str, list[int]] = {}
         for proc in self.procs.values():
             out.setdefault(proc.group, []).extend(proc.pids())
@@ -407,13 +520,12 @@ class BenchStack:
             c.pid for c in me.children(recursive=True) if c.pid not in known
         ]
         for p in psutil.process_iter(["name"]):
-            name = p.info["name"] or ""
-            if name.startswith("postgres"):
-                out.setdefault("postgres", []).append(p.pid)
-            elif name.startswith("redis-server"):
+            if (p.info["name"] or "").startswith("redis-server"):
                 out.setdefault("redis", []).append(p.pid)
-            elif name == "pgbouncer":  # --pgbouncer: its CPU is part of the path measured
+            elif p.info["name"] == "pgbouncer":  # --pgbouncer: its CPU is part of the path
                 out.setdefault("pgbouncer", []).append(p.pid)
+        for group, pids in postgres_pids(pg).items():
+            out.setdefault(group, []).extend(pids)
         return out
 
     def wait_db_sent(self, n: int, timeout: float = 120.0) -> tuple[int, float]:
@@ -437,14 +549,26 @@ class BenchStack:
 
 
 class CpuMeter:
-    """CPU seconds used per process group between :meth:`start` and :meth:`stop`."""
+    """CPU seconds used per process group between :meth:`start` and :meth:`stop`, and the WAL
+    PostgreSQL wrote meanwhile.
 
-    def __init__(self, stack: BenchStack) -> None:
+    A thread re-reads every process of every group each ``interval`` seconds, so processes
+    that exit before :meth:`stop` (PostgreSQL backends of a pool that shrank, autovacuum
+    workers) still count, up to their last reading; a process that started after
+    :meth:`start` counts from zero.
+    """
+
+    def __init__(self, stack: BenchStack, interval: float = 0.5) -> None:
         self.stack = stack
+        self.interval = interval
         self._start: dict[int, float] = {}
+        self._seen: dict[int, tuple[str, float]] = {}
         self._children0 = 0.0
         self._t0 = 0.0
         self._sys0: Any = None
+        self._wal: WalCounter | None = None
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def _cpu(pid: int) -> float | None:
@@ -454,37 +578,58 @@ class CpuMeter:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 
+    def _read(self, pg: Any) -> None:
+        for group, pids in self.stack.groups(pg).items():
+            for pid in pids:
+                cpu = self._cpu(pid)
+                if cpu is not None:
+                    self._seen[pid] = (group, cpu)
+
+    def _poll(self) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as pg:
+            while not self._halt.wait(self.interval):
+                self._read(pg)
+                if self._wal is not None:
+                    self._wal.step()
+
     def start(self) -> None:
-        """Snapshot every process of every group."""
+        """Snapshot every process of every group and the WAL position; start re-reading."""
         self._t0 = time.monotonic()
         self._sys0 = psutil.cpu_times()
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         self._children0 = ru.ru_utime + ru.ru_stime
-        self._start = {}
-        for pids in self.stack.groups().values():
-            for pid in pids:
-                cpu = self._cpu(pid)
-                if cpu is not None:
-                    self._start[pid] = cpu
+        self._seen = {}
+        self._read(None)
+        self._start = {pid: cpu for pid, (_group, cpu) in self._seen.items()}
+        self._wal = WalCounter()
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
 
     def stop(self, extra_cpu_s: dict[str, float] | None = None) -> dict[str, Any]:
-        """Per group: CPU seconds and share of one core over the interval; machine busy %.
+        """Per group: CPU seconds and share of one core over the interval; machine busy %;
+        ``pg_wal_bytes`` written meanwhile for the benchmark database (:class:`WalCounter`;
+        server-wide when that cannot be told), ``pg_wal_fpi_bytes`` of it, and
+        ``pg_wal_bytes_server``.
 
         ``extra_cpu_s`` adds groups measured elsewhere (a helper that reported its own usage);
         ``other`` is what the machine spent outside every group (other users of the box).
         """
         wall = max(1e-9, time.monotonic() - self._t0)
-        groups = self.stack.groups()
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._read(None)
         out: dict[str, Any] = {}
         for group, cpu_s in (extra_cpu_s or {}).items():
             out[group] = {"cpu_s": round(cpu_s, 2), "core_pct": round(100 * cpu_s / wall, 1)}
-        for group, pids in sorted(groups.items()):
-            used = 0.0
-            for pid in set(pids):
-                cpu = self._cpu(pid)
-                if cpu is not None:
-                    used += cpu - self._start.get(pid, 0.0)
-            out[group] = {"cpu_s": round(used, 2), "core_pct": round(100 * used / wall, 1)}
+        used: dict[str, float] = {}
+        for pid, (group, cpu) in self._seen.items():
+            used[group] = used.get(group, 0.0) + cpu - self._start.get(pid, 0.0)
+        for group, cpu_s in sorted(used.items()):
+            out[group] = {"cpu_s": round(cpu_s, 2), "core_pct": round(100 * cpu_s / wall, 1)}
         sys1 = psutil.cpu_times()
         busy = sum(
             getattr(sys1, f) - getattr(self._sys0, f)
@@ -505,7 +650,36 @@ class CpuMeter:
         out["other"] = {"cpu_s": round(other, 2), "core_pct": round(100 * other / wall, 1)}
         out["machine_busy_pct"] = round(100 * busy / max(1e-9, total), 1)
         out["wall_s"] = round(wall, 2)
+        assert self._wal is not None
+        wal = self._wal.stop()  # after the CPU readings: it costs some
+        out["pg_wal_bytes"] = wal["bench"] if wal["bench"] is not None else wal["server"]
+        out["pg_wal_bytes_scope"] = "server" if wal["bench"] is None else "bench database"
+        out["pg_wal_bytes_server"] = wal["server"]
+        out["pg_wal_fpi_bytes"] = wal["bench_fpi"]
+        if self._wal.error:
+            out["pg_wal_error"] = self._wal.error
         return out
+
+
+def per_message(cpu: dict[str, Any], n: int) -> dict[str, Any]:
+    """``cpu_us_per_msg`` (``all``: every group of the benchmark's processes, PostgreSQL's
+    included; ``postgres``: the backends of the benchmark database; ``postgres_server``: the
+    server's background processes) and ``pg_wal_bytes_per_msg`` of :meth:`CpuMeter.stop`'s
+    result over ``n`` messages."""
+    groups = {k: v["cpu_s"] for k, v in cpu.items() if isinstance(v, dict) and k != "other"}
+    n = max(1, n)
+    return {
+        "cpu_us_per_msg": {
+            "all": round(sum(groups.values()) / n * 1e6, 1),
+            "postgres": round(groups.get("postgres", 0.0) / n * 1e6, 1),
+            "postgres_server": round(groups.get(_PG_SHARED, 0.0) / n * 1e6, 1),
+        },
+        "pg_wal_bytes_per_msg": round(cpu.get("pg_wal_bytes", 0) / n, 1),
+        # Without full-page images, which depend on when checkpoints happen (docs/benchmarks.md).
+        "pg_wal_bytes_per_msg_no_fpi": round(
+            (cpu.get("pg_wal_bytes", 0) - (cpu.get("pg_wal_fpi_bytes") or 0)) / n, 1
+        ),
+    }
 
 
 class RssSampler:

@@ -1,10 +1,13 @@
 -- Scenario E: single-recipient POST /v2.1/sms; keys from the environment.
 -- done() prints one JSON line (latencies in microseconds) after wrk's own report.
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Application-Key"] = os.getenv("BENCH_APP_KEY")
-wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
-wrk.body = '{"sender":"BENCH","message":"Your code is 123456","phoneNumbers":["+48500100200"]}'
+-- With BENCH_CEILING=1 (E's ceiling): GET, no body, no keys; the URL names /healthz.
+if os.getenv("BENCH_CEILING") ~= "1" then
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Application-Key"] = os.getenv("BENCH_APP_KEY")
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+  wrk.body = '{"sender":"BENCH","message":"Your code is 123456","phoneNumbers":["+48500100200"]}'
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -542,8 +542,8 @@ def _nothing_to_send(stack: Any) -> bool:
 
 def hook_account(stack: Any, url: str) -> Any:
     """A priority-enabled account whose default webhook URL is the receiver."""
+    from dispatcher.store import webhook_settings
     from dispatcher.store.schema import accounts
-    from dispatcher.webhooks import admin
 
     client = stack.account("chaos")
     engine = stack.db()
@@ -551,7 +551,7 @@ def hook_account(stack: Any, url: str) -> Any:
         conn.execute(
             update(accounts).where(accounts.c.id == client.account_id).values(webhook_url=url)
         )
-        admin.ensure_secret(conn, client.account_id)
+        webhook_settings.ensure_secret(conn, client.account_id)
     engine.dispose()
     return client
 

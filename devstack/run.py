@@ -108,15 +108,15 @@ def _demo_keys(env: dict[str, str], port: int) -> dict[str, str]:
 def _demo_webhook(env: dict[str, str], inbox_url: str) -> None:
     """Point the demo account's webhooks at the local inbox; its secret to DEMO_SECRET_FILE."""
     from dispatcher.config import Settings
+    from dispatcher.store import webhook_settings
     from dispatcher.store.db import make_engine
-    from dispatcher.webhooks import admin
 
     engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
     with engine.begin() as conn:
-        acct = admin.account_id(conn, "demo")
-        admin.set_options(conn, acct, {"url": inbox_url}, None)
-        admin.ensure_secret(conn, acct)
-        secret = admin.current_secret(conn, acct)
+        acct = webhook_settings.account_id(conn, "demo")
+        webhook_settings.set_options(conn, acct, {"url": inbox_url}, None)
+        webhook_settings.ensure_secret(conn, acct)
+        secret = webhook_settings.current_secret(conn, acct)
     engine.dispose()
     fd = os.open(DEMO_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -129,9 +129,9 @@ def _demo_panel_user(env: dict[str, str]) -> str:
     import secrets
 
     from dispatcher.config import Settings
+    from dispatcher.store import webhook_settings
     from dispatcher.store.db import make_engine
     from dispatcher.store.users import Role, UserExists, create_user
-    from dispatcher.webhooks import admin
 
     if os.path.exists(DEMO_PANEL_FILE):
         with open(DEMO_PANEL_FILE, encoding="utf-8") as fh:
@@ -140,7 +140,7 @@ def _demo_panel_user(env: dict[str, str]) -> str:
     engine = make_engine(Settings.from_env(env).database_url, pool_size=1)
     try:
         with engine.begin() as conn:
-            acct = admin.account_id(conn, "demo")
+            acct = webhook_settings.account_id(conn, "demo")
             create_user(conn, acct, "demo", password, Role.ADMIN, time.time())
     except UserExists:  # created by an earlier run whose password file was removed
         return "(unknown: see docs/panel.md to create another user)"

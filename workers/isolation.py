@@ -17,14 +17,13 @@ from functools import partial
 from typing import Generic, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from dispatcher.store import dead_letters
-from dispatcher.store.db import transaction
+from dispatcher.store.db import run, transient
 
 log = structlog.get_logger(component="inbox")
 T = TypeVar("T")
-R = TypeVar("R")
 
 # apply(ids, take_fresh) applies rows ``ids`` in its own transaction(s), raising on failure.
 Apply = Callable[[Sequence[int], bool], list[T]]
@@ -38,11 +37,6 @@ class Isolated(Generic[T]):
     isolated: bool = False  # the batch failed and was applied row by row
     failed: int = 0  # rows whose failure was counted (tried again later)
     dead: int = 0  # rows set aside as dead letters
-
-
-def _tx(engine: Engine, work: Callable[[Connection], R]) -> R:
-    with transaction(engine) as conn:
-        return work(conn)
 
 
 def apply_isolated(
@@ -61,7 +55,7 @@ def apply_isolated(
         out.results.extend(apply(ids, take_fresh > 0))
         return out
     except Exception as exc:  # data errors are isolated below; infrastructure re-raised
-        if dead_letters.transient(exc):
+        if transient(exc):
             raise
         log.warning(
             "inbox.batch_failed", kind=kind, rows=len(ids), error=dead_letters.describe(exc)
@@ -69,18 +63,22 @@ def apply_isolated(
     out.isolated = True
     # The rows it took along failed with it: one of them may be the cause. Apply them too.
     along = (
-        _tx(engine, partial(dead_letters.fresh_ids, kind=kind, exclude=ids, limit=take_fresh))
+        run(
+            engine,
+            partial(dead_letters.fresh_ids, kind=kind, exclude=ids, limit=take_fresh),
+            write=True,
+        )
         if take_fresh
         else []
     )
     for row_id in [*ids, *along]:
         if _try(apply, [row_id], out) is None:
             continue
-        for part in _tx(engine, partial(dead_letters.split, row_id=row_id)):
+        for part in run(engine, partial(dead_letters.split, row_id=row_id), write=True):
             error = _try(apply, [part], out)
             if error is None:
                 continue
-            dead = _tx(
+            dead = run(
                 engine,
                 partial(
                     dead_letters.record_failure,
@@ -89,6 +87,7 @@ def apply_isolated(
                     now=now,
                     max_failures=max_failures,
                 ),
+                write=True,
             )
             out.failed += 1
             out.dead += int(dead)
@@ -108,6 +107,6 @@ def _try(apply: Apply[T], ids: list[int], out: Isolated[T]) -> str | None:
         out.results.extend(apply(ids, False))
         return None
     except Exception as exc:  # classified as for the batch
-        if dead_letters.transient(exc):
+        if transient(exc):
             raise
         return dead_letters.describe(exc)

@@ -40,7 +40,6 @@ from dispatcher.contract import QUEUE_PREFIX, Lane
 from dispatcher.ops.health import HealthServer, alive, check_database, check_redis, json_route
 from dispatcher.ops.metrics_dir import pid_alive, use_multiprocess_dir
 from dispatcher.redis_clients import sync_client
-from dispatcher.store.db import make_engine
 
 log = structlog.get_logger(component="worker-observability")
 
@@ -256,15 +255,7 @@ def readiness() -> dict[str, str]:
             client.close()
     except Exception as exc:  # a probe reports, it does not raise (a malformed URL, say)
         checks["redis"] = type(exc).__name__
-    try:
-        # A pool of one, disposed at once: a fresh connection each time, as NullPool would.
-        engine = make_engine(settings.database_url, pool_size=1)
-        try:
-            checks["database"] = check_database(engine)
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        checks["database"] = type(exc).__name__
+    checks["database"] = check_database(settings.database_url)
     return checks
 
 

@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine
 
 from dispatcher.ids import alphanumeric_token
-from dispatcher.store.schema import accounts, api_keys
+from dispatcher.store import accounts as stored
+from dispatcher.store.accounts import KeyInfo, list_keys
+from dispatcher.store.db import StoreUnavailable, reading, transaction
 from dispatcher.store.senders import SenderName, SenderPolicy, approved_names, find_name
 
 AUTH_CACHE_TTL_S = 30.0
@@ -70,7 +71,7 @@ def create_account(
 ) -> tuple[Account, KeyPair]:
     """Create an account and its first key pair. New accounts send only from approved sender
     names, as in the original API, unless ``sender_policy`` is ``open``."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return create_account_in(conn, name, priority, sender_policy, time.time())
 
 
@@ -84,18 +85,14 @@ def create_account_in(
 ) -> tuple[Account, KeyPair]:
     """:func:`create_account` in the caller's transaction (the panel's operator page)."""
     policy = SenderPolicy(sender_policy)
-    account_id = conn.execute(
-        insert(accounts)
-        .values(name=name, priority_enabled=priority, created_at=now, sender_policy=policy)
-        .returning(accounts.c.id)
-    ).scalar_one()
+    account_id = stored.insert_account(conn, name, priority, policy, now)
     pair = _add_key(conn, account_id, now, "first key" if by != "cli" else None, by)
     return Account(account_id, name, priority, sender_policy=policy), pair
 
 
 def add_key(engine: Engine, account_id: int) -> KeyPair:
     """Issue another key pair for an account (the old ones keep working)."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return _add_key(conn, account_id, time.time())
 
 
@@ -105,49 +102,20 @@ def _add_key(
     pair = KeyPair(
         alphanumeric_token(APPLICATION_KEY_LENGTH), alphanumeric_token(AUTHORIZATION_LENGTH)
     )
-    conn.execute(
-        insert(api_keys).values(
-            account_id=account_id,
-            app_key_hash=key_hash(pair.application_key),
-            secret_hash=key_hash(pair.authorization),
-            created_at=now,
-            name=name,
-            created_by=by[:64],
-        )
+    stored.insert_key(
+        conn,
+        account_id,
+        key_hash(pair.application_key),
+        key_hash(pair.authorization),
+        now,
+        name,
+        by,
     )
     return pair
 
 
-@dataclass(frozen=True)
-class KeyInfo:
-    """A key pair as the panel lists it (only hashes are stored: never the keys)."""
-
-    id: int
-    name: str | None
-    created_at: float
-    created_by: str | None
-    last_used_at: float | None
-    expires_at: float | None
-    revoked_at: float | None
-
-    def live(self, now: float) -> bool:
-        """Whether the pair still authenticates."""
-        return self.expires_at is None or self.expires_at > now
-
-
 class UnknownKey(LookupError):
     """No such key pair in this account (or it no longer works)."""
-
-
-def list_keys(conn: Connection, account_id: int) -> list[KeyInfo]:
-    """The account's key pairs, newest first (expired and revoked ones included)."""
-    k = api_keys.c
-    rows = conn.execute(
-        select(k.id, k.name, k.created_at, k.created_by, k.last_used_at, k.expires_at, k.revoked_at)
-        .where(k.account_id == account_id)
-        .order_by(k.id.desc())
-    )
-    return [KeyInfo(*r) for r in rows]
 
 
 def create_named_key(conn: Connection, account_id: int, name: str, by: str, now: float) -> KeyPair:
@@ -166,11 +134,7 @@ def revoke_key(conn: Connection, account_id: int, key_id: int, now: float) -> Ke
     """Stop one key pair now (API processes drop it within :data:`AUTH_CACHE_TTL_S`).
     :class:`UnknownKey` for a key of another account or one that already stopped."""
     info = _live_key(conn, account_id, key_id, now)
-    conn.execute(
-        update(api_keys)
-        .where(and_(api_keys.c.id == key_id, api_keys.c.account_id == account_id))
-        .values(expires_at=now, revoked_at=now)
-    )
+    stored.revoke(conn, account_id, key_id, now)
     return info
 
 
@@ -184,15 +148,22 @@ def rotate_one_key(
     info = _live_key(conn, account_id, key_id, now)
     until = now + overlap_s
     if info.expires_at is None or info.expires_at > until:
-        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(expires_at=until))
+        stored.expire_key(conn, key_id, until)
     return info, _add_key(conn, account_id, now, info.name, by)
 
 
 def find_account(engine: Engine, name: str) -> Account | None:
     """Look an account up by name."""
-    with engine.connect() as conn:
-        row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
-        return _account(conn, row) if row else None
+    with reading(engine) as conn:
+        return load_account(conn, name=name)
+
+
+def load_account(
+    conn: Connection, *, name: str | None = None, account_id: int | None = None
+) -> Account | None:
+    """:func:`find_account` on the caller's connection, by name or by id."""
+    row = stored.account_row(conn, name=name, account_id=account_id)
+    return _account(conn, row) if row else None
 
 
 def _account(conn: Connection, row: Any) -> Account:
@@ -211,16 +182,15 @@ def _account(conn: Connection, row: Any) -> Account:
 
 
 def recheck_sender(
-    engine: Engine, account: Account, sender: str
+    conn: Connection, account: Account, sender: str
 ) -> tuple[Account, SenderName | None]:
     """The account with its sender policy and names as stored now, and its entry for
     ``sender``. A send refused for its sender name checks again with this before answering,
     so an approval counts at once, not only after the API's key cache expires."""
-    with engine.connect() as conn:
-        row = conn.execute(select(accounts).where(accounts.c.id == account.id)).first()
-        if row is None:
-            return account, None
-        return _account(conn, row), find_name(conn, account.id, sender)
+    now = load_account(conn, account_id=account.id)
+    if now is None:
+        return account, None
+    return now, find_name(conn, account.id, sender)
 
 
 def rotate_key(engine: Engine, account_id: int, overlap_s: float) -> KeyPair:
@@ -229,22 +199,16 @@ def rotate_key(engine: Engine, account_id: int, overlap_s: float) -> KeyPair:
     A pair that already expires sooner keeps its earlier expiry (rotating twice never extends
     a leaked key's life). ``overlap_s=0`` revokes the old pairs at once.
     """
+    with transaction(engine) as conn:
+        return rotate_key_in(conn, account_id, overlap_s, time.time())
+
+
+def rotate_key_in(conn: Connection, account_id: int, overlap_s: float, now: float) -> KeyPair:
+    """:func:`rotate_key` in the caller's transaction (with its audit entry)."""
     if overlap_s < 0:
         raise ValueError("overlap must not be negative")
-    now = time.time()
-    until = now + overlap_s
-    with engine.begin() as conn:
-        conn.execute(
-            update(api_keys)
-            .where(
-                and_(
-                    api_keys.c.account_id == account_id,
-                    or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > until),
-                )
-            )
-            .values(expires_at=until)
-        )
-        return _add_key(conn, account_id, now)
+    stored.expire_keys(conn, account_id, now + overlap_s)
+    return _add_key(conn, account_id, now)
 
 
 def set_limits(
@@ -257,7 +221,7 @@ def set_limits(
 
     API processes see the change within :data:`AUTH_CACHE_TTL_S`.
     """
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         set_limits_in(conn, account_id, api_rate_per_s, daily_cap)
 
 
@@ -269,11 +233,7 @@ def set_limits_in(
         daily_cap is not None and daily_cap < 0
     ):
         raise ValueError("limits must not be negative")
-    conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(api_rate_per_s=api_rate_per_s, daily_cap=daily_cap)
-    )
+    stored.update_account(conn, account_id, api_rate_per_s=api_rate_per_s, daily_cap=daily_cap)
 
 
 # (cache deadline on the monotonic clock, secret hash, account, key expiry on the wall clock,
@@ -332,38 +292,15 @@ class Authenticator:
         # period per process, never on the cached path (no write per request). A failure
         # here must not refuse a valid key.
         try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=time.time())
-                )
-        except SQLAlchemyError:
+            with transaction(self.engine) as conn:
+                stored.touch_key(conn, key_id, time.time())
+        except StoreUnavailable:
             pass
 
     def _load(self, app_hash: str) -> tuple[str, Account | None, float | None, int | None]:
         now = time.time()
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    api_keys.c.id.label("key_id"),
-                    api_keys.c.secret_hash,
-                    api_keys.c.expires_at,
-                    accounts.c.id,
-                    accounts.c.name,
-                    accounts.c.priority_enabled,
-                    accounts.c.api_rate_per_s,
-                    accounts.c.daily_cap,
-                    accounts.c.sender_policy,
-                    accounts.c.link_lifetime_s,
-                    accounts.c.send_window,
-                )
-                .join(accounts, accounts.c.id == api_keys.c.account_id)
-                .where(
-                    and_(
-                        api_keys.c.app_key_hash == app_hash,
-                        or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
-                    )
-                )
-            ).first()
+        with reading(self.engine) as conn:
+            row = stored.live_key(conn, app_hash, now)
             if row is None:
                 return "", None, None, None
             return row.secret_hash, _account(conn, row), row.expires_at, int(row.key_id)

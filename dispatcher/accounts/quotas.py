@@ -29,7 +29,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine
 
 from dispatcher.accounts.account import Account
 from dispatcher.config import Settings
@@ -43,7 +43,8 @@ from dispatcher.ratelimit import (
     RateLimitUnavailable,
 )
 from dispatcher.redis_clients import async_client
-from dispatcher.store.schema import messages
+from dispatcher.store.db import reading
+from dispatcher.store.usage import messages_created
 
 log = structlog.get_logger(component="quotas")
 
@@ -182,19 +183,8 @@ class DailyCaps:
 
     def used_in_log(self, account_id: int, day: int) -> int:
         """Messages the account stored in the log on UTC ``day`` (the authoritative count)."""
-        with self.engine.connect() as conn:
-            count = conn.execute(
-                select(func.count())
-                .select_from(messages)
-                .where(
-                    and_(
-                        messages.c.account_id == account_id,
-                        messages.c.created_at >= day * DAY_S,
-                        messages.c.created_at < (day + 1) * DAY_S,
-                    )
-                )
-            ).scalar_one()
-        return int(count)
+        with reading(self.engine) as conn:
+            return messages_created(conn, account_id, day * DAY_S, (day + 1) * DAY_S)
 
 
 class AccountQuotas:

@@ -11,13 +11,6 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.exc import (
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatcher import __version__
@@ -44,9 +37,10 @@ from dispatcher.errors import ApiError
 from dispatcher.intake.broker import Broker
 from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.lookup import NumberLookup
+from dispatcher.ops.health import check_database
 from dispatcher.panel import mount_panel
 from dispatcher.routing import current_table
-from dispatcher.store.db import make_engine
+from dispatcher.store.db import StoreUnavailable, make_engine
 from dispatcher.store.prices import PriceBookCache
 
 log = structlog.get_logger(component="api")
@@ -171,15 +165,15 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
             code = "invalid_field" if exc.status_code < 500 else "internal_error"
         return error_response(request_id(request), [ApiError(code)], status=exc.status_code)
 
-    @app.exception_handler(SQLAlchemyError)
-    async def _store_down(request: Request, exc: SQLAlchemyError) -> JsonResponse:
-        # The log unreachable anywhere in a request (authentication included: connections cut,
-        # the database refusing them) is a 503 the client retries. Any other database error is
-        # a bug: a 500, logged with its stack, not hidden behind "retry later".
-        unreachable = isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
-        if not unreachable and not getattr(exc, "connection_invalidated", False):
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JsonResponse:
+        # The one answer to the log's errors, wherever in a request they arise (authentication
+        # included): unreachable (connections cut, the database refusing them) is a 503 the
+        # client retries. Any other database error is a bug: a 500, logged with its stack,
+        # not hidden behind "retry later".
+        if not exc.outage:
             return await _crash(request, exc)
-        log.warning("api.store_unavailable", error=type(exc).__name__)
+        log.warning("api.store_unavailable", error=str(exc))
         err = ApiError("service_unavailable", "the message log is unreachable")
         return error_response(request_id(request), [err], headers=UNAVAILABLE)
 
@@ -204,13 +198,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
         ctx: ApiContext = request.app.state.ctx
 
         def check() -> dict[str, str]:
-            out = {}
-            try:
-                with ctx.engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                out["database"] = "ok"
-            except Exception as exc:  # report, don't raise: this is a probe
-                out["database"] = type(exc).__name__
+            out = {"database": check_database(ctx.engine)}
             try:
                 ctx.broker.queue_lengths()
                 out["redis"] = "ok"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dispatcher.accounts.account import Account, Authenticator
 from dispatcher.accounts.quotas import AccountQuotas
@@ -19,6 +20,9 @@ from dispatcher.errors import ApiError
 from dispatcher.intake.broker import Broker
 from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.lookup import NumberLookup
+from dispatcher.store.db import run
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -40,6 +44,13 @@ async def get_context(request: Request) -> ApiContext:
     """The process's context (``async``: FastAPI runs a plain ``def`` dependency in a thread)."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
+
+
+async def in_log(ctx: ApiContext, work: Callable[[Connection], T], write: bool = False) -> T:
+    """``work`` on a connection of the log (in a transaction when ``write``), off the event
+    loop. Its :class:`~dispatcher.store.db.StoreUnavailable` reaches the app's one handler
+    (a 503 with ``Retry-After``)."""
+    return await asyncio.to_thread(run, ctx.engine, work, write)
 
 
 def request_id(request: Request) -> str:

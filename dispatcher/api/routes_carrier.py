@@ -30,7 +30,6 @@ from dispatcher.errors import ApiError
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.routing.upstream import report_from_status_event
 from dispatcher.store.callback_inbox import INBOUND, REPORT
-from dispatcher.store.db import StoreUnavailable
 
 router = APIRouter(prefix="/carrier", tags=["Carrier callbacks"])
 
@@ -78,11 +77,8 @@ def _items(body: Any) -> list[dict[str, Any]]:
 async def _accept(
     request: Request, ctx: ContextDep, kind: str, connection: str, items: list[dict[str, Any]]
 ) -> JsonResponse:
-    if items:
-        try:
-            await ctx.callbacks.accept(kind, connection, items)
-        except StoreUnavailable:
-            raise ApiError("service_unavailable", "the message log is unreachable") from None
+    if items:  # the log away: the app's StoreUnavailable handler answers 503, the carrier retries
+        await ctx.callbacks.accept(kind, connection, items)
     return JsonResponse({"accepted": len(items), "uniqId": request_id(request)})
 
 

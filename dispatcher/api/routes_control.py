@@ -15,10 +15,10 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
-from dispatcher.api.context import AccountDep, ContextDep, request_id
+from dispatcher.api.context import AccountDep, ContextDep, in_log, request_id
 from dispatcher.api.envelope import JsonResponse, envelope
 from dispatcher.api.models import ErrorItem, Meta
-from dispatcher.api.routes_inbound import _declared, _query
+from dispatcher.api.routes_inbound import _declared
 from dispatcher.errors import ApiError
 from dispatcher.store import control
 from dispatcher.store.control import CampaignState, ControlRefused
@@ -78,7 +78,7 @@ async def _change(request: Request, ctx: ContextDep, fn: Any) -> JsonResponse:
         return fn(conn, now)
 
     try:
-        state = await _query(ctx, run, write=True)
+        state = await in_log(ctx, run, write=True)
     except ControlRefused as exc:
         raise ApiError(exc.code, exc.message, "campaign", None) from None
     return JsonResponse(envelope(request_id(request), 200, [_view(state)]))
@@ -164,7 +164,7 @@ async def cancel_sms(
         raise ApiError("not_found", "no such message in your account", "id", message_id)
     now = time.time()
     try:
-        status = await _query(
+        status = await in_log(
             ctx, lambda conn: control.cancel_message(conn, account.id, message_id, now), write=True
         )
     except ControlRefused as exc:

@@ -7,16 +7,12 @@ nothing matches.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.api.context import AccountDep, ContextDep, request_id
+from dispatcher.api.context import AccountDep, ContextDep, in_log, request_id
 from dispatcher.api.envelope import JsonResponse, envelope, iso
 from dispatcher.api.models import ErrorItem, Meta
 from dispatcher.api.query import direction, phones, split, unix_time
@@ -27,7 +23,6 @@ from dispatcher.store.numbers import list_numbers, lookup_forms
 from dispatcher.store.suppressions import list_suppressions, remove_suppression
 
 router = APIRouter()
-T = TypeVar("T")
 
 
 class InboundView(BaseModel):
@@ -113,17 +108,6 @@ def _declared(*codes: str) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": "Error codes: " + ", ".join(cs)} for s, cs in by_status.items()}
 
 
-async def _query(ctx: ContextDep, fn: Callable[[Connection], T], write: bool = False) -> T:
-    def run() -> T:
-        with ctx.engine.begin() if write else ctx.engine.connect() as conn:
-            return fn(conn)
-
-    try:
-        return await asyncio.to_thread(run)
-    except SQLAlchemyError:
-        raise ApiError("service_unavailable", "the message log is unreachable") from None
-
-
 def inbound_view(row: dict[str, Any]) -> dict[str, Any]:
     """A stored inbound message as the API shows it."""
     return {
@@ -183,7 +167,7 @@ async def list_inbound_sms(
         date_to=unix_time(dateTo, "dateTo"),
     )
     descending = direction(orderDirection)
-    rows, total = await _query(
+    rows, total = await in_log(
         ctx, lambda c: list_inbound(c, account.id, flt, offset, limit, descending)
     )
     if not rows:
@@ -205,7 +189,7 @@ async def list_account_numbers(
     request: Request, account: AccountDep, ctx: ContextDep
 ) -> JsonResponse:
     """Short codes and long numbers assigned to your account (404 when there are none)."""
-    rows = await _query(ctx, lambda c: list_numbers(c, account.id))
+    rows = await in_log(ctx, lambda c: list_numbers(c, account.id))
     if not rows:
         raise ApiError("no_results", "no dedicated number is assigned to your account")
     data = [
@@ -240,7 +224,7 @@ async def list_account_suppressions(
     Bulk messages to these numbers are refused with `recipient_opted_out`.
     """
     wanted = phones(phoneNumber, ctx.settings.default_region or None)
-    rows, total = await _query(
+    rows, total = await in_log(
         ctx, lambda c: list_suppressions(c, account.id, offset, limit, wanted)
     )
     if not rows:
@@ -269,7 +253,7 @@ async def delete_suppression(
         e164 = normalize(phone, ctx.settings.default_region or None)
     except InvalidPhoneNumber as exc:
         raise ApiError("invalid_phone_number", exc.message, "phone", phone) from None
-    row = await _query(ctx, lambda c: remove_suppression(c, account.id, e164), write=True)
+    row = await in_log(ctx, lambda c: remove_suppression(c, account.id, e164), write=True)
     if row is None:
         raise ApiError("not_found", "the number is not on your suppression list", "phone", e164)
     return JsonResponse(envelope(request_id(request), 200, [suppression_view(row)]))

@@ -9,17 +9,14 @@ dedicated numbers (docs/senders.md).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.api.context import AccountDep, ContextDep, request_id
+from dispatcher.api.context import AccountDep, ContextDep, in_log, request_id
 from dispatcher.api.envelope import JsonResponse, envelope, iso
 from dispatcher.api.models import ErrorItem, Meta, error_responses
 from dispatcher.errors import ApiError
@@ -34,7 +31,6 @@ from dispatcher.store.senders import (
 )
 
 router = APIRouter(prefix="/v2.1/sms/senders", tags=["Sender names"])
-T = TypeVar("T")
 AUTH = ("unauthorized", "rate_limited", "service_unavailable", "internal_error")
 
 
@@ -127,24 +123,13 @@ def _number_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _in_log(ctx: ContextDep, run: Callable[[Connection], T], write: bool = False) -> T:
-    def go() -> T:
-        with ctx.engine.begin() if write else ctx.engine.connect() as conn:
-            return run(conn)
-
-    try:
-        return await asyncio.to_thread(go)
-    except SQLAlchemyError:
-        raise ApiError("service_unavailable", "the message log is unreachable") from None
-
-
 async def _listing(request: Request, account_id: int, ctx: ContextDep) -> JsonResponse:
     def read(conn: Connection) -> tuple[str, list[dict[str, Any]]]:
         names = [name_view(n) for n in list_names(conn, account_id)]
         own = [_number_view(r) for r in list_numbers(conn, account_id)]
         return str(get_policy(conn, account_id)), names + own
 
-    policy, data = await _in_log(ctx, read)
+    policy, data = await in_log(ctx, read)
     return JsonResponse(envelope(request_id(request), 200, data, senderPolicy=policy))
 
 
@@ -190,7 +175,7 @@ async def request_sender(
         return str(get_policy(conn, account.id)), entry
 
     try:
-        policy, entry = await _in_log(ctx, ask, write=True)
+        policy, entry = await in_log(ctx, ask, write=True)
     except InvalidSender as exc:
         raise ApiError("invalid_sender", exc.message, "sender", body.sender) from None
     return JsonResponse(envelope(request_id(request), 200, [name_view(entry)], senderPolicy=policy))

@@ -15,12 +15,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.accounts.account import Account, recheck_sender
 from dispatcher.accounts.quotas import reserve_for
 from dispatcher.api import metrics
-from dispatcher.api.context import AccountDep, ApiContext, ContextDep, request_id
+from dispatcher.api.context import AccountDep, ApiContext, ContextDep, in_log, request_id
 from dispatcher.api.envelope import (
     JsonResponse,
     balance_text,
@@ -190,9 +189,8 @@ async def send_sms(
             if not exc.for_sender:
                 raise
             # The key cache may hold the account from before an approval: ask the log.
-            account, entry = await asyncio.to_thread(
-                recheck_sender, ctx.engine, account, req.sender
-            )
+            held = account
+            account, entry = await in_log(ctx, lambda c: recheck_sender(c, held, req.sender))
             try:
                 prepared = await attempt(account)
             except RequestRefused as again:
@@ -206,17 +204,14 @@ async def send_sms(
         return JsonResponse(envelope(rid, status, None, exc.errors, **nothing), status_code=status)
     hook = prepared.submission.messages[0].webhook_url if prepared.submission.messages else None
     if hook is not None and ctx.webhook_targets is not None:
-        try:
-            await ctx.webhook_targets.admit(account.id, hook)
-        except StoreUnavailable:
-            raise ApiError("service_unavailable", "the message log is unreachable") from None
+        await ctx.webhook_targets.admit(account.id, hook)
     # Daily cap: recipients beyond it are dropped here; what is not stored is given back.
     reserved = await reserve_for(ctx.quotas.daily, account, prepared, now) if ctx.quotas else 0
     try:
         stored = await ctx.writer.submit(prepared.submission)
-    except StoreUnavailable:
+    except StoreUnavailable:  # answered by the app's handler, once the reservation is back
         await _refund(ctx, account, reserved, now)
-        raise ApiError("service_unavailable", "the message log is unreachable") from None
+        raise
     unused = reserved if stored.refused or stored.conflict or stored.duplicate else 0
     await _refund(ctx, account, unused or len(stored.opted_out) + len(stored.unpaid), now)
     # Bulk (marketing) messages to numbers that opted out were dropped in the same transaction;
@@ -255,7 +250,7 @@ async def send_sms(
     if stored.duplicate:
         data = [message_view(m) for m in stored.messages]
         if ctx.settings.billing:
-            balance = await asyncio.to_thread(_balance, ctx, account.id)
+            balance = await in_log(ctx, lambda conn: _balance(ctx, account.id, conn))
     else:
         base = ctx.settings.short_link_base
         data = [new_message_view(m, base) for m in prepared.submission.messages]
@@ -277,15 +272,11 @@ async def send_sms(
     )
 
 
-def _balance(ctx: ApiContext, account_id: int, conn: Connection | None = None) -> str | None:
+def _balance(ctx: ApiContext, account_id: int, conn: Connection) -> str | None:
     """``meta.accountBalance`` of an answer that did not charge (listings, repeats)."""
     if not ctx.settings.billing:
         return None
-    if conn is None:
-        with ctx.engine.connect() as c:
-            found = balance_of(c, account_id)
-    else:
-        found = balance_of(conn, account_id)
+    found = balance_of(conn, account_id)
     return None if found is None else balance_text(found.balance, found.currency)
 
 
@@ -378,23 +369,19 @@ async def _listing(
 ) -> tuple[str, list[dict[str, Any]], int, str | None]:
     flt = _filter(*params.raw, ctx.settings.default_region or None)
 
-    def query() -> tuple[list[dict[str, Any]], int, str | None]:
-        with ctx.engine.connect() as conn:
-            rows, total = list_messages(
-                conn,
-                account_id,
-                flt,
-                params.offset,
-                params.limit,
-                params.order_by,
-                params.descending,
-            )
-            return rows, total, _balance(ctx, account_id, conn)
+    def query(conn: Connection) -> tuple[list[dict[str, Any]], int, str | None]:
+        rows, total = list_messages(
+            conn,
+            account_id,
+            flt,
+            params.offset,
+            params.limit,
+            params.order_by,
+            params.descending,
+        )
+        return rows, total, _balance(ctx, account_id, conn)
 
-    try:
-        rows, total, balance = await asyncio.to_thread(query)
-    except SQLAlchemyError:
-        raise ApiError("service_unavailable", "the message log is unreachable") from None
+    rows, total, balance = await in_log(ctx, query)
     rid = request_id(request)
     if not rows:
         raise ApiError("no_results", "no message matches the filters")
@@ -458,24 +445,20 @@ async def get_sms(
     if len(message_id) > 64:
         raise ApiError("not_found", None, "id", message_id)
 
-    def query() -> tuple[
-        dict[str, Any] | None, list[dict[str, Any]], str | None, list[dict[str, Any]]
-    ]:
-        with ctx.engine.connect() as conn:
-            row = get_message(conn, account.id, message_id)
-            if row is None:
-                return None, [], None, []
-            return (
-                row,
-                message_timeline(conn, message_id),
-                _balance(ctx, account.id, conn),
-                message_links(conn, message_id),
-            )
+    def query(
+        conn: Connection,
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str | None, list[dict[str, Any]]]:
+        row = get_message(conn, account.id, message_id)
+        if row is None:
+            return None, [], None, []
+        return (
+            row,
+            message_timeline(conn, message_id),
+            _balance(ctx, account.id, conn),
+            message_links(conn, message_id),
+        )
 
-    try:
-        row, events, balance, links = await asyncio.to_thread(query)
-    except SQLAlchemyError:
-        raise ApiError("service_unavailable", "the message log is unreachable") from None
+    row, events, balance, links = await in_log(ctx, query)
     if row is None:
         raise ApiError("not_found", "no such message in your account", "id", message_id)
     view = message_view(row)

@@ -13,12 +13,15 @@ import re
 import time
 from typing import Any
 
+from sqlalchemy import Connection
+
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit
 from dispatcher.cli.output import fail as report
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store import audit
+from dispatcher.store.db import transaction
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -61,28 +64,44 @@ def fail(message: str, args: argparse.Namespace | None = None, code: int = Exit.
     return report(args, message, code)
 
 
-def cli_actor() -> str:
-    """How the audit log and sender decisions name a CLI user: ``cli:<login name>``."""
+def cli_actor(args: argparse.Namespace | None = None) -> str:
+    """How the audit log, the ledger and sender decisions name a CLI user: what ``--by``
+    said, else ``cli:<login name>``."""
+    by = getattr(args, "by", None)
+    if by:
+        return str(by)
     try:
         return f"cli:{getpass.getuser()}"
     except (OSError, KeyError):  # no user name in this environment (a bare container)
         return "cli"
 
 
+def audit_cli(
+    conn: Connection,
+    account_id: int | None,
+    action: str,
+    target: str | None = None,
+    detail: str | None = None,
+    args: argparse.Namespace | None = None,
+) -> None:
+    """An entry of the audit log for a CLI command, in its transaction: the panel's log
+    shows the CLI's actions too (``account_id`` ``None``: a platform action)."""
+    audit.record(conn, account_id, cli_actor(args), action, target, detail, now=time.time())
+
+
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     """Issue a new key pair; the old pairs keep working until the overlap ends."""
-    from dispatcher.accounts.account import find_account, rotate_key
+    from dispatcher.accounts.account import load_account, rotate_key_in
 
     engine = open_engine()
     try:
-        account = find_account(engine, args.name)
-        if account is None:
-            return fail(f"no account named {args.name!r}", args)
-        pair = rotate_key(engine, account.id, args.overlap)
-        with engine.begin() as conn:  # the panel's audit log shows the CLI's actions too
+        with transaction(engine) as conn:
+            account = load_account(conn, name=args.name)
+            if account is None:
+                return fail(f"no account named {args.name!r}", args)
+            pair = rotate_key_in(conn, account.id, args.overlap, time.time())
             detail = f"every older pair works for {args.overlap:g} more seconds"
-            audit.record(conn, account.id, cli_actor(), "key.rotate", "all keys", detail,
-                         now=time.time())  # fmt: skip
+            audit_cli(conn, account.id, "key.rotate", "all keys", detail)
     finally:
         engine.dispose()
     emit(
@@ -100,17 +119,21 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 def cmd_limits(args: argparse.Namespace) -> int:
     """Show or set an account's request rate and daily cap."""
-    from dispatcher.accounts.account import find_account, set_limits
+    from dispatcher.accounts.account import load_account, set_limits_in
 
     engine = open_engine()
     try:
-        account = find_account(engine, args.name)
-        if account is None:
-            return fail(f"no account named {args.name!r}", args)
-        rate = account.api_rate_per_s if args.rate is ... else args.rate
-        cap = account.daily_cap if args.daily_cap is ... else args.daily_cap
-        if (rate, cap) != (account.api_rate_per_s, account.daily_cap):
-            set_limits(engine, account.id, rate, cap)
+        with transaction(engine) as conn:
+            account = load_account(conn, name=args.name)
+            if account is None:
+                return fail(f"no account named {args.name!r}", args)
+            rate = account.api_rate_per_s if args.rate is ... else args.rate
+            cap = account.daily_cap if args.daily_cap is ... else args.daily_cap
+            if (rate, cap) != (account.api_rate_per_s, account.daily_cap):
+                set_limits_in(conn, account.id, rate, cap)
+                detail = f"rate {'default' if rate is None else rate}/s, daily cap "
+                detail += "default" if cap is None else str(cap)
+                audit_cli(conn, account.id, "account.limits", account.name, detail)
     finally:
         engine.dispose()
     s = Settings.from_env()
@@ -143,26 +166,20 @@ def _window(raw: str) -> str | None:
 
 def cmd_send_window(args: argparse.Namespace) -> int:
     """Show or set an account's default send window (quiet hours, docs/campaigns.md)."""
-    from sqlalchemy import update
-
-    from dispatcher.accounts.account import find_account
-    from dispatcher.store.schema import accounts
+    from dispatcher.accounts.account import load_account
+    from dispatcher.store.accounts import update_account
 
     engine = open_engine()
     try:
-        account = find_account(engine, args.name)
-        if account is None:
-            return fail(f"no account named {args.name!r}", args)
-        window = account.send_window
-        if args.window is not ...:
-            window = args.window
-            with engine.begin() as conn:
-                conn.execute(
-                    update(accounts).where(accounts.c.id == account.id).values(send_window=window)
-                )
-                audit.record(
-                    conn, account.id, cli_actor(), "account.send_window", window, now=time.time()
-                )
+        with transaction(engine) as conn:
+            account = load_account(conn, name=args.name)
+            if account is None:
+                return fail(f"no account named {args.name!r}", args)
+            window = account.send_window
+            if args.window is not ... and args.window != window:
+                window = args.window
+                update_account(conn, account.id, send_window=window)
+                audit_cli(conn, account.id, "account.send_window", account.name, window or "none")
     finally:
         engine.dispose()
     emit(

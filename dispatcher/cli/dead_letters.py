@@ -18,6 +18,7 @@ from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store import dead_letters
+from dispatcher.store.db import reading, transaction
 from dispatcher.webhooks.urls import safe_host
 
 KINDS = ("report", "inbound", "webhook")
@@ -103,7 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Entry point of ``dead-letters list``."""
     engine = _engine()
     try:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             out = listing(conn, args.kind, args.limit, args.show_items)
     finally:
         engine.dispose()
@@ -117,7 +118,7 @@ def _change(args: argparse.Namespace, action: str) -> int:
         return fail(args, "callback dead letters have numeric ids", Exit.INPUT)
     engine = _engine()
     try:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             n = change(conn, action, args.kind, ids, time.time())
     finally:
         engine.dispose()

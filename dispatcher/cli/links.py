@@ -7,14 +7,13 @@ import argparse
 import os
 from typing import Any
 
-from sqlalchemy import select, update
-
-from dispatcher.cli.accounts import fail, open_engine, parse_duration
+from dispatcher.cli.accounts import audit_cli, fail, open_engine, parse_duration
 from dispatcher.cli.output import emit
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
+from dispatcher.store import accounts as stored_accounts
+from dispatcher.store.db import transaction
 from dispatcher.store.links import ClickWebhooks
-from dispatcher.store.schema import accounts
 
 APP = "dispatcher.links.redirect:create_app"
 
@@ -48,12 +47,8 @@ def cmd_account_links(args: argparse.Namespace) -> int:
     """Show or set an account's link lifetime and which clicks send webhooks."""
     engine = open_engine()
     try:
-        with engine.begin() as conn:
-            row = conn.execute(
-                select(accounts.c.id, accounts.c.link_lifetime_s, accounts.c.click_webhooks).where(
-                    accounts.c.name == args.name
-                )
-            ).first()
+        with transaction(engine) as conn:
+            row = stored_accounts.account_row(conn, name=args.name)
             if row is None:
                 return fail(f"no account named {args.name!r}", args)
             values: dict[str, Any] = {}
@@ -61,10 +56,13 @@ def cmd_account_links(args: argparse.Namespace) -> int:
                 values["link_lifetime_s"] = args.lifetime
             if args.click_webhooks is not None:
                 values["click_webhooks"] = args.click_webhooks
-            if values:
-                conn.execute(update(accounts).where(accounts.c.id == row.id).values(**values))
             lifetime = values.get("link_lifetime_s", row.link_lifetime_s)
             hooks = values.get("click_webhooks", row.click_webhooks)
+            if values:
+                stored_accounts.update_account(conn, row.id, **values)
+                shown = "default" if lifetime is None else f"{lifetime:g} s"
+                detail = f"link lifetime {shown}, click webhooks {hooks}"
+                audit_cli(conn, row.id, "account.links", args.name, detail)
     finally:
         engine.dispose()
     s = Settings.from_env()

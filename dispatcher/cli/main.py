@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 
 from dispatcher.cli.accounts import register as register_accounts
+from dispatcher.cli.balance import register as register_balance
 from dispatcher.cli.client import register as register_client
 from dispatcher.cli.config import invalid
 from dispatcher.cli.config import register as register_config
@@ -24,14 +25,16 @@ from dispatcher.cli.dead_letters import register as register_dead_letters
 from dispatcher.cli.examples import EXAMPLES
 from dispatcher.cli.links import register as register_links
 from dispatcher.cli.numbers import register as register_numbers
-from dispatcher.cli.output import add_options, emit
+from dispatcher.cli.output import add_options, emit, fail
 from dispatcher.cli.parsers import walk
 from dispatcher.cli.prices import register as register_prices
+from dispatcher.cli.prices import register_usage
 from dispatcher.cli.senders import register as register_senders
 from dispatcher.cli.users import register as register_users
 from dispatcher.cli.webhooks import add_account_webhook_parser
 from dispatcher.config import ConfigError, Settings
 from dispatcher.ops.logs import configure
+from dispatcher.store.db import StoreUnavailable
 
 
 def _settings() -> Settings:
@@ -117,14 +120,23 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_accounts_create(args: argparse.Namespace) -> int:
     """Create an account and print its key pair once."""
-    from dispatcher.accounts.account import create_account
-    from dispatcher.store.db import make_engine
+    import time
+
+    from dispatcher.accounts.account import create_account_in
+    from dispatcher.cli.accounts import audit_cli
+    from dispatcher.store.db import make_engine, transaction
 
     s = _settings()
     engine = make_engine(s.database_url, pool_size=1)
-    account, pair = create_account(
-        engine, args.name, priority=args.priority, sender_policy=args.sender_policy
-    )
+    try:
+        with transaction(engine) as conn:
+            account, pair = create_account_in(
+                conn, args.name, args.priority, args.sender_policy, time.time()
+            )
+            policy = f"policy {account.sender_policy}"
+            audit_cli(conn, None, "account.create", account.name, policy)
+    finally:
+        engine.dispose()
     out = {
         "account": account.name,
         "id": account.id,
@@ -234,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_numbers(sub)
     register_prices(sub)
+    register_balance(sub)
+    register_usage(sub)
     register_senders(sub)
     register_client(sub)
     register_connections(sub)
@@ -276,3 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:  # a bad setting: its name and what it accepts, no traceback
         return invalid(args, exc)
+    except StoreUnavailable as exc:
+        if not exc.outage:  # a bug: its stack, not "try again"
+            raise
+        return fail(args, {"error": "database_unreachable", "message": f"the database: {exc}"})

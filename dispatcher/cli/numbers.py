@@ -10,11 +10,13 @@ import argparse
 import time
 from typing import Any
 
+from dispatcher.cli.accounts import audit_cli
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.sms import InvalidPhoneNumber, normalize
+from dispatcher.store.db import reading, transaction
 from dispatcher.store.numbers import NumberKind, NumberTaken, add_number, list_numbers
 from dispatcher.store.numbers import remove_number as store_remove_number
 
@@ -63,8 +65,9 @@ def cmd_numbers_add(args: argparse.Namespace) -> int:
         account = find_account(engine, args.account)
         if account is None:
             return fail(args, f"no account named {args.account!r}")
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             add_number(conn, number, account.id, kind, time.time())
+            audit_cli(conn, account.id, "number.add", number, kind.value)
     except NumberTaken as exc:
         return fail(args, str(exc))
     finally:
@@ -85,7 +88,7 @@ def cmd_numbers_list(args: argparse.Namespace) -> int:
             if account is None:
                 return fail(args, f"no account named {args.account!r}")
             account_id = account.id
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = list_numbers(conn, account_id)
     finally:
         engine.dispose()
@@ -102,11 +105,13 @@ def cmd_numbers_remove(args: argparse.Namespace) -> int:
     except ValueError:
         number = args.number.strip()
     try:
-        with engine.begin() as conn:
-            removed = store_remove_number(conn, number)
+        with transaction(engine) as conn:
+            owner = store_remove_number(conn, number)
+            if owner is not None:
+                audit_cli(conn, owner, "number.remove", number)
     finally:
         engine.dispose()
-    if not removed:
+    if owner is None:
         return fail(args, f"{number} is not assigned")
     emit(args, {"removed": number})
     return 0

@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dispatcher.cli.accounts import cli_actor, fail, open_engine
+from dispatcher.cli.accounts import audit_cli, cli_actor, fail, open_engine
 from dispatcher.cli.output import emit
 from dispatcher.config import Settings
+from dispatcher.store import accounts as stored_accounts
 from dispatcher.store import audit
+from dispatcher.store.db import reading, transaction
 from dispatcher.store.senders import NameState, SenderName, SenderPolicy
 
 
@@ -43,23 +45,15 @@ def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 @contextmanager
 def _account(name: str) -> Iterator[tuple[Any, int]]:
     """A transaction and the id of the account called ``name``."""
-    from sqlalchemy import select
-
-    from dispatcher.store.schema import accounts
-
     engine = open_engine()
     try:
-        with engine.begin() as conn:
-            found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
+        with transaction(engine) as conn:
+            found = stored_accounts.account_id(conn, name)
             if found is None:
                 raise _Refused(f"no account named {name!r}")
-            yield conn, int(found)
+            yield conn, found
     finally:
         engine.dispose()
-
-
-def _operator(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else cli_actor()
 
 
 def _view(entry: SenderName, account: str) -> dict[str, Any]:
@@ -79,9 +73,6 @@ def _view(entry: SenderName, account: str) -> dict[str, Any]:
 @_command
 def cmd_list(args: argparse.Namespace) -> int:
     """Sender names of one account or of all, optionally in one state (oldest first)."""
-    from sqlalchemy import select
-
-    from dispatcher.store.schema import accounts
     from dispatcher.store.senders import list_names
 
     if args.account:
@@ -91,10 +82,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         engine = open_engine()
         try:
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 entries = list_names(conn, None, args.state)
-                rows = conn.execute(select(accounts.c.id, accounts.c.name))
-                names = {int(r.id): str(r.name) for r in rows}
+                names = stored_accounts.account_names(conn)
         finally:
             engine.dispose()
     emit(args, [_view(e, names.get(e.account_id, "?")) for e in entries], indent=2)
@@ -110,11 +100,11 @@ def cmd_request(args: argparse.Namespace) -> int:
     with _account(args.account) as (conn, account_id):
         now = time.time()
         try:
-            entry = request_name(conn, account_id, args.sender, _operator(args), now)
+            entry = request_name(conn, account_id, args.sender, cli_actor(args), now)
         except InvalidSender as exc:
             raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
         if entry.requested_at == now:  # the panel's audit log shows the CLI's actions too
-            audit.record(conn, account_id, _operator(args), "sender.request", entry.name, now=now)
+            audit.record(conn, account_id, cli_actor(args), "sender.request", entry.name, now=now)
     emit(args, _view(entry, args.account), indent=2)
     return 0
 
@@ -131,11 +121,11 @@ def _decide(args: argparse.Namespace, state: NameState) -> int:
             )
         now = time.time()
         if state == NameState.APPROVED:
-            entry = approve(conn, entry.id, _operator(args), now)
+            entry = approve(conn, entry.id, cli_actor(args), now)
         else:
-            entry = reject(conn, entry.id, _operator(args), args.reason, now)
+            entry = reject(conn, entry.id, cli_actor(args), args.reason, now)
         verdict = "sender.approve" if state == NameState.APPROVED else "sender.reject"
-        audit.record(conn, account_id, _operator(args), verdict, entry.name, entry.reason, now=now)
+        audit.record(conn, account_id, cli_actor(args), verdict, entry.name, entry.reason, now=now)
     out = _view(entry, args.account)
     out["note"] = "API processes apply the decision at once to new sends"
     emit(args, out, indent=2)
@@ -162,8 +152,9 @@ def cmd_policy(args: argparse.Namespace) -> int:
     from dispatcher.store.senders import get_policy, set_policy
 
     with _account(args.account) as (conn, account_id):
-        if args.policy:
+        if args.policy and args.policy != get_policy(conn, account_id):
             set_policy(conn, account_id, args.policy)
+            audit_cli(conn, account_id, "sender.policy", args.account, args.policy, args)
         policy = get_policy(conn, account_id)
     ttl = Settings.from_env().auth_cache_ttl_s
     emit(

@@ -14,10 +14,12 @@ import sys
 import time
 from typing import Any
 
+from dispatcher.cli.accounts import audit_cli
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
+from dispatcher.store.db import transaction
 from dispatcher.store.users import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -64,10 +66,11 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         account = find_account(engine, args.account)
         if account is None:
             return fail(args, f"no account named {args.account!r}")
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             user = create_user(
                 conn, account.id, args.username, password, Role(args.role), time.time()
             )
+            audit_cli(conn, account.id, "user.create", user.username, str(user.role))
     except UserExists as exc:
         return fail(args, str(exc))
     finally:

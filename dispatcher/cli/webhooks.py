@@ -13,10 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from dispatcher.cli.accounts import cli_actor
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
-from dispatcher.webhooks import admin
+from dispatcher.store import audited, webhook_settings
+from dispatcher.store.db import transaction
 from dispatcher.webhooks.urls import UrlRefused, check_url
 
 URL_FLAGS = {
@@ -67,7 +69,7 @@ def add_account_webhook_parser(accounts_subparsers: Any) -> argparse.ArgumentPar
 def apply(engine: Engine, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """Do what ``args`` asks in one transaction; the JSON-able result.
 
-    Raises :class:`~dispatcher.webhooks.admin.AccountNotFound` or
+    Raises :class:`~dispatcher.store.webhook_settings.AccountNotFound` or
     :class:`~dispatcher.webhooks.urls.UrlRefused` (nothing is changed then).
     """
     urls: dict[str, str | None] = {}
@@ -82,21 +84,24 @@ def apply(engine: Engine, settings: Settings, args: argparse.Namespace) -> dict[
                 raise UrlRefused(exc.code, f"{flag}: {exc.reason}") from exc
         urls[key] = value
     now = time.time()
-    secret: str | None = None
     out: dict[str, Any] = {}
-    with engine.begin() as conn:
-        acct = admin.account_id(conn, args.name)
-        admin.set_options(conn, acct, urls, args.on_sent)
+    actor = cli_actor(args)
+    with transaction(engine) as conn:
+        acct = webhook_settings.account_id(conn, args.name)
+        create = not args.rotate_secret and (any(urls.values()) or args.show_secret)
+        secret = audited.set_webhooks(
+            conn, acct, urls, args.on_sent, actor, now, create_secret=create
+        )
         if args.rotate_secret:
-            secret = admin.rotate_secret(conn, acct, now, args.overlap_hours * 3600)
-        elif any(urls.values()) or args.show_secret:
-            secret = admin.ensure_secret(conn, acct)
+            overlap_s = args.overlap_hours * 3600
+            secret = audited.rotate_webhook_secret(conn, acct, overlap_s, actor, now)
         if args.show_secret and secret is None:
-            secret = admin.current_secret(conn, acct)
+            secret = webhook_settings.current_secret(conn, acct)
         if args.resume:
-            done = admin.resume(conn, acct, now, settings.webhook_retry_window_h * 3600)
+            window_s = settings.webhook_retry_window_h * 3600
+            done = audited.resume_webhooks(conn, acct, window_s, actor, now)
             out["resumed"] = {"endpoints": done.endpoints, "requeued": done.requeued}
-        out = {**admin.view(conn, acct, now), **out}
+        out = {**webhook_settings.view(conn, acct, now), **out}
     if secret is not None:
         out["secret"] = secret
     return out
@@ -112,7 +117,7 @@ def cmd_accounts_webhook(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         result = apply(engine, settings, args)
-    except admin.AccountNotFound:
+    except webhook_settings.AccountNotFound:
         return fail(args, {"error": "account_not_found", "account": args.name})
     except UrlRefused as exc:
         return fail(args, {"error": exc.code, "message": exc.reason}, Exit.INPUT)

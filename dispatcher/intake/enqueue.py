@@ -29,7 +29,7 @@ from dispatcher.intake.submit import (
     webhook_url_error,
 )
 from dispatcher.intake.writer import SubmissionWriter
-from dispatcher.store.db import make_engine
+from dispatcher.store.db import make_engine, reading, transaction
 from dispatcher.store.endpoint_cap import admit_endpoint
 from dispatcher.store.prices import PriceBookCache
 from dispatcher.webhooks.urls import UrlRefused, check_url
@@ -77,7 +77,8 @@ class Producer:
         except RequestRefused as exc:
             if not exc.for_sender:
                 raise
-            account, entry = recheck_sender(self.engine, account, sender)
+            with reading(self.engine) as conn:
+                account, entry = recheck_sender(conn, account, sender)
             self._accounts[name] = account
             try:
                 return run(account)
@@ -137,7 +138,7 @@ class Producer:
             check_url(url, self.settings.webhook_allow_private)
         except UrlRefused as exc:
             raise RequestRefused([webhook_url_error(exc, url)]) from None
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             cap = self.settings.webhook_max_endpoints
             if not admit_endpoint(conn, acct.id, url, cap, time.time()):
                 raise RequestRefused([ApiError("webhook_endpoint_limit", None, "webhookUrl", url)])

@@ -4,6 +4,9 @@ Plain Python, used by the REST API, the library producer and the CLI alike. Requ
 problems are all collected and raised together as :class:`RequestRefused`; per-recipient
 problems (a bad number among good ones) are returned beside the submission, as the original API
 does: the good recipients are sent, the bad ones reported.
+
+Longer than 400 lines on purpose: every check of a send request, in the order they are
+applied, so the refusals a client can get are read in one file.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from collections import deque
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher.store.db import StoreUnavailable, transaction
 from dispatcher.store.links import Click, write_clicks
 
 log = structlog.get_logger(component="links")
@@ -83,11 +83,11 @@ class ClickRecorder:
         while self._pending:
             take = [self._pending.popleft() for _ in range(min(self.batch, len(self._pending)))]
             try:
-                with self.engine.begin() as conn:
+                with transaction(self.engine) as conn:
                     hooks = write_clicks(conn, take, time.time())
-            except SQLAlchemyError as exc:
+            except StoreUnavailable as exc:
                 self._pending.extendleft(reversed(take))
-                log.warning("click write failed, will retry", error=type(exc).__name__)
+                log.warning("click write failed, will retry", error=str(exc))
                 return written
             counted = sum(1 for c in take if not c.bot)
             CLICKS_WRITTEN.labels("true").inc(counted)

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.api.metrics import render as render_metrics
 from dispatcher.config import Settings
 from dispatcher.links.clicks import ClickRecorder
 from dispatcher.links.clients import classify
 from dispatcher.links.urls import location
+from dispatcher.store.db import StoreUnavailable, ping, reading
 from dispatcher.store.links import Click, LinkTarget, find_links
 
 log = structlog.get_logger(component="links")
@@ -110,7 +110,8 @@ class LinkLoader:
         self._running = False
 
     async def get(self, code: str) -> LinkTarget | None:
-        """The link of ``code`` (``None``: no such link); raises SQLAlchemyError."""
+        """The link of ``code`` (``None``: no such link); raises
+        :class:`~dispatcher.store.db.StoreUnavailable`."""
         fut: asyncio.Future[LinkTarget | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(code, []).append(fut)
         if not self._running:
@@ -124,7 +125,7 @@ class LinkLoader:
                 batch, self._waiting = self._waiting, {}
                 try:
                     found = await asyncio.to_thread(self._find, list(batch))
-                except SQLAlchemyError as exc:
+                except StoreUnavailable as exc:
                     for futs in batch.values():
                         for f in futs:
                             if not f.done():
@@ -138,7 +139,7 @@ class LinkLoader:
             self._running = False
 
     def _find(self, codes: list[str]) -> dict[str, LinkTarget]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return find_links(conn, codes)
 
 
@@ -191,7 +192,7 @@ class RedirectApp:
         if link is False:
             try:
                 link = await self.loader.get(code)
-            except SQLAlchemyError:
+            except StoreUnavailable:
                 await _answer(send, 503, b"", [(b"retry-after", b"5")], method)
                 return
             self.cache.put(code, link, now)
@@ -231,9 +232,8 @@ class RedirectApp:
 
     def _log_answers(self) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except SQLAlchemyError:
+            ping(self.engine)
+        except StoreUnavailable:
             return False
         return True
 

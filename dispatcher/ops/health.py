@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from dispatcher.store.db import StoreUnavailable, ping, ping_url
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -61,12 +63,14 @@ def check_redis(client: redis.Redis) -> str:
     return "ok"
 
 
-def check_database(engine: Engine) -> str:
-    """``ok`` or the error's class name."""
+def check_database(target: Engine | str) -> str:
+    """``ok`` or the error's class name; ``target`` an engine, or a URL to open a connection
+    to for this check alone (a process that holds no engine)."""
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # a probe reports, it does not raise
+        ping(target) if isinstance(target, Engine) else ping_url(target)
+    except StoreUnavailable as exc:  # a probe reports, it does not raise
+        return str(exc)  # the driver's error class
+    except Exception as exc:
         return type(exc).__name__
     return "ok"
 

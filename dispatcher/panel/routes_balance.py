@@ -14,9 +14,9 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from dispatcher.billing.money import MoneyError, currency, format_minor, to_minor
+from dispatcher.billing.money import MoneyError, currency, to_minor
 from dispatcher.panel.billing_view import (
     RangeError,
     customer_usage,
@@ -34,9 +34,9 @@ from dispatcher.panel.web import (
     render,
     viewer,
 )
-from dispatcher.store import audit
-from dispatcher.store.balances import BalanceError, Keep, post, set_limits
-from dispatcher.store.schema import accounts
+from dispatcher.store import audited
+from dispatcher.store.accounts import account_name
+from dispatcher.store.balances import BalanceError, Keep
 from dispatcher.store.usage import usage_csv
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -130,7 +130,7 @@ async def _operator_page(
     status: int = 200,
 ) -> Response:
     def load(conn: Connection) -> dict[str, Any] | None:
-        name = conn.execute(select(accounts.c.name).where(accounts.c.id == account_id)).scalar()
+        name = account_name(conn, account_id)
         if name is None:
             return None
         data = load_balance(conn, account_id, before)
@@ -176,10 +176,7 @@ async def operator_balance(
 
 
 async def _account_name(request: Request, who: Viewer, account_id: int) -> str:
-    name = await in_db(
-        request,
-        lambda c: c.execute(select(accounts.c.name).where(accounts.c.id == account_id)).scalar(),
-    )
+    name = await in_db(request, lambda c: account_name(c, account_id))
     if name is None:
         raise not_found(who.user)
     return str(name)
@@ -220,13 +217,9 @@ async def _post_money(
     numeric, note = cur.numeric, values["note"] or None
 
     def work(conn: Connection) -> int:
-        now = time.time()
-        after = post(conn, account_id, kind, amount, numeric, who.actor, note, now=now)
-        detail = f"{format_minor(amount, numeric)} {cur.alpha}, balance "
-        detail += f"{format_minor(after, numeric)}" + (f": {note}" if note else "")
-        action = "balance.topup" if kind == "topup" else "balance.adjust"
-        audit.record(conn, account_id, who.actor, action, name, detail[:255], now=now)
-        return after
+        return audited.post_balance(
+            conn, account_id, name, kind, amount, numeric, who.actor, note, time.time()
+        )
 
     try:
         await in_db(request, work, write=True)
@@ -288,12 +281,16 @@ async def limits(
         )
 
     def work(conn: Connection) -> None:
-        now = time.time()
-        b = set_limits(conn, target, cur.numeric, credit_limit=credit, low_balance=low, now=now)
-        shown = "unlimited" if b.credit_limit is None else format_minor(b.credit_limit, b.currency)
-        low_shown = "off" if b.low_balance is None else format_minor(b.low_balance, b.currency)
-        detail = f"credit limit {shown}, low balance {low_shown} {cur.alpha}"
-        audit.record(conn, target, who.actor, "balance.limits", name, detail, now=now)
+        audited.set_balance_limits(
+            conn,
+            target,
+            name,
+            cur.numeric,
+            who.actor,
+            time.time(),
+            credit_limit=credit,
+            low_balance=low,
+        )
 
     try:
         await in_db(request, work, write=True)

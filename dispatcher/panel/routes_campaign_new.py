@@ -7,6 +7,10 @@ stores exactly the previewed messages, through the same preparation and writer a
 (:func:`dispatcher.submit.prepare_personalised`, the account's sender policy and daily cap,
 opt-outs dropped in the storing transaction), with an idempotency key per batch so a double
 click or a retried POST cannot send twice. Admins only.
+
+Longer than 400 lines on purpose: one flow (form, preview, send, rejected rows) over one
+draft, whose steps a reader follows top to bottom; the parsing and personalising it calls live
+in their own modules.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import structlog
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
 from redis.exceptions import RedisError
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection
 
-from dispatcher.accounts.account import Account, find_account, recheck_sender
+from dispatcher.accounts.account import Account, load_account, recheck_sender
 from dispatcher.accounts.quotas import reserve_for
 from dispatcher.billing.money import currency_name, format_minor
 from dispatcher.errors import ApiError
@@ -65,8 +69,8 @@ from dispatcher.panel.web import (
 )
 from dispatcher.sms import InvalidSender, validate_sender
 from dispatcher.store import audit
+from dispatcher.store.campaigns import add_rejections, name_taken, rejections
 from dispatcher.store.db import StoreUnavailable
-from dispatcher.store.schema import accounts, campaign_rejections, submissions
 from dispatcher.store.senders import NameState, list_names, may_send
 
 router = APIRouter(prefix="/panel/campaigns", include_in_schema=False)
@@ -81,15 +85,7 @@ def _draft_key(user_id: int) -> str:
 
 
 async def _account(request: Request, account_id: int) -> Account:
-    engine = request.app.state.ctx.engine
-
-    def load() -> Account | None:
-        with engine.connect() as conn:
-            name = conn.execute(select(accounts.c.name).where(accounts.c.id == account_id))
-            found = name.scalar()
-        return find_account(engine, str(found)) if found is not None else None
-
-    account = await asyncio.to_thread(load)
+    account = await in_db(request, lambda conn: load_account(conn, account_id=account_id))
     if account is None:
         raise PanelError(404, "Not found", "This account no longer exists.")
     return account
@@ -242,24 +238,11 @@ async def preview(
     except DraftError as exc:
         errors[exc.field] = exc.message
     if clean_name:
-        taken = await in_db(
-            request,
-            lambda conn: conn.execute(
-                select(submissions.c.id)
-                .where(
-                    and_(
-                        submissions.c.account_id == account.id,
-                        submissions.c.campaign == clean_name,
-                    )
-                )
-                .limit(1)
-            ).first(),
-        )
+        taken = await in_db(request, lambda conn: name_taken(conn, account.id, clean_name))
         if taken:
             errors["name"] = "A campaign with this name exists: choose another name."
     if "sender" not in errors and sender.strip():
-        allowed, entry = await asyncio.to_thread(recheck_sender, request.app.state.ctx.engine,
-                                                 account, sender)  # fmt: skip
+        allowed, entry = await in_db(request, lambda conn: recheck_sender(conn, account, sender))
         if not may_send(allowed.sender_policy, allowed.senders, sender):
             errors["sender"] = sender_refusal(sender.strip(), entry).message
     if errors or draft is None:
@@ -276,22 +259,6 @@ async def preview(
     except RedisError as exc:
         raise SessionsUnavailable(str(exc)) from None
     return await _form_page(request, who, values=values, draft=summary, fragment=fragment)
-
-
-def _rejected_rows(
-    account_id: int, campaign: str, rows: list[Rejected], now: float
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "account_id": account_id,
-            "campaign": campaign,
-            "line": r.line,
-            "phone": r.phone[:64],
-            "reason": r.reason[:255],
-            "created_at": now,
-        }
-        for r in rows
-    ]
 
 
 async def _store_batch(
@@ -403,9 +370,8 @@ async def send(
     detail = f"{stored} messages {when}, {len(rejected)} rows rejected"
 
     def record(conn: Connection) -> None:
-        rows = _rejected_rows(account.id, name, sorted(rejected, key=lambda r: r.line), now)
-        for j in range(0, len(rows), 1000):
-            conn.execute(insert(campaign_rejections), rows[j : j + 1000])
+        rows = [(r.line, r.phone, r.reason) for r in sorted(rejected, key=lambda r: r.line)]
+        add_rejections(conn, account.id, name, rows, now)
         audit.record(conn, account.id, who.actor, "campaign.send", name, detail, now=now)
 
     await in_db(request, record, write=True)
@@ -425,26 +391,7 @@ async def rejected_csv(request: Request, name: str = "") -> Response:
     """The campaign's rejected rows as CSV (line, phone, reason), streamed."""
     who = await viewer(request)
     account_id = who.user.account_id
-    rows = await in_db(
-        request,
-        lambda conn: [
-            (r.line, r.phone, r.reason)
-            for r in conn.execute(
-                select(
-                    campaign_rejections.c.line,
-                    campaign_rejections.c.phone,
-                    campaign_rejections.c.reason,
-                )
-                .where(
-                    and_(
-                        campaign_rejections.c.account_id == account_id,
-                        campaign_rejections.c.campaign == name[:64],
-                    )
-                )
-                .order_by(campaign_rejections.c.line)
-            )
-        ],
-    )
+    rows = await in_db(request, lambda conn: rejections(conn, account_id, name[:64]))
 
     def lines() -> Iterator[str]:
         buf = io.StringIO()

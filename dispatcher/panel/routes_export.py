@@ -18,6 +18,7 @@ from dispatcher.panel.forms import parse_search
 from dispatcher.panel.routes_messages import shown_body
 from dispatcher.panel.web import SECURITY_HEADERS, PanelError, state, viewer
 from dispatcher.panel.words import iso
+from dispatcher.store.db import reading
 from dispatcher.store.panel_queries import Cursor, search_inbound, search_outgoing
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -50,7 +51,7 @@ async def export(request: Request) -> Response:
         sent = 0
         cursor: Cursor | None = None
         while sent < EXPORT_MAX:
-            with engine.connect() as conn:  # one short read per page: no long transaction
+            with reading(engine) as conn:  # one short read per page: no long transaction
                 page, cursor = find(
                     conn, account_id, form.filter, cursor, min(PAGE, EXPORT_MAX - sent)
                 )

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlencode
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy import Connection
 
 from dispatcher.panel import charts
 from dispatcher.panel.forms import phone_to_e164
@@ -22,12 +23,12 @@ from dispatcher.panel.web import (
     state,
     viewer,
 )
-from dispatcher.store import control
+from dispatcher.store import audit, control
+from dispatcher.store.campaigns import count_rejections
 from dispatcher.store.dashboard import campaign_curve
 from dispatcher.store.panel_queries import (
     SearchFilter,
     campaign,
-    count_rejections,
     list_campaigns,
     search_outgoing,
 )
@@ -217,11 +218,14 @@ async def remove(
         )
     account_id = who.user.account_id
     target = phone.strip()[:32]
-    done = await in_db(
-        request,
-        lambda conn: remove_suppression(conn, account_id, target) is not None,
-        write=True,
-    )
+
+    def work(conn: Connection) -> bool:
+        if remove_suppression(conn, account_id, target) is None:
+            return False
+        audit.record(conn, account_id, who.actor, "suppression.remove", target, now=time.time())
+        return True
+
+    done = await in_db(request, work, write=True)
     if not done:
         raise not_found(who.user)
     log.info("panel.suppression_removed", user_id=who.user.id, account_id=account_id)

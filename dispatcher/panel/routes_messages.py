@@ -8,7 +8,6 @@ from urllib.parse import quote, urlencode
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from dispatcher.contract import Lane, Status
 from dispatcher.lookup import AllLookupsFailed, LookupNotSupported, LookupResult
@@ -16,13 +15,13 @@ from dispatcher.panel.forms import FIELDS, parse_search
 from dispatcher.panel.web import PanelError, Viewer, in_db, not_found, render, state, viewer
 from dispatcher.panel.words import mask_codes
 from dispatcher.sms import InvalidPhoneNumber
+from dispatcher.store.accounts import account_name
 from dispatcher.store.panel_queries import (
     inbound_detail,
     message_detail,
     search_inbound,
     search_outgoing,
 )
-from dispatcher.store.schema import accounts
 from dispatcher.store.timeline import build_timeline
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -106,12 +105,7 @@ async def _lookup(
     if lookups is None:
         return None, "Number look-ups are not set up on this server."
     account_id = who.user.account_id
-    name = await in_db(
-        request,
-        lambda conn: conn.execute(
-            select(accounts.c.name).where(accounts.c.id == account_id)
-        ).scalar(),
-    )
+    name = await in_db(request, lambda conn: account_name(conn, account_id))
     try:
         result, cached = await lookups.lookup(phone, name)
     except LookupNotSupported:

@@ -12,13 +12,13 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from redis.exceptions import RedisError
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from dispatcher.accounts.account import KeyPair, create_account_in, set_limits_in
 from dispatcher.cli.connections import describe
@@ -35,9 +35,9 @@ from dispatcher.panel.web import (
 )
 from dispatcher.routing import ConfigError, load
 from dispatcher.routing.breaker_state import read_breakers
+from dispatcher.store import accounts as stored_accounts
 from dispatcher.store import audit
 from dispatcher.store.dashboard import per_connection
-from dispatcher.store.schema import accounts, api_keys, panel_users
 from dispatcher.store.senders import SenderPolicy, set_policy
 from dispatcher.store.users import (
     MAX_PASSWORD_LENGTH,
@@ -67,30 +67,6 @@ class Created:
     admin: str | None
 
 
-def _accounts(conn: Connection) -> list[dict[str, Any]]:
-    a, k, u = accounts.c, api_keys.c, panel_users.c
-    now = time.time()
-    keys: dict[int, int] = dict(
-        conn.execute(
-            select(k.account_id, func.count())
-            .where((k.expires_at.is_(None)) | (k.expires_at > now))
-            .group_by(k.account_id)
-        ).all()
-    )
-    users: dict[int, int] = dict(
-        conn.execute(select(u.account_id, func.count()).group_by(u.account_id)).all()
-    )
-    return [
-        {**r._mapping, "keys": keys.get(r.id, 0), "users": users.get(r.id, 0)}
-        for r in conn.execute(
-            select(
-                a.id, a.name, a.created_at, a.priority_enabled, a.sender_policy,
-                a.api_rate_per_s, a.daily_cap,
-            ).order_by(a.name)
-        )
-    ]  # fmt: skip
-
-
 async def _page(
     request: Request,
     who: Viewer,
@@ -101,7 +77,7 @@ async def _page(
     notice: str | None = None,
     status: int = 200,
 ) -> Response:
-    rows = await in_db(request, _accounts)
+    rows = await in_db(request, lambda conn: stored_accounts.account_summaries(conn, time.time()))
     return render(
         request,
         "operator_accounts.html",
@@ -156,7 +132,7 @@ async def create(
 
     def work(conn: Connection) -> Created:
         now = time.time()
-        if conn.execute(select(accounts.c.id).where(accounts.c.name == name)).first():
+        if stored_accounts.account_id(conn, name) is not None:
             raise NameTaken(name)
         account, pair = create_account_in(
             conn, name, priority == "1", sender_policy, now, who.actor
@@ -219,7 +195,7 @@ async def limits(
     target = int(account_id)
 
     def work(conn: Connection) -> str | None:
-        name = conn.execute(select(accounts.c.name).where(accounts.c.id == target)).scalar()
+        name = stored_accounts.account_name(conn, target)
         if name is None:
             return None
         set_limits_in(conn, target, rate, None if cap is None else int(cap))
@@ -244,10 +220,7 @@ async def audit_all(request: Request, before: str = "") -> Response:
 
     def load(conn: Connection) -> tuple[list[audit.AuditEntry], dict[int, str]]:
         rows = audit.entries(conn, None, before_id, AUDIT_PAGE + 1)
-        names = {
-            int(r.id): str(r.name) for r in conn.execute(select(accounts.c.id, accounts.c.name))
-        }
-        return rows, names
+        return rows, stored_accounts.account_names(conn)
 
     rows, names = await in_db(request, load)
     return render(

@@ -16,15 +16,15 @@ from urllib.parse import quote
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from dispatcher.billing.money import MoneyError
 from dispatcher.billing.money import currency as currency_of
 from dispatcher.cli.prices import parse_time
 from dispatcher.panel.web import Viewer, in_db, not_found, operator_viewer, redirect, render
-from dispatcher.store import audit
-from dispatcher.store.prices import NewPrice, PriceListError, add_price, entries_view, list_entries
-from dispatcher.store.schema import accounts
+from dispatcher.store import audited
+from dispatcher.store.accounts import account_name, account_names
+from dispatcher.store.prices import NewPrice, PriceListError, entries_view, list_entries
 
 router = APIRouter(prefix="/panel/operator", include_in_schema=False)
 log = structlog.get_logger(component="panel")
@@ -51,8 +51,7 @@ def _account_param(raw: str) -> int | None:
 
 
 def _load(conn: Connection, account_id: int | None) -> dict[str, Any] | None:
-    names = [(int(r.id), str(r.name)) for r in conn.execute(
-        select(accounts.c.id, accounts.c.name).order_by(accounts.c.name))]  # fmt: skip
+    names = list(account_names(conn).items())
     name = None
     if account_id is not None:
         name = dict(names).get(account_id)
@@ -165,16 +164,10 @@ async def set_price(
     def work(conn: Connection) -> str | None:
         target = None
         if account_id is not None:
-            target = conn.execute(
-                select(accounts.c.name).where(accounts.c.id == account_id)
-            ).scalar()
+            target = account_name(conn, account_id)
             if target is None:
                 return None
-        entry = add_price(conn, account_id, new, who.actor)
-        detail = f"{entry.destination} {values['price']} {values['currency'].upper()} per part"
-        detail += f" from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(entry.valid_from))} UTC"
-        audit.record(conn, account_id, who.actor, "price.set", target or "default list", detail,
-                     now=time.time())  # fmt: skip
+        entry = audited.add_price(conn, account_id, target, new, who.actor, time.time())
         return entry.destination
 
     try:

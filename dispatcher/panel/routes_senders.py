@@ -13,7 +13,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from dispatcher.panel.web import (
     PanelError,
@@ -28,8 +28,8 @@ from dispatcher.panel.web import (
 )
 from dispatcher.sms import InvalidSender
 from dispatcher.store import audit
+from dispatcher.store.accounts import account_names
 from dispatcher.store.numbers import list_numbers
-from dispatcher.store.schema import accounts
 from dispatcher.store.senders import (
     NameState,
     SenderName,
@@ -114,10 +114,7 @@ async def request_sender(
 
 
 def _account_names(conn: Connection, ids: set[int]) -> dict[int, str]:
-    a = accounts.c
-    if not ids:
-        return {}
-    return {int(r.id): str(r.name) for r in conn.execute(select(a.id, a.name).where(a.id.in_(ids)))}
+    return account_names(conn, ids) if ids else {}
 
 
 @router.get("/operator/senders")

@@ -12,14 +12,14 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from dispatcher.panel.web import PanelError, Viewer, admin_viewer, in_db, redirect, render, state
-from dispatcher.store import audit
+from dispatcher.store import audit, audited, webhook_settings
+from dispatcher.store.accounts import account_name
+from dispatcher.store.audited import WEBHOOK_VIEW_KEYS
 from dispatcher.store.panel_queries import recent_deliveries
-from dispatcher.store.schema import accounts
 from dispatcher.store.webhooks import signing_secrets
-from dispatcher.webhooks import admin
 from dispatcher.webhooks.test_event import EventAnswer, send_test_event
 from dispatcher.webhooks.urls import UrlRefused, check_resolved, safe_host
 
@@ -31,12 +31,6 @@ URL_FIELDS = {
     "secondary": "Secondary URL (when the main one fails)",
     "inbound_url": "Inbound URL (replies and incoming messages)",
     "inbound_secondary": "Inbound secondary URL",
-}
-VIEW_KEYS = {
-    "url": "webhookUrl",
-    "secondary": "webhookUrlSecondary",
-    "inbound_url": "inboundWebhookUrl",
-    "inbound_secondary": "inboundWebhookUrlSecondary",
 }
 OVERLAPS_H = (0, 1, 24, 72)
 MAX_URL = 2048
@@ -56,10 +50,16 @@ async def _page(
     account_id = who.user.account_id
 
     def load(conn: Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return admin.view(conn, account_id, time.time()), recent_deliveries(conn, account_id)
+        return webhook_settings.view(conn, account_id, time.time()), recent_deliveries(
+            conn, account_id
+        )
 
     settings, deliveries = await in_db(request, load)
-    shown = values if values is not None else {k: settings[v] or "" for k, v in VIEW_KEYS.items()}
+    shown = (
+        values
+        if values is not None
+        else {k: settings[v] or "" for k, v in WEBHOOK_VIEW_KEYS.items()}
+    )
     return render(
         request,
         "webhooks.html",
@@ -118,20 +118,15 @@ async def save(
     account_id = who.user.account_id
 
     def work(conn: Connection) -> str | None:
-        now = time.time()
-        before = admin.view(conn, account_id, now)
-        admin.set_options(conn, account_id, checked, on_sent == "1")
-        secret = admin.ensure_secret(conn, account_id) if any(checked.values()) else None
-        if secret is not None:
-            audit.record(conn, account_id, who.actor, "webhook.secret_create", now=now)
-        for key, value in checked.items():
-            if (before[VIEW_KEYS[key]] or None) != value:
-                target = safe_host(value) if value else "(cleared)"
-                audit.record(conn, account_id, who.actor, "webhook.url", key, target, now=now)
-        if before["onSent"] != (on_sent == "1"):
-            detail = "on" if on_sent == "1" else "off"
-            audit.record(conn, account_id, who.actor, "webhook.on_sent", None, detail, now=now)
-        return secret
+        return audited.set_webhooks(
+            conn,
+            account_id,
+            checked,
+            on_sent == "1",
+            who.actor,
+            time.time(),
+            create_secret=any(checked.values()),
+        )
 
     secret = await in_db(request, work, write=True)
     log.info("panel.webhooks_saved", user_id=who.user.id, account_id=account_id)
@@ -152,11 +147,7 @@ async def rotate_secret(
     account_id = who.user.account_id
 
     def work(conn: Connection) -> str:
-        now = time.time()
-        secret = admin.rotate_secret(conn, account_id, now, hours * 3600)
-        detail = f"the old secret signs for {hours} more hour{'s' * (hours != 1)}"
-        audit.record(conn, account_id, who.actor, "webhook.secret_rotate", None, detail, now=now)
-        return secret
+        return audited.rotate_webhook_secret(conn, account_id, hours * 3600, who.actor, time.time())
 
     secret = await in_db(request, work, write=True)
     log.info("panel.webhook_secret_rotated", user_id=who.user.id, account_id=account_id)
@@ -177,10 +168,9 @@ async def test_event(
     account_id = who.user.account_id
 
     def load(conn: Connection) -> tuple[str | None, list[str], str]:
-        view = admin.view(conn, account_id, time.time())
+        view = webhook_settings.view(conn, account_id, time.time())
         secrets = signing_secrets(conn, [account_id], time.time())[account_id]
-        name = conn.execute(select(accounts.c.name).where(accounts.c.id == account_id))
-        return view[VIEW_KEYS[which]], secrets, str(name.scalar_one())
+        return view[WEBHOOK_VIEW_KEYS[which]], secrets, str(account_name(conn, account_id))
 
     target, secrets, name = await in_db(request, load, write=True)
     if not target:
@@ -211,12 +201,8 @@ async def resume(request: Request, csrf_token: Annotated[str, Form()] = "") -> R
     window_s = state(request).settings.webhook_retry_window_h * 3600
     account_id = who.user.account_id
 
-    def work(conn: Connection) -> admin.Resumed:
-        now = time.time()
-        done = admin.resume(conn, account_id, now, window_s)
-        detail = f"{done.endpoints} endpoint(s) resumed, {done.requeued} delivery(ies) sent again"
-        audit.record(conn, account_id, who.actor, "webhook.resume", None, detail, now=now)
-        return done
+    def work(conn: Connection) -> webhook_settings.Resumed:
+        return audited.resume_webhooks(conn, account_id, window_s, who.actor, time.time())
 
     await in_db(request, work, write=True)
     log.info("panel.webhooks_resumed", user_id=who.user.id, account_id=account_id)

@@ -14,12 +14,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.panel import words
 from dispatcher.panel.sessions import LoginLimiter, Session, SessionStore
 from dispatcher.redis_clients import async_client
+from dispatcher.store.db import StoreUnavailable, run
 from dispatcher.store.users import PanelUser, Role, load_user
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -121,14 +121,9 @@ def state(request: Request) -> PanelState:
 async def in_db(request: Request, work: Callable[[Connection], T], write: bool = False) -> T:
     """Run ``work`` with a connection (in a transaction when ``write``), off the event loop."""
     engine: Engine = request.app.state.ctx.engine
-
-    def run() -> T:
-        with engine.begin() if write else engine.connect() as conn:
-            return work(conn)
-
     try:
-        return await asyncio.to_thread(run)
-    except SQLAlchemyError:
+        return await asyncio.to_thread(run, engine, work, write)
+    except StoreUnavailable:
         raise PanelError(
             503, "Temporarily unavailable", "The message log does not answer. Try again soon."
         ) from None

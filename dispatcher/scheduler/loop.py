@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import redis
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.config import Settings
 from dispatcher.contract import (
@@ -42,8 +41,9 @@ from dispatcher.contract import (
 )
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.scheduler import unacked
-from dispatcher.store import callback_inbox, control, outbox, reports, webhooks
+from dispatcher.store import callback_inbox, control_sweeps, outbox, reports, webhooks
 from dispatcher.store.balances import low_balance_sweep
+from dispatcher.store.db import StoreUnavailable, reading, transaction
 from dispatcher.store.messages import mark_enqueued
 from dispatcher.store.records import Batch
 from dispatcher.store.refunds import refund_sweep
@@ -114,7 +114,7 @@ class Scheduler:
             return 0
         done, error = self.broker.publish([b for b in batches if b.payloads])
         empty = [b.id for b in batches if not b.payloads]
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             mark_enqueued(conn, [*done, *empty], time.time())
         if error is not None:
             log.warning("publish.deferred", error=str(error))
@@ -124,24 +124,24 @@ class Scheduler:
         """One round of work."""
         now = time.time() if now is None else now
         report = TickReport()
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             # Campaigns paused or cancelled (docs/campaigns.md): their due retries are not
             # released, their paused messages expire with their validity, and messages a
             # writer stored as the change committed are caught within a tick or two.
-            controlled = control.controlled_submissions(conn, now)
+            controlled = control_sweeps.controlled_submissions(conn, now)
             if controlled:
-                fresh = control.controlled_submissions(conn, now, now - CONTROL_SETTLE_S)
-                report.controlled = control.apply_controls(conn, fresh, now)
+                fresh = control_sweeps.controlled_submissions(conn, now, now - CONTROL_SETTLE_S)
+                report.controlled = control_sweeps.apply_controls(conn, fresh, now)
             due, report.expired = outbox.release_due(
                 conn, now, self.chunk_sizes, controlled=controlled
             )
-            report.expired += len(control.expire_paused(conn, now))
+            report.expired += len(control_sweeps.expire_paused(conn, now))
         report.cancelled = self._settle_cancelled(now)
         report.released = self._publish(due)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
         report.republished = self._publish(stale)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             hooks = webhooks.due_deliveries(conn, now)
         for i in range(0, len(hooks), 100):
             # A failed publish is harmless: the rows come back after their lease.
@@ -149,7 +149,7 @@ class Scheduler:
                 TASK_DELIVER_WEBHOOKS, {"ids": hooks[i : i + 100]}, Lane.WEBHOOKS
             )
         report.webhooks = len(hooks)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             # Charged messages no carrier took get their price back (docs/prices.md).
             report.refunded = refund_sweep(conn, now)
         report.callbacks = self._release_due_callbacks(now)
@@ -163,17 +163,17 @@ class Scheduler:
         done = 0
         until = time.monotonic() + self.settings.scheduler_interval_s / 2
         while True:
-            with self.engine.begin() as conn:
-                n = control.settle_cancelled(conn, now)
+            with transaction(self.engine) as conn:
+                n = control_sweeps.settle_cancelled(conn, now)
             done += n
-            if n < control.SETTLE_CHUNK or time.monotonic() > until:
+            if n < control_sweeps.SETTLE_CHUNK or time.monotonic() > until:
                 return done
 
     def _release_due_callbacks(self, now: float) -> int:
         """Publish stored carrier callbacks that are due: early reports whose next try has
         come, and rows whose wake-up task was lost (their lease ended). Leased again in the
         same statement; a failed publish is harmless, the rows come back after the lease."""
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             due = callback_inbox.take_due(conn, now, self.settings.callback_lease_s)
         for kind, task in CALLBACK_TASKS.items():
             ids = [i for i, k in due if k == kind]
@@ -182,16 +182,16 @@ class Scheduler:
         return len(due)
 
     def _slow(self, now: float, report: TickReport) -> None:
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             for account_id in low_balance_sweep(conn, now):
                 log.warning("balance.low", account=account_id)
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             report.webhooks_recovered = webhooks.recover_stale_deliveries(
                 conn, now, max_failures=self.settings.webhook_max_failures
             )
             grace = self.settings.report_grace_h * 3600
             report.report_timeouts = len(reports.expire_unreported(conn, now - grace, now))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             claims = outbox.stale_claims(conn, now - self.settings.sending_stale_s)
         if claims:
             self.broker.publish_reconcile(claims)
@@ -200,7 +200,7 @@ class Scheduler:
         for lane in SEND_LANES:
             if lengths.get(str(lane), 0) > 0:
                 continue
-            with self.engine.begin() as conn:
+            with transaction(self.engine) as conn:
                 lost, self._audit[lane] = outbox.audit_batches(
                     conn,
                     lane,
@@ -241,7 +241,7 @@ class Scheduler:
                     report = self.tick()
                     if any(vars(report).values()):
                         log.info("scheduler.tick", **vars(report))
-            except (SQLAlchemyError, BrokerUnavailable, redis.RedisError) as exc:
+            except (StoreUnavailable, BrokerUnavailable, redis.RedisError) as exc:
                 log.warning("scheduler.tick_failed", error=type(exc).__name__)
             elapsed = time.monotonic() - started
             stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))

@@ -1,9 +1,10 @@
 """The audit log: who changed what in an account's settings, shown in the panel.
 
-One row per action (a key created, revoked or rotated; a webhook URL changed; a test event
-sent; a sender name requested or decided; a campaign sent). ``detail`` is for people and never
-holds a secret, a key or a message text. Each function takes the caller's connection, so an
-action and its record commit together.
+One row per action that changes an account, made in the panel or with the ``smsdispatch``
+CLI (a key created, revoked or rotated; webhook settings; a sender name requested or decided;
+limits, prices, balances, numbers, users, suppressions; a campaign sent): docs/panel.md lists
+them. ``detail`` is for people and never holds a secret, a key or a message text. Each
+function takes the caller's connection, so an action and its record commit together.
 """
 
 from __future__ import annotations

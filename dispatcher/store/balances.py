@@ -10,6 +10,9 @@ overdraft, and one round trip per group commit, not per request or recipient.
 Every change of a balance is a ledger row in the same transaction as the change, so a
 balance is the sum of its ledger (:func:`reconcile` proves it, and that each charge matches
 the prices of the messages it paid for). See docs/prices.md.
+
+Longer than 400 lines on purpose: the charge, the ledger and :func:`reconcile`, which proves
+them, keep one invariant (a balance is the sum of its ledger) and are read together.
 """
 
 from __future__ import annotations

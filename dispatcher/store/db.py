@@ -1,20 +1,53 @@
-"""Engine creation for SQLite (default) and PostgreSQL (``DATABASE_URL``)."""
+"""The one door to the message log: engines for SQLite (default) and PostgreSQL
+(``DATABASE_URL``), and the helpers every other package opens connections with.
+
+Outside ``dispatcher/store/`` nothing issues SQL or sees a driver's error
+(rule 8 of ``tests/unit/test_boundaries.py``): writes go through :func:`transaction`, reads
+through :func:`reading` (or :func:`run`, which picks one), and any database error leaves as
+:class:`StoreUnavailable`, translated here once.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError
 
 # ``?pooler=`` in DATABASE_URL: what sits between the processes and PostgreSQL. ``pgbouncer``:
 # PgBouncer in transaction mode (docs/topology.md#postgresql-behind-pgbouncer).
 POOLERS = ("pgbouncer",)
+
+T = TypeVar("T")
+
+# Errors of the infrastructure, not of a statement or its data: retrying later can succeed.
+_OUTAGE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # the connection pool's
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is trouble of the database or the network rather
+    than of the statement or the data being written."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _OUTAGE):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return False
 
 
 class StoreError(Exception):
@@ -22,7 +55,14 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database could not be reached or refused the operation."""
+    """The database could not be reached or refused the operation; the message is the
+    driver's error class (never its text, which may quote the data)."""
+
+    @property
+    def outage(self) -> bool:
+        """The database is unreachable (retry later), rather than a statement being wrong
+        (a bug: retrying will not help)."""
+        return transient(self)
 
 
 @contextmanager
@@ -31,7 +71,7 @@ def translated() -> Iterator[None]:
     driver's error class), the one error callers of the log handle."""
     try:
         yield
-    except SQLAlchemyError as exc:
+    except sa_exc.SQLAlchemyError as exc:
         raise StoreUnavailable(type(exc).__name__) from exc
 
 
@@ -41,6 +81,40 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     point of it, leave as :class:`StoreUnavailable`. The one door callers go through."""
     with translated(), engine.begin() as conn:
         yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads (no transaction is committed); database errors leave as
+    :class:`StoreUnavailable`, as in :func:`transaction`."""
+    with translated(), engine.connect() as conn:
+        yield conn
+
+
+def run(engine: Engine, work: Callable[[Connection], T], write: bool = False) -> T:
+    """``work(conn)`` in a :func:`transaction` when ``write``, else on a :func:`reading`
+    connection: for callers that pass the work to a thread (the API and the panel)."""
+    with transaction(engine) if write else reading(engine) as conn:
+        return work(conn)
+
+
+def ping(engine: Engine) -> None:
+    """Return when the database answers a query; :class:`StoreUnavailable` otherwise."""
+    with reading(engine) as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def ping_url(url: str) -> None:
+    """:func:`ping` over a connection of its own, closed at once (a probe in a process that
+    holds no engine: a worker's health server)."""
+    # A pool of one, disposed at once: a fresh connection each time (make_engine, so that
+    # the URL's pooler options apply as in the process's own engine).
+    with translated():
+        engine = make_engine(url, pool_size=1)
+    try:
+        ping(engine)
+    finally:
+        engine.dispose()
 
 
 def normalize_url(url: str) -> str:

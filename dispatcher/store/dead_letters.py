@@ -3,9 +3,9 @@
 (docs/security.md, "poison callbacks"; docs/operations.md).
 
 A worker applies inbox rows in batches. When a batch fails with an error of its data (not a
-database outage: :func:`transient` tells them apart), the worker applies the rows one at a
-time, and a row that fails alone one item at a time (:func:`split`), so the failing item is
-found and everything else is applied. The failing item's row counts the failure
+database outage: :func:`dispatcher.store.db.transient` tells them apart), the worker applies
+the rows one at a time, and a row that fails alone one item at a time (:func:`split`), so the
+failing item is found and everything else is applied. The failing item's row counts the failure
 (:func:`record_failure`) and is tried again later; at ``max_failures`` it moves to
 ``carrier_callbacks_dead`` with its last error. There it is counted by the exporter (an alert
 fires), listed, retried (after a fix) or dropped with ``smsdispatch callbacks``.
@@ -27,29 +27,6 @@ from sqlalchemy import exc as sa_exc
 from dispatcher.contract import CallbackKind
 from dispatcher.store.schema import carrier_callbacks, carrier_callbacks_dead, webhook_deliveries
 from dispatcher.store.webhooks import DeliveryState
-
-# Errors of the infrastructure, not of a row: the batch is simply tried again later.
-_TRANSIENT = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,  # the connection pool's
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is trouble of the database or the network rather
-    than of the data being applied."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, _TRANSIENT):
-            return True
-        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
-    return False
 
 
 def describe(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from dispatcher.billing.pricebook import PriceBook
 from dispatcher.contract import Lane, Status
 from dispatcher.ids import new_message_id
 from dispatcher.store.balances import Charge, charge, record_charges
-from dispatcher.store.control import cancel_stored, hold_controlled
+from dispatcher.store.control_sweeps import cancel_stored, hold_controlled
 from dispatcher.store.links import LINK_COLUMNS, link_rows, settle_codes
 from dispatcher.store.records import Batch, NewMessage, NewSubmission, StoredSubmission
 from dispatcher.store.schema import dispatch_batches, messages, short_links, submissions

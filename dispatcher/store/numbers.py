@@ -63,9 +63,12 @@ def add_number(
     return row
 
 
-def remove_number(conn: Connection, number: str) -> bool:
-    """Unassign a number; whether it was assigned."""
-    return bool(conn.execute(delete(numbers).where(numbers.c.number == number)).rowcount)
+def remove_number(conn: Connection, number: str) -> int | None:
+    """Unassign a number; the account it was assigned to (``None``: it was not)."""
+    owner = conn.execute(
+        delete(numbers).where(numbers.c.number == number).returning(numbers.c.account_id)
+    ).scalar()
+    return None if owner is None else int(owner)
 
 
 def list_numbers(conn: Connection, account_id: int | None = None) -> list[dict[str, Any]]:

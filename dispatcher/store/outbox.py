@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from dispatcher.contract import HELD_STATUSES, MessagePayload, Status
 from dispatcher.ids import new_message_id
-from dispatcher.store.control import divert
+from dispatcher.store.control_sweeps import divert
 from dispatcher.store.messages import insert_batches
 from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import Batch

@@ -18,7 +18,6 @@ from dispatcher.contract import FINAL_STATUSES, Status
 from dispatcher.store.links import clicked_by_submission, link_stats, message_links
 from dispatcher.store.queries import get_message, message_timeline
 from dispatcher.store.schema import (
-    campaign_rejections,
     inbound_messages,
     messages,
     submissions,
@@ -359,15 +358,3 @@ def _fill(conn: Connection, account_id: int, found: Sequence[Campaign]) -> None:
     for r in rows:
         counts = by_sub[r.submission_id].counts
         counts[r.status] = counts.get(r.status, 0) + int(r.n)
-
-
-def count_rejections(conn: Connection, account_id: int, campaign_name: str) -> int:
-    """How many rows of a panel campaign were not sent (downloadable as CSV)."""
-    r = campaign_rejections.c
-    return int(
-        conn.execute(
-            select(func.count()).where(
-                and_(r.account_id == account_id, r.campaign == campaign_name)
-            )
-        ).scalar_one()
-    )

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, and_, func, select, text
 
 from dispatcher.billing.money import by_numeric, format_minor
+from dispatcher.store.schema import messages
 
 DAY_S = 86_400
 PREFIX_CHARS = 5
@@ -201,3 +202,15 @@ def campaign_cost(conn: Connection, account_id: int, campaign: str) -> Cost:
         {"a": account_id, "c": campaign},
     ).one()
     return Cost(int(row[0]), int(row[1]), int(row[2]))
+
+
+def messages_created(conn: Connection, account_id: int, since: float, until: float) -> int:
+    """How many messages the account stored in ``[since, until)`` (its daily cap's count)."""
+    m = messages.c
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(messages)
+            .where(and_(m.account_id == account_id, m.created_at >= since, m.created_at < until))
+        ).scalar_one()
+    )

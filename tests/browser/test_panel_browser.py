@@ -17,8 +17,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 from sqlalchemy import update
 
+from dispatcher.store import webhook_settings as webhook_admin
 from dispatcher.store.schema import accounts
-from dispatcher.webhooks import admin as webhook_admin
 from tests.browser.conftest import log_in, new_page
 from tests.browser.panel_helpers import make_user
 from tests.support.receiver import Answer, Receiver

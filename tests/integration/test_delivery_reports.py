@@ -11,8 +11,8 @@ import pytest
 from smsdispatch_client.webhooks import verify
 from sqlalchemy import update
 
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.schema import accounts
-from dispatcher.webhooks import admin
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, running_stack, wait_until
 

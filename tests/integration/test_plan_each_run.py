@@ -64,9 +64,12 @@ def test_a_worker_engine_claims_by_primary_key_once_the_log_has_grown() -> None:
     plan = _plan(plan_each_run=True)
     assert "messages_pkey" in plan, plan
     assert "Seq Scan" not in plan, plan
-    # The same statement on an engine that caches plans keeps the empty-table plan: the
-    # reason the setting exists.
-    assert "Seq Scan on messages" in _plan(plan_each_run=False)
+    # The same statement on an engine that caches plans keeps the empty-table plan, which
+    # reads every queued row (a sequential scan, or the partial index of queued messages by
+    # batch) instead of looking the ids up: the reason the setting exists.
+    cached = _plan(plan_each_run=False)
+    assert "messages_pkey" not in cached, cached
+    assert "Seq Scan on messages" in cached or "ix_messages_batch" in cached, cached
 
 
 def test_only_engines_that_ask_plan_each_run() -> None:

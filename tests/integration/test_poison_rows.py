@@ -19,9 +19,11 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from dispatcher.store import callback_inbox, dead_letters
-from dispatcher.store.db import make_engine
+from dispatcher.store.db import make_engine, transient
 from dispatcher.store.schema import carrier_callbacks, inbound_messages, webhook_deliveries
 from dispatcher.store.webhooks import DeliveryState, recover_stale_deliveries
+from dispatcher.webhooks.records import AttemptRecord, Claimed
+from dispatcher.webhooks.records import Outcome as WebhookOutcome
 from tests.support.log import queued_messages, set_status, status_of
 from tests.support.services import backend, fresh_database
 from workers.connectors.base import Report
@@ -30,8 +32,6 @@ from workers.inbound import InboundReport, apply_inbound
 from workers.isolation import apply_isolated
 from workers.reports import TAKE_FRESH_ROWS, Outcome, apply_stored
 from workers.webhooks.classify import Verdict
-from workers.webhooks.records import AttemptRecord, Claimed
-from workers.webhooks.records import Outcome as WebhookOutcome
 from workers.webhooks.store import SqlDeliveryStore
 
 pytestmark = pytest.mark.integration
@@ -158,7 +158,7 @@ def test_database_outages_are_not_counted_against_rows() -> None:
 
         with pytest.raises(Exception) as err:
             apply_isolated(engine, REPORT, [row], apply, time.time(), 1, 50)
-        assert dead_letters.transient(err.value)
+        assert transient(err.value)
         [still] = rows(engine)
         assert (still.id, still.failures) == (row, 0) and dead(engine) == []
         down.dispose()
@@ -220,7 +220,7 @@ def test_a_nul_in_a_stored_report_no_longer_stops_every_report(engine: Engine) -
     # The failure as it was: the batch taking the poison row along fails as a whole.
     with pytest.raises(Exception) as err, engine.begin() as conn:
         apply_stored(conn, parse_smpp_style_report, [good], now, 600)
-    assert not dead_letters.transient(err.value) and "DataError" in dead_letters.describe(err.value)
+    assert not transient(err.value) and "DataError" in dead_letters.describe(err.value)
 
     def apply(ids: Sequence[int], take_fresh: bool) -> list[Outcome]:
         with engine.begin() as conn:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.schema import accounts
-from dispatcher.webhooks import admin
 from tests.support.receiver import Receiver
 from tests.support.stack import running_stack, wait_until
 

@@ -18,10 +18,10 @@ from sqlalchemy import select, update
 
 from dispatcher.ids import alphanumeric_token
 from dispatcher.sms import check_parts
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.links import settle_codes
 from dispatcher.store.records import NewMessage, ShortLink
 from dispatcher.store.schema import accounts, link_clicks, messages, short_links, webhook_deliveries
-from dispatcher.webhooks import admin
 from tests.support.receiver import Receiver
 from tests.support.services import free_port
 from tests.support.stack import ApiClient, Stack, running_stack, wait_until

@@ -18,9 +18,9 @@ import pytest
 from smsdispatch_client.webhooks import verify
 from sqlalchemy import select, update
 
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.schema import accounts, webhook_attempts, webhook_deliveries
 from dispatcher.store.schema import webhook_endpoints as endpoints_table
-from dispatcher.webhooks import admin
 from tests.support.receiver import Answer, Receiver
 from tests.support.stack import ApiClient, Stack, running_stack, wait_until
 

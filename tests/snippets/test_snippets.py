@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.schema import accounts
-from dispatcher.webhooks import admin
 from snippets.generate import OUT, file_name, load_spec
 from tests.support.receiver import Receiver
 from tests.support.stack import ApiClient, Stack, running_stack, wait_until

@@ -237,8 +237,8 @@ def test_webhook_results_are_a_closed_set(
 
 
 def test_webhook_outcomes_count_attempts_and_time_deliveries() -> None:
+    from dispatcher.webhooks.records import AttemptRecord, Claimed, Outcome
     from workers.webhooks.classify import Verdict
-    from workers.webhooks.records import AttemptRecord, Claimed, Outcome
 
     claim = Claimed("d1", 1, "message.status", "https://a", "https://b", "{}", 1, 100.0, [])
     first = AttemptRecord("https://a", 101.0, Verdict.RETRY, 503, 5.0, "http_503")

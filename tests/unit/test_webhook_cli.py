@@ -15,7 +15,7 @@ from dispatcher.cli.exits import Exit
 from dispatcher.cli.webhooks import add_account_webhook_parser, apply, cmd_accounts_webhook
 from dispatcher.config import Settings
 from dispatcher.store.schema import accounts
-from dispatcher.webhooks.admin import AccountNotFound
+from dispatcher.store.webhook_settings import AccountNotFound
 from dispatcher.webhooks.urls import UrlRefused
 from tests.unit.test_webhook_outbox import add_account, engine  # noqa: F401
 

@@ -16,6 +16,10 @@ One long-lived process (``smsdispatch smpp``, :mod:`workers.smpp.process`) runs 
 * retries ``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL`` itself (the SMSC did not take it) and lowers
   the share of ``tps`` the limiter grants; the share recovers while no throttling comes;
 * commits deliver_sm before answering it (:mod:`workers.smpp.deliveries`).
+
+Longer than 400 lines on purpose: the tasks of one holder (binds, leases, windows, the lanes'
+requests) share its state under one event loop; split, that shared state would be spread
+over files.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from dispatcher.contract import CALLBACK_TASKS, CallbackKind, Lane, queue_name
 from dispatcher.redis_clients import async_client, is_sentinel
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.store import callback_inbox
-from dispatcher.store.db import make_engine
+from dispatcher.store.db import make_engine, transaction
 from workers.smpp import handoff as h
 from workers.smpp import metrics as m
 from workers.smpp.deliveries import Deliveries
@@ -65,7 +65,7 @@ class Committer:
 
     def __call__(self, kind: str, connection: str, items: list[dict[str, Any]]) -> None:
         groups = [items[i : i + MAX_ITEMS_PER_ROW] for i in range(0, len(items), MAX_ITEMS_PER_ROW)]
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             ids = callback_inbox.add(conn, kind, connection, groups, time.time(), self.lease_s)
         try:
             from workers.app import app

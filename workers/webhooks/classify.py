@@ -10,21 +10,11 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import dataclass
-from enum import StrEnum
 
+from dispatcher.webhooks.records import Verdict
 from workers.webhooks.errors import WebhookError
 
 MAX_BODY_CHARS = 512  # what is kept of the receiver's answer (webhook_attempts.body)
-
-
-class Verdict(StrEnum):
-    """The meaning of one attempt on one URL."""
-
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    REJECTED = "rejected"
-    GONE = "gone"
-    REFUSED = "refused"  # not called: URL refused, or the endpoint is suspended
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import structlog
 
 from dispatcher.config import Settings
 from dispatcher.store.webhooks import DeliveryState, EndpointState
+from dispatcher.webhooks.records import AttemptRecord, Claimed, Outcome
 from dispatcher.webhooks.sign import webhook_headers
 from dispatcher.webhooks.urls import safe_host
 from workers.webhooks.backoff import WebhookBackoff
@@ -32,7 +33,6 @@ from workers.webhooks.classify import (
     classify_error,
 )
 from workers.webhooks.errors import WebhookError
-from workers.webhooks.records import AttemptRecord, Claimed, Outcome
 
 log = structlog.get_logger(component="webhooks")
 

@@ -1,7 +1,7 @@
 """campaign control (pause, resume, cancel) and quiet hours (docs/campaigns.md)
 
 Revision ID: 0013_control
-Revises: 0011_links
+Revises: 0012_perf
 Create Date: 2026-12-07 14:30:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_control"
-down_revision = "0011_links"
+down_revision = "0012_perf"
 branch_labels = None
 depends_on = None
 

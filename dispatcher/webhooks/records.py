@@ -1,10 +1,20 @@
-"""What the delivery logic and its store exchange (plain records, no rows leave the store)."""
+"""What the webhooks lane's delivery logic (``workers/webhooks/``) and its store
+(:mod:`dispatcher.store.webhook_attempts`) exchange: plain records, no rows leave the store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from workers.webhooks.classify import Verdict
+
+class Verdict(StrEnum):
+    """The meaning of one attempt on one URL (``workers/webhooks/classify.py`` decides it)."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REJECTED = "rejected"
+    GONE = "gone"
+    REFUSED = "refused"  # not called: URL refused, or the endpoint is suspended
 
 
 @dataclass(slots=True)

@@ -1,5 +1,6 @@
-"""An account's webhook settings, for the operator's CLI: URLs, the ``sent`` option, the
-signing secret (create, rotate with an overlap), and resuming suspended or disabled endpoints.
+"""An account's webhook settings as stored, for the operator's CLI and the panel: URLs, the
+``sent`` option, the signing secret (create, rotate with an overlap), and resuming suspended or
+disabled endpoints.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
+from dispatcher.store import accounts as stored_accounts
 from dispatcher.store.schema import (
     accounts,
     webhook_attempts,
@@ -43,10 +45,10 @@ class Resumed:
 
 def account_id(conn: Connection, name: str) -> int:
     """The id of the account called ``name``."""
-    found = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).scalar()
+    found = stored_accounts.account_id(conn, name)
     if found is None:
         raise AccountNotFound(name)
-    return int(found)
+    return found
 
 
 def set_options(
