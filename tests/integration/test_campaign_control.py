@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import and_, func, select, update
 
+from dispatcher.store import webhook_settings as admin
 from dispatcher.store.schema import accounts, messages, webhook_deliveries
-from dispatcher.webhooks import admin
 from tests.support.receiver import Receiver
 from tests.support.stack import ApiClient, Stack, running_stack, wait_until
 
