@@ -33,6 +33,8 @@ FIGURES: list[tuple[str, str, float | None, float | None, bool, str]] = [
     ("G", "otp_p99_ms", None, 50, False, "ms"),
     ("L", "redirects_per_s", 5_000, 10_000, True, "req/s"),
     ("L", "p99_ms", 10, None, False, "ms"),
+    ("H", "fair_share_ratio", 2.0, 1.2, False, "×"),
+    ("H", "otp_p99_ms", None, None, False, "ms"),
 ]
 RATIO_IS = {
     "A": "ours msgs_per_s / baseline msgs_per_s",
@@ -43,6 +45,7 @@ RATIO_IS = {
     "F": "baseline max_rss_mb / ours max_rss_mb",
     "G": "n/a (no baseline)",
     "L": "n/a (no baseline)",
+    "H": "FIFO fair_share_ratio / ours (the baseline is our own lane with fairness off)",
 }
 BASELINE_KEY = {
     ("A", "msgs_per_s"): "baseline_msgs_per_s",
@@ -52,6 +55,8 @@ BASELINE_KEY = {
     ("D", "max_window_per_s"): "baseline_max_window_per_s",
     ("D", "mean_per_s"): "baseline_mean_per_s",
     ("F", "max_rss_mb"): "baseline_max_rss_mb",
+    ("H", "fair_share_ratio"): "fifo_fair_share_ratio",
+    ("H", "otp_p99_ms"): "fifo_otp_p99_ms",
 }
 
 
@@ -134,6 +139,8 @@ def _passes(name: str, res: dict[str, Any]) -> bool | None:
         )
     if name == "F":
         return res.get("max_rss_mb", 1e9) <= 200
+    if name == "H":
+        return res.get("fair_share_ratio", 1e9) <= 2.0
     if name == "L":
         return (
             res.get("redirects_per_s", 0) >= 5_000
@@ -391,6 +398,16 @@ def section(
 
 DETAIL_KEYS = (
     "messages",
+    "fair_share_s",
+    "measured_fair_share_ratio",
+    "fifo_measured_fair_share_ratio",
+    "b_share_while_sending",
+    "fifo_b_share_while_sending",
+    "b_completion_s",
+    "fifo_b_completion_s",
+    "a_throughput_loss",
+    "lane_msgs_per_s",
+    "fifo_lane_msgs_per_s",
     "requests",
     "duration_s",
     "produce_s",

@@ -1,7 +1,8 @@
 """``make bench`` / ``make bench-quick``: run the scenarios, write the JSON and the report.
 
-    python -m bench.run [--quick] [--scenario A|B|C|D|E|F|G|ceiling] [--profile] [--no-baseline]
-                        [--pgbouncer] [--out bench/results/latest.json] [--no-docs]
+    python -m bench.run [--quick] [--scenario A|B|C|D|E|F|G|H|L|ceiling] [--profile]
+                        [--no-baseline] [--pgbouncer] [--out bench/results/latest.json]
+                        [--no-docs]
 
 Installs what the benchmark needs and the service does not (``bench/requirements.txt``:
 matplotlib, py-spy; ``wrk`` from Debian when missing and apt-get is usable), then measures the
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("A", "B", "C", "D", "E", "F", "G", "L")
+SCENARIOS = ("A", "B", "C", "D", "E", "F", "G", "H", "L")
 # Scenarios `--pgbouncer` repeats behind PgBouncer: the API's accept path and the bulk lane.
 PGBOUNCER_SCENARIOS = ("A", "E")
 

@@ -5,8 +5,8 @@ description: ``docs/configuration.md`` is generated from this class (``smsdispat
 docs``). Values are parsed strictly (dispatcher/config_env.py): a bad one stops the process with
 the variable's name and what it accepts.
 
-Longer than 400 lines on purpose: one declaration per setting with its description and bounds,
-and the checks that span settings; split, the list would no longer be read in one place.
+Longer than 400 lines on purpose: one class declares every setting with its description and
+bounds, so the parser, the checks and the generated docs read a single definition.
 """
 
 from __future__ import annotations
@@ -110,6 +110,40 @@ class Settings:
         5.0, "how long a carrier may take to answer a number lookup", bounds=POSITIVE
     )
     chunk_size: int = setting(500, "messages per bulk task", bounds=AT_LEAST_ONE)
+    # Fair bulk lane (docs/campaigns.md): bulk batches wait in the log and the scheduler admits
+    # them into the bulk queue by deficit round robin over accounts.
+    bulk_fairness: bool = setting(
+        True,
+        "fair bulk lane: bulk batches wait in the log and the scheduler admits them by weighted "
+        "round robin over accounts ([campaigns.md](campaigns.md#fairness-between-accounts)); "
+        "false: one FIFO queue, batches published at accept",
+    )
+    fair_queue_s: float = setting(
+        1.0,
+        "the bulk queue is kept this many seconds of work deep, at the rate the workers drain it",
+        bounds=POSITIVE,
+    )
+    fair_min_tasks: int = setting(
+        2, "the bulk queue is never kept shallower than this many tasks", bounds=AT_LEAST_ONE
+    )
+    fair_interval_s: float = setting(
+        0.1,
+        "how often the admitter looks at the bulk queue while work waits (when none did at "
+        "the last look: at the scheduler's interval)",
+        bounds=POSITIVE,
+    )
+    fair_metrics_top: int = setting(
+        10,
+        "the exporter's per-account waiting gauges cover the N accounts with most waiting; the "
+        'rest are summed as `account="other"`',
+        bounds={"ge": 0},
+    )
+    fair_metrics_accounts: str = setting(
+        "",
+        "account ids (comma-separated) the per-account waiting gauges always report",
+        bounds={"pattern": r"^[0-9, ]*$"},
+        accepts="account ids separated by commas",
+    )
     max_attempts: int = setting(6, "attempts before `failed`", bounds=AT_LEAST_ONE)
     retry_base_s: float = setting(
         1.0, "bulk backoff base (priority: 0.5 s, capped at 30 s)", bounds=NOT_NEGATIVE

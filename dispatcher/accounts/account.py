@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -53,6 +53,15 @@ class Account:
     link_lifetime_s: float | None = None
     # Quiet hours (docs/campaigns.md): its default send window, "HH:MM-HH:MM"; None: none.
     send_window: str | None = None
+    # How the audit log names the caller: the key pair it authenticated with, by id and name
+    # (never a key); "api" for an account not loaded through a key. Not part of equality: the
+    # same account through two keys is the same account.
+    actor: str = field(default="api", compare=False)
+
+
+def key_actor(key_id: int, key_name: str | None) -> str:
+    """The audit log's ``actor`` for a call made with this key pair: ``api:key#<id> <name>``."""
+    return f"api:key#{key_id}" + (f" {key_name}" if key_name else "")
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,7 @@ def recheck_sender(
     now = load_account(conn, account_id=account.id)
     if now is None:
         return account, None
-    return now, find_name(conn, account.id, sender)
+    return replace(now, actor=account.actor), find_name(conn, account.id, sender)
 
 
 def rotate_key(engine: Engine, account_id: int, overlap_s: float) -> KeyPair:
@@ -303,4 +312,5 @@ class Authenticator:
             row = stored.live_key(conn, app_hash, now)
             if row is None:
                 return "", None, None, None
-            return row.secret_hash, _account(conn, row), row.expires_at, int(row.key_id)
+            account = replace(_account(conn, row), actor=key_actor(int(row.key_id), row.key_name))
+            return row.secret_hash, account, row.expires_at, int(row.key_id)

@@ -64,6 +64,7 @@ def build_context(settings: Settings) -> ApiContext:
         chunk_sizes={Lane.BULK: settings.chunk_size, Lane.PRIORITY: 100},
         max_rows=settings.writer_max_rows,
         prices=PriceBookCache(engine, settings.prices_reload_s) if settings.billing else None,
+        fair=settings.bulk_fairness,
     )
     quotas = AccountQuotas(settings, engine)
     return ApiContext(

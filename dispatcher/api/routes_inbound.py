@@ -7,6 +7,7 @@ nothing matches.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,9 +19,10 @@ from dispatcher.api.models import ErrorItem, Meta
 from dispatcher.api.query import direction, phones, split, unix_time
 from dispatcher.errors import CATALOGUE, ApiError
 from dispatcher.sms import InvalidPhoneNumber, normalize
+from dispatcher.store.audited import remove_suppression
 from dispatcher.store.inbound import InboundFilter, list_inbound
 from dispatcher.store.numbers import list_numbers, lookup_forms
-from dispatcher.store.suppressions import list_suppressions, remove_suppression
+from dispatcher.store.suppressions import list_suppressions
 
 router = APIRouter()
 
@@ -253,7 +255,11 @@ async def delete_suppression(
         e164 = normalize(phone, ctx.settings.default_region or None)
     except InvalidPhoneNumber as exc:
         raise ApiError("invalid_phone_number", exc.message, "phone", phone) from None
-    row = await in_log(ctx, lambda c: remove_suppression(c, account.id, e164), write=True)
+    row = await in_log(
+        ctx,
+        lambda c: remove_suppression(c, account.id, e164, account.actor, time.time()),
+        write=True,
+    )
     if row is None:
         raise ApiError("not_found", "the number is not on your suppression list", "phone", e164)
     return JsonResponse(envelope(request_id(request), 200, [suppression_view(row)]))

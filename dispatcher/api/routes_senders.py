@@ -21,13 +21,13 @@ from dispatcher.api.envelope import JsonResponse, envelope, iso
 from dispatcher.api.models import ErrorItem, Meta, error_responses
 from dispatcher.errors import ApiError
 from dispatcher.sms import InvalidSender
+from dispatcher.store import audited
 from dispatcher.store.numbers import list_numbers
 from dispatcher.store.senders import (
     NameState,
     SenderName,
     get_policy,
     list_names,
-    request_name,
 )
 
 router = APIRouter(prefix="/v2.1/sms/senders", tags=["Sender names"])
@@ -171,7 +171,7 @@ async def request_sender(
     operator decides; asking again for a pending or approved name changes nothing."""
 
     def ask(conn: Connection) -> tuple[str, SenderName]:
-        entry = request_name(conn, account.id, body.sender, "api", time.time())
+        entry = audited.request_sender(conn, account.id, body.sender, account.actor, time.time())
         return str(get_policy(conn, account.id)), entry
 
     try:

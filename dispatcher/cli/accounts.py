@@ -1,5 +1,5 @@
-"""``smsdispatch accounts rotate-key|limits|send-window``: key rotation, per-account API limits
-and quiet hours.
+"""``smsdispatch accounts rotate-key|limits|send-window|weight``: key rotation, per-account API
+limits, quiet hours and the account's weight in the fair bulk lane (docs/campaigns.md).
 
 Register with :func:`register` on the ``accounts`` sub-parsers. Output and errors go through
 :mod:`dispatcher.cli.output` (JSON for scripts, tables on a terminal); a refusal exits with 1.
@@ -195,8 +195,52 @@ def cmd_send_window(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weight(raw: str) -> int:
+    from dispatcher.store.admission import MAX_WEIGHT
+
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
+    if not 1 <= value <= MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_WEIGHT}")
+    return value
+
+
+def cmd_weight(args: argparse.Namespace) -> int:
+    """Show or set an account's weight in the fair bulk lane."""
+    from dispatcher.accounts.account import load_account
+    from dispatcher.store import admission
+
+    engine = open_engine()
+    try:
+        with transaction(engine) as conn:
+            account = load_account(conn, name=args.name)
+            if account is None:
+                return fail(f"no account named {args.name!r}", args)
+            before = admission.weight_of(conn, account.id)
+            weight = before if args.weight is None else args.weight
+            if weight != before:
+                admission.set_weight(conn, account.id, weight)
+                audit_cli(conn, account.id, "account.bulk_weight", account.name,
+                          f"{before} -> {weight}")  # fmt: skip
+    finally:
+        engine.dispose()
+    emit(
+        args,
+        {
+            "account": account.name,
+            "bulk_weight": weight,
+            "note": "its share of the bulk lane against the other accounts with work waiting; "
+            "the scheduler applies a change at its next admission round",
+        },
+        indent=2,
+    )
+    return 0
+
+
 def register(accounts_sub: Any) -> None:
-    """Add ``rotate-key`` and ``limits`` to the ``accounts`` sub-parsers."""
+    """Add ``rotate-key``, ``limits``, ``send-window`` and ``weight`` to the ``accounts`` sub-parsers."""
     r = accounts_sub.add_parser(
         "rotate-key", help="issue a new key pair; the old ones stop working after --overlap"
     )
@@ -239,3 +283,14 @@ def register(accounts_sub: Any) -> None:
         help="HH:MM-HH:MM in the recipient's local time (e.g. 08:00-21:00), or none",
     )
     sw.set_defaults(func=cmd_send_window)
+    w = accounts_sub.add_parser(
+        "weight", help="show or set the account's share of the bulk lane (fair admission)"
+    )
+    w.add_argument("name")
+    w.add_argument(
+        "weight",
+        nargs="?",
+        type=_weight,
+        help="1 (default) to 1000: with work waiting, accounts get the lane in these proportions",
+    )
+    w.set_defaults(func=cmd_weight)

@@ -5,6 +5,8 @@ Carrier callbacks (kinds ``report``, ``inbound``) that failed to apply
 results could not be recorded ``SMSDISPATCH_WEBHOOK_MAX_FAILURES`` times
 (:mod:`dispatcher.store.dead_letters`). ``retry`` puts them back (after the cause is fixed),
 ``drop`` gives up on them. Output and errors go through :mod:`dispatcher.cli.output`.
+``retry`` and ``drop`` write a platform entry to the audit log (``deadletter.retry``,
+``deadletter.drop``, seen by operators) in their own transaction when they changed anything.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import argparse
 import time
 from typing import Any
 
+from dispatcher.cli.accounts import cli_actor
 from dispatcher.cli.exits import Exit
 from dispatcher.cli.output import emit, fail
 from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
-from dispatcher.store import dead_letters
+from dispatcher.store import audit, dead_letters
 from dispatcher.store.db import reading, transaction
 from dispatcher.webhooks.urls import safe_host
 
@@ -41,6 +44,7 @@ def register(sub: Any) -> None:
     ):
         c = cmds.add_parser(name, help=help_text)
         c.add_argument("--kind", choices=KINDS, required=True)
+        c.add_argument("--by", help="who to name in the audit log (default: cli:<login name>)")
         which = c.add_mutually_exclusive_group(required=True)
         which.add_argument("ids", nargs="*", default=[], metavar="ID")
         which.add_argument("--all", action="store_true")
@@ -88,16 +92,25 @@ def listing(conn: Any, kind: str | None, limit: int, show_items: bool) -> list[d
     return out
 
 
-def change(conn: Any, action: str, kind: str, ids: list[str] | None, now: float) -> int:
-    """``retry`` or ``drop`` the dead letters ``ids`` (``None``: all) of ``kind``."""
+def change(conn: Any, action: str, kind: str, ids: list[str] | None, now: float, actor: str) -> int:
+    """``retry`` or ``drop`` the dead letters ``ids`` (``None``: all) of ``kind``, with the
+    audit entry when any changed (dead letters span accounts: a platform entry)."""
     if kind == "webhook":
         if action == "retry":
-            return dead_letters.retry_deliveries(conn, ids, now)
-        return dead_letters.drop_deliveries(conn, ids)
-    numbers = None if ids is None else [int(i) for i in ids]
-    if action == "retry":
-        return dead_letters.retry(conn, kind, numbers, now)
-    return dead_letters.drop(conn, kind, numbers)
+            n = dead_letters.retry_deliveries(conn, ids, now)
+        else:
+            n = dead_letters.drop_deliveries(conn, ids)
+    else:
+        numbers = None if ids is None else [int(i) for i in ids]
+        if action == "retry":
+            n = dead_letters.retry(conn, kind, numbers, now)
+        else:
+            n = dead_letters.drop(conn, kind, numbers)
+    if n:
+        done = "retried" if action == "retry" else "dropped"
+        detail = f"{'all' if ids is None else 'ids ' + ', '.join(ids)}: {n} {done}"
+        audit.record(conn, None, actor, f"deadletter.{action}", kind, detail, now=now)
+    return n
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -119,7 +132,7 @@ def _change(args: argparse.Namespace, action: str) -> int:
     engine = _engine()
     try:
         with transaction(engine) as conn:
-            n = change(conn, action, args.kind, ids, time.time())
+            n = change(conn, action, args.kind, ids, time.time(), cli_actor(args))
     finally:
         engine.dispose()
     emit(args, {action: n, "kind": args.kind})

@@ -17,6 +17,7 @@ EXAMPLES: dict[str, str] = {
     "accounts rotate-key": "smsdispatch accounts rotate-key acme --overlap 24h",
     "accounts limits": "smsdispatch accounts limits acme --rate 50 --daily-cap 100000",
     "accounts send-window": "smsdispatch accounts send-window acme 08:00-21:00",
+    "accounts weight": "smsdispatch accounts weight acme 3",
     "accounts links": "smsdispatch accounts links acme --lifetime 7d --click-webhooks all",
     "links": "smsdispatch links --port 8081 --workers 2",
     "numbers": "smsdispatch numbers list --account acme",

@@ -95,16 +95,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_request(args: argparse.Namespace) -> int:
     """Request a name on an account's behalf (it is pending until approved)."""
     from dispatcher.sms import InvalidSender
-    from dispatcher.store.senders import request_name
+    from dispatcher.store.audited import request_sender
 
     with _account(args.account) as (conn, account_id):
-        now = time.time()
-        try:
-            entry = request_name(conn, account_id, args.sender, cli_actor(args), now)
+        try:  # the panel's audit log shows the CLI's actions too
+            entry = request_sender(conn, account_id, args.sender, cli_actor(args), time.time())
         except InvalidSender as exc:
             raise _Refused(f"invalid sender name {args.sender!r}: {exc.message}") from None
-        if entry.requested_at == now:  # the panel's audit log shows the CLI's actions too
-            audit.record(conn, account_id, cli_actor(args), "sender.request", entry.name, now=now)
     emit(args, _view(entry, args.account), indent=2)
     return 0
 

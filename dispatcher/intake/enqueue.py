@@ -56,6 +56,7 @@ class Producer:
                 if self.settings.billing
                 else None
             ),
+            fair=self.settings.bulk_fairness,
         )
         self._accounts: dict[str, Account] = {}
 

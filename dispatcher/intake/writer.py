@@ -57,8 +57,12 @@ class SubmissionWriter:
         large_from: int = COPY_THRESHOLD,
         mark_idle_s: float = 0.2,
         prices: PriceBookCache | None = None,
+        fair: bool = False,
     ) -> None:
         self.engine = engine
+        # Fair bulk lane: bulk batches are left in the outbox for the scheduler's admitter
+        # (dispatcher/scheduler/admission.py) instead of being published here.
+        self.fair = fair
         self.prices = prices  # billing on: charge in the group's transaction (docs/prices.md)
         self.broker = broker
         self.chunk_sizes = chunk_sizes
@@ -89,7 +93,12 @@ class SubmissionWriter:
             with transaction(self.engine) as conn:
                 book = None if self.prices is None else self.prices.get(conn)
                 results, batches = write_submissions(
-                    conn, subs, self.chunk_sizes, enqueued=(marks, time.time()), book=book
+                    conn,
+                    subs,
+                    self.chunk_sizes,
+                    enqueued=(marks, time.time()),
+                    book=book,
+                    fair=self.fair,
                 )
         except StoreUnavailable:
             self._keep_marks(marks)
@@ -97,6 +106,7 @@ class SubmissionWriter:
                 sub.messages = kept
             raise
         done: list[str] = []
+        batches = [b for b in batches if b.account is None]
         if batches:
             done, error = self.broker.publish(batches)
             if error is not None:

@@ -19,6 +19,10 @@ scrape, whatever the backlog):
 - **scheduled and retrying messages that are due** but not yet released (the scheduler's
   backlog), and how late the oldest one is;
 - **unpublished outbox batches** (committed, never handed to Redis);
+- **bulk work waiting for fair admission per account** (docs/campaigns.md): messages and the
+  oldest one's age, for a bounded set of accounts (:func:`bounded_accounts`: the top N by
+  messages waiting plus an opt-in list, everyone else summed under ``account="other"``), read
+  from the partial index of waiting batches (as many rows as waiting chunks);
 - **report (DLR) lag**: reports waiting on the dlr lane are its queue age above; the time from
   receipt to applied is the dlr workers' ``smsdispatch_report_lag_seconds``;
 - **accounts below their low-balance level** (prices and balances, docs/prices.md);
@@ -71,11 +75,15 @@ class BrokerCollector(Collector):
         engine: Engine,
         lanes: Iterable[Lane] = tuple(Lane),
         clock: Callable[[], float] = time.time,
+        top_accounts: int = 10,
+        named_accounts: Iterable[int] = (),
     ) -> None:
         self.redis = redis_client
         self.engine = engine
         self.lanes = tuple(lanes)
         self.clock = clock
+        self.top_accounts = top_accounts
+        self.named_accounts = frozenset(named_accounts)
 
     def describe(self) -> list[Metric]:
         """Nothing up front: registering must not query Redis or the database."""
@@ -234,7 +242,28 @@ class BrokerCollector(Collector):
             "Accounts whose balance is below their low-balance level (docs/prices.md).",
         )
         low_n.add_metric([], log_now.low_balance_accounts)
+        fair_n = _gauge(
+            "smsdispatch_bulk_waiting_messages",
+            "Bulk messages waiting for fair admission into the bulk queue, per account (the top "
+            'accounts and the opt-in list; the rest summed as account="other").',
+            ["account"],
+        )
+        fair_age = _gauge(
+            "smsdispatch_bulk_waiting_oldest_age_seconds",
+            "Age of the account's oldest bulk batch waiting for fair admission.",
+            ["account"],
+        )
+        shown = bounded_accounts(
+            {a: (w.messages, w.oldest) for a, w in log_now.admission.items()},
+            self.top_accounts,
+            self.named_accounts,
+        )
+        for label, (n, oldest) in shown.items():
+            fair_n.add_metric([label], n)
+            fair_age.add_metric([label], _since(now, oldest))
         return [
+            fair_n,
+            fair_age,
             low_n,
             dead_n,
             due_count,
@@ -251,16 +280,63 @@ class BrokerCollector(Collector):
         ]
 
 
+def bounded_accounts(
+    waiting: dict[int, tuple[int, float]], top: int, named: frozenset[int]
+) -> dict[str, tuple[int, float | None]]:
+    """Per-account figures (messages, oldest) under a bounded label set.
+
+    The ``top`` accounts with most messages waiting and the ``named`` ones (opt-in, always
+    reported, 0 when idle) get their id as label; the others are summed under ``"other"``
+    (their oldest is the oldest of them all), which is always reported. So the series per
+    scrape never exceed ``top + len(named) + 1``, however many accounts send.
+    """
+    ranked = sorted(waiting.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    chosen = {a for a, _ in ranked[: max(0, top)]} | set(named)
+    out: dict[str, tuple[int, float | None]] = {str(a): (0, None) for a in sorted(named)}
+    other_n, other_oldest = 0, None
+    for account, (n, oldest) in ranked:
+        if account in chosen:
+            out[str(account)] = (n, oldest)
+        else:
+            other_n += n
+            other_oldest = oldest if other_oldest is None else min(other_oldest, oldest)
+    out["other"] = (other_n, other_oldest)
+    return out
+
+
 def _since(now: float, then: float | None) -> float:
     return 0.0 if then is None else max(0.0, now - float(then))
 
 
-def build_registry(redis_client: redis.Redis, engine: Engine) -> CollectorRegistry:
+def build_registry(
+    redis_client: redis.Redis,
+    engine: Engine,
+    top_accounts: int = 10,
+    named_accounts: Iterable[int] = (),
+) -> CollectorRegistry:
     """A registry holding only the broker-side gauges (no process metrics: many exporters may
     run, and their own CPU is of no interest)."""
     registry = CollectorRegistry()
-    registry.register(BrokerCollector(redis_client, engine))
+    registry.register(
+        BrokerCollector(
+            redis_client, engine, top_accounts=top_accounts, named_accounts=named_accounts
+        )
+    )
     return registry
+
+
+def account_ids(raw: str) -> list[int]:
+    """``SMSDISPATCH_FAIR_METRICS_ACCOUNTS``: comma-separated account ids."""
+    out: list[int] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise ValueError(
+                f"SMSDISPATCH_FAIR_METRICS_ACCOUNTS: {part!r} is not an account id (a number)"
+            )
+        out.append(int(part))
+    return out
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
@@ -290,7 +366,14 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         host,
         port,
         {
-            "/metrics": registry_route(build_registry(client, engine)),
+            "/metrics": registry_route(
+                build_registry(
+                    client,
+                    engine,
+                    settings.fair_metrics_top,
+                    account_ids(settings.fair_metrics_accounts),
+                )
+            ),
             "/healthz": alive,
             "/readyz": json_route(ready),
         },

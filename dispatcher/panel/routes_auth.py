@@ -3,11 +3,15 @@
 The login form carries a CSRF token bound to a short-lived cookie (there is no session yet:
 this stops another site from logging a browser into an account of its choosing); the logout
 form carries the session's token. Failed logins are rate-limited per username and address.
+Logins, failed logins and logouts are security events in the audit log (``login``,
+``login.failed``, ``logout``; never the password): a failed one is a platform entry, seen by
+operators only, since the name typed may belong to no account.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Annotated
 
 import structlog
@@ -25,6 +29,7 @@ from dispatcher.panel.web import (
     state,
     viewer,
 )
+from dispatcher.store import audit
 from dispatcher.store.users import MAX_PASSWORD_LENGTH, authenticate
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -105,10 +110,26 @@ async def login(
             username,
         )
     user = await in_db(request, lambda conn: authenticate(conn, username, password))
+    where = f"from {ip}"
     if user is None:
         log.info("panel.login_failed", ip=ip)
+        await in_db(
+            request,
+            lambda c: audit.record(
+                c, None, f"panel:{username}", "login.failed", None, where, now=time.time()
+            ),
+            write=True,
+        )
         return _login_page(request, target, "Wrong username or password.", 401, username)
     await panel.limiter.succeeded(username, ip)
+    # Recorded before the session exists: no session without its entry.
+    await in_db(
+        request,
+        lambda c: audit.record(
+            c, user.account_id, f"panel:{user.username}", "login", None, where, now=time.time()
+        ),
+        write=True,
+    )
     token, _ = await panel.sessions.create(user.id)
     log.info("panel.login", user_id=user.id, account_id=user.account_id)
     response = redirect(target)
@@ -130,6 +151,13 @@ async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> R
     who = await viewer(request)
     if not who.session.csrf_ok(csrf_token):
         raise PanelError(403, "Form expired", "Reload the page and try again.", who.user)
+    await in_db(
+        request,
+        lambda c: audit.record(
+            c, who.user.account_id, who.actor, "logout", None, None, now=time.time()
+        ),
+        write=True,
+    )
     await state(request).sessions.end(who.session)
     response = redirect("/panel/login")
     response.delete_cookie(SESSION_COOKIE, path="/panel")

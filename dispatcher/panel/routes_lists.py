@@ -23,7 +23,7 @@ from dispatcher.panel.web import (
     state,
     viewer,
 )
-from dispatcher.store import audit, control
+from dispatcher.store import audited, control
 from dispatcher.store.campaigns import count_rejections
 from dispatcher.store.dashboard import campaign_curve
 from dispatcher.store.panel_queries import (
@@ -32,7 +32,7 @@ from dispatcher.store.panel_queries import (
     list_campaigns,
     search_outgoing,
 )
-from dispatcher.store.suppressions import list_suppressions, remove_suppression
+from dispatcher.store.suppressions import list_suppressions
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 log = structlog.get_logger(component="panel")
@@ -220,10 +220,8 @@ async def remove(
     target = phone.strip()[:32]
 
     def work(conn: Connection) -> bool:
-        if remove_suppression(conn, account_id, target) is None:
-            return False
-        audit.record(conn, account_id, who.actor, "suppression.remove", target, now=time.time())
-        return True
+        removed = audited.remove_suppression(conn, account_id, target, who.actor, time.time())
+        return removed is not None
 
     done = await in_db(request, work, write=True)
     if not done:

@@ -36,7 +36,7 @@ from dispatcher.panel.web import (
 from dispatcher.routing import ConfigError, load
 from dispatcher.routing.breaker_state import read_breakers
 from dispatcher.store import accounts as stored_accounts
-from dispatcher.store import audit
+from dispatcher.store import admission, audit
 from dispatcher.store.dashboard import per_connection
 from dispatcher.store.senders import SenderPolicy, set_policy
 from dispatcher.store.users import (
@@ -175,8 +175,10 @@ async def limits(
     api_rate_per_s: Annotated[str, Form()] = "",
     daily_cap: Annotated[str, Form()] = "",
     sender_policy: Annotated[str, Form()] = "",
+    bulk_weight: Annotated[str, Form()] = "",
 ) -> Response:
-    """Set an account's request rate, daily cap (empty: the default, 0: unlimited) and policy."""
+    """Set an account's request rate, daily cap (empty: the default, 0: unlimited), policy and
+    weight in the fair bulk lane (empty: unchanged; docs/campaigns.md)."""
     who = await operator_viewer(request, csrf_token)
     if not account_id.isdigit() or len(account_id) > 12:
         raise not_found(who.user)
@@ -192,6 +194,15 @@ async def limits(
         ) from None
     if sender_policy not in {p.value for p in SenderPolicy}:
         raise PanelError(400, "Not a policy", "Choose registered or open.", who.user)
+    weight_raw = bulk_weight.strip()[:20]
+    weight = int(weight_raw) if weight_raw.isdigit() else None
+    if weight_raw and (weight is None or not 1 <= weight <= admission.MAX_WEIGHT):
+        raise PanelError(
+            400,
+            "Not a weight",
+            f"The bulk weight is a whole number from 1 to {admission.MAX_WEIGHT}.",
+            who.user,
+        )
     target = int(account_id)
 
     def work(conn: Connection) -> str | None:
@@ -200,8 +211,11 @@ async def limits(
             return None
         set_limits_in(conn, target, rate, None if cap is None else int(cap))
         set_policy(conn, target, sender_policy)
+        if weight is not None:
+            admission.set_weight(conn, target, weight)
         detail = f"rate {rate if rate is not None else 'default'}/s, daily cap "
         detail += f"{cap if cap is not None else 'default'}, policy {sender_policy}"
+        detail += f", bulk weight {weight}" if weight is not None else ""
         audit.record(conn, target, who.actor, "account.limits", str(name), detail, now=time.time())
         return str(name)
 

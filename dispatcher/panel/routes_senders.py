@@ -27,7 +27,7 @@ from dispatcher.panel.web import (
     viewer,
 )
 from dispatcher.sms import InvalidSender
-from dispatcher.store import audit
+from dispatcher.store import audit, audited
 from dispatcher.store.accounts import account_names
 from dispatcher.store.numbers import list_numbers
 from dispatcher.store.senders import (
@@ -39,7 +39,6 @@ from dispatcher.store.senders import (
     get_policy,
     list_names,
     reject,
-    request_name,
 )
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
@@ -97,11 +96,7 @@ async def request_sender(
     asked = sender[:64]
 
     def work(conn: Connection) -> SenderName:
-        now = time.time()
-        found = request_name(conn, account_id, asked, who.actor, now)
-        if found.requested_at == now:
-            audit.record(conn, account_id, who.actor, "sender.request", found.name, now=now)
-        return found
+        return audited.request_sender(conn, account_id, asked, who.actor, time.time())
 
     try:
         found = await in_db(request, work, write=True)

@@ -16,6 +16,9 @@ Each tick (default every 250 ms):
   on their queue (:mod:`dispatcher.scheduler.unacked`) instead of waiting for the visibility
   timeout.
 Only one scheduler acts at a time (a Redis lease), so several can run for availability.
+With the fair bulk lane on (``SMSDISPATCH_BULK_FAIRNESS``), the leader also runs the admitter
+in a thread of its own (:mod:`dispatcher.scheduler.admission`): bulk batches wait in the log and
+are published from there, account by account; the repairs above leave those batches to it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from dispatcher.contract import (
 )
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.scheduler import unacked
+from dispatcher.scheduler.admission import Admitter
 from dispatcher.store import callback_inbox, control_sweeps, outbox, reports, webhooks
 from dispatcher.store.balances import low_balance_sweep
 from dispatcher.store.db import StoreUnavailable, reading, transaction
@@ -95,21 +99,52 @@ class Scheduler:
         # Stale unacked entries of other lanes, already read once: not read again (see
         # RestoreResult.skipped).
         self._unacked_skip: set[str] = set()
+        self.fair = settings.bulk_fairness
+        self._leading_until = 0.0  # monotonic: the lease is ours until then (for the admitter)
+        self._lease_checked = 0.0  # monotonic: when the admitter last asked Redis itself
+        self.admitter = Admitter(
+            engine,
+            broker,
+            self._publish,
+            quantum=settings.chunk_size,
+            queue_s=settings.fair_queue_s,
+            min_tasks=settings.fair_min_tasks,
+            interval_s=settings.fair_interval_s,
+            idle_s=settings.scheduler_interval_s,
+        )
 
     def is_leader(self) -> bool:
         """Take or renew the lease; False when another scheduler holds it."""
         ttl_ms = int(max(2.0, self.settings.scheduler_interval_s * 8) * 1000)
+        started = time.monotonic()
         try:
             if self.redis.set(LEADER_KEY, self.identity, nx=True, px=ttl_ms):
+                self._leading_until = started + ttl_ms / 2000
                 return True
             if self.redis.get(LEADER_KEY) == self.identity.encode():
                 self.redis.pexpire(LEADER_KEY, ttl_ms)
+                self._leading_until = started + ttl_ms / 2000
                 return True
         except redis.RedisError:
-            return False
+            pass
+        self._leading_until = 0.0
         return False
 
+    def leading(self) -> bool:
+        """The admitter's check: the lease was ours at the last renewal and half its time has
+        not passed (no Redis call), else renew it now (a slow tick must not stall admission)."""
+        now = time.monotonic()
+        if now < self._leading_until:
+            return True
+        if now - self._lease_checked < self.settings.scheduler_interval_s:
+            return False  # a standby asks Redis at the tick's pace, not the admitter's
+        self._lease_checked = now
+        return self.is_leader()
+
     def _publish(self, batches: list[Batch]) -> int:
+        """Publish ``batches`` and mark them enqueued; those left for fair admission (their
+        ``account`` is set) stay in the outbox for the admitter. Messages published."""
+        batches = [b for b in batches if b.account is None]
         if not batches:
             return 0
         done, error = self.broker.publish([b for b in batches if b.payloads])
@@ -133,13 +168,15 @@ class Scheduler:
                 fresh = control_sweeps.controlled_submissions(conn, now, now - CONTROL_SETTLE_S)
                 report.controlled = control_sweeps.apply_controls(conn, fresh, now)
             due, report.expired = outbox.release_due(
-                conn, now, self.chunk_sizes, controlled=controlled
+                conn, now, self.chunk_sizes, self.fair, controlled=controlled
             )
             report.expired += len(control_sweeps.expire_paused(conn, now))
         report.cancelled = self._settle_cancelled(now)
         report.released = self._publish(due)
         with transaction(self.engine) as conn:
-            stale = outbox.unpublished_batches(conn, now - self.settings.outbox_stale_s)
+            stale = outbox.unpublished_batches(
+                conn, now - self.settings.outbox_stale_s, fair=self.fair
+            )
         report.republished = self._publish(stale)
         with transaction(self.engine) as conn:
             hooks = webhooks.due_deliveries(conn, now)
@@ -208,6 +245,7 @@ class Scheduler:
                     now - self.settings.orphan_stale_s,
                     now,
                     self.chunk_sizes,
+                    self.fair,
                 )
             report.orphans += self._publish(lost)
         report.unacked_restored = self._restore_unacked(now)
@@ -233,7 +271,13 @@ class Scheduler:
     def run(self, stop: threading.Event | None = None) -> None:
         """Tick until ``stop`` is set; database or Redis trouble only delays the next tick."""
         stop = stop or threading.Event()
-        log.info("scheduler.started", identity=self.identity)
+        log.info("scheduler.started", identity=self.identity, bulk_fairness=self.fair)
+        admitter = None
+        if self.fair:
+            admitter = threading.Thread(
+                target=self.admitter.run, args=(stop, self.leading), name="admitter", daemon=True
+            )
+            admitter.start()
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -245,4 +289,6 @@ class Scheduler:
                 log.warning("scheduler.tick_failed", error=type(exc).__name__)
             elapsed = time.monotonic() - started
             stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))
+        if admitter is not None:
+            admitter.join(timeout=10)
         log.info("scheduler.stopped")

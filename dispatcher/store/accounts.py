@@ -115,11 +115,12 @@ def touch_key(conn: Connection, key_id: int, now: float) -> None:
 
 def live_key(conn: Connection, app_key_hash: str, now: float) -> Any:
     """The live key pair of ``app_key_hash`` joined with its account's columns (``key_id``,
-    ``secret_hash``, ``expires_at`` and the account's), or ``None``."""
+    ``key_name``, ``secret_hash``, ``expires_at`` and the account's), or ``None``."""
     k = api_keys.c
     return conn.execute(
         select(
             k.id.label("key_id"),
+            k.name.label("key_name"),
             k.secret_hash,
             k.expires_at,
             accounts.c.id,
@@ -188,7 +189,7 @@ def account_summaries(conn: Connection, now: float) -> list[dict[str, Any]]:
         for r in conn.execute(
             select(
                 a.id, a.name, a.created_at, a.priority_enabled, a.sender_policy,
-                a.api_rate_per_s, a.daily_cap,
+                a.api_rate_per_s, a.daily_cap, a.bulk_weight,
             ).order_by(a.name)
         )
     ]  # fmt: skip

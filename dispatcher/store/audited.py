@@ -1,8 +1,10 @@
 """Changes to an account that both the panel and the CLI make, each with its audit entry in the
 same transaction: one implementation for both doors, so the log reads the same whoever acted
-and no door forgets it (tests/integration/test_audit_doors.py walks every command).
+and no door forgets it (tests/integration/test_audit_doors.py walks every command and the
+API's state-changing endpoints).
 
-``actor`` is ``panel:<username>`` or ``cli:<login>`` (or what ``--by`` said); ``target`` is
+``actor`` is ``panel:<username>``, ``cli:<login>`` (or what ``--by`` said) or, for the API,
+``api:key#<id> <key name>`` (never the key itself); ``target`` is
 the account's name as people know it. Details name amounts, hosts and settings, never a
 secret, a key or a message text (:mod:`dispatcher.store.audit`).
 """
@@ -10,12 +12,15 @@ secret, a key or a message text (:mod:`dispatcher.store.audit`).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import Connection
 
 from dispatcher.billing.money import currency_name, format_minor
 from dispatcher.billing.pricebook import PriceEntry
 from dispatcher.store import audit, balances, prices, webhook_settings
+from dispatcher.store.senders import SenderName, request_name
+from dispatcher.store.suppressions import remove_suppression as _remove_suppression
 from dispatcher.webhooks.urls import safe_host
 
 # The view keys of webhook_settings.view, by the option names the panel and the CLI use.
@@ -152,3 +157,26 @@ def resume_webhooks(
     detail = f"{done.endpoints} endpoint(s) resumed, {done.requeued} delivery(ies) sent again"
     audit.record(conn, account_id, actor, "webhook.resume", None, detail, now=now)
     return done
+
+
+def request_sender(
+    conn: Connection, account_id: int, name: str, actor: str, now: float
+) -> SenderName:
+    """:func:`~dispatcher.store.senders.request_name`; recorded only when the name became
+    pending (asking again for a pending or approved name changes nothing). Raises
+    :class:`~dispatcher.sms.errors.InvalidSender` as it does."""
+    entry = request_name(conn, account_id, name, actor, now)
+    if entry.requested_at == now:
+        audit.record(conn, account_id, actor, "sender.request", entry.name, now=now)
+    return entry
+
+
+def remove_suppression(
+    conn: Connection, account_id: int, phone: str, actor: str, now: float
+) -> dict[str, Any] | None:
+    """:func:`~dispatcher.store.suppressions.remove_suppression` (``phone`` in E.164); the
+    removed entry, or ``None`` (nothing recorded) when the number was not on the list."""
+    row = _remove_suppression(conn, account_id, phone)
+    if row is not None:
+        audit.record(conn, account_id, actor, "suppression.remove", phone, now=now)
+    return row

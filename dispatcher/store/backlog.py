@@ -1,6 +1,7 @@
 """What waits in the message log, read in one transaction for the exporter's gauges: held
-messages that are due, unpublished batches, pending webhook deliveries, endpoints by state,
-the callback inbox, the dead letters and accounts low on balance."""
+messages that are due, unpublished batches, bulk work waiting for fair admission per account,
+pending webhook deliveries, endpoints by state, the callback inbox, the dead letters and
+accounts low on balance."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, func, select
 
 from dispatcher.contract import HELD_STATUSES
-from dispatcher.store import callback_inbox, dead_letters
+from dispatcher.store import admission, callback_inbox, dead_letters
 from dispatcher.store.balances import accounts_below_low
 from dispatcher.store.schema import (
     dispatch_batches,
@@ -27,7 +28,8 @@ class Backlog:
     """One reading of the log's queues (times are unix seconds)."""
 
     due_held: dict[str, CountAndOldest]  # status -> due messages, oldest next_attempt_at
-    unpublished_batches: CountAndOldest  # by created_at
+    unpublished_batches: CountAndOldest  # by created_at; not those waiting for admission
+    admission: dict[int, admission.Waiting]  # account -> bulk work waiting for fair admission
     pending_webhooks: CountAndOldest  # by created_at
     due_webhooks: CountAndOldest  # by next_attempt_at
     endpoints: dict[str, int]  # state -> endpoints
@@ -45,8 +47,12 @@ def read(conn: Connection, now: float) -> Backlog:
         .where(and_(m.status.in_(sorted(HELD_STATUSES)), m.next_attempt_at <= now))
         .group_by(m.status)
     ).all()
+    # Batches waiting for fair admission are a queue, not a publish that failed: they are
+    # reported per account (``admission``), not here.
     outbox = conn.execute(
-        select(func.count(), func.min(b.created_at)).where(b.enqueued_at.is_(None))
+        select(func.count(), func.min(b.created_at)).where(
+            and_(b.enqueued_at.is_(None), b.account_id.is_(None))
+        )
     ).one()
     pending = conn.execute(
         select(func.count(), func.min(w.created_at)).where(w.state == "pending")
@@ -61,6 +67,7 @@ def read(conn: Connection, now: float) -> Backlog:
     return Backlog(
         due_held={str(r[0]): (int(r[1]), r[2]) for r in held},
         unpublished_batches=(int(outbox[0]), outbox[1]),
+        admission=admission.waiting(conn),
         pending_webhooks=(int(pending[0]), pending[1]),
         due_webhooks=(int(due[0]), due[1]),
         endpoints={str(r[0]): int(r[1]) for r in endpoints},

@@ -57,7 +57,7 @@ MESSAGE_COLUMNS = (
     "window_start",
     "window_end",
 )
-_BATCH_COLUMNS = ("id", "lane", "size", "created_at", "enqueued_at")
+_BATCH_COLUMNS = ("id", "lane", "size", "created_at", "enqueued_at", "account_id")
 # Below this many rows a multi-row INSERT beats setting up COPY.
 COPY_THRESHOLD = 200
 
@@ -199,12 +199,15 @@ def write_submissions(
     chunk_sizes: dict[str, int],
     enqueued: tuple[Sequence[str], float] = ((), 0.0),
     book: PriceBook | None = None,
+    fair: bool = False,
 ) -> tuple[list[StoredSubmission], list[Batch]]:
     """Insert ``subs`` (skipping repeats) and their dispatch batches; the caller commits.
 
     ``enqueued`` (batch ids, time): batches published earlier, marked enqueued with the same
     round trip as the inserts. ``book``: billing is on (docs/prices.md): new messages are
     priced and charged in this transaction, those the balance cannot pay for are refused.
+    ``fair``: the bulk lane admits accounts fairly (docs/campaigns.md): its batches hold one
+    account's messages each and carry that account (:func:`batch_messages`).
     Returns one :class:`StoredSubmission` per input, in order, and the batches to publish.
     """
     results: dict[str, StoredSubmission] = {}
@@ -255,22 +258,18 @@ def write_submissions(
     linked = [m for sub in fresh for m in sub.messages if m.links]
     if linked:
         settle_codes(conn, linked)
-    batches: list[Batch] = []
     rows: list[tuple[Any, ...]] = []
-    queued: dict[str, list[NewMessage]] = {}
+    queued: list[NewMessage] = []
     for sub in fresh:
         for m in sub.messages:
             if m.status == Status.QUEUED:
-                queued.setdefault(m.lane, []).append(m)
+                queued.append(m)
             else:
                 rows.append(_message_row(m, None))
-    for lane, msgs in queued.items():
-        size = max(1, chunk_sizes.get(lane, 500))
-        for i in range(0, len(msgs), size):
-            chunk = msgs[i : i + size]
-            batch = Batch(new_message_id(), lane, [m.payload() for m in chunk])
-            batches.append(batch)
-            rows.extend(_message_row(m, batch.id) for m in chunk)
+    batches: list[Batch] = []
+    for batch, chunk in batch_messages(queued, chunk_sizes, fair):
+        batches.append(batch)
+        rows.extend(_message_row(m, batch.id) for m in chunk)
     # Nothing below reads a result: on PostgreSQL these statements share one round trip.
     with pipelined(conn, len(rows)):
         mark_enqueued(conn, enqueued[0], enqueued[1])
@@ -285,6 +284,27 @@ def write_submissions(
     if cancel:
         cancel_stored(conn, cancel, time.time())
     return [results[s.id] for s in subs], batches
+
+
+def batch_messages(
+    msgs: Sequence[Any], chunk_sizes: dict[str, int], fair: bool, attempt: Any = None
+) -> Iterator[tuple[Batch, list[Any]]]:
+    """Cut ``msgs`` (rows with ``id``, ``lane``, ``account_id``) into dispatch batches.
+
+    Per lane, in order, ``chunk_sizes[lane]`` messages a batch; with ``fair``, bulk batches
+    hold one account's messages and carry its id, so the admitter can choose between accounts.
+    ``attempt``: how to build a row's payload (default: ``row.payload()``).
+    """
+    groups: dict[tuple[str, int | None], list[Any]] = {}
+    for m in msgs:
+        account = m.account_id if fair and m.lane == Lane.BULK else None
+        groups.setdefault((m.lane, account), []).append(m)
+    for (lane, account), group in groups.items():
+        size = max(1, chunk_sizes.get(lane, 500))
+        for i in range(0, len(group), size):
+            chunk = group[i : i + size]
+            payloads = [m.payload() if attempt is None else attempt(m) for m in chunk]
+            yield Batch(new_message_id(), lane, payloads, account), chunk
 
 
 def _settle(
@@ -346,7 +366,7 @@ def _drop_opted_out(conn: Connection, subs: Sequence[NewSubmission]) -> dict[str
 def insert_batches(conn: Connection, batches: Iterable[Batch], now: float | None = None) -> None:
     """Record outbox rows for ``batches`` (not yet enqueued)."""
     at = now if now is not None else time.time()
-    rows = [(b.id, b.lane, len(b.payloads), at, None) for b in batches]
+    rows = [(b.id, b.lane, len(b.payloads), at, None, b.account) for b in batches]
     _insert_many(conn, dispatch_batches.name, _BATCH_COLUMNS, rows)
 
 

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select, update
 
 from dispatcher.contract import HELD_STATUSES, MessagePayload, Status
-from dispatcher.ids import new_message_id
 from dispatcher.store.control_sweeps import divert
-from dispatcher.store.messages import insert_batches
+from dispatcher.store.messages import batch_messages, insert_batches
 from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import Batch
 from dispatcher.store.schema import dispatch_batches, messages
@@ -52,28 +51,24 @@ def _rebatch(
     from_statuses: Sequence[str],
     now: float,
     chunk_sizes: dict[str, int],
+    fair: bool,
 ) -> list[Batch]:
-    """Give ``rows`` new dispatch batches and mark them queued (compare-and-set)."""
-    by_lane: dict[str, list[Any]] = {}
-    for r in rows:
-        by_lane.setdefault(r.lane, []).append(r)
+    """Give ``rows`` new dispatch batches and mark them queued (compare-and-set).
+
+    ``fair``: bulk batches are one account's and wait for the admitter (docs/campaigns.md)."""
     batches: list[Batch] = []
     m = messages.c
-    for lane, lane_rows in by_lane.items():
-        size = max(1, chunk_sizes.get(lane, 500))
-        for i in range(0, len(lane_rows), size):
-            chunk = lane_rows[i : i + size]
-            batch_id = new_message_id()
-            won = conn.execute(
-                update(messages)
-                .where(and_(m.id.in_([r.id for r in chunk]), m.status.in_(list(from_statuses))))
-                .values(status=Status.QUEUED, status_at=now, queued_at=now, batch_id=batch_id)
-                .returning(m.id)
-            )
-            won_ids = {r[0] for r in won}
-            payloads = [_payload(r) for r in chunk if r.id in won_ids]
-            if payloads:
-                batches.append(Batch(batch_id, lane, payloads))
+    for batch, chunk in batch_messages(rows, chunk_sizes, fair, attempt=_payload):
+        won = conn.execute(
+            update(messages)
+            .where(and_(m.id.in_([r.id for r in chunk]), m.status.in_(list(from_statuses))))
+            .values(status=Status.QUEUED, status_at=now, queued_at=now, batch_id=batch.id)
+            .returning(m.id)
+        )
+        won_ids = {r[0] for r in won}
+        batch.payloads = [p for p in batch.payloads if p["id"] in won_ids]
+        if batch.payloads:
+            batches.append(batch)
     insert_batches(conn, batches, now)
     return batches
 
@@ -82,6 +77,7 @@ def release_due(
     conn: Connection,
     now: float,
     chunk_sizes: dict[str, int],
+    fair: bool = False,
     limit: int = 5000,
     controlled: Mapping[str, str] | None = None,
 ) -> tuple[list[Batch], int]:
@@ -111,31 +107,50 @@ def release_due(
         if held_back:
             divert(conn, held_back, now)
             live = [r for r in live if r.submission_id not in controlled]
-    return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes), len(expired)
+    return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes, fair), len(expired)
 
 
-def unpublished_batches(conn: Connection, older_than: float, limit: int = 200) -> list[Batch]:
-    """Batches committed but never marked enqueued (a crash or a Redis outage in between)."""
+def unpublished_batches(
+    conn: Connection, older_than: float, fair: bool = False, limit: int = 200
+) -> list[Batch]:
+    """Batches committed but never marked enqueued (a crash or a Redis outage in between).
+
+    ``fair``: batches waiting for fair admission are the admitter's, not this sweep's (with
+    fairness off they are swept here too, so turning it off never strands them)."""
     b = dispatch_batches.c
-    ids = [
-        r[0]
-        for r in conn.execute(
-            select(b.id)
-            .where(and_(b.enqueued_at.is_(None), b.created_at < older_than))
-            .order_by(b.created_at)
-            .limit(limit)
+    cond = and_(b.enqueued_at.is_(None), b.created_at < older_than)
+    if fair:
+        cond = and_(cond, b.account_id.is_(None))
+    ids = [r[0] for r in conn.execute(select(b.id).where(cond).order_by(b.created_at).limit(limit))]
+    return load_batches(conn, ids)
+
+
+def load_batches(conn: Connection, ids: Sequence[str]) -> list[Batch]:
+    """The batches ``ids`` with their messages still ``queued`` (the others were claimed)."""
+    lanes = (
+        dict(
+            conn.execute(
+                select(dispatch_batches.c.id, dispatch_batches.c.lane).where(
+                    dispatch_batches.c.id.in_(list(ids))
+                )
+            ).all()
         )
-    ]
-    batches: list[Batch] = []
-    for batch_id in ids:
+        if ids
+        else {}
+    )
+    by_batch: dict[str, list[MessagePayload]] = {i: [] for i in ids}
+    for i in range(0, len(ids), 500):
         rows = conn.execute(
-            select(*_PAYLOAD_COLS).where(
-                and_(messages.c.batch_id == batch_id, messages.c.status == Status.QUEUED)
+            select(messages.c.batch_id, *_PAYLOAD_COLS).where(
+                and_(
+                    messages.c.batch_id.in_(list(ids[i : i + 500])),
+                    messages.c.status == Status.QUEUED,
+                )
             )
         ).all()
-        lane = rows[0].lane if rows else ""
-        batches.append(Batch(batch_id, lane, [_payload(r) for r in rows]))
-    return batches
+        for r in rows:
+            by_batch[r.batch_id].append(_payload(r))
+    return [Batch(i, str(lanes.get(i, "")), by_batch[i]) for i in ids]
 
 
 def stale_claims(conn: Connection, older_than: float, limit: int = 1000) -> list[str]:
@@ -157,6 +172,7 @@ def audit_batches(
     until: float,
     now: float,
     chunk_sizes: dict[str, int],
+    fair: bool = False,
     limit: int = 2000,
 ) -> tuple[list[Batch], tuple[float, str]]:
     """Messages still queued in batches enqueued after ``cursor`` and before ``until``.
@@ -197,4 +213,7 @@ def audit_batches(
             ).all()
         )
     last = found[-1]
-    return _rebatch(conn, rows, [Status.QUEUED], now, chunk_sizes), (last.enqueued_at, last.id)
+    return _rebatch(conn, rows, [Status.QUEUED], now, chunk_sizes, fair), (
+        last.enqueued_at,
+        last.id,
+    )

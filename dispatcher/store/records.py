@@ -105,3 +105,6 @@ class Batch:
     id: str
     lane: str
     payloads: list[MessagePayload]
+    # Set on a bulk batch left for fair admission (one account's messages, published by the
+    # scheduler's admitter, dispatcher/scheduler/admission.py); None: published at once.
+    account: int | None = None

@@ -71,6 +71,8 @@ accounts = Table(
     # Quiet hours (docs/campaigns.md): the default send window in the recipient's local time,
     # "HH:MM-HH:MM"; NULL: none (send at any hour).
     Column("send_window", String(11)),
+    # Its share of the bulk lane against other accounts with work waiting (docs/campaigns.md).
+    Column("bulk_weight", Integer, nullable=False, server_default=text("1")),
 )
 
 api_keys = Table(
@@ -320,7 +322,18 @@ dispatch_batches = Table(
     Column("size", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("enqueued_at", Double),
+    # Set on bulk batches that wait for fair admission (dispatcher/scheduler/admission.py);
+    # NULL on batches published at once (priority, or fairness off).
+    Column("account_id", Integer),
     Index("ix_dispatch_batches_lane_enqueued", "lane", "enqueued_at", "id"),
+    Index(
+        "ix_dispatch_batches_admission",
+        "account_id",
+        "created_at",
+        "id",
+        postgresql_where=text("enqueued_at IS NULL AND account_id IS NOT NULL"),
+        sqlite_where=text("enqueued_at IS NULL AND account_id IS NOT NULL"),
+    ),
     Index(
         "ix_dispatch_batches_pending",
         "created_at",

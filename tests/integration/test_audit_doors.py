@@ -1,7 +1,8 @@
 """Every command that changes an account writes its audit entry (``dispatcher/store/audit.py``),
 in the same transaction, whichever door it came through: each ``smsdispatch`` command here runs
-in-process against a real database, and the panel's suppression removal (the one panel action
-without a walk of its own in ``test_panel_workspace.py``) through the panel over HTTP.
+in-process against a real database, the panel's suppression removal (the one panel action
+without a walk of its own in ``test_panel_workspace.py``), login, failed login and logout
+through the panel over HTTP, and the API's state-changing endpoints with a named key pair.
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import pathlib
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
-from dispatcher.accounts.account import create_account
+from dispatcher.accounts.account import Account, create_account, create_named_key
 from dispatcher.api.app import build_context, create_app
+from dispatcher.cli.accounts import cli_actor
 from dispatcher.cli.main import main
 from dispatcher.config import Settings
-from dispatcher.store import audit
-from dispatcher.store.accounts import account_id
+from dispatcher.store import audit, callback_inbox, dead_letters
+from dispatcher.store.accounts import account_id, list_keys
 from dispatcher.store.db import make_engine, reading, transaction
 from dispatcher.store.suppressions import add_suppression, list_suppressions
 from dispatcher.store.users import Role, create_user
@@ -203,7 +207,18 @@ def _csrf(page: str) -> str:
     return found.group(1)
 
 
-def test_removing_a_suppression_in_the_panel_writes_its_audit_entry() -> None:
+@dataclass(frozen=True)
+class Shop:
+    """A served app over a fresh database with account ``shop`` (admin ``boss``, the number
+    +48500100200 suppressed)."""
+
+    engine: Engine
+    account: Account
+    http: TestClient
+
+
+@contextmanager
+def _shop() -> Iterator[Shop]:
     with fresh_database() as url, fresh_redis() as redis_url:
         engine = make_engine(url)
         account, _ = create_account(engine, "shop")
@@ -211,30 +226,120 @@ def test_removing_a_suppression_in_the_panel_writes_its_audit_entry() -> None:
             create_user(conn, account.id, "boss", PASSWORD, Role.ADMIN, time.time())
             add_suppression(conn, account.id, "+48500100200", time.time())
         settings = Settings.from_env({}, database_url=url, redis_url=redis_url)
-        with TestClient(create_app(settings, build_context(settings))) as http:
-            form = {"username": "boss", "password": PASSWORD}
-            login = http.post(
-                "/panel/login",
-                data={**form, "csrf_token": _csrf(http.get("/panel/login").text)},
-                follow_redirects=False,
-            )
-            assert login.status_code == 303, login.text
-            page = http.get("/panel/suppressions")
-            assert page.status_code == 200, page.text
-            done = http.post(
-                "/panel/suppressions/remove",
-                data={"phone": "+48500100200", "csrf_token": _csrf(page.text)},
-                follow_redirects=False,
-            )
-            assert done.status_code == 303, done.text
-            shown = html.unescape(http.get("/panel/account/audit").text)
+        try:
+            with TestClient(create_app(settings, build_context(settings))) as http:
+                yield Shop(engine, account, http)
+        finally:
+            engine.dispose()
+
+
+def _login(http: TestClient, password: str, status: int) -> None:
+    form = {"username": "boss", "password": password}
+    token = _csrf(http.get("/panel/login").text)
+    login = http.post("/panel/login", data={**form, "csrf_token": token}, follow_redirects=False)
+    assert login.status_code == status, login.text
+
+
+def test_removing_a_suppression_in_the_panel_writes_its_audit_entry() -> None:
+    with _shop() as shop:
+        engine, account, http = shop.engine, shop.account, shop.http
+        _login(http, PASSWORD, 303)
+        page = http.get("/panel/suppressions")
+        assert page.status_code == 200, page.text
+        done = http.post(
+            "/panel/suppressions/remove",
+            data={"phone": "+48500100200", "csrf_token": _csrf(page.text)},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303, done.text
+        shown = html.unescape(http.get("/panel/account/audit").text)
         with reading(engine) as conn:
             assert list_suppressions(conn, account.id)[0] == []
-            [entry] = audit.entries(conn, account.id)
-        engine.dispose()
+            entry, login = audit.entries(conn, account.id)  # newest first
     assert (entry.action, entry.target, entry.actor) == (
         "suppression.remove",
         "+48500100200",
         "panel:boss",
     )
+    assert (login.action, login.actor) == ("login", "panel:boss")
     assert "suppression.remove" in shown and "+48500100200" in shown
+
+
+Row = tuple[int | None, str, str | None, str | None, str]
+
+
+def _rows(entries: list[audit.AuditEntry]) -> list[Row]:
+    """(account, action, target, detail, actor) oldest first."""
+    ordered = sorted(entries, key=lambda e: e.id)
+    return [(e.account_id, e.action, e.target, e.detail, e.actor) for e in ordered]
+
+
+def test_dead_letters_retry_and_drop_write_platform_entries(
+    log_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", log_url)
+    engine = make_engine(log_url)
+    now = time.time()
+    with transaction(engine) as conn:
+        one, two = callback_inbox.add(
+            conn, callback_inbox.REPORT, "default", [[{"id": "r-1"}], [{"id": "r-2"}]], now, 30
+        )
+        for row in (one, two):
+            assert dead_letters.record_failure(conn, row, "DataError", now, 1)
+    engine.dispose()
+    last = _newest(log_url)
+    retry = ["dead-letters", "retry", "--kind", "report", str(one), "--by", "ann", "--json"]
+    assert main(retry) == 0, capsys.readouterr().err
+    assert main(["dead-letters", "drop", "--kind", "report", "--all", "--json"]) == 0
+    assert main(["dead-letters", "drop", "--kind", "report", "--all", "--json"]) == 0  # none
+    assert _rows(_entries(log_url, last)) == [
+        (None, "deadletter.retry", "report", f"ids {one}: 1 retried", "ann"),
+        (None, "deadletter.drop", "report", "all: 1 dropped", cli_actor()),
+    ]
+
+
+def test_the_apis_changes_are_recorded_with_the_key_pair_that_made_them() -> None:
+    with _shop() as shop:
+        engine, account, http = shop.engine, shop.account, shop.http
+        with transaction(engine) as conn:
+            pair = create_named_key(conn, account.id, "deploy", "panel:boss", time.time())
+            [key] = [k for k in list_keys(conn, account.id) if k.name == "deploy"]
+        keys = {"Application-Key": pair.application_key, "Authorization": pair.authorization}
+        for _ in range(2):  # asking again for a pending name changes nothing
+            asked = http.post("/v2.1/sms/senders", json={"sender": "Acme"}, headers=keys)
+            assert asked.status_code == 200, asked.text
+        for expected in (200, 404):  # the second time it is no longer on the list
+            gone = http.delete("/v2.1/suppressions/+48500100200", headers=keys)
+            assert gone.status_code == expected, gone.text
+        with reading(engine) as conn:
+            got = _rows(audit.entries(conn, account.id))
+    actor = f"api:key#{key.id} deploy"
+    assert got == [
+        (account.id, "sender.request", "Acme", None, actor),
+        (account.id, "suppression.remove", "+48500100200", None, actor),
+    ]
+    assert not any(secret in repr(got) for secret in keys.values())
+
+
+def test_panel_logins_failed_logins_and_logouts_are_security_events() -> None:
+    with _shop() as shop:
+        engine, account, http = shop.engine, shop.account, shop.http
+        _login(http, "not the password", 401)
+        _login(http, PASSWORD, 303)
+        page = http.get("/panel/account/audit")
+        assert page.status_code == 200, page.text
+        out = http.post(
+            "/panel/logout", data={"csrf_token": _csrf(page.text)}, follow_redirects=False
+        )
+        assert out.status_code == 303, out.text
+        with reading(engine) as conn:
+            got = _rows(audit.entries(conn, None))  # as the platform operator reads them
+            admins = _rows(audit.entries(conn, account.id))
+    where = "from testclient"  # the address Starlette's test client connects from
+    assert got == [
+        (None, "login.failed", None, where, "panel:boss"),
+        (account.id, "login", None, where, "panel:boss"),
+        (account.id, "logout", None, None, "panel:boss"),
+    ]
+    assert admins == got[1:]  # a failed login is the platform's: the name may be anyone's
+    assert PASSWORD not in repr(got) and "not the password" not in repr(got)

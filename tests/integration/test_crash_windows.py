@@ -67,10 +67,14 @@ def _account(stack: Stack) -> str:
 def _crash_after_commit(stack: Stack, text: str, numbers: list[str], priority: bool) -> list[Any]:
     """Run the crashing producer; the rows it left (asserting it died by SIGKILL)."""
     account = _account(stack)
+    # The producer publishes bulk batches itself only with the fair lane off (on, they wait
+    # for the scheduler's admitter: tests/integration/test_fair_lane.py); the scheduler here
+    # runs with it on and must still sweep such batches.
     p = subprocess.run(
         [sys.executable, "-c", CRASHING_PRODUCER, account, text, "1" if priority else "0",
          ",".join(numbers)],
-        env=stack.env, cwd=ROOT, capture_output=True, timeout=60,
+        env={**stack.env, "SMSDISPATCH_BULK_FAIRNESS": "0"}, cwd=ROOT, capture_output=True,
+        timeout=60,
     )  # fmt: skip
     assert p.returncode == -signal.SIGKILL, p.stderr.decode()[-2000:]
     engine = stack.db()

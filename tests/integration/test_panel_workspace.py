@@ -26,6 +26,7 @@ from sqlalchemy import insert, select, update
 
 from dispatcher.accounts.account import find_account
 from dispatcher.routing.breaker_state import KEY_PREFIX
+from dispatcher.store.admission import weight_of
 from dispatcher.store.balances import post, set_limits
 from dispatcher.store.prices import NewPrice, add_price
 from dispatcher.store.schema import api_keys, messages, submissions, webhook_endpoints
@@ -451,6 +452,34 @@ def test_operator_creates_an_account_and_sets_its_limits(world: World) -> None:
         csrf_token=token,
     )
     assert not_a_number.status_code == 400
+    # The account's weight in the fair bulk lane (docs/campaigns.md): set, refused when out of
+    # range (naming it), left alone when the field is empty.
+    weighted = op.post(
+        f"/panel/operator/accounts/{acct.group(1)}/limits",
+        sender_policy="open",
+        daily_cap="1",
+        bulk_weight="4",
+        csrf_token=token,
+    )
+    assert weighted.status_code == 303
+    bad_weight = op.post(
+        f"/panel/operator/accounts/{acct.group(1)}/limits",
+        sender_policy="open",
+        bulk_weight="0",
+        csrf_token=token,
+    )
+    assert bad_weight.status_code == 400 and "weight" in bad_weight.text
+    op.post(
+        f"/panel/operator/accounts/{acct.group(1)}/limits",
+        sender_policy="open",
+        daily_cap="1",
+        csrf_token=token,
+    )
+    engine = stack.db()
+    with engine.connect() as conn:
+        assert weight_of(conn, created.id) == 4
+    engine.dispose()
+    assert f'id="weight-{created.id}"' in op.get("/panel/operator/accounts").text
     log = op.get("/panel/operator/audit").text
     assert "account.create" in log and "account.limits" in log and "platform" in log
     assert world.admin_a.get("/panel/operator/audit").status_code == 403

@@ -308,6 +308,7 @@ def test_bash_completion_is_installed_and_completes() -> None:
         "rotate-key",
         "limits",
         "send-window",
+        "weight",
         "links",
     }
     assert complete("smsdispatch worker --lane p") == ["priority"]
@@ -338,6 +339,6 @@ def test_zsh_completion_registers_with_compinit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "_smsdispatch",
-        "create webhook rotate-key limits send-window links",
+        "create webhook rotate-key limits send-window weight links",
         "priority bulk dlr webhooks",
     ]

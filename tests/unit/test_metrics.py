@@ -469,6 +469,53 @@ def test_collector_sums_priority_sub_lists_and_takes_the_oldest_tail(tmp_path: A
     assert got[("smsdispatch_webhook_endpoints", (("state", "suspended"),))] == 0
 
 
+def test_bulk_waiting_per_account_has_a_bounded_label_set(tmp_path: Any) -> None:
+    """Top N accounts plus the opt-in ones by id, everyone else summed as "other"; batches
+    waiting for fair admission are not reported as unpublished outbox batches."""
+    from sqlalchemy import insert
+
+    from dispatcher.store.db import make_engine
+    from dispatcher.store.migrate import upgrade
+    from dispatcher.store.schema import dispatch_batches
+
+    url = f"sqlite:///{tmp_path}/log.sqlite"
+    upgrade(url)
+    engine = make_engine(url)
+    now = 1_900_000_000.0
+    rows = [  # account id → (batches of 500, oldest age)
+        {"id": f"b{a}-{i}", "lane": "bulk", "size": 500, "created_at": now - age + i,
+         "enqueued_at": None, "account_id": a}
+        for a, (batches, age) in {1: (40, 10), 2: (20, 300), 3: (2, 50), 4: (1, 700)}.items()
+        for i in range(batches)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(dispatch_batches), rows)
+    collector = BrokerCollector(
+        fakeredis.FakeRedis(), engine, clock=lambda: now, top_accounts=2, named_accounts={9}
+    )
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in collector.collect()
+        for s in fam.samples
+    }
+    engine.dispose()
+
+    def waiting(label: str) -> tuple[float, float]:
+        key = (("account", label),)
+        return (
+            got[("smsdispatch_bulk_waiting_messages", key)],
+            got[("smsdispatch_bulk_waiting_oldest_age_seconds", key)],
+        )
+
+    assert waiting("1") == (20_000, 10)
+    assert waiting("2") == (10_000, 300)
+    assert waiting("other") == (1_500, 700)  # accounts 3 and 4
+    assert waiting("9") == (0, 0)  # opted in, idle
+    labels = {k[1] for k in got if k[0] == "smsdispatch_bulk_waiting_messages"}
+    assert len(labels) == 4
+    assert got[("smsdispatch_outbox_unpublished_batches", ())] == 0
+
+
 def test_collector_hides_a_failing_source_instead_of_reporting_zero(tmp_path: Any) -> None:
     from dispatcher.store.db import make_engine
 
@@ -586,3 +633,12 @@ def test_counts_from_every_child_process_add_up(tmp_path: Any) -> None:
 
 def _pid_of(path: str) -> str:
     return os.path.basename(path).split("-", 1)[1]
+
+
+def test_opt_in_account_list_is_checked_naming_the_setting() -> None:
+    from dispatcher.ops.exporter import account_ids
+
+    assert account_ids(" 7, 12,,") == [7, 12]
+    assert account_ids("") == []
+    with pytest.raises(ValueError, match="SMSDISPATCH_FAIR_METRICS_ACCOUNTS: 'acme'"):
+        account_ids("7,acme")

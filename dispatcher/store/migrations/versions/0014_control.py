@@ -1,15 +1,15 @@
 """campaign control (pause, resume, cancel) and quiet hours (docs/campaigns.md)
 
-Revision ID: 0013_control
-Revises: 0012_perf
+Revision ID: 0014_control
+Revises: 0013_fairness
 Create Date: 2026-12-07 14:30:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_control"
-down_revision = "0012_perf"
+revision = "0014_control"
+down_revision = "0013_fairness"
 branch_labels = None
 depends_on = None
 
