@@ -119,7 +119,7 @@ def test_pause_stops_claims_within_a_second_and_resume_finishes(cstack: Stack) -
     assert body["data"][0]["changed"] == view["changed"]
     wait_until(
         lambda: len({r for r, _ in carrier_refs(cstack, ids)}) == len(ids),
-        60,
+        180,
         interval=0.5,
         what="the campaign finished after resume",
     )
