@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "failed"})
+FINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "failed", "cancelled"})
 WAITING_RETRY = frozenset({"retrying", "scheduled"})
 
 
@@ -89,6 +89,8 @@ def check(
       we never stored;
     - ``carrier_mismatch``: the log records a carrier id the carrier does not have, or the
       carrier has a message the log does not say was sent;
+    - ``cancelled_but_sent``: a message cancelled before any worker claimed it (docs/
+      campaigns.md) that reached the carrier all the same;
     - ``webhook_missing`` / ``webhook_extra`` / ``webhook_undelivered`` / ``webhook_wrong``:
       each final status has exactly one delivery, delivered, received at least once with that
       status; ``webhook_foreign``: the receiver got a delivery id we never created.
@@ -137,6 +139,8 @@ def check(
             with_carrier_id += 1
         if (r.carrier_id is not None) != at_carrier:
             v.add("carrier_mismatch", f"{r.id}:{r.status}:carrier_id={r.carrier_id}")
+        if r.status == "cancelled" and at_carrier:
+            v.add("cancelled_but_sent", r.id)
     v.figures["recorded_sent"] = with_carrier_id
 
     _check_webhooks(v, by_id, deliveries, hooks)

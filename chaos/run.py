@@ -65,6 +65,11 @@ class Plan:
     receiver_down_at: float
     receiver_down_s: float
     drain_timeout_s: float
+    # Campaign control in the load (docs/campaigns.md): a campaign paused then resumed, one
+    # cancelled, and scheduled messages cancelled one by one.
+    pause_at: float
+    resume_at: float
+    cancel_at: float
 
     @staticmethod
     def make(quick: bool, rng: random.Random, messages: int | None) -> Plan:
@@ -76,11 +81,11 @@ class Plan:
         if quick:
             return Plan(
                 messages or 2000, 40, 150, (3, 6), 45, j(12), 2.0, j(19), j(26), j(32), 4.0,
-                j(6), 15.0, 240,
+                j(6), 15.0, 240, j(9), j(17), j(23),
             )  # fmt: skip
         return Plan(
             messages or 20000, 150, 250, (3, 7), 160, j(40), 3.0, j(60), j(85), j(110), 6.0,
-            j(20), 60.0, 1500,
+            j(20), 60.0, 1500, j(30), j(55), j(75),
         )  # fmt: skip
 
 
@@ -112,13 +117,16 @@ class Load:
         self.rng = random.Random(seed)
         self.log = log
         self.accepted: dict[str, str] = {}  # message id → lane
+        self.scheduled: list[str] = []  # ids of messages sent with a scheduleTime
         self.answers: Counter[str] = Counter()
         self.unexpected: list[str] = []
 
     def requests(self) -> list[dict[str, Any]]:
-        """Bodies: 60 % of the requests priority (1-10 recipients), the rest bulk (20-200)."""
+        """Bodies: 60 % of the requests priority (1-10 recipients), the rest bulk (20-200)
+        in three campaigns (``_campaign``, sent as the header), every eighth bulk request
+        scheduled 15 s ahead instead (``_schedule_in``)."""
         bodies: list[dict[str, Any]] = []
-        n, i = self.plan.messages, 0
+        n, i, bulk = self.plan.messages, 0, 0
         while i < n:
             prio = self.rng.random() < 0.6
             size = min(n - i, self.rng.randint(1, 10) if prio else self.rng.randint(20, 200))
@@ -126,14 +134,19 @@ class Load:
                 f"{REJECT_PREFIX}{k:06d}" if k % 97 == 0 else f"+4850{k:07d}"
                 for k in range(i, i + size)
             ]
-            bodies.append(
-                {
-                    "sender": "Chaos",
-                    "message": f"Your code is {i % 1000000:06d}" if prio else f"Offer {i}",
-                    "phoneNumbers": numbers,
-                    "priority": prio,
-                }
-            )
+            body: dict[str, Any] = {
+                "sender": "Chaos",
+                "message": f"Your code is {i % 1000000:06d}" if prio else f"Offer {i}",
+                "phoneNumbers": numbers,
+                "priority": prio,
+            }
+            if not prio:
+                bulk += 1
+                if bulk % 8 == 0:
+                    body["_schedule_in"] = 15
+                else:
+                    body["_campaign"] = CAMPAIGNS[bulk % len(CAMPAIGNS)]
+            bodies.append(body)
             i += size
         return bodies
 
@@ -148,9 +161,17 @@ class Load:
         self.log.add("load.done", requests=len(bodies), answers=dict(self.answers))
 
     def _send(self, body: dict[str, Any], key: str) -> None:
+        body = dict(body)
+        headers = {"Idempotency-Key": key}
+        campaign = body.pop("_campaign", None)
+        if campaign is not None:
+            headers["Smsdispatch-Campaign"] = campaign
+        schedule_in = body.pop("_schedule_in", None)
+        if schedule_in is not None:
+            body["scheduleTime"] = int(time.time()) + schedule_in
         for _ in range(60):
             try:
-                r = self.http.post("/v2.1/sms", json=body, headers={"Idempotency-Key": key})
+                r = self.http.post("/v2.1/sms", json=body, headers=headers)
             except httpx.HTTPError as exc:
                 self.answers[type(exc).__name__] += 1
                 time.sleep(1)
@@ -159,6 +180,8 @@ class Load:
             if r.status_code == 200:
                 for m in r.json()["data"]:
                     self.accepted[m["id"]] = m["lane"]
+                    if schedule_in is not None:
+                        self.scheduled.append(m["id"])
                 return
             if r.status_code == 503:
                 assert r.headers.get("Retry-After"), "503 without Retry-After"
@@ -169,6 +192,72 @@ class Load:
             self.unexpected.append(f"{r.status_code}: {r.text[:200]}")
             time.sleep(1)
         self.unexpected.append("refused for a minute")
+
+
+CAMPAIGNS = ("chaos-plain", "chaos-paused", "chaos-cancelled")
+
+
+class Controller:
+    """Campaign control mixed into the load, through the API like a customer: pauses one
+    campaign and resumes it, cancels another, cancels scheduled messages one by one. Every
+    answer but 200 (and a 409 for a message a worker took first) is a finding; 503s during an
+    outage are retried."""
+
+    def __init__(self, load: Load, plan: Plan, log: Log) -> None:
+        self.load = load
+        self.plan = plan
+        self.log = log
+        self.unexpected: list[str] = []
+        self.cancelled_one = 0
+
+    def run(self) -> None:
+        """The plan's control steps at their times."""
+        for at, step in sorted(
+            (
+                (self.plan.pause_at, "pause"),
+                (self.plan.resume_at, "resume"),
+                (self.plan.cancel_at, "cancel"),
+                (self.plan.cancel_at + 2, "cancel_messages"),
+            )
+        ):
+            time.sleep(max(0.0, self.log.t0 + at - time.monotonic()))
+            if step == "cancel_messages":
+                self._cancel_messages()
+                continue
+            campaign = "chaos-cancelled" if step == "cancel" else "chaos-paused"
+            answer = self._post(f"/v2.1/campaigns/{campaign}/{step}")
+            if answer is not None:
+                data = answer["data"][0]
+                self.log.add(f"campaign.{step}", campaign=campaign, changed=data["changed"])
+
+    def _cancel_messages(self) -> None:
+        """Cancel every other scheduled message sent so far (those not yet released)."""
+        for mid in list(self.load.scheduled)[::2]:
+            if self._post(f"/v2.1/sms/{mid}/cancel", allow=("message_not_cancellable",)):
+                self.cancelled_one += 1
+        self.log.add("message.cancel", cancelled=self.cancelled_one)
+
+    def _post(self, path: str, allow: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        for _ in range(60):
+            try:
+                r = self.load.http.post(path, json={})
+            except httpx.HTTPError:
+                time.sleep(1)
+                continue
+            if r.status_code == 200:
+                return dict(r.json())
+            if r.status_code == 503:
+                time.sleep(1)
+                continue
+            if r.status_code == 404 and "campaign_not_found" in r.text:
+                time.sleep(1)  # the campaign's first request has not been accepted yet
+                continue
+            code = r.json()["errors"][0]["code"] if r.content else ""
+            if code not in allow:
+                self.unexpected.append(f"{path} {r.status_code}: {r.text[:200]}")
+            return None
+        self.unexpected.append(f"{path}: no answer for a minute")
+        return None
 
 
 class RestartableReceiver:
@@ -485,7 +574,7 @@ def _unfinished(stack: Any) -> tuple[int, int]:
     return int(open_msgs), int(open_hooks)
 
 
-FINAL_STATUSES = {"delivered", "undelivered", "expired", "rejected", "failed"}
+FINAL_STATUSES = {"delivered", "undelivered", "expired", "rejected", "failed", "cancelled"}
 
 
 def collect(stack: Any, accepted: set[str], rx: RestartableReceiver) -> Verdict:
@@ -605,8 +694,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 log = Log()
                 load = Load(stack.api_url, client.keys, plan, seed, log)
                 faults = Faults(stack, redis_server, rx, plan, seed, log, lanes)
+                controller = Controller(load, plan, log)
                 threads = [
                     threading.Thread(target=load.run, name="load"),
+                    threading.Thread(target=controller.run, name="control"),
                     threading.Thread(target=faults.schedule, name="faults"),
                     threading.Thread(target=faults.killer, name="killer"),
                 ]
@@ -670,10 +761,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fault_errors": faults.errors,
         **verdict.summary(),
     }
-    if load.unexpected:
-        doc["violations"]["api_unexpected_answer"] = len(load.unexpected)
-        doc["examples"]["api_unexpected_answer"] = load.unexpected[:5]
-    if faults.errors or load.unexpected:
+    unexpected = load.unexpected + controller.unexpected
+    if unexpected:
+        doc["violations"]["api_unexpected_answer"] = len(unexpected)
+        doc["examples"]["api_unexpected_answer"] = unexpected[:5]
+    if faults.errors or unexpected:
         doc["ok"] = False
     return doc
 

@@ -171,6 +171,11 @@ class Settings:
         accepts="empty or a two-letter region code",
         bounds={"pattern": r"^([A-Z]{2})?$"},
     )
+    send_window_zones: str = setting(
+        "",
+        "quiet hours: the zone of a country's numbers where phonenumbers gives several, e.g. "
+        "`RU=Europe/Moscow,US=America/Chicago` ([campaigns.md](campaigns.md))",
+    )
     writer_max_rows: int = setting(5000, "rows per group commit", bounds=AT_LEAST_ONE)
     scheduler_interval_s: float = setting(0.25, "scheduler tick", bounds=POSITIVE)
     outbox_stale_s: float = setting(
@@ -411,6 +416,13 @@ class Settings:
                 "SMSDISPATCH_SHORT_LINK_BASE must be an http(s) URL with a host and no query, "
                 "e.g. https://s.example.com"
             )
+        if self.send_window_zones:
+            from dispatcher.sms.quiet_hours import InvalidWindow, parse_zones
+
+            try:
+                parse_zones(self.send_window_zones)
+            except InvalidWindow as exc:
+                problems.append(f"SMSDISPATCH_SEND_WINDOW_ZONES: {exc.message}")
         if not 0 <= self.rate_headroom < 0.5:
             problems.append("SMSDISPATCH_RATE_HEADROOM must be a fraction from 0 to 0.5")
         return problems

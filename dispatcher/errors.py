@@ -158,6 +158,24 @@ CATALOGUE: dict[str, ErrorKind] = {
         "error, an unreadable answer): retry after the seconds in `Retry-After`.",
     ),
     "not_found": ErrorKind(404, "Not found", "Check the id: it must belong to your account."),
+    "campaign_not_found": ErrorKind(
+        404,
+        "Campaign not found",
+        "Check the campaign's name (the `Smsdispatch-Campaign` header its messages were sent "
+        "with): it must be a campaign of your account.",
+    ),
+    "campaign_cancelled": ErrorKind(
+        409,
+        "Campaign cancelled",
+        "A cancelled campaign cannot be paused or resumed: its unsent messages ended "
+        "`cancelled`. Send the rest as a new campaign.",
+    ),
+    "message_not_cancellable": ErrorKind(
+        409,
+        "Message cannot be cancelled",
+        "Only a message no worker has taken yet (`scheduled`, `queued`, `retrying`, `paused`) "
+        "can be cancelled; `message` says its status. One being sent finishes normally.",
+    ),
     "no_results": ErrorKind(
         404,
         "No results",

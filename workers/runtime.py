@@ -17,6 +17,7 @@ from dispatcher.contract import Lane
 from dispatcher.ratelimit import AsyncLimiter, AsyncRedisRateLimitBackend, Rate
 from dispatcher.redis_clients import async_client
 from dispatcher.routing import DEFAULT_CONNECTION, RoutingConfig, current_table
+from dispatcher.sms.quiet_hours import parse_zones
 from dispatcher.store.db import make_engine
 from dispatcher.store.progress import SendProgress
 from workers import metrics
@@ -136,6 +137,7 @@ class Runtime:
             rate_wait_max_s=self.settings.rate_wait_max_s,
             send_deadline_s=send_deadline(self.settings),
             route_wait_s=self.config.breaker.wait_s,
+            window_zones=parse_zones(self.settings.send_window_zones),
         )
         policy = self.policies.get(Lane(lane), self.policies[Lane.BULK])
         return ChunkSender(self.store, self.routes, policy, options, chooser=self.chooser)

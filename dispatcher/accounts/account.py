@@ -51,6 +51,8 @@ class Account:
     senders: frozenset[str] = frozenset()
     # How long its short links redirect (docs/short-links.md); ``None`` = the settings' default.
     link_lifetime_s: float | None = None
+    # Quiet hours (docs/campaigns.md): its default send window, "HH:MM-HH:MM"; None: none.
+    send_window: str | None = None
     # How the audit log names the caller: the key pair it authenticated with, by id and name
     # (never a key); "api" for an account not loaded through a key. Not part of equality: the
     # same account through two keys is the same account.
@@ -184,6 +186,7 @@ def _account(conn: Connection, row: Any) -> Account:
         policy,
         approved_names(conn, row.id) if policy == SenderPolicy.REGISTERED else frozenset(),
         None if row.link_lifetime_s is None else float(row.link_lifetime_s),
+        row.send_window,
     )
 
 

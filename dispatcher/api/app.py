@@ -25,6 +25,7 @@ from dispatcher.api.fast_send import FastSend
 from dispatcher.api.guard import RequestGuard
 from dispatcher.api.proxies import TrustedProxies, parse_networks
 from dispatcher.api.routes_carrier import router as carrier_router
+from dispatcher.api.routes_control import router as control_router
 from dispatcher.api.routes_inbound import router as inbound_router
 from dispatcher.api.routes_lookup import router as lookup_router
 from dispatcher.api.routes_senders import router as senders_router
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, context: ApiContext | None = No
     app.include_router(inbound_router)  # before the sms router: /v2.1/sms/inbound ≠ /{id}
     app.include_router(senders_router)  # likewise /v2.1/sms/senders
     app.include_router(lookup_router)
+    app.include_router(control_router)  # POST /v2.1/sms/{id}/cancel beside the sms router
     app.include_router(router)
     panel = mount_panel(app, settings)  # the support panel under /panel (docs/panel.md)
     install_docs(app)  # /docs, /docs/errors, /docs/snippets; completes /openapi.json

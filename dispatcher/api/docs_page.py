@@ -60,6 +60,7 @@ PARAMETERS: dict[str, tuple[str, Any]] = {
     ),
     "phone": ("The phone number, E.164 (URL-encode the `+` as `%2B`).", "+48600111222"),
     "connection": ("The carrier connection's name.", "default"),
+    "campaign": ("The campaign's name: its messages' `Smsdispatch-Campaign` header.", "spring"),
     "Smsdispatch-Campaign": ("Campaign name: groups the messages for reporting.", "black-friday"),
 }
 AUTHENTICATED = ("unauthorized", "rate_limited")

@@ -76,6 +76,21 @@ class SendSmsBody(BaseModel):
         "always use the bulk lane.",
         examples=[True],
     )
+    timeRestriction: str | None = Field(
+        None,
+        description="smsdispatch extension, quiet hours (docs/campaigns.md): `follow` holds "
+        "each message until its send window opens in the recipient's local time (within its "
+        "validity), `ignore` sends at any hour. Default: `follow` on the bulk lane when a "
+        "window is set (here or the account's), `ignore` on the priority lane.",
+        examples=["follow"],
+    )
+    timeRestrictionRange: str | None = Field(
+        None,
+        description="smsdispatch extension: the send window, `HH:MM-HH:MM` in the "
+        "recipient's local time (zone from the number), e.g. `08:00-21:00`; `22:00-06:00` "
+        "crosses midnight. Default: the account's window, if it has one.",
+        examples=["08:00-21:00"],
+    )
 
 
 class ErrorMeta(BaseModel):

@@ -156,6 +156,8 @@ async def send_sms(
         webhook_url=body.webhookUrl,
         external_id=body.externalId,
         priority=body.priority,
+        time_restriction=body.timeRestriction,
+        time_restriction_range=body.timeRestrictionRange,
     )
     try:
         canonical = orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)

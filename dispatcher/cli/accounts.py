@@ -1,5 +1,5 @@
-"""``smsdispatch accounts rotate-key|limits|weight``: key rotation, per-account API limits and
-the account's weight in the fair bulk lane (docs/campaigns.md).
+"""``smsdispatch accounts rotate-key|limits|send-window|weight``: key rotation, per-account API
+limits, quiet hours and the account's weight in the fair bulk lane (docs/campaigns.md).
 
 Register with :func:`register` on the ``accounts`` sub-parsers. Output and errors go through
 :mod:`dispatcher.cli.output` (JSON for scripts, tables on a terminal); a refusal exits with 1.
@@ -153,6 +153,48 @@ def cmd_limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window(raw: str) -> str | None:
+    from dispatcher.sms.quiet_hours import InvalidWindow, parse_window
+
+    if raw.lower() == "none":
+        return None
+    try:
+        return str(parse_window(raw))
+    except InvalidWindow as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def cmd_send_window(args: argparse.Namespace) -> int:
+    """Show or set an account's default send window (quiet hours, docs/campaigns.md)."""
+    from dispatcher.accounts.account import load_account
+    from dispatcher.store.accounts import update_account
+
+    engine = open_engine()
+    try:
+        with transaction(engine) as conn:
+            account = load_account(conn, name=args.name)
+            if account is None:
+                return fail(f"no account named {args.name!r}", args)
+            window = account.send_window
+            if args.window is not ... and args.window != window:
+                window = args.window
+                update_account(conn, account.id, send_window=window)
+                audit_cli(conn, account.id, "account.send_window", account.name, window or "none")
+    finally:
+        engine.dispose()
+    emit(
+        args,
+        {
+            "account": account.name,
+            "send_window": window,
+            "note": "recipient's local time; bulk messages wait for it, priority ones do not "
+            "(timeRestriction overrides per request); API processes apply changes within 30 s",
+        },
+        indent=2,
+    )
+    return 0
+
+
 def _weight(raw: str) -> int:
     from dispatcher.store.admission import MAX_WEIGHT
 
@@ -198,7 +240,7 @@ def cmd_weight(args: argparse.Namespace) -> int:
 
 
 def register(accounts_sub: Any) -> None:
-    """Add ``rotate-key``, ``limits`` and ``weight`` to the ``accounts`` sub-parsers."""
+    """Add ``rotate-key``, ``limits``, ``send-window`` and ``weight`` to the ``accounts`` sub-parsers."""
     r = accounts_sub.add_parser(
         "rotate-key", help="issue a new key pair; the old ones stop working after --overlap"
     )
@@ -229,6 +271,18 @@ def register(accounts_sub: Any) -> None:
     )
     lim.set_defaults(func=cmd_limits)
 
+    sw = accounts_sub.add_parser(
+        "send-window", help="show or set the account's quiet hours (default send window)"
+    )
+    sw.add_argument("name")
+    sw.add_argument(
+        "window",
+        nargs="?",
+        type=_window,
+        default=...,
+        help="HH:MM-HH:MM in the recipient's local time (e.g. 08:00-21:00), or none",
+    )
+    sw.set_defaults(func=cmd_send_window)
     w = accounts_sub.add_parser(
         "weight", help="show or set the account's share of the bulk lane (fair admission)"
     )

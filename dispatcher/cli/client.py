@@ -1,4 +1,5 @@
-"""Client commands of ``smsdispatch``: ``send``, ``status``, ``campaign upload``, ``openapi``.
+"""Client commands of ``smsdispatch``: ``send``, ``status``, ``campaign upload``, ``campaign
+pause|resume|cancel``, ``message cancel``, ``openapi``.
 
 They talk to a running API over HTTP through the Python client (:mod:`smsdispatch_client`),
 with the credentials from ``SMSDISPATCH_APP_KEY`` / ``SMSDISPATCH_AUTHORIZATION`` /
@@ -12,6 +13,7 @@ import argparse
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 from smsdispatch_client import SmsClient, SmsError, credentials_from_env
 
@@ -19,9 +21,9 @@ from dispatcher.cli.exits import Exit, for_client_error
 from dispatcher.cli.output import emit, fail
 
 
-def _client(args: argparse.Namespace) -> SmsClient:
+def _client(args: argparse.Namespace, timeout: float = 10.0) -> SmsClient:
     app_key, auth, url = credentials_from_env(keys_file=args.keys)
-    return SmsClient(app_key, auth, args.url or url)
+    return SmsClient(app_key, auth, args.url or url, timeout=timeout)
 
 
 def _fail(args: argparse.Namespace, exc: SmsError) -> int:
@@ -107,6 +109,30 @@ def cmd_campaign_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign_control(args: argparse.Namespace) -> int:
+    """Pause, resume or cancel a campaign (docs/campaigns.md); prints its state and counts."""
+    path = f"/v2.1/campaigns/{quote(args.name, safe='')}/{args.campaign_command}"
+    try:
+        # A cancel of a large campaign moves every waiting message in one transaction.
+        with _client(args, timeout=120.0) as client:
+            answer = client.request("POST", path, body={})
+    except SmsError as exc:
+        return _fail(args, exc)
+    emit(args, answer["data"][0])
+    return 0
+
+
+def cmd_message_cancel(args: argparse.Namespace) -> int:
+    """Cancel one scheduled, queued, retrying or paused message."""
+    try:
+        with _client(args) as client:
+            answer = client.request("POST", f"/v2.1/sms/{quote(args.id, safe='')}/cancel", body={})
+    except SmsError as exc:
+        return _fail(args, exc)
+    emit(args, answer["data"][0])
+    return 0
+
+
 def cmd_openapi(_args: argparse.Namespace) -> int:
     """Print the OpenAPI document (``smsdispatch openapi > docs/openapi.json``)."""
     from dispatcher.api.openapi_export import render_openapi
@@ -155,5 +181,21 @@ def register(sub: Any) -> None:
     )
     _connection(u)
     u.set_defaults(func=cmd_campaign_upload)
+    for action, words in (
+        ("pause", "pause a campaign: its unsent messages wait (validity keeps running)"),
+        ("resume", "resume a paused campaign"),
+        ("cancel", "cancel a campaign: its unsent messages end cancelled (final)"),
+    ):
+        a = c_sub.add_parser(action, help=words)
+        a.add_argument("name", help="the campaign's name (its Smsdispatch-Campaign header)")
+        _connection(a)
+        a.set_defaults(func=cmd_campaign_control)
+
+    m = sub.add_parser("message", help="one message")
+    m_sub = m.add_subparsers(dest="message_command", required=True)
+    mc = m_sub.add_parser("cancel", help="cancel a message no worker has taken yet")
+    mc.add_argument("id", help="the message id")
+    _connection(mc)
+    mc.set_defaults(func=cmd_message_cancel)
 
     sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)

@@ -70,6 +70,9 @@ class Status(StrEnum):
     QUEUED = "queued"  # committed and handed to a lane
     # A retryable failure or a rate-limit deferral; held until next_attempt_at.
     RETRYING = "retrying"
+    # Its campaign is paused (docs/campaigns.md): held, not released, until resumed; its
+    # validity clock keeps running.
+    PAUSED = "paused"
     SENDING = "sending"  # claimed by a worker; the carrier call is under way
     SENT = "sent"  # the carrier accepted it (not yet a handset report)
     DELIVERED = "delivered"
@@ -77,19 +80,30 @@ class Status(StrEnum):
     EXPIRED = "expired"
     REJECTED = "rejected"  # refused permanently by the carrier or by us
     FAILED = "failed"  # gave up: retries exhausted or an internal permanent error
+    CANCELLED = "cancelled"  # cancelled by the customer before a worker claimed it
 
 
 FINAL_STATUSES = frozenset(
-    {Status.DELIVERED, Status.UNDELIVERED, Status.EXPIRED, Status.REJECTED, Status.FAILED}
+    {
+        Status.DELIVERED,
+        Status.UNDELIVERED,
+        Status.EXPIRED,
+        Status.REJECTED,
+        Status.FAILED,
+        Status.CANCELLED,
+    }
 )
 # Held states the scheduler releases when next_attempt_at is due.
 HELD_STATUSES = frozenset({Status.SCHEDULED, Status.RETRYING})
+# States a message can be cancelled or paused in: no worker has claimed it.
+WAITING_STATUSES = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.PAUSED})
 
 # Numeric codes in v2.1 responses. 1, 2, 9 and 21 are the original's; the rest are ours.
 STATUS_CODES: dict[Status, int] = {
     Status.SCHEDULED: 1,
     Status.QUEUED: 1,
     Status.RETRYING: 1,
+    Status.PAUSED: 1,
     Status.SENDING: 2,
     Status.SENT: 3,
     Status.REJECTED: 9,
@@ -97,6 +111,7 @@ STATUS_CODES: dict[Status, int] = {
     Status.UNDELIVERED: 22,
     Status.EXPIRED: 23,
     Status.FAILED: 24,
+    Status.CANCELLED: 25,
 }
 
 

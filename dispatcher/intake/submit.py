@@ -32,6 +32,17 @@ from dispatcher.sms import (
     normalize,
     validate_sender,
 )
+from dispatcher.sms.quiet_hours import (
+    FOLLOW,
+    IGNORE,
+    MODES,
+    InvalidWindow,
+    SendWindow,
+    next_open,
+    parse_window,
+    parse_zones,
+    zones_for,
+)
 from dispatcher.store.records import NewMessage, NewSubmission
 from dispatcher.store.senders import NameState, SenderName, may_send
 from dispatcher.webhooks.urls import UrlRefused, canonical, check_static
@@ -105,6 +116,8 @@ class SendRequest:
     webhook_url: str | None = None  # webhookUrl
     external_id: str | None = None  # externalId
     priority: bool | None = None  # ours: ask for the priority lane
+    time_restriction: str | None = None  # ours (SMSAPI's name): follow | ignore quiet hours
+    time_restriction_range: str | None = None  # ours: the send window, HH:MM-HH:MM
 
 
 @dataclass
@@ -185,6 +198,27 @@ def _check_request(
             errors.append(problem)
     if req.external_id is not None and not _EXTERNAL_ID.match(req.external_id):
         errors.append(ApiError("invalid_external_id", None, "externalId", req.external_id))
+    if req.time_restriction is not None and req.time_restriction not in MODES:
+        errors.append(
+            ApiError(
+                "invalid_field",
+                "timeRestriction is follow or ignore",
+                "timeRestriction",
+                req.time_restriction,
+            )
+        )
+    if req.time_restriction_range is not None:
+        try:
+            parse_window(req.time_restriction_range)
+        except InvalidWindow as exc:
+            errors.append(
+                ApiError(
+                    "invalid_field",
+                    f"timeRestrictionRange: {exc.message}",
+                    "timeRestrictionRange",
+                    req.time_restriction_range,
+                )
+            )
     if req.priority and not account.priority_enabled:
         errors.append(ApiError("priority_not_enabled", None, "priority", True))
     if not req.phone_numbers:
@@ -336,6 +370,9 @@ def prepare_personalised(
         )
     if not sub.messages:
         raise RequestRefused([*errors, ApiError("no_valid_recipients", None, "items", None)])
+    window = send_window(account, lane, None, None)  # the account's quiet hours
+    if window is not None:
+        hold_for_window(sub.messages, window, start, settings)
     return Prepared(sub, errors)
 
 
@@ -417,7 +454,36 @@ def prepare(
                 links_expire_at=start + lifetime if texts else 0.0,
             )
         )
+    window = send_window(account, lane, req.time_restriction, req.time_restriction_range)
+    if window is not None:
+        hold_for_window(sub.messages, window, start, settings)
     return Prepared(sub, recipient_errors)
+
+
+def send_window(
+    account: Account, lane: str, mode: str | None, window: str | None
+) -> SendWindow | None:
+    """The send window a submission follows (docs/campaigns.md, "Quiet hours"): the
+    request's, else the account's; none when the request says ``ignore``, or on the priority
+    lane unless it says ``follow`` (an OTP is wanted now, whatever the hour)."""
+    text = window or account.send_window
+    if text is None or mode == IGNORE or (lane == Lane.PRIORITY and mode != FOLLOW):
+        return None
+    return parse_window(text)  # checked: the request's above, the account's when it was set
+
+
+def hold_for_window(
+    msgs: Sequence[NewMessage], window: SendWindow, start: float, settings: Settings
+) -> None:
+    """Give ``msgs`` their window, and hold those whose window is closed at ``start`` until it
+    opens (``scheduled``). The sender checks again when it claims them."""
+    overrides = parse_zones(settings.send_window_zones)
+    for m in msgs:
+        m.window_start, m.window_end = window.start, window.end
+        opens = next_open(start, window, zones_for(m.phone, overrides))
+        if opens > start:
+            m.status = Status.SCHEDULED
+            m.next_attempt_at = opens
 
 
 def shortener(settings: Settings) -> Shortener:

@@ -13,8 +13,17 @@ from sqlalchemy import Connection
 
 from dispatcher.panel import charts
 from dispatcher.panel.forms import phone_to_e164
-from dispatcher.panel.web import PanelError, in_db, not_found, redirect, render, state, viewer
-from dispatcher.store import audited
+from dispatcher.panel.web import (
+    PanelError,
+    admin_viewer,
+    in_db,
+    not_found,
+    redirect,
+    render,
+    state,
+    viewer,
+)
+from dispatcher.store import audited, control
 from dispatcher.store.campaigns import count_rejections
 from dispatcher.store.dashboard import campaign_curve
 from dispatcher.store.panel_queries import (
@@ -56,9 +65,50 @@ async def campaigns(request: Request, page: str | None = None) -> Response:
     )
 
 
+CONTROL_DONE = {
+    "pause": "Paused: its unsent messages wait until you resume it.",
+    "resume": "Resumed: its messages are being sent again.",
+    "cancel": "Cancelled: its unsent messages will not be sent.",
+}
+
+
+@router.post("/campaigns/control")
+async def campaign_control(
+    request: Request,
+    name: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Pause, resume or cancel a named campaign (admins; docs/campaigns.md)."""
+    who = await admin_viewer(request, csrf_token)
+    if action not in CONTROL_DONE or not 0 < len(name) <= 64:
+        raise not_found(who.user)
+    account_id = who.user.account_id
+    change = {
+        "pause": control.pause_campaign,
+        "resume": control.resume_campaign,
+        "cancel": control.cancel_campaign,
+    }[action]
+    page = "/panel/campaigns/c/" + quote(name, safe="")
+    try:
+        done = await in_db(
+            request,
+            lambda conn: change(conn, account_id, name, who.actor, time.time()),
+            write=True,
+        )
+    except control.ControlRefused as exc:
+        if exc.code == "campaign_not_found":
+            raise not_found(who.user) from None
+        return redirect(page + "?" + urlencode({"refused": exc.message}))
+    log.info("panel.campaign_control", user_id=who.user.id, action=action, moved=done.changed)
+    return redirect(page + "?" + urlencode({"done": action}))
+
+
 @router.get("/campaigns/{kind}/{key:path}")
-async def campaign_detail(request: Request, kind: str, key: str) -> Response:
-    """One campaign: counts per status, progress, and its newest messages."""
+async def campaign_detail(
+    request: Request, kind: str, key: str, done: str = "", refused: str = ""
+) -> Response:
+    """One campaign: counts per status, progress, its control state and its newest messages."""
     who = await viewer(request)
     if kind not in ("c", "s") or not 0 < len(key) <= 64:
         raise not_found(who.user)
@@ -88,8 +138,10 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
             y_max=charts.nice_max(float(max(found.total, 1))),
         )
     rejected = 0
+    run_state = control.RUNNING
     if kind == "c":
         rejected = await in_db(request, lambda conn: count_rejections(conn, account_id, key))
+        run_state = await in_db(request, lambda conn: control.campaign_state(conn, account_id, key))
     return render(
         request,
         "campaign.html",
@@ -101,6 +153,9 @@ async def campaign_detail(request: Request, kind: str, key: str) -> Response:
         rejected=rejected,
         chart=chart,
         rejected_url="/panel/campaigns/rejected.csv?" + urlencode({"name": key}),
+        run_state=run_state,
+        notice=CONTROL_DONE.get(done),
+        refused=refused[:200],
     )
 
 

@@ -19,6 +19,8 @@ STATUS_WORDS = {
     "expired": "Not delivered within its validity period.",
     "rejected": "Refused for good (by the carrier or by us); it will not be retried.",
     "failed": "Could not be sent: every retry failed.",
+    "paused": "Its campaign is paused: it waits until the campaign is resumed.",
+    "cancelled": "Cancelled before it was sent; it will not be sent.",
 }
 # Status badge colours: one class per outcome family.
 STATUS_TONE = {
@@ -29,6 +31,7 @@ STATUS_TONE = {
     "rejected": "bad",
     "failed": "bad",
     "retrying": "warn",
+    "paused": "warn",
 }
 # SMPP ``stat`` values in delivery reports.
 REPORT_STAT_WORDS = {

@@ -45,7 +45,7 @@ from dispatcher.contract import (
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.scheduler import unacked
 from dispatcher.scheduler.admission import Admitter
-from dispatcher.store import callback_inbox, outbox, reports, webhooks
+from dispatcher.store import callback_inbox, control_sweeps, outbox, reports, webhooks
 from dispatcher.store.balances import low_balance_sweep
 from dispatcher.store.db import StoreUnavailable, reading, transaction
 from dispatcher.store.messages import mark_enqueued
@@ -56,6 +56,9 @@ log = structlog.get_logger(component="scheduler")
 LEADER_KEY = "smsd:scheduler:leader"
 SLOW_EVERY_S = 10.0
 AUDIT_START_S = 3600.0  # after a restart, batches of the last hour are audited again
+# A campaign paused or cancelled this recently has all its waiting messages swept each tick:
+# a writer's transaction that read its state before the change may commit a moment after.
+CONTROL_SETTLE_S = 5.0
 
 
 @dataclass
@@ -73,6 +76,8 @@ class TickReport:
     callbacks: int = 0
     unacked_restored: int = 0
     refunded: int = 0
+    controlled: int = 0  # messages paused or cancelled after their campaign's change
+    cancelled: int = 0  # cancelled messages given their webhook
 
 
 class Scheduler:
@@ -155,7 +160,18 @@ class Scheduler:
         now = time.time() if now is None else now
         report = TickReport()
         with transaction(self.engine) as conn:
-            due, report.expired = outbox.release_due(conn, now, self.chunk_sizes, self.fair)
+            # Campaigns paused or cancelled (docs/campaigns.md): their due retries are not
+            # released, their paused messages expire with their validity, and messages a
+            # writer stored as the change committed are caught within a tick or two.
+            controlled = control_sweeps.controlled_submissions(conn, now)
+            if controlled:
+                fresh = control_sweeps.controlled_submissions(conn, now, now - CONTROL_SETTLE_S)
+                report.controlled = control_sweeps.apply_controls(conn, fresh, now)
+            due, report.expired = outbox.release_due(
+                conn, now, self.chunk_sizes, self.fair, controlled=controlled
+            )
+            report.expired += len(control_sweeps.expire_paused(conn, now))
+        report.cancelled = self._settle_cancelled(now)
         report.released = self._publish(due)
         with transaction(self.engine) as conn:
             stale = outbox.unpublished_batches(
@@ -178,6 +194,17 @@ class Scheduler:
             self._last_slow = time.monotonic()
             self._slow(now, report)
         return report
+
+    def _settle_cancelled(self, now: float) -> int:
+        """Webhooks of cancelled messages, a chunk per transaction, for up to half a tick."""
+        done = 0
+        until = time.monotonic() + self.settings.scheduler_interval_s / 2
+        while True:
+            with transaction(self.engine) as conn:
+                n = control_sweeps.settle_cancelled(conn, now)
+            done += n
+            if n < control_sweeps.SETTLE_CHUNK or time.monotonic() > until:
+                return done
 
     def _release_due_callbacks(self, now: float) -> int:
         """Publish stored carrier callbacks that are due: early reports whose next try has

@@ -130,6 +130,7 @@ def live_key(conn: Connection, app_key_hash: str, now: float) -> Any:
             accounts.c.daily_cap,
             accounts.c.sender_policy,
             accounts.c.link_lifetime_s,
+            accounts.c.send_window,
         )
         .join(accounts, accounts.c.id == k.account_id)
         .where(

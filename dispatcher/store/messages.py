@@ -22,6 +22,7 @@ from dispatcher.billing.pricebook import PriceBook
 from dispatcher.contract import Lane, Status
 from dispatcher.ids import new_message_id
 from dispatcher.store.balances import Charge, charge, record_charges
+from dispatcher.store.control_sweeps import cancel_stored, hold_controlled
 from dispatcher.store.links import LINK_COLUMNS, link_rows, settle_codes
 from dispatcher.store.records import Batch, NewMessage, NewSubmission, StoredSubmission
 from dispatcher.store.schema import dispatch_batches, messages, short_links, submissions
@@ -53,6 +54,8 @@ MESSAGE_COLUMNS = (
     "price",
     "currency",
     "charged",
+    "window_start",
+    "window_end",
 )
 _BATCH_COLUMNS = ("id", "lane", "size", "created_at", "enqueued_at", "account_id")
 # Below this many rows a multi-row INSERT beats setting up COPY.
@@ -131,6 +134,8 @@ def _message_row(m: NewMessage, batch_id: str | None) -> tuple[Any, ...]:
         m.price,
         m.currency,
         m.charged,
+        m.window_start,
+        m.window_end,
     )
 
 
@@ -248,6 +253,8 @@ def write_submissions(
         _submission_row(s) for s in fresh if s.external_id is None and s.idempotency_key is None
     ]
     # Short-link codes are checked against the stored ones before the texts go into payloads.
+    # Messages sent into a paused or cancelled campaign (docs/campaigns.md) are not queued.
+    cancel = hold_controlled(conn, fresh)
     linked = [m for sub in fresh for m in sub.messages if m.links]
     if linked:
         settle_codes(conn, linked)
@@ -274,6 +281,8 @@ def write_submissions(
         insert_batches(conn, batches)
         if charges:
             record_charges(conn, fresh, charges, rows_locked, time.time())
+    if cancel:
+        cancel_stored(conn, cancel, time.time())
     return [results[s.id] for s in subs], batches
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select, update
 
 from dispatcher.contract import HELD_STATUSES, MessagePayload, Status
+from dispatcher.store.control_sweeps import divert
 from dispatcher.store.messages import batch_messages, insert_batches
 from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import Batch
@@ -73,12 +74,21 @@ def _rebatch(
 
 
 def release_due(
-    conn: Connection, now: float, chunk_sizes: dict[str, int], fair: bool = False, limit: int = 5000
+    conn: Connection,
+    now: float,
+    chunk_sizes: dict[str, int],
+    fair: bool = False,
+    limit: int = 5000,
+    controlled: Mapping[str, str] | None = None,
 ) -> tuple[list[Batch], int]:
-    """Held messages whose time has come → queued batches; past validity → expired."""
+    """Held messages whose time has come → queued batches; past validity → expired.
+
+    ``controlled`` (submission id → ``paused`` | ``cancelled``, docs/campaigns.md): due
+    messages of such campaigns (a retry of an attempt under way when the campaign was paused
+    or cancelled) are paused or cancelled instead of released."""
     m = messages.c
     stmt = (
-        select(*_PAYLOAD_COLS)
+        select(*_PAYLOAD_COLS, m.submission_id)
         .where(and_(m.status.in_(list(HELD_STATUSES)), m.next_attempt_at <= now))
         .order_by(m.next_attempt_at)
         .limit(limit)
@@ -89,6 +99,14 @@ def release_due(
     overdue = [r.id for r in rows if r.valid_until <= now]
     expired = expire_overdue(conn, overdue, now, waiting=list(HELD_STATUSES))
     live = [r for r in rows if r.valid_until > now]
+    if controlled:
+        held_back: dict[str, list[str]] = {}
+        for r in live:
+            if r.submission_id in controlled:
+                held_back.setdefault(controlled[r.submission_id], []).append(r.id)
+        if held_back:
+            divert(conn, held_back, now)
+            live = [r for r in live if r.submission_id not in controlled]
     return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes, fair), len(expired)
 
 

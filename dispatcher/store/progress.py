@@ -36,6 +36,8 @@ class Claim:
 
     valid_until: float
     last_error: str | None = None
+    # Quiet hours (docs/campaigns.md): the minutes of the recipient's day it may be sent in.
+    window: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -83,9 +85,9 @@ def claim(conn: Connection, ids: Sequence[str], connection: str, now: float) -> 
             attempts=m.attempts + 1,
             connection=connection,
         )
-        .returning(m.id, m.valid_until, m.error_code)
+        .returning(m.id, m.valid_until, m.error_code, m.window_start, m.window_end)
     )
-    return {r[0]: Claim(r[1], r[2]) for r in rows}
+    return {r[0]: Claim(r[1], r[2], None if r[3] is None else (int(r[3]), int(r[4]))) for r in rows}
 
 
 def expire_overdue(

@@ -45,6 +45,9 @@ class NewMessage:
     price: int = 0  # minor units of ``currency``, all parts (docs/prices.md)
     currency: int = 0  # ISO 4217 numeric; 0 while billing is off
     charged: bool = False  # taken from the account's balance
+    # Quiet hours (docs/campaigns.md): the minutes of the recipient's local day it may be sent.
+    window_start: int | None = None
+    window_end: int | None = None
 
     def payload(self, attempt: int = 0) -> MessagePayload:
         """What a chunk task carries of this message."""

@@ -30,12 +30,13 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # A charged message that no carrier took and that will not be tried again is refunded
-# (docs/prices.md, "Refunds"): rejected before or at submit, expired in the queue, or given up.
+# (docs/prices.md, "Refunds"): rejected before or at submit, expired in the queue, given up, or
+# cancelled by the customer before a worker claimed it.
 # ``send_state_unknown`` (a worker lost during the carrier call, the carrier could not be
 # asked) may have been taken and is not. The refund sweep's query and index share this text.
 REFUNDABLE = (
     "charged AND refunded_at IS NULL AND sent_at IS NULL "
-    "AND status IN ('rejected', 'expired', 'failed') "
+    "AND status IN ('rejected', 'expired', 'failed', 'cancelled') "
     "AND (error_code IS NULL OR error_code <> 'send_state_unknown')"
 )
 
@@ -67,6 +68,9 @@ accounts = Table(
     # default) and which clicks send a ``message.click`` webhook: first | all | none.
     Column("link_lifetime_s", Double),
     Column("click_webhooks", String(5), nullable=False, server_default=text("'first'")),
+    # Quiet hours (docs/campaigns.md): the default send window in the recipient's local time,
+    # "HH:MM-HH:MM"; NULL: none (send at any hour).
+    Column("send_window", String(11)),
     # Its share of the bulk lane against other accounts with work waiting (docs/campaigns.md).
     Column("bulk_weight", Integer, nullable=False, server_default=text("1")),
 )
@@ -208,6 +212,10 @@ messages = Table(
     Column("currency", SmallInteger, nullable=False, server_default=text("0")),
     Column("charged", Boolean, nullable=False, server_default=text("false")),
     Column("refunded_at", Double),
+    # Quiet hours (docs/campaigns.md): sent only between these minutes of the day in the
+    # recipient's local time (zone from the number); NULL when it has no window or ignores it.
+    Column("window_start", SmallInteger),
+    Column("window_end", SmallInteger),
     Index("ix_messages_account_created", "account_id", "created_at"),
     # Partial, like ix_messages_batch below: an update that is not HOT (every status change:
     # the partial indexes below name ``status``) adds an entry to every index whose predicate
@@ -255,6 +263,20 @@ messages = Table(
         postgresql_where=text("status = 'sending'"),
         sqlite_where=text("status = 'sending'"),
     ),
+    # Paused messages whose validity ends while their campaign is paused end ``expired``.
+    Index(
+        "ix_messages_paused_valid",
+        "valid_until",
+        postgresql_where=text("status = 'paused'"),
+        sqlite_where=text("status = 'paused'"),
+    ),
+    # Cancelled messages whose webhook the scheduler has yet to create (store/control.py).
+    Index(
+        "ix_messages_cancel_pending",
+        "status_at",
+        postgresql_where=text("status = 'cancelled' AND final_at IS NULL"),
+        sqlite_where=text("status = 'cancelled' AND final_at IS NULL"),
+    ),
     # The refund sweep's candidates: charged, never taken by a carrier, ended, not refunded.
     Index(
         "ix_messages_refundable",
@@ -262,6 +284,23 @@ messages = Table(
         postgresql_where=text(REFUNDABLE),
         sqlite_where=text(REFUNDABLE),
     ),
+)
+
+# Campaigns paused or cancelled by their account (docs/campaigns.md); no row: running. Read by
+# the writer (messages sent into a paused campaign wait, into a cancelled one are cancelled)
+# and by the scheduler's sweep, which catches messages that came back to waiting after the
+# pause or cancel (a failed attempt's retry).
+campaign_controls = Table(
+    "campaign_controls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("state", String(10), nullable=False),  # running | paused | cancelled
+    Column("changed_at", Double, nullable=False),
+    Column("changed_by", String(64), nullable=False),  # api | cli:<user> | panel:<user>
+    UniqueConstraint("account_id", "campaign", name="uq_campaign_controls"),
+    Index("ix_campaign_controls_state", "state", "changed_at"),
 )
 
 message_events = Table(

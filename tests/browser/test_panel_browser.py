@@ -22,7 +22,7 @@ from dispatcher.store.schema import accounts
 from tests.browser.conftest import log_in, new_page
 from tests.browser.panel_helpers import make_user
 from tests.support.receiver import Answer, Receiver
-from tests.support.stack import ROOT, Stack, running_stack, wait_until
+from tests.support.stack import ROOT, ApiClient, Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 SHOTS = os.path.join(ROOT, "docs", "screenshots")
@@ -40,6 +40,7 @@ class Seeded:
     admin_a: str
     user_b: str
     hook_url: str
+    shop: ApiClient
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,7 @@ def seeded() -> Iterator[Seeded]:
             make_user(stack, shop.account_id, "admin", "piotr.admin"),
             make_user(stack, other.account_id, "support", "eve.other"),
             otp_hook,
+            shop,
         )
 
 
@@ -162,6 +164,40 @@ def test_support_finds_the_code_and_sees_its_report_and_webhooks(
     expect(admin.locator(".sms-body")).to_contain_text("482913")
     admin.goto(base + "/panel/campaigns")
     expect(admin.get_by_role("link", name="black-friday-2026")).to_be_visible()
+
+
+def test_an_admin_pauses_resumes_and_cancels_a_campaign(seeded: Seeded, browser: Browser) -> None:
+    """The campaign page's buttons (docs/campaigns.md): scheduled messages an hour ahead, so
+    the campaign is still waiting while the admin presses them."""
+    r = seeded.shop.send(
+        {
+            "sender": "ACME",
+            "message": "Spring sale preview: -20% for subscribers.",
+            "phoneNumbers": ["+48500100300", "+48500100301", "+48500100302"],
+            "scheduleTime": int(time.time()) + 3600,
+        },
+        **{"Smsdispatch-Campaign": "spring-preview"},
+    )
+    assert r.status_code == 200, r.text
+    base = seeded.stack.api_url
+    support = new_page(browser, 860)
+    log_in(support, base, seeded.support_a)
+    support.goto(base + "/panel/campaigns/c/spring-preview")
+    expect(support.locator("#campaign-state")).to_contain_text("running")
+    expect(support.get_by_role("button", name="Pause")).to_have_count(0)  # admins only
+    page = new_page(browser, 860)
+    log_in(page, base, seeded.admin_a)
+    page.goto(base + "/panel/campaigns/c/spring-preview")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_text("Paused: its unsent messages wait")).to_be_visible()
+    expect(page.locator("#campaign-state")).to_contain_text("paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#campaign-state")).to_contain_text("running")
+    page.get_by_role("button", name="Cancel campaign").click()
+    expect(page.locator("#campaign-state")).to_contain_text("cancelled")
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    expect(page.locator("#counts-title + table")).to_contain_text("cancelled")
+    page.screenshot(path=os.path.join(SHOTS, "panel-campaign-control.png"), full_page=True)
 
 
 def test_another_account_gets_no_page_result_or_detail(seeded: Seeded, browser: Browser) -> None:

@@ -55,6 +55,16 @@ def test_stuck_and_expired_retry_are_caught() -> None:
     assert v.violations == {"report_missing": ["m3:sent"]} and v.figures["counts_add_up"]
 
 
+def test_a_cancelled_message_at_the_carrier_is_caught() -> None:
+    accepted, rows, refs, deliveries, hooks = _clean()
+    rows[2] = MessageRow("m3", "cancelled", None, NOW + 60, None)
+    deliveries.append(DeliveryRow("w3", "m3", "cancelled", "delivered", 1))
+    hooks.append(Hook("w3", "m3", "cancelled"))
+    assert check(accepted, rows, refs, deliveries, hooks, NOW).ok  # cancelled, final, hooked
+    v = check(accepted, rows, {**refs, "m3": 1}, deliveries, hooks, NOW)
+    assert v.violations["cancelled_but_sent"] == ["m3"]
+
+
 def test_carrier_and_log_disagreeing_is_caught() -> None:
     accepted, rows, refs, deliveries, hooks = _clean()
     v = check(accepted, rows, {**refs, "m2": 1}, deliveries, hooks, NOW)  # sent, log says not

@@ -199,3 +199,39 @@ def test_exit_codes_against_the_api(stack: Stack, account: ApiClient) -> None:
     )
     assert wrong_keys.returncode == Exit.API_REFUSED, wrong_keys.stderr
     assert json.loads(wrong_keys.stderr)["status"] in (401, 403)
+
+
+def test_campaign_pause_resume_cancel_and_message_cancel(stack: Stack, account: ApiClient) -> None:
+    """No bulk pool runs here: the campaign's messages stay queued while they are controlled."""
+    sent = _cli(stack, account, "send", "--to", "+48111000001,+48111000002,+48111000003",
+                "--text", "Sale", "--campaign", "cli/spring")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    first, *_ = json.loads(sent.stdout)["ids"]
+    paused = _cli(stack, account, "campaign", "pause", "cli/spring")
+    assert paused.returncode == 0, paused.stderr
+    out = json.loads(paused.stdout)
+    assert out["state"] == "paused" and out["changed"] == 3 and out["messages"] == {"paused": 3}
+    resumed = _cli(stack, account, "campaign", "resume", "cli/spring", "-o", "human")
+    assert resumed.returncode == 0 and "running" in resumed.stdout, resumed.stderr
+    one = _cli(stack, account, "message", "cancel", first)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout) == {"id": first, "statusName": "cancelled"}
+    again = _cli(stack, account, "message", "cancel", first)
+    assert again.returncode == Exit.API_REFUSED
+    assert json.loads(again.stderr)["error"] == "message_not_cancellable"
+    cancelled = _cli(stack, account, "campaign", "cancel", "cli/spring")
+    assert cancelled.returncode == 0, cancelled.stderr
+    out = json.loads(cancelled.stdout)
+    assert out["state"] == "cancelled" and out["changed"] == 2
+    assert out["messages"] == {"cancelled": 3}
+    refused = _cli(stack, account, "campaign", "resume", "cli/spring")
+    assert refused.returncode == Exit.API_REFUSED
+    assert json.loads(refused.stderr) == {
+        "error": "campaign_cancelled",
+        "status": 409,
+        "message": json.loads(refused.stderr)["message"],
+        "parameter": "campaign",
+    }
+    unknown = _cli(stack, account, "campaign", "pause", "no such campaign/")
+    assert unknown.returncode == Exit.API_REFUSED
+    assert json.loads(unknown.stderr)["error"] == "campaign_not_found"

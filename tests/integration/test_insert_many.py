@@ -47,6 +47,8 @@ def _row(i: int) -> tuple[object, ...]:
         "price": 7 * (i % 4),
         "currency": 985 if i % 4 else 0,
         "charged": i % 4 != 0,
+        "window_start": 480 if i % 5 == 0 else None,  # quiet hours (docs/campaigns.md)
+        "window_end": 1260 if i % 5 == 0 else None,
     }
     return tuple(values[c] for c in MESSAGE_COLUMNS)
 

@@ -310,3 +310,44 @@ def test_cli_creates_users_with_a_password_from_stdin(pstack: Stack, acct_a: Api
     )
     assert short.returncode == 4 and "password" in short.stderr  # Exit.INPUT
     assert logged_in(pstack, "cli-admin").get("/panel/messages").status_code == 200
+
+
+def test_an_admin_pauses_resumes_and_cancels_a_campaign(
+    pstack: Stack, acct_a: ApiClient, acct_b: ApiClient
+) -> None:
+    name = "control-me"
+    ids = send(acct_a, "Sale", "+48500100401", "+48500100402", **{"Smsdispatch-Campaign": name})
+    support = logged_in(pstack, make_user(pstack, acct_a.account_id, "support"))
+    page = support.get(f"/panel/campaigns/c/{name}")
+    assert "State: <strong>running</strong>" in page.text
+    assert 'id="campaign-control"' not in page.text  # buttons for admins only
+    r = support.post(
+        "/panel/campaigns/control", name=name, action="pause", csrf_token=csrf_of(page.text)
+    )
+    assert r.status_code == 403
+    admin = logged_in(pstack, make_user(pstack, acct_a.account_id, "admin"))
+    page = admin.get(f"/panel/campaigns/c/{name}")
+    assert 'value="pause"' in page.text and 'value="cancel"' in page.text
+    token = csrf_of(page.text)
+    bad = admin.post("/panel/campaigns/control", name=name, action="pause", csrf_token="forged")
+    assert bad.status_code == 403
+    r = admin.post("/panel/campaigns/control", name=name, action="pause", csrf_token=token)
+    assert r.status_code == 303 and r.headers["location"].endswith("?done=pause")
+    page = admin.get(r.headers["location"])
+    assert "State: <strong>paused</strong>" in page.text and "Paused:" in page.text
+    assert re.search(r"paused</span></td><td class=\"num\">2<", page.text), page.text
+    assert 'value="resume"' in page.text
+    r = admin.post("/panel/campaigns/control", name=name, action="resume", csrf_token=token)
+    assert "State: <strong>running</strong>" in admin.get(r.headers["location"]).text
+    r = admin.post("/panel/campaigns/control", name=name, action="cancel", csrf_token=token)
+    page = admin.get(r.headers["location"])
+    assert "State: <strong>cancelled</strong>" in page.text
+    assert 'id="campaign-control"' not in page.text  # final: nothing to press
+    assert all(acct_a.status(i) == "cancelled" for i in ids)
+    # Another account's admin cannot touch it (404), nor can a made-up action.
+    other = logged_in(pstack, make_user(pstack, acct_b.account_id, "admin"))
+    token_b = csrf_of(other.get("/panel/campaigns").text)
+    r = other.post("/panel/campaigns/control", name=name, action="pause", csrf_token=token_b)
+    assert r.status_code == 404
+    r = admin.post("/panel/campaigns/control", name=name, action="explode", csrf_token=token)
+    assert r.status_code == 404

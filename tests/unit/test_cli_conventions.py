@@ -307,6 +307,7 @@ def test_bash_completion_is_installed_and_completes() -> None:
         "webhook",
         "rotate-key",
         "limits",
+        "send-window",
         "weight",
         "links",
     }
@@ -338,6 +339,6 @@ def test_zsh_completion_registers_with_compinit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "_smsdispatch",
-        "create webhook rotate-key limits weight links",
+        "create webhook rotate-key limits send-window weight links",
         "priority bulk dlr webhooks",
     ]

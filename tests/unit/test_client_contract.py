@@ -44,6 +44,8 @@ def every_kind_of_request() -> list[httpx.Request]:
             webhook_url="https://example.test/hook",
             flash=True,
             short_link=True,
+            time_restriction="follow",
+            time_restriction_range="08:00-21:00",
         )
         sms.get_message("m1")
         filters: dict[str, Any] = {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -27,6 +27,7 @@ import structlog
 
 from dispatcher.contract import MessagePayload, Status
 from dispatcher.ratelimit import RateLimitUnavailable
+from dispatcher.sms.quiet_hours import SendWindow, next_open, zones_for
 from dispatcher.store.progress import Claim, Failure, Sent
 from workers import metrics
 from workers.connectors.base import Connector, Outbound, SubmitResult
@@ -141,6 +142,8 @@ class SenderOptions:
     send_deadline_s: float = 60.0
     lane: str = "bulk"  # the lane it sends for (metrics labels)
     route_wait_s: float = 2.0  # longest wait of a message whose every route is down
+    # Quiet hours: the zone of a country's numbers where the operator set one (docs/campaigns.md).
+    window_zones: Mapping[str, str] = field(default_factory=dict)
 
 
 async def run_pool(items: Sequence[T], fn: Callable[[T], Awaitable[R]], width: int) -> list[R]:
@@ -321,6 +324,8 @@ class ChunkSender:
             metrics.record_expired(self.options.lane, route.name, len(expired))
             report.skipped += len(rest) - len(expired)
             await self._release_probes(route, [i for i in rest if i in probes])
+        closed = await self._outside_window(window, claims, now, report)
+        await self._release_probes(route, [i for i in closed if i in probes])
         # The log's validity, not the payload's, bounds retries.
         take: list[MessagePayload] = [
             {**m, "valid_until": claims[m["id"]].valid_until} for m in window if m["id"] in claims
@@ -376,6 +381,32 @@ class ChunkSender:
         if limiter_down is not None:
             raise limiter_down
         return True
+
+    async def _outside_window(
+        self,
+        msgs: Sequence[MessagePayload],
+        claims: dict[str, Claim],
+        now: float,
+        report: ChunkReport,
+    ) -> list[str]:
+        """Hand back (attempt refunded) the claimed messages whose send window is closed now,
+        until it opens: a backlog or a retry reached the end of their quiet-hours window.
+        Removed from ``claims``; their validity still bounds the wait (the scheduler expires
+        them)."""
+        until: dict[float, list[str]] = {}
+        for m in msgs:
+            c = claims.get(m["id"])
+            if c is None or c.window is None:
+                continue
+            zones = zones_for(m["to"], self.options.window_zones)
+            opens = next_open(now, SendWindow(*c.window), zones)
+            if opens > now:
+                until.setdefault(opens, []).append(m["id"])
+        for at, ids in until.items():
+            report.deferred += await self._db(self.store.release, ids, at, now, "quiet_hours")
+            for i in ids:
+                del claims[i]
+        return [i for ids in until.values() for i in ids]
 
     async def _release_probes(self, route: Route, ids: Sequence[str]) -> None:
         if self.chooser is not None and self.chooser.breakers is not None:

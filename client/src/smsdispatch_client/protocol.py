@@ -34,6 +34,8 @@ SEND_OPTIONS = {
     "webhook_url": "webhookUrl",
     "flash": "type",
     "short_link": "shortLink",
+    "time_restriction": "timeRestriction",
+    "time_restriction_range": "timeRestrictionRange",
 }
 
 Outcome = httpx.Response | httpx.TransportError

@@ -78,7 +78,9 @@ class SmsClient(protocol.Core):
         ``options``: ``priority``, ``validity`` (minutes), ``schedule_time`` (unix seconds),
         ``external_id``, ``webhook_url``, ``flash``,
         ``short_link`` (shorten and track the text's links; the server must have a short-link
-        address, docs/short-links.md). ``campaign`` groups the messages in the
+        address, docs/short-links.md), ``time_restriction`` (``"follow"`` or ``"ignore"``) and
+        ``time_restriction_range`` (``"08:00-21:00"``: quiet hours in the recipient's local
+        time, docs/campaigns.md). ``campaign`` groups the messages in the
         panel (``Smsdispatch-Campaign``). Partial success returns normally with ``errors``; a
         request refused as a whole raises :class:`SmsApiError`.
         """
