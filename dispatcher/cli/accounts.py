@@ -240,7 +240,7 @@ def cmd_weight(args: argparse.Namespace) -> int:
 
 
 def register(accounts_sub: Any) -> None:
-    """Add ``rotate-key``, ``limits``, ``send-window`` and ``weight`` to the ``accounts`` sub-parsers."""
+    """Add ``rotate-key``, ``limits``, ``send-window`` and ``weight`` to ``accounts``."""
     r = accounts_sub.add_parser(
         "rotate-key", help="issue a new key pair; the old ones stop working after --overlap"
     )
