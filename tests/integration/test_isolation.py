@@ -38,6 +38,7 @@ A_IDEMPOTENCY = "iso-a-idem-1"
 A_TEXT = "isolation text of A"
 A_INBOUND_TEXT = "inbound text for A"
 A_SENDER = "IsoSenderA"
+A_CAMPAIGN = "iso-a-campaign"
 
 # Routes without account data, or authenticated otherwise: exempt from the walk, with why.
 EXEMPT = {
@@ -108,7 +109,10 @@ def world() -> Iterator[World]:
         s.sim_config(mo_url=s.api_url + "/carrier/default/inbound", mo_token=TOKEN)
         a, b = s.account(), s.account()
         body = {"sender": "ACME", "message": A_TEXT, "phoneNumbers": [A_PHONE]}
-        r = a.send({**body, "externalId": A_EXTERNAL}, **{"Idempotency-Key": A_IDEMPOTENCY})
+        r = a.send(
+            {**body, "externalId": A_EXTERNAL},
+            **{"Idempotency-Key": A_IDEMPOTENCY, "Smsdispatch-Campaign": A_CAMPAIGN},
+        )
         assert r.status_code == 200, r.text
         a_ids = [m["id"] for m in r.json()["data"]]
         # B has data of its own, so "B sees only its own" is not vacuous.
@@ -212,6 +216,28 @@ def walk_lookup(w: World) -> None:
     w.responses_to_b.pop()  # it echoes the number B asked about: not a leak
 
 
+def walk_campaign_control(w: World) -> None:
+    # B names A's campaign: no such campaign in B's account, and A's message is left as it was.
+    before = w.a.get(w.a_ids[0])["status"]
+    for action in ("pause", "resume", "cancel"):
+        not_found(
+            w.as_b(
+                "POST",
+                f"/v2.1/campaigns/{A_CAMPAIGN}/{action}",
+                headers={"Content-Type": "application/json"},
+            )
+        )
+    assert w.a.get(w.a_ids[0])["status"] == before
+
+
+def walk_cancel_message(w: World) -> None:
+    for mid in w.a_ids:
+        not_found(
+            w.as_b("POST", f"/v2.1/sms/{mid}/cancel", headers={"Content-Type": "application/json"})
+        )
+        assert w.a.get(mid)["status"] != "cancelled"
+
+
 # The send walk runs last: afterwards B owns a message to A's phone with A's text.
 WALKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v2.1/sms"): walk_list,
@@ -225,6 +251,10 @@ WALKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("OPTIONS", "/v2.1/sms/senders"): walk_senders,
     ("POST", "/v2.1/sms/senders"): walk_request_sender,
     ("POST", "/v2.1/sms/hlr"): walk_lookup,
+    ("POST", "/v2.1/campaigns/{campaign:path}/pause"): walk_campaign_control,
+    ("POST", "/v2.1/campaigns/{campaign:path}/resume"): walk_campaign_control,
+    ("POST", "/v2.1/campaigns/{campaign:path}/cancel"): walk_campaign_control,
+    ("POST", "/v2.1/sms/{message_id}/cancel"): walk_cancel_message,
     ("POST", "/v2.1/sms"): walk_send,
 }
 

@@ -59,6 +59,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/panel/campaigns/new"): ("admin", "/panel/campaigns/new"),
     ("POST", "/panel/campaigns/preview"): ("admin", "/panel/campaigns/preview"),
     ("POST", "/panel/campaigns/send"): ("admin", "/panel/campaigns/send"),
+    ("POST", "/panel/campaigns/control"): ("admin", "/panel/campaigns/control"),
     ("GET", "/panel/campaigns/rejected.csv"): ("any", "/panel/campaigns/rejected.csv?name=x"),
     ("POST", "/panel/suppressions/remove"): ("admin", "/panel/suppressions/remove"),
     ("GET", "/panel/senders"): ("any", "/panel/senders"),
