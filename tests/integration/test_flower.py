@@ -55,5 +55,15 @@ def test_flower_shows_each_pool_and_its_queue() -> None:
         lengths = httpx.get(f"{base}/api/queues/length", timeout=10).json()
         names = {q["name"] for q in lengths["active_queues"]}
         assert {"smsd.priority", "smsd.bulk"} <= names, lengths
-        page = httpx.get(f"{base}/workers", timeout=10)
+        # The page renders Flower's own view of the workers, which may lag its API's refresh.
+        page = wait_until(
+            lambda: (
+                (p := httpx.get(f"{base}/workers", timeout=10)).status_code == 200
+                and "priority@" in p.text
+                and p
+            ),
+            30,
+            interval=1.0,
+            what="the workers page lists the priority pool",
+        )
         assert page.status_code == 200 and "priority@" in page.text
