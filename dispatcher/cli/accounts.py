@@ -11,7 +11,9 @@ import argparse
 import getpass
 import re
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -22,6 +24,9 @@ from dispatcher.config import Settings
 from dispatcher.ops.logs import configure
 from dispatcher.store import audit
 from dispatcher.store.db import transaction
+
+if TYPE_CHECKING:
+    from dispatcher.accounts.account import Account
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -59,6 +64,27 @@ def open_engine() -> Any:
     return make_engine(s.database_url, pool_size=1)
 
 
+class NoSuchAccount(Exception):
+    """No account has the name the command was given."""
+
+
+@contextmanager
+def named_account(name: str) -> Iterator[tuple[Connection, Account]]:
+    """One transaction on the account called ``name`` (its row as loaded at the start);
+    raises :class:`NoSuchAccount` when there is none. The engine is closed on the way out."""
+    from dispatcher.accounts.account import load_account
+
+    engine = open_engine()
+    try:
+        with transaction(engine) as conn:
+            account = load_account(conn, name=name)
+            if account is None:
+                raise NoSuchAccount(name)
+            yield conn, account
+    finally:
+        engine.dispose()
+
+
 def fail(message: str, args: argparse.Namespace | None = None, code: int = Exit.FAILED) -> int:
     """Report ``message`` as an error (:func:`dispatcher.cli.output.fail`); exit code 1."""
     return report(args, message, code)
@@ -91,19 +117,15 @@ def audit_cli(
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     """Issue a new key pair; the old pairs keep working until the overlap ends."""
-    from dispatcher.accounts.account import load_account, rotate_key_in
+    from dispatcher.accounts.account import rotate_key_in
 
-    engine = open_engine()
     try:
-        with transaction(engine) as conn:
-            account = load_account(conn, name=args.name)
-            if account is None:
-                return fail(f"no account named {args.name!r}", args)
+        with named_account(args.name) as (conn, account):
             pair = rotate_key_in(conn, account.id, args.overlap, time.time())
             detail = f"every older pair works for {args.overlap:g} more seconds"
             audit_cli(conn, account.id, "key.rotate", "all keys", detail)
-    finally:
-        engine.dispose()
+    except NoSuchAccount:
+        return fail(f"no account named {args.name!r}", args)
     emit(
         args,
         {
@@ -119,14 +141,10 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 def cmd_limits(args: argparse.Namespace) -> int:
     """Show or set an account's request rate and daily cap."""
-    from dispatcher.accounts.account import load_account, set_limits_in
+    from dispatcher.accounts.account import set_limits_in
 
-    engine = open_engine()
     try:
-        with transaction(engine) as conn:
-            account = load_account(conn, name=args.name)
-            if account is None:
-                return fail(f"no account named {args.name!r}", args)
+        with named_account(args.name) as (conn, account):
             rate = account.api_rate_per_s if args.rate is ... else args.rate
             cap = account.daily_cap if args.daily_cap is ... else args.daily_cap
             if (rate, cap) != (account.api_rate_per_s, account.daily_cap):
@@ -134,8 +152,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
                 detail = f"rate {'default' if rate is None else rate}/s, daily cap "
                 detail += "default" if cap is None else str(cap)
                 audit_cli(conn, account.id, "account.limits", account.name, detail)
-    finally:
-        engine.dispose()
+    except NoSuchAccount:
+        return fail(f"no account named {args.name!r}", args)
     s = Settings.from_env()
     emit(
         args,
@@ -166,22 +184,17 @@ def _window(raw: str) -> str | None:
 
 def cmd_send_window(args: argparse.Namespace) -> int:
     """Show or set an account's default send window (quiet hours, docs/campaigns.md)."""
-    from dispatcher.accounts.account import load_account
     from dispatcher.store.accounts import update_account
 
-    engine = open_engine()
     try:
-        with transaction(engine) as conn:
-            account = load_account(conn, name=args.name)
-            if account is None:
-                return fail(f"no account named {args.name!r}", args)
+        with named_account(args.name) as (conn, account):
             window = account.send_window
             if args.window is not ... and args.window != window:
                 window = args.window
                 update_account(conn, account.id, send_window=window)
                 audit_cli(conn, account.id, "account.send_window", account.name, window or "none")
-    finally:
-        engine.dispose()
+    except NoSuchAccount:
+        return fail(f"no account named {args.name!r}", args)
     emit(
         args,
         {
@@ -209,23 +222,18 @@ def _weight(raw: str) -> int:
 
 def cmd_weight(args: argparse.Namespace) -> int:
     """Show or set an account's weight in the fair bulk lane."""
-    from dispatcher.accounts.account import load_account
     from dispatcher.store import admission
 
-    engine = open_engine()
     try:
-        with transaction(engine) as conn:
-            account = load_account(conn, name=args.name)
-            if account is None:
-                return fail(f"no account named {args.name!r}", args)
+        with named_account(args.name) as (conn, account):
             before = admission.weight_of(conn, account.id)
             weight = before if args.weight is None else args.weight
             if weight != before:
                 admission.set_weight(conn, account.id, weight)
                 audit_cli(conn, account.id, "account.bulk_weight", account.name,
                           f"{before} -> {weight}")  # fmt: skip
-    finally:
-        engine.dispose()
+    except NoSuchAccount:
+        return fail(f"no account named {args.name!r}", args)
     emit(
         args,
         {
