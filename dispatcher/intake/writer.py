@@ -25,10 +25,11 @@ import structlog
 from sqlalchemy import Engine
 
 from dispatcher.intake.broker import Broker
+from dispatcher.store.balances import BalanceRaced
 from dispatcher.store.db import StoreUnavailable, transaction
 from dispatcher.store.messages import COPY_THRESHOLD, mark_enqueued, write_submissions
 from dispatcher.store.prices import PriceBookCache
-from dispatcher.store.records import NewSubmission, StoredSubmission
+from dispatcher.store.records import Batch, NewSubmission, StoredSubmission
 
 log = structlog.get_logger(component="writer")
 
@@ -89,21 +90,36 @@ class SubmissionWriter:
         # Opt-outs and billing drop recipients in place: a failed transaction puts them back,
         # so a retry reports them again instead of losing them.
         originals = [list(s.messages) for s in subs]
-        try:
+
+        def put_back() -> None:
+            for sub, kept in zip(subs, originals, strict=True):
+                sub.messages = kept
+
+        def write(optimistic: bool) -> tuple[list[StoredSubmission], list[Batch]]:
             with transaction(self.engine) as conn:
                 book = None if self.prices is None else self.prices.get(conn)
-                results, batches = write_submissions(
+                return write_submissions(
                     conn,
                     subs,
                     self.chunk_sizes,
                     enqueued=(marks, time.time()),
                     book=book,
                     fair=self.fair,
+                    optimistic=optimistic,
                 )
+
+        try:
+            try:
+                # Balances read unlocked, charged last: API processes charging one account do
+                # not take turns over whole transactions (dispatcher/store/balances.py).
+                results, batches = write(optimistic=True)
+            except BalanceRaced as exc:
+                log.info("billing.balance_raced", accounts=len(exc.args[0]))
+                put_back()
+                results, batches = write(optimistic=False)
         except StoreUnavailable:
             self._keep_marks(marks)
-            for sub, kept in zip(subs, originals, strict=True):
-                sub.messages = kept
+            put_back()
             raise
         done: list[str] = []
         batches = [b for b in batches if b.account is None]

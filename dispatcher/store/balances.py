@@ -2,10 +2,19 @@
 
 The charge is part of the group commit that stores the messages (:func:`charge` before the
 inserts, :func:`record_charges` among them): a message is stored if and only if it is paid
-for, whatever crashes. The balance rows of the group's accounts are locked first, in account
-order (``SELECT … FOR UPDATE``; on SQLite a no-op ``UPDATE`` takes the database's write lock),
-so any number of API processes and hosts charge one account one group at a time: no
-overdraft, and one round trip per group commit, not per request or recipient.
+for, whatever crashes. Two ways to keep any number of API processes and hosts from
+overdrawing an account, both one round trip per group commit, not per request or recipient:
+
+- **locked** (``lock=True``): the balance rows of the group's accounts are locked first, in
+  account order (``SELECT … FOR UPDATE``; on SQLite a no-op ``UPDATE`` takes the database's
+  write lock), and written last. Simple, but the lock is held over the whole transaction, so
+  two API processes charging one account commit one after the other.
+- **optimistic** (``lock=False``, PostgreSQL, the API's writer): the rows are read unlocked,
+  and the charge is a relative ``UPDATE`` that only succeeds while the balance and credit
+  limit still pay for it, the last statement before ``COMMIT`` (row lock held from there to
+  the commit only). If another transaction spent the money meanwhile, the update matches no
+  row and :class:`BalanceRaced` rolls the group back; the writer runs it again locked
+  (docs/prices.md).
 
 Every change of a balance is a ledger row in the same transaction as the change, so a
 balance is the sum of its ledger (:func:`reconcile` proves it, and that each charge matches
@@ -18,7 +27,7 @@ them, keep one invariant (a balance is the sum of its ledger) and are read toget
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -61,6 +70,26 @@ class Charge:
     parts: int = 0
 
 
+class BalanceRaced(Exception):
+    """Optimistic charge: another transaction spent an account's balance between the unlocked
+    read and the charge. Nothing of the group may be kept: roll back, run it again locked."""
+
+
+def read_balances(conn: Connection, account_ids: Sequence[int], lock: bool) -> dict[int, _Row]:
+    """The balance rows of ``account_ids``: locked (:func:`lock_balances`) or, on PostgreSQL
+    with ``lock=False``, as last committed (the optimistic charge re-checks them)."""
+    if lock or conn.dialect.name != "postgresql" or not account_ids:
+        return lock_balances(conn, account_ids)
+    rows = conn.exec_driver_sql(
+        "SELECT account_id, balance, credit_limit, currency FROM balances "
+        "WHERE account_id = ANY(%s)",
+        (sorted(set(account_ids)),),
+    )
+    return {
+        int(r[0]): _Row(int(r[1]), None if r[2] is None else int(r[2]), int(r[3])) for r in rows
+    }
+
+
 def lock_balances(conn: Connection, account_ids: Sequence[int]) -> dict[int, _Row]:
     """The balance rows of ``account_ids``, locked until the transaction ends (account order)."""
     if not account_ids:
@@ -84,17 +113,22 @@ def lock_balances(conn: Connection, account_ids: Sequence[int]) -> dict[int, _Ro
 
 
 def charge(
-    conn: Connection, subs: Sequence[NewSubmission], book: PriceBook, now: float
+    conn: Connection,
+    subs: Sequence[NewSubmission],
+    book: PriceBook,
+    now: float,
+    lock: bool = True,
 ) -> tuple[dict[str, Charge], dict[int, _Row]]:
     """Price every message of ``subs`` and take it from its account's balance.
 
     Recipients without a price in the account's currency (``no_price``) or that the balance
     and credit limit cannot pay for (``insufficient_balance``) are removed from their
     submission, in place, and reported; the others carry their price. Nothing is written
-    yet: :func:`record_charges` writes the balances and the ledger rows (no result to read,
-    so they travel with the inserts). Returns the charge per submission id and the rows.
+    yet: :func:`record_charges` writes the balances and the ledger rows (they travel with
+    the inserts). ``lock``: see the module doc. Returns the charge per submission id and the
+    rows (their balances after the charge).
     """
-    rows = lock_balances(conn, [s.account_id for s in subs if s.messages])
+    rows = read_balances(conn, [s.account_id for s in subs if s.messages], lock)
     out: dict[str, Charge] = {}
     for sub in subs:
         row = rows.get(sub.account_id)
@@ -141,8 +175,14 @@ def record_charges(
     charges: dict[str, Charge],
     rows: dict[int, _Row],
     now: float,
-) -> None:
-    """Write the balances :func:`charge` computed and one ledger row per paid submission."""
+    lock: bool = True,
+) -> Callable[[], None] | None:
+    """Write the balances :func:`charge` computed and one ledger row per paid submission.
+
+    ``lock=False`` (PostgreSQL, rows read unlocked): the balances are charged by relative,
+    conditional updates, last; returns the check to call once the statements have run (after
+    the pipeline): it raises :class:`BalanceRaced` if one matched no row, and otherwise sets
+    each charge's reported balance from the committed row."""
     entries = []
     for sub in subs:
         c = charges.get(sub.id)
@@ -162,15 +202,49 @@ def record_charges(
             )
         )
     if not entries:
-        return
+        return None
     mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    charged = {e[0] for e in entries}
-    conn.exec_driver_sql(
-        f"UPDATE balances SET balance = {mark}, updated_at = {mark} WHERE account_id = {mark}",
-        [(rows[a].balance, now, a) for a in sorted(charged)],
-    )
     cols = "account_id, at, kind, amount, currency, submission_id, messages, parts, actor"
     conn.exec_driver_sql(f"INSERT INTO ledger ({cols}) VALUES ({', '.join([mark] * 9)})", entries)
+    charged = sorted({e[0] for e in entries})
+    if lock or conn.dialect.name != "postgresql":
+        conn.exec_driver_sql(
+            f"UPDATE balances SET balance = {mark}, updated_at = {mark} WHERE account_id = {mark}",
+            [(rows[a].balance, now, a) for a in charged],
+        )
+        return None
+    spent = {a: 0 for a in charged}
+    for e in entries:
+        spent[e[0]] -= e[3]  # the ledger's amount is negative
+    # A raw cursor: its results can be read after the pipeline (SQLAlchemy's cannot). One
+    # statement per account, in account order, like the locked path: no deadlock between them.
+    cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cur.executemany(
+        "UPDATE balances SET balance = balance - %s, updated_at = %s WHERE account_id = %s "
+        "AND (credit_limit IS NULL OR balance - %s >= -credit_limit) RETURNING balance",
+        [(spent[a], now, a, spent[a]) for a in charged],
+        returning=True,
+    )
+
+    def check() -> None:
+        final: dict[int, int] = {}
+        for a in charged:
+            row = cur.fetchone()
+            if row is not None:
+                final[a] = int(row[0])
+            cur.nextset()
+        cur.close()
+        raced = [a for a in charged if a not in final]
+        if raced:
+            raise BalanceRaced(raced)
+        for sub in subs:  # what the answers report: the balance as committed, not as read
+            c = charges.get(sub.id)
+            if c is not None and c.balance is not None and sub.account_id in final:
+                c.balance += final[sub.account_id] - rows[sub.account_id].balance
+        for a, balance in final.items():
+            rows[a].balance = balance
+
+    return check
 
 
 # -- operator changes ------------------------------------------------------------------------

@@ -200,6 +200,7 @@ def write_submissions(
     enqueued: tuple[Sequence[str], float] = ((), 0.0),
     book: PriceBook | None = None,
     fair: bool = False,
+    optimistic: bool = False,
 ) -> tuple[list[StoredSubmission], list[Batch]]:
     """Insert ``subs`` (skipping repeats) and their dispatch batches; the caller commits.
 
@@ -207,8 +208,11 @@ def write_submissions(
     round trip as the inserts. ``book``: billing is on (docs/prices.md): new messages are
     priced and charged in this transaction, those the balance cannot pay for are refused.
     ``fair``: the bulk lane admits accounts fairly (docs/campaigns.md): its batches hold one
-    account's messages each and carry that account (:func:`batch_messages`).
-    Returns one :class:`StoredSubmission` per input, in order, and the batches to publish.
+    account's messages each and carry that account (:func:`batch_messages`). ``optimistic``:
+    charge without locking the balances first (:mod:`dispatcher.store.balances`); may raise
+    :class:`~dispatcher.store.balances.BalanceRaced`, after which the caller rolls back and runs
+    the group again without it. Returns one :class:`StoredSubmission` per input, in order, and
+    the batches to publish.
     """
     results: dict[str, StoredSubmission] = {}
     fresh: list[NewSubmission] = []
@@ -247,7 +251,7 @@ def write_submissions(
     charges: dict[str, Charge] = {}
     rows_locked: dict[int, Any] = {}
     if book is not None and fresh:
-        charges, rows_locked = charge(conn, fresh, book, time.time())
+        charges, rows_locked = charge(conn, fresh, book, time.time(), lock=not optimistic)
         fresh = _settle(conn, fresh, keyed, charges, results)
     plain_rows = [
         _submission_row(s) for s in fresh if s.external_id is None and s.idempotency_key is None
@@ -270,7 +274,9 @@ def write_submissions(
     for batch, chunk in batch_messages(queued, chunk_sizes, fair):
         batches.append(batch)
         rows.extend(_message_row(m, batch.id) for m in chunk)
-    # Nothing below reads a result: on PostgreSQL these statements share one round trip.
+    # Nothing below reads a result (the optimistic charge's is read after): on PostgreSQL these
+    # statements share one round trip.
+    charged_check = None
     with pipelined(conn, len(rows)):
         mark_enqueued(conn, enqueued[0], enqueued[1])
         if plain_rows:
@@ -279,8 +285,12 @@ def write_submissions(
         insert_message_rows(conn, rows)
         _insert_many(conn, short_links.name, LINK_COLUMNS, link_rows(linked))
         insert_batches(conn, batches)
-        if charges:
-            record_charges(conn, fresh, charges, rows_locked, time.time())
+        if charges:  # last: an optimistic charge holds its row lock from here to COMMIT
+            charged_check = record_charges(
+                conn, fresh, charges, rows_locked, time.time(), lock=not optimistic
+            )
+    if charged_check is not None:
+        charged_check()
     if cancel:
         cancel_stored(conn, cancel, time.time())
     return [results[s.id] for s in subs], batches

@@ -24,6 +24,7 @@ from dispatcher.intake.broker import Broker
 from dispatcher.intake.enqueue import Producer
 from dispatcher.intake.submit import RequestRefused, SendRequest, prepare
 from dispatcher.intake.writer import SubmissionWriter
+from dispatcher.store import balances
 from dispatcher.store.balances import (
     Keep,
     accounts_below_low,
@@ -46,7 +47,7 @@ from dispatcher.store.progress import (
 from dispatcher.store.records import NewSubmission, StoredSubmission
 from dispatcher.store.refunds import refund_sweep
 from dispatcher.store.usage import campaign_cost, usage, usage_csv
-from tests.support.services import fresh_database, fresh_redis
+from tests.support.services import backend, fresh_database, fresh_redis
 
 pytestmark = pytest.mark.integration
 
@@ -395,4 +396,46 @@ def test_the_library_producer_is_charged_the_same_way(world: World) -> None:
         producer.close()
     charges = world.rows("SELECT actor, amount FROM ledger WHERE kind = 'charge'")
     assert [tuple(r) for r in charges] == [("library", -10)]
+    world.consistent()
+
+
+@pytest.mark.skipif(backend() != "postgres", reason="the optimistic charge is PostgreSQL's")
+def test_money_spent_between_the_read_and_the_charge_is_never_spent_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer reads the balance unlocked; another transaction spends most of it before
+    the group's charge: the charge matches no row, the group is rolled back and runs again
+    with the balance locked, and pays only for what is left."""
+    world.top_up(20)  # four messages at 0.05
+    real = balances.read_balances
+    raced: list[bool] = []
+
+    def read_then_spend(conn: Any, ids: Any, lock: bool) -> Any:
+        rows = real(conn, ids, lock)
+        if not lock and not raced:  # once, between the unlocked read and the charge
+            raced.append(True)
+            with world.engine.begin() as other:
+                post(other, world.account.id, "adjustment", -15, PLN, "test", note="a race")
+        return rows
+
+    monkeypatch.setattr(balances, "read_balances", read_then_spend)
+    paying = world.sub(phones(3))
+    stored = world.write(paying)[0]
+    assert raced == [True]
+    assert [code for _, code in stored.unpaid] == ["insufficient_balance"] * 2
+    assert len(paying.messages) == 1 and stored.balance == 0
+    assert world.balance() == 0  # 20 - 15 - 5: never below the (zero) credit limit
+    assert world.rows("SELECT count(*) FROM messages")[0][0] == 1
+    charges = world.rows("SELECT amount FROM ledger WHERE kind = 'charge'")
+    assert [r[0] for r in charges] == [-5]  # the rolled-back optimistic charge left nothing
+    world.consistent()
+
+
+def test_the_answer_reports_the_balance_as_committed(world: World) -> None:
+    """Several requests of one account in one group: each reports the balance after it."""
+    world.top_up(100)
+    first, second = world.sub(phones(2)), world.sub(phones(3, "+48501"))
+    a, b = world.write(first, second)
+    assert (a.balance, b.balance) == (90, 75)
+    assert world.balance() == 75
     world.consistent()
