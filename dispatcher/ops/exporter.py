@@ -247,7 +247,7 @@ class BrokerCollector(Collector):
         rollup = _gauge(
             "smsdispatch_dashboard_rollup_behind_seconds",
             "How far the dashboard's hourly rollup is behind (now minus the end of the last "
-            "hour rolled up; about 2 h when the scheduler keeps up). Absent until its first run.",
+            "hour rolled up; 1-2 h when the scheduler keeps up). Absent until its first run.",
         )
         if log_now.rolled_until is not None:
             rollup.add_metric([], _since(now, log_now.rolled_until))
