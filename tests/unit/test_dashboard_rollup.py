@@ -211,9 +211,7 @@ def test_rolled_numbers_equal_the_live_count_for_every_view(engine: Engine) -> N
     # Every message of a rolled hour is either counted or pending, once.
     m = messages.c
     with engine.connect() as conn:
-        in_rolled = conn.execute(
-            select(func.count()).where(m.created_at < NOW - HOUR)
-        ).scalar_one()
+        in_rolled = conn.execute(select(func.count()).where(m.created_at < NOW - HOUR)).scalar_one()
         unsettled = set(
             conn.execute(
                 select(m.id).where((m.created_at < NOW - HOUR) & ~rollups.settled(m))
