@@ -4,13 +4,14 @@ time to delivery, failures by reason, per connection (operators), a campaign's p
 Every account query is bounded by the account and a time range. The hours the scheduler has
 rolled up (:mod:`dispatcher.store.rollups`: counts per account, hour of creation, status, lane,
 connection and failure reason, and a histogram of delivery times) are read from the rollup,
-plus, live and by primary key, their messages that had not settled when they were rolled; the
-rest of the range (the last hour or two, or anything before the rollup's start) is read from
-``messages`` on ``(account_id, created_at)``, grouped in the database. All of it in one
-statement, so one snapshot: the numbers are exactly what a live count of ``messages`` gives,
-whatever the scheduler has rolled (delivery-time percentiles are given as the middle of their
-4.7 %-wide bucket, rolled up or not). Timings on 1,000,000 messages: ``bench/panel_search.py``
-(docs/panel.md).
+plus, live and by primary key, their messages that were still on their way when they were
+rolled; a counted message that a late report changed since is taken off the counts as it was
+counted and read live too. The rest of the range (the last hour or two, or anything before the
+rollup's start) is read from ``messages`` on ``(account_id, created_at)``, grouped in the
+database. All of it in one statement, so one snapshot: the numbers are exactly what a live
+count of ``messages`` gives, whatever the scheduler has rolled (delivery-time percentiles are
+given as the middle of their 4.7 %-wide bucket, rolled up or not). Timings on 1,000,000
+messages: ``bench/panel_search.py`` (docs/panel.md).
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def _pending_messages(account_id: int, rolled: tuple[float, float]) -> Any:
     )
 
 
+def _reopened(account_id: int, rolled: tuple[float, float]) -> Any:
+    """The account's pending rows of the rolled hours for messages the rollup counted and a
+    report changed since: what they were counted as comes off the counts (the message itself
+    is read live with the other pending ones)."""
+    p = dashboard_pending.c
+    return and_(p.account_id == account_id, _in(p.hour, *rolled), p.counted_status.is_not(None))
+
+
 def _rows(conn: Connection, selects: list[Any]) -> list[Any]:
     """Run the parts as one statement (one snapshot: a message the scheduler moves from the
     pending list into the counts meanwhile is counted once)."""
@@ -153,6 +162,13 @@ def volume(
             _pending_messages(account_id, split.rolled)
             .add_columns(b, m.status, m.lane, func.count())
             .group_by(b, m.status, m.lane)
+        )
+        p = dashboard_pending.c
+        b = func.floor((p.hour - start) / bucket_s)
+        selects.append(
+            select(b, p.counted_status, p.counted_lane, -func.count())
+            .where(_reopened(account_id, split.rolled))
+            .group_by(b, p.counted_status, p.counted_lane)
         )
     out = Volume(start, bucket_s, buckets)
     out.by_group = {g: [0] * buckets for g in GROUPS}
@@ -242,10 +258,22 @@ def failure_reasons(
             .where(failed)
             .group_by(why)
         )
+        p = dashboard_pending.c
+        selects.append(
+            select(p.counted_reason, -func.count())
+            .where(
+                and_(
+                    _reopened(account_id, split.rolled),
+                    p.counted_status.in_(sorted(FAILED)),
+                )
+            )
+            .group_by(p.counted_reason)
+        )
     total: dict[str, int] = {}
     for why, n in _rows(conn, selects):
         total[str(why)] = total.get(str(why), 0) + int(n)
-    return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    found = [(why, n) for why, n in total.items() if n]
+    return sorted(found, key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
 def per_connection(conn: Connection, start: float, until: float) -> dict[str, dict[str, int]]:

@@ -7,22 +7,28 @@ Exact, although statuses change long after a message's hour has closed (a delive
 comes minutes or days later; a ``report_timeout`` expiry is replaced by a late handset report;
 a scheduled or paused message waits for days):
 
-- only **settled** messages are counted: final, and not an ``expired`` that we guessed
-  (``report_timeout``), which a real report may still replace. Nothing changes a settled
-  message's status, error code, lane, connection or delivery time again, so its count stays
-  right for good;
-- the others are listed, by id, in ``dashboard_pending`` when their hour is rolled; the
-  dashboard reads them live from ``messages`` (by primary key), and the scheduler moves those
-  that have settled since into the counts (:func:`settle_pending`), in one transaction;
-- an hour is rolled once it has been closed for :data:`SETTLE_DELAY_S` (most of its messages
-  are final by then, and no writer still commits a message created in it); hours not rolled
-  yet, and those before the rollup's start, are read from ``messages`` as before.
+- an hour is rolled once it has been closed for :data:`SETTLE_DELAY_S`: its messages past the
+  carrier (final, or ``sent``) are counted; those still on their way (scheduled, queued,
+  retrying, paused, sending) are listed by id in ``dashboard_pending``, and the dashboard reads
+  them live from ``messages`` (by primary key) until the scheduler counts them
+  (:func:`settle_pending`, at most every minute, in one transaction);
+- a counted message changes only through a delivery report (``sent`` → final, or a real report
+  replacing our ``report_timeout`` expiry) or our expiry of an unreported ``sent`` message
+  (:mod:`dispatcher.store.reports`). Those write, in their own transaction and only for
+  messages created more than :data:`REOPEN_AFTER_S` before (late reports: rare, reports come
+  within seconds), a pending row that says what the message was counted as
+  (:func:`reopen`); the dashboard takes that off the counts and reads the message live, until
+  the scheduler counts it again. The roll's delay (an hour after the close) exceeds
+  :data:`REOPEN_AFTER_S` by 30 minutes: a report committed after an hour's roll started was
+  applied at most 30 minutes before, so it reopens what the roll counted;
+- hours not rolled yet, and those before the rollup's start, are read from ``messages``.
 
-Each job runs in one ``REPEATABLE READ`` transaction on PostgreSQL (one snapshot: a message
-that settles while an hour is rolled is either counted or pending, never both or neither), and
-opens with a compare-and-set on the one ``dashboard_rollup`` row, so two schedulers (a lease
-handed over mid-run) cannot roll an hour or settle a message twice. The send path writes
-nothing for this: no trigger, no extra row or index entry per message.
+Each job runs in one ``REPEATABLE READ`` transaction on PostgreSQL (one snapshot: a message is
+either counted or pending, never both or neither; a pending row a report touches meanwhile
+makes the job fail and run again), and opens with a compare-and-set on the one
+``dashboard_rollup`` row, so two schedulers (a lease handed over mid-run) cannot roll an hour
+or count a message twice. The send path writes nothing for this: no trigger, no extra row or
+index entry per message.
 """
 
 from __future__ import annotations
@@ -47,14 +53,12 @@ from sqlalchemy import (
     insert,
     literal,
     not_,
-    or_,
     select,
     update,
 )
 
 from dispatcher.contract import FINAL_STATUSES, Status
 from dispatcher.store.db import translated
-from dispatcher.store.reports import REPORT_TIMEOUT
 from dispatcher.store.schema import (
     accounts,
     dashboard_counts,
@@ -72,11 +76,15 @@ SETTLE_DELAY_S = 3600.0
 # A new rollup starts this far back: the dashboard's longest view is 7 days (older hours
 # are read from the messages, as before).
 BACKFILL_S = 8 * 86400.0
-# Pending messages are re-checked at most this often, those of hours this recent only (the
-# older ones stay pending: still exact, read live if a range ever reaches them).
+# A report or expiry that changes a message created more than this long before it reopens it
+# (must stay below SETTLE_DELAY_S by more than any writer's transaction takes).
+REOPEN_AFTER_S = 1800.0
+# Pending messages are re-checked at most this often, this many at a time.
 RECHECK_EVERY_S = 60.0
-RECHECK_S = 8 * 86400.0
 RECHECK_LIMIT = 20_000
+# Our own guess after the report grace period (dispatcher/store/reports.py); a real report
+# still replaces it.
+REPORT_TIMEOUT = "report_timeout"
 # Time-to-delivery buckets: bucket 0 is under 0.1 s, bucket b >= 1 is
 # [0.1 * 10^((b-1)/50), 0.1 * 10^(b/50)) seconds (4.7 % wide; its middle is within 2.3 % of
 # anything in it).
@@ -86,13 +94,10 @@ ROW = 1  # the id of the one dashboard_rollup row
 FAILED = frozenset({Status.UNDELIVERED, Status.EXPIRED, Status.REJECTED, Status.FAILED})
 
 
-def settled(m: Any = messages.c) -> ColumnElement[bool]:
-    """Messages whose counted attributes can no longer change (never NULL, so ``not_`` is its
-    exact complement)."""
-    return and_(
-        m.status.in_(sorted(FINAL_STATUSES)),
-        or_(m.status != Status.EXPIRED, func.coalesce(m.error_code, "") != REPORT_TIMEOUT),
-    )
+def counted(m: Any = messages.c) -> ColumnElement[bool]:
+    """Messages the rollup counts: past the carrier (final, or ``sent``). What changes them
+    afterwards reopens them (:func:`reopen`); the others are read live."""
+    return m.status.in_(sorted({*FINAL_STATUSES, Status.SENT}))
 
 
 def reason(m: Any = messages.c) -> ColumnElement[str]:
@@ -201,8 +206,8 @@ def ensure_started(conn: Connection, now: float) -> Window:
 
 def roll_hour(conn: Connection, hour: float) -> bool:
     """Roll ``[hour, hour + 1 h)`` for every account, in the caller's snapshot transaction:
-    settled messages into the counts and the histogram, the others into the pending list.
-    False (and nothing done) when ``hour`` is not the next one to roll."""
+    messages past the carrier into the counts and the histogram, the others into the pending
+    list. False (and nothing done) when ``hour`` is not the next one to roll."""
     r = dashboard_rollup.c
     moved = conn.execute(
         update(dashboard_rollup)
@@ -211,6 +216,10 @@ def roll_hour(conn: Connection, hour: float) -> bool:
     ).rowcount
     if not moved:
         return False
+    # Reopened before their hour was rolled: counted below as they are now (a report that
+    # commits after this snapshot writes its row anew, unseen here).
+    conn.execute(delete(dashboard_pending).where(dashboard_pending.c.hour == hour))
+    # Every message belongs to an account (they are never deleted).
     ids = [int(i) for i in conn.execute(select(accounts.c.id)).scalars()]
     if not ids:
         return True
@@ -223,7 +232,7 @@ def roll_hour(conn: Connection, hour: float) -> bool:
         insert(dashboard_counts).from_select(
             ["account_id", "hour", "status", "lane", "connection", "reason", "n"],
             select(m.account_id, literal(hour), m.status, m.lane, connection, why, func.count())
-            .where(and_(in_hour, settled(m)))
+            .where(and_(in_hour, counted(m)))
             .group_by(m.account_id, m.status, m.lane, connection, why),
         )
     )
@@ -239,16 +248,60 @@ def roll_hour(conn: Connection, hour: float) -> bool:
     conn.execute(
         insert(dashboard_pending).from_select(
             ["message_id", "account_id", "hour"],
-            select(m.id, m.account_id, literal(hour)).where(and_(in_hour, not_(settled(m)))),
+            select(m.id, m.account_id, literal(hour)).where(and_(in_hour, not_(counted(m)))),
         )
     )
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A message a report or our expiry moved, as it was before."""
+
+    id: str
+    account_id: int
+    created_at: float
+    lane: str
+    connection: str | None
+    status: str
+    error_code: str | None
+    report_stat: str | None
+
+
+def reopen(conn: Connection, changed: list[Changed], now: float) -> int:
+    """In the writer's transaction: list the messages created more than
+    :data:`REOPEN_AFTER_S` before ``now`` as pending, with what they were counted as (an
+    hour not rolled yet drops the row when it is rolled). A message already pending keeps its
+    row (touched, so a scheduler job reading it meanwhile fails and runs again). How many."""
+    late = [c for c in changed if c.created_at < now - REOPEN_AFTER_S]
+    if not late:
+        return 0
+    rows = [
+        {
+            "message_id": c.id,
+            "account_id": c.account_id,
+            "hour": floor_hour(c.created_at),
+            "counted_status": c.status,
+            "counted_lane": c.lane,
+            "counted_connection": c.connection or "",
+            "counted_reason": (c.error_code or c.report_stat or c.status)
+            if c.status in FAILED
+            else "",
+        }
+        for c in late
+    ]
+    stmt = dialect_insert(conn, dashboard_pending)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["message_id"], set_={"hour": stmt.excluded.hour}
+    )
+    conn.execute(stmt, rows)
+    return len(rows)
+
+
 def settle_pending(conn: Connection, now: float, limit: int = RECHECK_LIMIT) -> int:
-    """Move pending messages (of the last :data:`RECHECK_S`) that have settled into the counts,
-    in the caller's snapshot transaction; how many. Nothing when another run checked less than
-    :data:`RECHECK_EVERY_S` ago."""
+    """Count the pending messages of rolled hours that are past the carrier now (taking off
+    what a reopened one was counted as), in the caller's snapshot transaction; how many.
+    Nothing when another run checked less than :data:`RECHECK_EVERY_S` ago."""
     r = dashboard_rollup.c
     turn = conn.execute(
         update(dashboard_rollup)
@@ -257,6 +310,7 @@ def settle_pending(conn: Connection, now: float, limit: int = RECHECK_LIMIT) -> 
     ).rowcount
     if not turn:
         return 0
+    state = conn.execute(select(r.rolled_from, r.rolled_until).where(r.id == ROW)).one()
     p, m = dashboard_pending.c, messages.c
     delivered = and_(m.status == Status.DELIVERED, m.final_at.is_not(None))
     rows = conn.execute(
@@ -264,6 +318,10 @@ def settle_pending(conn: Connection, now: float, limit: int = RECHECK_LIMIT) -> 
             p.message_id,
             p.account_id,
             p.hour,
+            p.counted_status,
+            p.counted_lane,
+            p.counted_connection,
+            p.counted_reason,
             m.status,
             m.lane,
             func.coalesce(m.connection, ""),
@@ -271,24 +329,31 @@ def settle_pending(conn: Connection, now: float, limit: int = RECHECK_LIMIT) -> 
             case((delivered, bucket(took(m))), else_=None),
         )
         .select_from(dashboard_pending.join(messages, m.id == p.message_id))
-        .where(and_(p.hour >= now - RECHECK_S, settled(m)))
+        .where(and_(p.hour < state.rolled_until, counted(m)))
         .limit(limit)
     ).all()
     if not rows:
         return 0
     counts: dict[tuple[Any, ...], int] = {}
     hist: dict[tuple[Any, ...], int] = {}
-    for _id, account_id, hour, status, lane, connection, why, b in rows:
-        key = (int(account_id), float(hour), status, lane, connection, why)
+    for row in rows:
+        (_id, account_id, hour, was, was_lane, was_conn, was_why, status, lane, conn_, why, b) = row
+        if hour < state.rolled_from:
+            continue  # an hour never rolled: nothing counted, only the row goes
+        base = (int(account_id), float(hour))
+        if was is not None:
+            key = (*base, was, was_lane, was_conn, was_why)
+            counts[key] = counts.get(key, 0) - 1
+        key = (*base, status, lane, conn_, why)
         counts[key] = counts.get(key, 0) + 1
         if b is not None:
-            hkey = (int(account_id), float(hour), int(b))
+            hkey = (*base, int(b))
             hist[hkey] = hist.get(hkey, 0) + 1
     _add(
         conn,
         dashboard_counts,
         ["account_id", "hour", "status", "lane", "connection", "reason"],
-        counts,
+        {k: n for k, n in counts.items() if n},
     )
     _add(conn, dashboard_delivery, ["account_id", "hour", "bucket"], hist)
     ids = [row[0] for row in rows]

@@ -305,9 +305,10 @@ campaign_controls = Table(
 
 # The dashboard's rollups (dispatcher/store/rollups.py, docs/panel.md "Dashboard"): counts of
 # the messages created in each closed hour, kept by the scheduler, so a 7-day chart reads a few
-# thousand rows instead of every message of the week. Only *settled* messages are counted (final,
-# and no late report can change them); the others are listed in ``dashboard_pending`` and read
-# live until they settle. Written by the scheduler only: the send path writes nothing more.
+# thousand rows instead of every message of the week. Messages past the carrier are counted
+# (final or ``sent``); those still on their way are listed in ``dashboard_pending`` and read
+# live. Written by the scheduler, and by a report that changes a message at least 30 minutes
+# old (rare: reports come within seconds); the send path writes nothing more.
 dashboard_counts = Table(
     "dashboard_counts",
     metadata,
@@ -333,14 +334,20 @@ dashboard_delivery = Table(
     Column("n", Integer, nullable=False),
 )
 
-# Messages of a rolled hour that were not settled when it was rolled: the dashboard reads them
-# live (by primary key) until the scheduler moves them into the counts.
+# Messages the dashboard reads live (by primary key) until the scheduler counts them again:
+# those of a rolled hour still on their way when it was rolled (``counted_*`` NULL), and
+# counted ones whose status a late report or our expiry changed since (``counted_*``: what they
+# were counted as, taken off the counts until the scheduler moves them).
 dashboard_pending = Table(
     "dashboard_pending",
     metadata,
     Column("message_id", String(36), primary_key=True),
     Column("account_id", Integer, nullable=False),
     Column("hour", Double, nullable=False),
+    Column("counted_status", String(12)),
+    Column("counted_lane", String(8)),
+    Column("counted_connection", String(64)),
+    Column("counted_reason", String(32)),
     Index("ix_dashboard_pending_account_hour", "account_id", "hour"),
 )
 

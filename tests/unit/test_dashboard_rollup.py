@@ -2,7 +2,8 @@
 per status group and lane, failures by reason, delivery-time percentiles (as their bucket's
 middle), for whole and partial ranges, before and after the scheduler's job rolls the hours,
 and after statuses change late (a delivery report for a message still ``sent`` when its hour
-was rolled, a real report replacing our ``report_timeout`` expiry). On SQLite by default, on
+was rolled, a real report replacing our ``report_timeout`` expiry, a late report before its
+hour is rolled); a timely report writes nothing for the rollup. On SQLite by default, on
 PostgreSQL with ``SMSD_TEST_DB=postgres``.
 """
 
@@ -214,7 +215,7 @@ def test_rolled_numbers_equal_the_live_count_for_every_view(engine: Engine) -> N
         in_rolled = conn.execute(select(func.count()).where(m.created_at < NOW - HOUR)).scalar_one()
         unsettled = set(
             conn.execute(
-                select(m.id).where((m.created_at < NOW - HOUR) & ~rollups.settled(m))
+                select(m.id).where((m.created_at < NOW - HOUR) & ~rollups.counted(m))
             ).scalars()
         )
     assert counted(engine) + len(pending_ids(engine)) == in_rolled
@@ -242,10 +243,13 @@ def test_a_late_status_change_after_the_rollup_is_counted_at_once(engine: Engine
         error_code=REPORT_TIMEOUT,
         final_at=hour + 90000,
     )
+    fresh = add(engine, a, NOW - 600, Status.SENT, connection="c1", carrier_message_id="k4")
+    unrolled = add(engine, a, NOW - 3000, Status.SENT, connection="c1", carrier_message_id="k5")
     rollups.run(engine, NOW, budget_s=600)
-    assert {sent, guessed} <= pending_ids(engine)
-    before = counted(engine)
-    # Hours after the rollup: the handset reports come (one for our own expiry guess).
+    assert not {sent, guessed} & pending_ids(engine)  # counted as they were
+    before = pending_ids(engine)
+    # Hours after the rollup: the handset reports come (one for our own expiry guess); and
+    # two for messages whose hour is not rolled yet, one 10 minutes old, one 50.
     with engine.begin() as conn:
         result = apply_reports(
             conn,
@@ -253,28 +257,33 @@ def test_a_late_status_change_after_the_rollup_is_counted_at_once(engine: Engine
             [
                 ReportUpdate("k1", None, Status.DELIVERED, "DELIVRD", None, hour + 65),
                 ReportUpdate("k2", None, Status.UNDELIVERED, "UNDELIV", "absent", hour + 200),
+                ReportUpdate("k4", None, Status.DELIVERED, "DELIVRD", None, NOW - 590),
+                ReportUpdate("k5", None, Status.DELIVERED, "DELIVRD", None, NOW - 2990),
             ],
-            NOW + 30,
+            NOW,
         )
-    assert sorted(result.applied) == sorted([sent, guessed])
+    assert sorted(result.applied) == sorted([sent, guessed, fresh, unrolled])
+    # The late ones are reopened; the timely one writes nothing for the rollup.
+    assert pending_ids(engine) == before | {sent, guessed, unrolled}
     for start, until, bucket_s in views():  # reflected before the scheduler runs again
         check(engine, a, start, until, bucket_s)
-    run = rollups.run(engine, NOW + 120)  # the re-check moves what settled into the counts
-    assert run.settled >= 2 and counted(engine) >= before + 2
-    assert not {sent, guessed} & pending_ids(engine)
-    still = pending_ids(engine)
-    with engine.connect() as conn:
-        statuses = set(
-            conn.execute(select(messages.c.status).where(messages.c.id.in_(still))).scalars()
-        )
-    assert Status.DELIVERED not in statuses  # only unsettled ones stay pending
+    run = rollups.run(engine, NOW + 120)  # the re-check counts them again as they are now
+    assert run.settled == 2 and pending_ids(engine) == before | {unrolled}
     for start, until, bucket_s in views():
         check(engine, a, start, until, bucket_s)
+    # Their hour rolled: the one reopened before is counted as it is now, once.
+    assert rollups.run(engine, NOW + HOUR + 60).hours == 1
+    assert unrolled not in pending_ids(engine) and before <= pending_ids(engine)
+    for start, until, bucket_s in views():
+        check(engine, a, start, until, bucket_s)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).where(messages.c.created_at < NOW)).scalar_one()
+    assert counted(engine) + len(pending_ids(engine)) == total
 
 
-def test_a_pending_expiry_guess_replaced_after_settling_others_stays_exact(engine: Engine) -> None:
-    """A ``report_timeout`` expiry is never counted as settled: the real report that replaces
-    it days later still changes the numbers, through the pending list."""
+def test_an_expiry_guess_replaced_days_later_is_reflected(engine: Engine) -> None:
+    """A ``report_timeout`` expiry is counted; the real report that replaces it days later
+    reopens it: the numbers change at once."""
     a, _ = accounts(engine)
     guessed = add(
         engine,
@@ -287,8 +296,8 @@ def test_a_pending_expiry_guess_replaced_after_settling_others_stays_exact(engin
         final_at=NOW - 1,
     )
     rollups.run(engine, NOW, budget_s=600)
-    rollups.run(engine, NOW + 3 * 86400)  # days later: re-checked, still pending
-    assert guessed in pending_ids(engine)
+    rollups.run(engine, NOW + 3 * 86400)  # days later: counted as expired
+    assert guessed not in pending_ids(engine)
     with engine.begin() as conn:
         apply_reports(
             conn,
@@ -296,6 +305,11 @@ def test_a_pending_expiry_guess_replaced_after_settling_others_stays_exact(engin
             [ReportUpdate("k3", None, Status.DELIVERED, "DELIVRD", None, NOW - 10 * HOUR + 4)],
             NOW + 3 * 86400,
         )
+    assert guessed in pending_ids(engine)
+    for start, until, bucket_s in views():
+        check(engine, a, start, until, bucket_s)
+    rollups.run(engine, NOW + 3 * 86400 + 120)
+    assert guessed not in pending_ids(engine)
     for start, until, bucket_s in views():
         check(engine, a, start, until, bucket_s)
 

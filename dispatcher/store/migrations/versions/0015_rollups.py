@@ -43,6 +43,10 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(length=36), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("hour", sa.Double(), nullable=False),
+        sa.Column("counted_status", sa.String(length=12), nullable=True),
+        sa.Column("counted_lane", sa.String(length=8), nullable=True),
+        sa.Column("counted_connection", sa.String(length=64), nullable=True),
+        sa.Column("counted_reason", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("message_id"),
     )
     op.create_index(
