@@ -17,10 +17,11 @@ Each tick (default every 250 ms):
   timeout;
 - every 10 s: the dashboard's rollup (:mod:`dispatcher.store.rollups`): each hour closed for an
   hour is rolled up for every account (counts per status, lane, connection and failure reason,
-  and a histogram of delivery times, of its settled messages; the others are listed as
-  pending), for at most 0.5 s of hours per run (the first runs backfill 8 days); at most every
-  minute, pending messages that have settled since move into the counts. Its lag is the
-  exporter's ``smsdispatch_dashboard_rollup_behind_seconds``.
+  and a histogram of delivery times, of its messages past the carrier; those still on their
+  way are listed as pending), for at most 0.5 s of hours per run (the first runs backfill 8
+  days); at most every minute, pending messages past the carrier now (and counted ones a late
+  report reopened) are counted as they are. Its lag is the exporter's
+  ``smsdispatch_dashboard_rollup_behind_seconds``.
 Only one scheduler acts at a time (a Redis lease), so several can run for availability.
 With the fair bulk lane on (``SMSDISPATCH_BULK_FAIRNESS``), the leader also runs the admitter
 in a thread of its own (:mod:`dispatcher.scheduler.admission`): bulk batches wait in the log and
