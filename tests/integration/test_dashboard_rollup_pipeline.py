@@ -38,7 +38,7 @@ from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
 from workers.sending.tokens import ConnectionTokens
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.pgbouncer]
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0 + 600  # ten minutes into an hour
