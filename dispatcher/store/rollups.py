@@ -193,14 +193,16 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
 def ensure_started(conn: Connection, now: float) -> Window:
     """The rollup's row, created at the first run: nothing rolled, starting
     :data:`BACKFILL_S` back."""
-    start = floor_hour(now - BACKFILL_S)
-    conn.execute(
-        dialect_insert(conn, dashboard_rollup)
-        .values(id=ROW, rolled_from=start, rolled_until=start, checked_at=0.0)
-        .on_conflict_do_nothing(index_elements=["id"])
-    )
     r = dashboard_rollup.c
-    row = conn.execute(select(r.rolled_from, r.rolled_until).where(r.id == ROW)).one()
+    row = conn.execute(select(r.rolled_from, r.rolled_until).where(r.id == ROW)).first()
+    if row is None:
+        start = floor_hour(now - BACKFILL_S)
+        conn.execute(
+            dialect_insert(conn, dashboard_rollup)
+            .values(id=ROW, rolled_from=start, rolled_until=start, checked_at=0.0)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        row = conn.execute(select(r.rolled_from, r.rolled_until).where(r.id == ROW)).one()
     return Window(float(row.rolled_from), float(row.rolled_until))
 
 
