@@ -26,6 +26,8 @@ scrape, whatever the backlog):
 - **report (DLR) lag**: reports waiting on the dlr lane are its queue age above; the time from
   receipt to applied is the dlr workers' ``smsdispatch_report_lag_seconds``;
 - **accounts below their low-balance level** (prices and balances, docs/prices.md);
+- **how far the dashboard's rollup is behind** (the scheduler's hourly job,
+  :mod:`dispatcher.store.rollups`);
 - **webhook backlog**: pending and due deliveries, how late the oldest due one is, the oldest
   pending one's age, and endpoints by state (``suspended`` alerts).
 
@@ -242,6 +244,13 @@ class BrokerCollector(Collector):
             "Accounts whose balance is below their low-balance level (docs/prices.md).",
         )
         low_n.add_metric([], log_now.low_balance_accounts)
+        rollup = _gauge(
+            "smsdispatch_dashboard_rollup_behind_seconds",
+            "How far the dashboard's hourly rollup is behind (now minus the end of the last "
+            "hour rolled up; 1-2 h when the scheduler keeps up). Absent until its first run.",
+        )
+        if log_now.rolled_until is not None:
+            rollup.add_metric([], _since(now, log_now.rolled_until))
         fair_n = _gauge(
             "smsdispatch_bulk_waiting_messages",
             "Bulk messages waiting for fair admission into the bulk queue, per account (the top "
@@ -262,6 +271,7 @@ class BrokerCollector(Collector):
             fair_n.add_metric([label], n)
             fair_age.add_metric([label], _since(now, oldest))
         return [
+            rollup,
             fair_n,
             fair_age,
             low_n,

@@ -14,7 +14,14 @@ Each tick (default every 250 ms):
   (their task was lost, e.g. a Redis restart without persistence); and tasks of the dlr and
   webhooks lanes left unacknowledged by a killed worker for ``unacked_restore_s`` are put back
   on their queue (:mod:`dispatcher.scheduler.unacked`) instead of waiting for the visibility
-  timeout.
+  timeout;
+- every 10 s: the dashboard's rollup (:mod:`dispatcher.store.rollups`): each hour closed for an
+  hour is rolled up for every account (counts per status, lane, connection and failure reason,
+  and a histogram of delivery times, of its messages past the carrier; those still on their
+  way are listed as pending), for at most 0.5 s of hours per run (the first runs backfill 8
+  days); at most every minute, pending messages past the carrier now (and counted ones a late
+  report reopened) are counted as they are. Its lag is the exporter's
+  ``smsdispatch_dashboard_rollup_behind_seconds``.
 Only one scheduler acts at a time (a Redis lease), so several can run for availability.
 With the fair bulk lane on (``SMSDISPATCH_BULK_FAIRNESS``), the leader also runs the admitter
 in a thread of its own (:mod:`dispatcher.scheduler.admission`): bulk batches wait in the log and
@@ -45,7 +52,7 @@ from dispatcher.contract import (
 from dispatcher.intake.broker import Broker, BrokerUnavailable
 from dispatcher.scheduler import unacked
 from dispatcher.scheduler.admission import Admitter
-from dispatcher.store import callback_inbox, control_sweeps, outbox, reports, webhooks
+from dispatcher.store import callback_inbox, control_sweeps, outbox, reports, rollups, webhooks
 from dispatcher.store.balances import low_balance_sweep
 from dispatcher.store.db import StoreUnavailable, reading, transaction
 from dispatcher.store.messages import mark_enqueued
@@ -78,6 +85,8 @@ class TickReport:
     refunded: int = 0
     controlled: int = 0  # messages paused or cancelled after their campaign's change
     cancelled: int = 0  # cancelled messages given their webhook
+    rolled_hours: int = 0  # hours added to the dashboard's rollup
+    rollup_settled: int = 0  # pending messages moved into the rollup's counts
 
 
 class Scheduler:
@@ -249,6 +258,8 @@ class Scheduler:
                 )
             report.orphans += self._publish(lost)
         report.unacked_restored = self._restore_unacked(now)
+        rolled = rollups.run(self.engine, now)
+        report.rolled_hours, report.rollup_settled = rolled.hours, rolled.settled
 
     def _restore_unacked(self, now: float) -> int:
         """Put back the dlr and webhooks tasks a killed worker left unacknowledged (their

@@ -1,7 +1,7 @@
 """What waits in the message log, read in one transaction for the exporter's gauges: held
 messages that are due, unpublished batches, bulk work waiting for fair admission per account,
-pending webhook deliveries, endpoints by state, the callback inbox, the dead letters and
-accounts low on balance."""
+pending webhook deliveries, endpoints by state, the callback inbox, the dead letters,
+accounts low on balance and how far the dashboard's rollup has got."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, func, select
 
 from dispatcher.contract import HELD_STATUSES
-from dispatcher.store import admission, callback_inbox, dead_letters
+from dispatcher.store import admission, callback_inbox, dead_letters, rollups
 from dispatcher.store.balances import accounts_below_low
 from dispatcher.store.schema import (
     dispatch_batches,
@@ -37,6 +37,7 @@ class Backlog:
     dead_letters: dict[str, CountAndOldest]  # callback kind -> rows, oldest dead_at
     dead_webhooks: int
     low_balance_accounts: int  # below their low-balance level
+    rolled_until: float | None = None  # the dashboard's rollup covers hours before this
 
 
 def read(conn: Connection, now: float) -> Backlog:
@@ -75,4 +76,5 @@ def read(conn: Connection, now: float) -> Backlog:
         dead_letters=dead_letters.counts(conn),
         dead_webhooks=int(dead_hooks),
         low_balance_accounts=accounts_below_low(conn),
+        rolled_until=rolled.rolled_until if (rolled := rollups.window(conn)) else None,
     )

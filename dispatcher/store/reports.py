@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select, text, update
 
 from dispatcher.contract import Status
+from dispatcher.store import rollups
 from dispatcher.store.progress import add_events
 from dispatcher.store.schema import messages
 from dispatcher.store.webhooks import create_status_webhooks
@@ -16,7 +17,7 @@ from dispatcher.store.webhooks import create_status_webhooks
 # A report for a message in one of these states came before the submit was recorded.
 NOT_YET_SENT = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING})
 # Our own guess after the grace period; a real handset report still replaces it.
-REPORT_TIMEOUT = "report_timeout"
+REPORT_TIMEOUT = rollups.REPORT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,16 @@ def _rows(conn: Connection, connection: str, reports: Sequence[ReportUpdate]) ->
         return []
     return list(
         conn.execute(
-            select(m.id, m.status, m.error_code, m.carrier_message_id).where(or_(*conds))
+            select(
+                m.id,
+                m.status,
+                m.error_code,
+                m.carrier_message_id,
+                m.account_id,
+                m.created_at,
+                m.lane,
+                m.report_stat,
+            ).where(or_(*conds))
         ).all()
     )
 
@@ -75,6 +85,7 @@ class _Move:
     report: ReportUpdate
     detail: dict[str, Any]
     index: int  # of the report in the batch
+    before: rollups.Changed  # the message as the dashboard's rollup may have counted it
 
 
 def _move_values(mv: _Move, now: float) -> dict[str, Any]:
@@ -154,7 +165,7 @@ def apply_reports(
     by_id: dict[str, dict[str, Any]] = {}
     by_cid: dict[str, dict[str, Any]] = {}
     for r in _rows(conn, connection, reports):
-        found = {"id": r.id, "status": r.status, "error_code": r.error_code}
+        found = {"id": r.id, "status": r.status, "error_code": r.error_code, "row": r}
         by_id[r.id] = found
         if r.carrier_message_id:
             by_cid[r.carrier_message_id] = found
@@ -188,7 +199,18 @@ def apply_reports(
                 events.append((row["id"], now, "report_ignored", rep.status, detail))
             continue
         # Assume it moves (later reports in this batch see the new state); checked below.
-        moves.append(_Move(row["id"], row["status"], rep, detail, i))
+        r = row["row"]
+        before = rollups.Changed(
+            r.id,
+            r.account_id,
+            r.created_at,
+            r.lane,
+            connection,
+            row["status"],
+            row["error_code"],
+            r.report_stat,
+        )
+        moves.append(_Move(row["id"], row["status"], rep, detail, i, before))
         row["status"] = rep.status
         row["error_code"] = None
     moved = _apply_moves(conn, moves, now)
@@ -199,6 +221,9 @@ def apply_reports(
             events.append((mv.message_id, now, "report", mv.report.status, mv.detail))
         else:  # changed under us (another report in a parallel batch): treat as a duplicate
             result.duplicates += 1
+    # Late reports only (the message is more than 30 minutes old): the dashboard's rollup
+    # may have counted it as it was.
+    rollups.reopen(conn, [mv.before for mv in moves if mv.message_id in moved], now)
     add_events(conn, events)
     return result
 
@@ -229,9 +254,17 @@ def expire_unreported(
             error_description="no delivery report within validity plus grace",
             error_permanent=False,
         )
-        .returning(m.id)
+        .returning(m.id, m.account_id, m.created_at, m.lane, m.connection, m.report_stat)
     )
-    done = [r[0] for r in rows]
+    changed = [
+        rollups.Changed(
+            r.id, r.account_id, r.created_at, r.lane, r.connection, Status.SENT, None, r.report_stat
+        )
+        for r in rows
+    ]
+    # Counted as sent by the dashboard's rollup once its hour was rolled (they all are, by now).
+    rollups.reopen(conn, changed, now)
+    done = [c.id for c in changed]
     add_events(conn, ((i, now, "report_timeout", Status.EXPIRED, None) for i in done))
     create_status_webhooks(conn, done, now)
     return done

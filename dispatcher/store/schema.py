@@ -303,6 +303,65 @@ campaign_controls = Table(
     Index("ix_campaign_controls_state", "state", "changed_at"),
 )
 
+# The dashboard's rollups (dispatcher/store/rollups.py, docs/panel.md "Dashboard"): counts of
+# the messages created in each closed hour, kept by the scheduler, so a 7-day chart reads a few
+# thousand rows instead of every message of the week. Messages past the carrier are counted
+# (final or ``sent``); those still on their way are listed in ``dashboard_pending`` and read
+# live. Written by the scheduler, and by a report that changes a message at least 30 minutes
+# old (rare: reports come within seconds); the send path writes nothing more.
+dashboard_counts = Table(
+    "dashboard_counts",
+    metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=False),
+    Column("hour", Double, primary_key=True),  # start of the hour the messages were created in
+    Column("status", String(12), primary_key=True),
+    Column("lane", String(8), primary_key=True),
+    Column("connection", String(64), primary_key=True),  # "" when none
+    # Failed statuses: the error code, else the carrier's report status, else the status
+    # (as the dashboard's failures by reason); "" for every other status.
+    Column("reason", String(32), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+# Delivered messages per hour of creation and time-to-delivery bucket (logarithmic, 50 per
+# decade from 0.1 s: dispatcher/store/rollups.py), for the dashboard's percentiles.
+dashboard_delivery = Table(
+    "dashboard_delivery",
+    metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=False),
+    Column("hour", Double, primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
+    Column("n", Integer, nullable=False),
+)
+
+# Messages the dashboard reads live (by primary key) until the scheduler counts them again:
+# those of a rolled hour still on their way when it was rolled (``counted_*`` NULL), and
+# counted ones whose status a late report or our expiry changed since (``counted_*``: what they
+# were counted as, taken off the counts until the scheduler moves them).
+dashboard_pending = Table(
+    "dashboard_pending",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("account_id", Integer, nullable=False),
+    Column("hour", Double, nullable=False),
+    Column("counted_status", String(12)),
+    Column("counted_lane", String(8)),
+    Column("counted_connection", String(64)),
+    Column("counted_reason", String(32)),
+    Index("ix_dashboard_pending_account_hour", "account_id", "hour"),
+)
+
+# One row (id 1): the hours ``[rolled_from, rolled_until)`` are rolled up for every account;
+# ``checked_at`` is when pending messages were last re-checked.
+dashboard_rollup = Table(
+    "dashboard_rollup",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("rolled_from", Double, nullable=False),
+    Column("rolled_until", Double, nullable=False),
+    Column("checked_at", Double, nullable=False),
+)
+
 message_events = Table(
     "message_events",
     metadata,
