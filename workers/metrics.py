@@ -352,13 +352,20 @@ def record_reports(
         log.warning("metrics.reports_unread", error=str(exc))
         return
     lag = REPORT_LAG.labels(connection)
+    counts: dict[tuple[str, str], int] = {}
+    latency: dict[str, Any] = {}  # lane → its child: labels() once per batch, not per report
     for r in rows:
-        MESSAGES_REPORTED.labels(r.lane, connection, r.status).inc()
+        counts[(r.lane, r.status)] = counts.get((r.lane, r.status), 0) + 1
         arrived = received_at if isinstance(received_at, float | int) else received_at[r.id]
         lag.observe(max(0.0, now - arrived))
         if r.status == "delivered":
             origin = max(r.created_at, r.scheduled_at or 0.0)
-            DELIVERY_LATENCY.labels(r.lane).observe(max(0.0, now - origin))
+            child = latency.get(r.lane)
+            if child is None:
+                child = latency[r.lane] = DELIVERY_LATENCY.labels(r.lane)
+            child.observe(max(0.0, now - origin))
+    for (lane, status), n in counts.items():
+        MESSAGES_REPORTED.labels(lane, connection, status).inc(n)
 
 
 def record_inbox_failures(kind: str, failed: int, dead: int) -> None:

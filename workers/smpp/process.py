@@ -33,6 +33,7 @@ from dispatcher.redis_clients import async_client, is_sentinel
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine, transaction
+from workers.runtime import new_loop
 from workers.smpp import handoff as h
 from workers.smpp import metrics as m
 from workers.smpp.deliveries import Deliveries
@@ -186,7 +187,7 @@ def main(max_binds: int | None = None) -> int:
         start_http_server(settings.smpp_metrics_port, settings.smpp_metrics_host)
     lease_s = settings.smpp_lease_s
     options = HolderOptions(lease_ttl_s=lease_s, renew_s=lease_s / 5, max_binds=max_binds)
-    loop = asyncio.new_event_loop()
+    loop = new_loop()  # uvloop: the holder is a loop of small socket reads and writes
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
