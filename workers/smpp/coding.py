@@ -228,7 +228,10 @@ def build_submits(
             udh = bytes((5, 0x00, 3, concat_ref(ref, 8), total, seq))
         out.append(
             SubmitSm(
-                **base, esm_class=ESM_UDHI, data_coding=coding | flash_bits, short_message=udh + data
+                **base,
+                esm_class=ESM_UDHI,
+                data_coding=coding | flash_bits,
+                short_message=udh + data,
             )
         )
     return out
