@@ -128,12 +128,16 @@ class Committer:
 
 
 async def wake_receipts(committer: Committer, stop: asyncio.Event) -> None:
-    """Wake the dlr lane for settled receipt rows until ``stop``, then for all that remain."""
+    """Wake the dlr lane for settled receipt rows until ``stop`` (the holder's way out wakes
+    the rest at once)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WAKE_EVERY_S)
         if committer.holding:
-            await asyncio.to_thread(committer.wake_due)
+            try:
+                await asyncio.to_thread(committer.wake_due)
+            except Exception as exc:  # the rows are stored: their leases cover a lost wake-up
+                log.error("smpp.wake_failed", error=type(exc).__name__)
 
 
 async def run_holders(
