@@ -269,6 +269,8 @@ def carrier_outcome(result: _Result) -> str | None:
     """The outcome of one carrier request from its result; ``None`` when no request was made."""
     status = result.http_status
     if status is None:
+        if result.error is None:  # accepted over a connection without HTTP (SMPP)
+            return "ok"
         code = getattr(result.error, "code", "")
         if code == "claim_expired":
             return None
