@@ -288,6 +288,9 @@ def carrier_outcome(result: _Result) -> str | None:
     return "rejected"
 
 
+_CARRIER_CHILDREN: dict[tuple[str, str, str], Any] = {}
+
+
 def record_carrier_call(connection: str, endpoint: str, results: Sequence[_Result]) -> None:
     """One carrier request (``endpoint`` is ``single`` or ``batch``) and its results."""
     if not results:
@@ -296,9 +299,11 @@ def record_carrier_call(connection: str, endpoint: str, results: Sequence[_Resul
     outcome = carrier_outcome(first)
     if outcome is None:
         return
-    CARRIER_REQUESTS.labels(connection, endpoint, outcome).observe(
-        max(0.0, first.latency_ms / 1000.0)
-    )
+    key = (connection, endpoint, outcome)
+    child = _CARRIER_CHILDREN.get(key)
+    if child is None:  # labels() once per key: SMPP records a call per message
+        child = _CARRIER_CHILDREN[key] = CARRIER_REQUESTS.labels(*key)
+    child.observe(max(0.0, first.latency_ms / 1000.0))
 
 
 # -- rate limiter ---------------------------------------------------------------------------------
