@@ -30,6 +30,7 @@ from bench.common import (
     start_helper,
     stop_otp,
 )
+from bench.profiling import Profiler
 from bench.stack import PY, BenchStack, CpuMeter, Proc, db_query, per_message, wait_until
 
 SETTINGS = {"chunk_size": 500, "carrier_tps": 1_000_000}
@@ -60,7 +61,7 @@ def _sent(n: int, timeout: float) -> float:
         count, last = db_query("SELECT count(*), max(sent_at) FROM messages WHERE sent_at > 0")[0]
         return float(last) if int(count) >= n else None
 
-    found = wait_until(check, timeout, f"{n} messages sent", interval=0.2)
+    found = wait_until(check, timeout, f"{n} messages sent", interval=1.0)
     assert found is not None
     return found
 
@@ -73,6 +74,18 @@ def _delivered(n: int, timeout: float) -> int:
     found = wait_until(check, timeout, f"{n} receipts applied", interval=0.5)
     assert found is not None
     return found
+
+
+def _settled(timeout: float) -> None:
+    """Wait until no message is queued or under way (extra submits are counted after)."""
+
+    def check() -> bool | None:
+        (count,) = db_query(
+            "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending', 'retrying')"
+        )[0]
+        return True if int(count) == 0 else None
+
+    wait_until(check, timeout, "no message queued or under way", interval=0.5)
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
@@ -114,17 +127,30 @@ def run(ctx: Ctx) -> dict[str, Any]:
                 "otp",
             )  # fmt: skip
             time.sleep(1.0)
-            meter = CpuMeter(st)
+            meter, prof = CpuMeter(st), Profiler(ctx.profile, ctx.profdir, f"{ctx.run_id}-G")
             meter.start()
             producer = start_helper(st, ["-m", "bench.produce", "--count", str(n)], "produce")
+            prof.start(
+                {
+                    label: st.procs[proc].popen.pid
+                    for label, proc in (
+                        ("smpp", "smpp"),
+                        ("bulk", "worker-bulk"),
+                        ("dlr", "worker-dlr"),
+                        ("priority", "worker-priority"),
+                    )
+                }
+            )
             produced = finish_helper(producer)
             maybe_analyze(ctx)
             t0 = produced["t_first"]
             last_sent = _sent(n, timeout=1800)
+            profile = prof.stop()
             cpu = meter.stop({"producer": produced["cpu_s"]})
             records = stop_otp(otp, otp_out)
             keys_file.unlink()
             delivered = _delivered(n, timeout=300)
+            _settled(timeout=120)  # the OTP backlog too: else the count below races it
             sent_at = dict(db_query("SELECT id, sent_at FROM messages WHERE lane = 'priority'"))
             duplicates = len(smsc.pdus("submit_sm", "in")) - int(
                 db_query("SELECT coalesce(sum(parts), 0) FROM messages WHERE sent_at > 0")[0][0]
@@ -155,5 +181,6 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "cpu_us_per_msg_smsc": round(smsc_cpu / n * 1e6, 1),
         **per_message(cpu, n),
         "cpu": cpu,
+        "profile": profile,
         "settings": SETTINGS,
     }

@@ -371,6 +371,12 @@ class Settings:
         "SMPP bind lease: a holder that dies loses its binds to another after this",
         bounds=POSITIVE,
     )
+    smpp_receipt_settle_s: float = setting(
+        1.0,
+        "`smsdispatch smpp` wakes the dlr lane for stored receipts this long after storing "
+        "them: an SMSC reports within milliseconds, before the send lane recorded the submit",
+        bounds=NOT_NEGATIVE,
+    )
     metrics_dir: str = setting(
         "",
         "root of the per-process metric files of multi-process servers",

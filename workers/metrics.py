@@ -269,6 +269,8 @@ def carrier_outcome(result: _Result) -> str | None:
     """The outcome of one carrier request from its result; ``None`` when no request was made."""
     status = result.http_status
     if status is None:
+        if result.error is None:  # accepted over a connection without HTTP (SMPP)
+            return "ok"
         code = getattr(result.error, "code", "")
         if code == "claim_expired":
             return None
@@ -286,6 +288,9 @@ def carrier_outcome(result: _Result) -> str | None:
     return "rejected"
 
 
+_CARRIER_CHILDREN: dict[tuple[str, str, str], Any] = {}
+
+
 def record_carrier_call(connection: str, endpoint: str, results: Sequence[_Result]) -> None:
     """One carrier request (``endpoint`` is ``single`` or ``batch``) and its results."""
     if not results:
@@ -294,9 +299,11 @@ def record_carrier_call(connection: str, endpoint: str, results: Sequence[_Resul
     outcome = carrier_outcome(first)
     if outcome is None:
         return
-    CARRIER_REQUESTS.labels(connection, endpoint, outcome).observe(
-        max(0.0, first.latency_ms / 1000.0)
-    )
+    key = (connection, endpoint, outcome)
+    child = _CARRIER_CHILDREN.get(key)
+    if child is None:  # labels() once per key: SMPP records a call per message
+        child = _CARRIER_CHILDREN[key] = CARRIER_REQUESTS.labels(*key)
+    child.observe(max(0.0, first.latency_ms / 1000.0))
 
 
 # -- rate limiter ---------------------------------------------------------------------------------
@@ -352,13 +359,20 @@ def record_reports(
         log.warning("metrics.reports_unread", error=str(exc))
         return
     lag = REPORT_LAG.labels(connection)
+    counts: dict[tuple[str, str], int] = {}
+    latency: dict[str, Any] = {}  # lane → its child: labels() once per batch, not per report
     for r in rows:
-        MESSAGES_REPORTED.labels(r.lane, connection, r.status).inc()
+        counts[(r.lane, r.status)] = counts.get((r.lane, r.status), 0) + 1
         arrived = received_at if isinstance(received_at, float | int) else received_at[r.id]
         lag.observe(max(0.0, now - arrived))
         if r.status == "delivered":
             origin = max(r.created_at, r.scheduled_at or 0.0)
-            DELIVERY_LATENCY.labels(r.lane).observe(max(0.0, now - origin))
+            child = latency.get(r.lane)
+            if child is None:
+                child = latency[r.lane] = DELIVERY_LATENCY.labels(r.lane)
+            child.observe(max(0.0, now - origin))
+    for (lane, status), n in counts.items():
+        MESSAGES_REPORTED.labels(lane, connection, status).inc(n)
 
 
 def record_inbox_failures(kind: str, failed: int, dead: int) -> None:

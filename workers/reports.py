@@ -92,9 +92,11 @@ def apply_stored(
     now: float,
     retry_s: float,
     take_fresh: bool = True,
+    fresh_before: float | None = None,
 ) -> list[Outcome]:
     """Apply the stored report rows ``ids``, and (``take_fresh``) up to :data:`TAKE_FRESH_ROWS`
-    rows never tried yet, in the caller's transaction: one batch per connection.
+    rows never tried yet (received before ``fresh_before`` when given), in the caller's
+    transaction: one batch per connection.
 
     Each row is deleted, or narrowed to the reports that came before their submit was recorded
     and taken again after :func:`retry_delay`; reports still early ``retry_s`` after they first
@@ -104,7 +106,7 @@ def apply_stored(
     rows = callback_inbox.lock(conn, ids, callback_inbox.REPORT)
     if take_fresh:
         rows += callback_inbox.lock_fresh(
-            conn, callback_inbox.REPORT, [r.id for r in rows], TAKE_FRESH_ROWS
+            conn, callback_inbox.REPORT, [r.id for r in rows], TAKE_FRESH_ROWS, fresh_before
         )
     by_connection: dict[str, list[callback_inbox.StoredCallback]] = {}
     for row in rows:

@@ -97,7 +97,8 @@ def reconcile_sending(self: Any, payload: dict[str, Any]) -> None:
     max_retries=None,
 )
 def apply_reports(self: Any, payload: dict[str, Any]) -> None:
-    """Apply stored delivery reports: ``{"ids": [...]}``, rows of the callback inbox.
+    """Apply stored delivery reports: ``{"ids": [...]}``, rows of the callback inbox, and
+    ``"fresh_before"`` (optional, unix s): rows taken along must have arrived before it.
 
     A row whose data makes applying fail is found and set aside without holding up the others
     (:mod:`workers.isolation`). On database trouble nothing was applied and the rows stay: the
@@ -110,7 +111,13 @@ def apply_reports(self: Any, payload: dict[str, Any]) -> None:
     def apply(rows: Sequence[int], take_fresh: bool) -> list[Outcome]:
         with transaction(rt.engine) as conn:
             return apply_stored(
-                conn, rt.connector.parse_report, rows, now, rt.settings.report_retry_s, take_fresh
+                conn,
+                rt.connector.parse_report,
+                rows,
+                now,
+                rt.settings.report_retry_s,
+                take_fresh,
+                payload.get("fresh_before"),
             )
 
     ids = payload["ids"]

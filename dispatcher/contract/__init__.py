@@ -41,7 +41,8 @@ def queue_name(lane: Lane | str) -> str:
 TASK_SEND_CHUNK = "smsdispatch.send_chunk"
 TASK_RECONCILE = "smsdispatch.reconcile_sending"  # args: {"ids": [...]}: claims left by a crash
 # Delivery reports and inbound messages posted by carriers, applied on the dlr lane: args
-# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py).
+# {"ids": [rows of the carrier callback inbox]} (dispatcher/store/callback_inbox.py); reports
+# may add "fresh_before" (unix s: rows taken along arrived before it; workers/smpp/process.py).
 TASK_APPLY_REPORTS = "smsdispatch.apply_reports"
 TASK_APPLY_INBOUND = "smsdispatch.apply_inbound"
 

@@ -115,23 +115,26 @@ def _stored(r: Any) -> StoredCallback:
 
 
 def lock_fresh(
-    conn: Connection, kind: str, exclude: Sequence[int], limit: int
+    conn: Connection,
+    kind: str,
+    exclude: Sequence[int],
+    limit: int,
+    received_before: float | None = None,
 ) -> list[StoredCallback]:
     """Up to ``limit`` more rows of ``kind`` never tried yet (``attempt = 0``: their wake-up
     task is on its way), locked like :func:`lock`. A worker takes them with its own rows so a
     burst of one-report callbacks costs one transaction per batch, not per row; their tasks
-    then find nothing to do. Early reports (tried, waiting for their next try) are not taken.
+    then find nothing to do. Early reports (tried, waiting for their next try) are not taken,
+    nor rows received after ``received_before`` (when given: rows whose wake-up is held back
+    on purpose, see :mod:`workers.smpp.process`).
     PostgreSQL only: elsewhere there is one worker process and nothing to share."""
     if conn.dialect.name != "postgresql" or limit <= 0:
         return []
     c = carrier_callbacks.c
-    query = (
-        _select_rows()
-        .where(and_(c.kind == kind, c.attempt == 0, c.id.not_in(list(exclude))))
-        .order_by(c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    cond = and_(c.kind == kind, c.attempt == 0, c.id.not_in(list(exclude)))
+    if received_before is not None:
+        cond = and_(cond, c.received_at <= received_before)
+    query = _select_rows().where(cond).order_by(c.id).limit(limit).with_for_update(skip_locked=True)
     return [_stored(r) for r in conn.execute(query)]
 
 

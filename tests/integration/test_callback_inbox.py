@@ -136,6 +136,45 @@ def test_the_scheduler_wakes_due_rows_on_the_dlr_lane(engine: Engine) -> None:
     ]
 
 
+def test_the_smpp_holder_wakes_receipts_once_settled_and_inbound_at_once(engine: Engine) -> None:
+    # An SMSC reports within milliseconds of its submit_sm_resp, before the send lane recorded
+    # the submit: the holder commits at once (then answers the deliver_sm) but wakes the dlr
+    # lane only after the settling time, many rows per task, and rows taken along must have
+    # settled too.
+    from workers.smpp.process import Committer
+
+    url = engine.url.render_as_string(hide_password=False)
+    committer = Committer(Settings.from_env({}, database_url=url, smpp_receipt_settle_s=0.3))
+    woken: list[tuple[str, list[int], float | None]] = []
+    committer._wake = lambda kind, ids, fresh_before=None: woken.append(  # type: ignore[method-assign]
+        (kind, ids, fresh_before)
+    )
+    try:
+        committer(REPORT, "op", [{"id": "a", "stat": "DELIVRD"}])
+        committer(REPORT, "op", [{"id": "b", "stat": "DELIVRD"}])
+        committer("inbound", "op", [{"id": "m"}])
+        assert [(k, len(ids)) for k, ids, _ in woken] == [("inbound", 1)]
+        assert len(_rows(engine)) == 3  # stored before the deliver_sm is answered
+        assert committer.wake_due() == 0 and committer.holding
+        time.sleep(0.35)
+        assert committer.wake_due() == 2 and not committer.holding
+        kind, ids, fresh_before = woken[-1]
+        assert kind == REPORT and len(ids) == 2
+        assert fresh_before is not None and fresh_before <= time.time() - 0.3
+        committer(REPORT, "op", [{"id": "c", "stat": "DELIVRD"}])
+        assert committer.wake_due(everything=True) == 1  # on the way out: no waiting
+    finally:
+        committer.close()
+    if backend() != "postgres":
+        return  # rows are taken along on PostgreSQL only
+    with engine.begin() as conn:
+        old = callback_inbox.add(conn, REPORT, "op", [[{"id": "x"}]], 100.0, 30)
+        new = callback_inbox.add(conn, REPORT, "op", [[{"id": "y"}]], 200.0, 30)
+        taken = callback_inbox.lock_fresh(conn, REPORT, ids, 50, received_before=150.0)
+        assert [r.id for r in taken] == old
+        assert new[0] in [r.id for r in callback_inbox.lock_fresh(conn, REPORT, ids, 50)]
+
+
 def _app(db_url: str, redis_url: str) -> TestClient:
     settings = Settings.from_env(
         {}, database_url=db_url, redis_url=redis_url, carrier_callback_token=TOKEN

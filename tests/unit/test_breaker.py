@@ -176,3 +176,26 @@ def test_what_counts_as_a_failure() -> None:
     assert not is_health_failure(ThrottledError(1.0))  # the limiter's business
     assert not is_health_failure(PermanentCarrierError("unknown_subscriber", "x", 400))
     assert not is_health_failure(ClaimExpired())
+
+
+def test_concurrent_successes_are_counted_together_in_the_ratio_window(h: Harness) -> None:
+    # One script call for the whole burst (the SMPP lane records a call per message), and
+    # every one of them still counts: 50 successes keep 40 failures below a 50 % ratio.
+    calls: list[Any] = []
+    script = h.b._record
+
+    async def counting(**kw: Any) -> Any:
+        calls.append(kw["args"])
+        return await script(**kw)
+
+    h.b._record = counting
+
+    async def burst() -> list[State]:
+        return list(await asyncio.gather(*(h.b.record("c1", True) for _ in range(50))))
+
+    assert h.run(burst()) == [State.CLOSED] * 50
+    assert [a[-1] for a in calls] == [50]  # one round trip for the burst
+    wide = h.breakers(BreakerConfig(failure_threshold=1000, error_ratio=0.5, min_calls=6))
+    for ok in [False, True] * 20:  # 40 more calls, half failed: 20 of 90 in the window
+        h.record(ok, b=wide)
+    assert h.peek().state == State.CLOSED

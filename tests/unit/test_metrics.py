@@ -642,3 +642,16 @@ def test_opt_in_account_list_is_checked_naming_the_setting() -> None:
     assert account_ids("") == []
     with pytest.raises(ValueError, match="SMSDISPATCH_FAIR_METRICS_ACCOUNTS: 'acme'"):
         account_ids("7,acme")
+
+
+def test_a_carrier_call_without_http_is_ok_when_accepted() -> None:
+    # An SMPP submit has no HTTP status: accepted, it is "ok", not "connection_lost" (every
+    # SMPP send was counted as a lost connection before).
+    from workers.connectors.base import SubmitResult
+    from workers.errors import AmbiguousCarrierError
+    from workers.metrics import carrier_outcome
+
+    assert carrier_outcome(SubmitResult("m1", "abc", None, 3.0)) == "ok"
+    lost = AmbiguousCarrierError("carrier_disconnected", "dropped")
+    assert carrier_outcome(SubmitResult("m1", None, None, 3.0, lost)) == "connection_lost"
+    assert carrier_outcome(SubmitResult("m1", "abc", 200, 3.0)) == "ok"

@@ -145,8 +145,8 @@ class Store:
         self.rows.append((kind, connection, list(items)))
 
 
-async def no_parts(_id: str) -> str | None:
-    return None
+async def no_parts(_ids: list[str]) -> dict[str, str]:
+    return {}
 
 
 async def test_answered_only_after_the_commit_and_batched() -> None:
@@ -169,8 +169,8 @@ async def test_a_failed_commit_is_not_answered_ok() -> None:
 async def test_receipts_of_other_parts_map_to_the_first_part() -> None:
     store = Store()
 
-    async def parts(message_id: str) -> str | None:
-        return "00000001" if message_id in ("00000002", "00000003") else None
+    async def parts(message_ids: list[str]) -> dict[str, str]:
+        return {i: "00000001" for i in message_ids if i in ("00000002", "00000003")}
 
     d = Deliveries("op", store, parts)
     assert await d.handle(receipt("00000002", "DELIVRD")) == ESME_ROK  # told by part 1's

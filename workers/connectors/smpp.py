@@ -139,9 +139,10 @@ class SmppConnector:
             try:
                 # The holder starts no submit after ``by``; its answer comes within its
                 # response timeout (a long message's later parts may take a little more).
-                return await asyncio.wait_for(
-                    asyncio.shield(fut), self.queue_wait_s + self.timeout_s + REPLY_GRACE_S
-                )
+                # (asyncio.timeout, not wait_for over a shield: one timer, no extra future
+                # per message; a reply arriving after it finds the future gone or cancelled.)
+                async with asyncio.timeout(self.queue_wait_s + self.timeout_s + REPLY_GRACE_S):
+                    return await fut
             except TimeoutError:
                 async with self._lrem_slots:  # a burst of timeouts: a few connections
                     taken_back = await self.redis.lrem(queue, 1, raw)

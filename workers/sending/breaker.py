@@ -17,6 +17,7 @@ disagree); the caller logs it and counts it in metrics.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ def is_health_failure(error: CarrierError | None) -> bool:
     return bool(error.retryable) and error.code != "claim_expired"
 
 
-# KEYS[1] state hash. ARGV: ok, was_probe, threshold, ratio, window_s, min_calls, probes.
+# KEYS[1] state hash. ARGV: ok, was_probe, threshold, ratio, window_s, min_calls, probes, calls
+# (how many calls of this outcome: successes are counted together, see Breakers.record).
 # Returns {old_state, new_state}.
 RECORD_LUA = """
 local key = KEYS[1]
@@ -58,6 +60,7 @@ local sec = tonumber(t[1])
 local ok = ARGV[1] == '1'
 local threshold, ratio = tonumber(ARGV[3]), tonumber(ARGV[4])
 local window, min_calls, probes = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local calls = tonumber(ARGV[8] or '1')
 local st = tonumber(redis.call('HGET', key, 'state') or '0')
 if ARGV[2] == '1' and tonumber(redis.call('HGET', key, 'probes_out') or '0') > 0 then
   redis.call('HINCRBY', key, 'probes_out', -1)
@@ -71,7 +74,7 @@ if st == 2 and ARGV[2] == '1' then
   end
 elseif st == 0 then
   local bucket = key .. (ok and ':ok:' or ':err:') .. sec
-  redis.call('INCR', bucket)
+  redis.call('INCRBY', bucket, calls)
   redis.call('EXPIRE', bucket, window + 2)
   if ok then
     redis.call('HSET', key, 'fails', 0)
@@ -208,6 +211,8 @@ class Breakers:
         self._probe = redis.register_script(PROBE_LUA)
         self._release = redis.register_script(RELEASE_LUA)
         self._cache: tuple[float, dict[str, Peek]] = (0.0, {})
+        self._successes: dict[str, list[asyncio.Future[State]]] = {}  # waiting to be counted
+        self._counting: dict[str, asyncio.Task[None]] = {}  # the counting task of each
 
     def key(self, connection: str) -> str:
         """The Redis hash of ``connection``'s breaker."""
@@ -259,7 +264,17 @@ class Breakers:
         return bool(int(granted))
 
     async def record(self, connection: str, ok: bool, probe: bool = False) -> State:
-        """Count one call's outcome; returns the state after it."""
+        """Count one call's outcome; returns the state after it.
+
+        Successes that are not probes are counted together: those recorded while one script
+        call runs go in the next one (one round trip for a window of calls, not one per
+        call; the SMPP send lane records a call per message). Failures and probes go one by
+        one, since each may move the state."""
+        if ok and not probe:
+            return await self._success(connection)
+        return await self._call_record(connection, ok, probe, 1)
+
+    async def _call_record(self, connection: str, ok: bool, probe: bool, calls: int) -> State:
         c = self.config
         try:
             old, new = await self._record(
@@ -272,6 +287,7 @@ class Breakers:
                     c.window_s,
                     c.min_calls,
                     c.probes,
+                    calls,
                 ],
             )
         except RedisError as exc:
@@ -279,6 +295,33 @@ class Breakers:
             return State.CLOSED
         self._changed(connection, int(old), int(new))
         return State(int(new))
+
+    async def _success(self, connection: str) -> State:
+        loop = asyncio.get_running_loop()
+        waiting = self._successes.setdefault(connection, [])
+        fut: asyncio.Future[State] = loop.create_future()
+        waiting.append(fut)
+        task = self._counting.get(connection)
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._counting[connection] = loop.create_task(self._count_successes(connection))
+        return await fut
+
+    async def _count_successes(self, connection: str) -> None:
+        try:
+            while waiting := self._successes.pop(connection, []):
+                try:
+                    state = await self._call_record(connection, True, False, len(waiting))
+                except Exception as exc:  # each caller sees it, as with a call of its own
+                    for f in waiting:
+                        if not f.done():
+                            f.set_exception(exc)
+                    continue
+                for f in waiting:
+                    if not f.done():
+                        f.set_result(state)
+        finally:
+            if self._counting.get(connection) is asyncio.current_task():
+                del self._counting[connection]
 
     async def release_probe(self, connection: str) -> None:
         """Give back a probe slot taken by :meth:`try_probe` whose message was not sent."""

@@ -17,9 +17,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from dispatcher.sms import is_gsm7, split_parts
 from workers.smpp.constants import ESM_UDHI, REGISTERED_DELIVERY_FINAL, Tag
@@ -190,26 +190,28 @@ def build_submits(
     """The submit_sm PDUs of one message (one per part, or one with ``message_payload``)."""
     kind = sender_kind(sender)
     src_ton, src_npi = (rules.source_ton_npi or {}).get(kind, DEFAULT_SOURCE_TON_NPI[kind])
-    base = SubmitSm(
-        service_type=rules.service_type,
-        source_addr_ton=src_ton,
-        source_addr_npi=src_npi,
-        source_addr=address(sender) if kind == "international" else sender,
-        dest_addr_ton=rules.dest_ton_npi[0],
-        dest_addr_npi=rules.dest_ton_npi[1],
-        destination_addr=address(to),
-        registered_delivery=rules.registered_delivery,
-        validity_period=validity(validity_s) if validity_s else "",
-    )
+    # The fields every part shares, given to each constructor: dataclasses.replace() on a
+    # base PDU cost more than the rest of the encoding (benchmark G's holder profile).
+    base: dict[str, Any] = {
+        "service_type": rules.service_type,
+        "source_addr_ton": src_ton,
+        "source_addr_npi": src_npi,
+        "source_addr": address(sender) if kind == "international" else sender,
+        "dest_addr_ton": rules.dest_ton_npi[0],
+        "dest_addr_npi": rules.dest_ton_npi[1],
+        "destination_addr": address(to),
+        "registered_delivery": rules.registered_delivery,
+        "validity_period": validity(validity_s) if validity_s else "",
+    }
     parts = split_parts(text)
     flash_bits = FLASH_CLASS if flash else 0
     # One data_coding for the whole message: split_parts chose one encoding for all parts.
     coding, data = encode_text(text, rules)
     if len(parts) == 1:
-        return [replace(base, data_coding=coding | flash_bits, short_message=data)]
+        return [SubmitSm(**base, data_coding=coding | flash_bits, short_message=data)]
     if rules.concat is Concat.PAYLOAD:
         payload: Tlvs = {Tag.MESSAGE_PAYLOAD: data}
-        return [replace(base, data_coding=coding | flash_bits, tlvs=payload)]
+        return [SubmitSm(**base, data_coding=coding | flash_bits, tlvs=payload)]
     total = len(parts)
     out = []
     for seq, part in enumerate(parts, 1):
@@ -217,7 +219,7 @@ def build_submits(
         if rules.concat is Concat.SAR:
             tlvs = sar_tlvs(concat_ref(ref, 16), total, seq)
             out.append(
-                replace(base, data_coding=coding | flash_bits, short_message=data, tlvs=tlvs)
+                SubmitSm(**base, data_coding=coding | flash_bits, short_message=data, tlvs=tlvs)
             )
             continue
         if rules.concat is Concat.UDH16:
@@ -225,8 +227,11 @@ def build_submits(
         else:
             udh = bytes((5, 0x00, 3, concat_ref(ref, 8), total, seq))
         out.append(
-            replace(
-                base, esm_class=ESM_UDHI, data_coding=coding | flash_bits, short_message=udh + data
+            SubmitSm(
+                **base,
+                esm_class=ESM_UDHI,
+                data_coding=coding | flash_bits,
+                short_message=udh + data,
             )
         )
     return out

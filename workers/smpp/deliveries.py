@@ -38,14 +38,16 @@ log = structlog.get_logger(component="smpp")
 
 Commit = Callable[[str, str, list[dict[str, Any]]], None]
 """``(kind, connection, items)``: store the items durably (sync, runs in a thread)."""
-PartLookup = Callable[[str], Awaitable[str | None]]
-"""A part's message id → the first part's, or None when it is a first part (or unknown)."""
+PartLookup = Callable[[list[str]], Awaitable[dict[str, str]]]
+"""Message ids → the first part's id of each that is another part of a long message (first
+parts and unknown ids are left out): one look-up for a batch of receipts."""
 
 
 @dataclass
 class _Batch:
     items: list[dict[str, Any]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)  # receipts: the status each reports
 
 
 class Deliveries:
@@ -55,12 +57,12 @@ class Deliveries:
         self,
         connection: str,
         commit: Commit,
-        first_part: PartLookup,
+        first_parts: PartLookup,
         on_item: Callable[[str], None] | None = None,
     ) -> None:
         self.connection = connection
         self.commit = commit
-        self.first_part = first_part
+        self.first_parts = first_parts
         self.on_item = on_item  # metrics: called with "receipt" or "inbound"
         self._pending: dict[str, _Batch] = {}
         self._running: set[str] = set()
@@ -68,30 +70,24 @@ class Deliveries:
     async def handle(self, pdu: p.DeliverSm) -> int:
         """Commit one deliver_sm; the status for its deliver_sm_resp."""
         try:
-            kind, item = await self._item(pdu)
+            kind, item, status = self._item(pdu)
         except CallbackError as exc:
             # Unreadable: a temporary error would only make the SMSC send it again forever.
             log.warning("smpp.deliver_unreadable", connection=self.connection, reason=str(exc))
             return ESME_RX_P_APPN
-        if item is not None:
-            await self._store(kind, item)
+        await self._store(kind, item, status)
         if self.on_item is not None:
             self.on_item("receipt" if kind == CallbackKind.REPORT else "inbound")
         return ESME_ROK
 
-    async def _item(self, pdu: p.DeliverSm) -> tuple[str, dict[str, Any] | None]:
+    def _item(self, pdu: p.DeliverSm) -> tuple[str, dict[str, Any], str]:
         if is_receipt(pdu):
             r = report_from(pdu)
             message_id = r.carrier_message_id or ""
-            first = await self.first_part(message_id)
-            if first is not None:
-                if r.status in ("", Status.DELIVERED):
-                    return CallbackKind.REPORT, None  # the first part's receipt tells it
-                message_id = first
             item: dict[str, Any] = {"id": message_id, "stat": r.carrier_status, "err": r.error_code}
             if r.done_at is not None:
                 item["done_at"] = r.done_at
-            return CallbackKind.REPORT, item
+            return CallbackKind.REPORT, item, r.status
         part = inbound_from(pdu)
         inbound: dict[str, Any] = {
             "id": part.carrier_message_id,
@@ -102,13 +98,14 @@ class Deliveries:
         }
         if part.total > 1:
             inbound["udh"] = {"ref": part.ref, "total": part.total, "seq": part.seq}
-        return CallbackKind.INBOUND, inbound
+        return CallbackKind.INBOUND, inbound, ""
 
-    async def _store(self, kind: str, item: dict[str, Any]) -> None:
+    async def _store(self, kind: str, item: dict[str, Any], status: str) -> None:
         batch = self._pending.setdefault(kind, _Batch())
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.items.append(item)
         batch.waiters.append(fut)
+        batch.statuses.append(status)
         if kind not in self._running:
             self._running.add(kind)
             asyncio.get_running_loop().create_task(self._drain(kind))
@@ -121,7 +118,11 @@ class Deliveries:
                 error: BaseException | None = None
                 started = time.monotonic()
                 try:
-                    await asyncio.to_thread(self.commit, kind, self.connection, batch.items)
+                    items = batch.items
+                    if kind == CallbackKind.REPORT:
+                        items = await self._first_parts(batch)
+                    if items:
+                        await asyncio.to_thread(self.commit, kind, self.connection, items)
                 except Exception as exc:  # answered as a temporary error: the SMSC retries
                     log.warning(
                         "smpp.deliver_commit_failed",
@@ -144,3 +145,19 @@ class Deliveries:
                 )
         finally:
             self._running.discard(kind)
+
+    async def _first_parts(self, batch: _Batch) -> list[dict[str, Any]]:
+        """The batch's receipts named by their message's id (the first part's), in one
+        look-up; a delivered receipt of another part is dropped (the first part's tells it)."""
+        firsts = await self.first_parts([i["id"] for i in batch.items])
+        if not firsts:
+            return batch.items
+        items: list[dict[str, Any]] = []
+        for item, status in zip(batch.items, batch.statuses, strict=True):
+            first = firsts.get(item["id"])
+            if first is not None:
+                if status in ("", Status.DELIVERED):
+                    continue
+                item = {**item, "id": first}
+            items.append(item)
+        return items

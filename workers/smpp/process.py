@@ -14,10 +14,12 @@ many as you like, on as many hosts: the bind leases keep the total within each c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +33,7 @@ from dispatcher.redis_clients import async_client, is_sentinel
 from dispatcher.routing import ConnectionConfig, current_table
 from dispatcher.store import callback_inbox
 from dispatcher.store.db import make_engine, transaction
+from workers.runtime import new_loop
 from workers.smpp import handoff as h
 from workers.smpp import metrics as m
 from workers.smpp.deliveries import Deliveries
@@ -39,6 +42,8 @@ from workers.smpp.holder import ConnectionHolder, HolderOptions
 log = structlog.get_logger(component="smpp")
 
 MAX_ITEMS_PER_ROW = 500
+WAKE_EVERY_S = 0.2
+WAKE_MAX_ROWS = 100  # rows per wake-up task, as the scheduler publishes them
 REDIS_CONNECTIONS = 32
 
 
@@ -57,22 +62,61 @@ def holder_redis(url: str) -> aioredis.Redis:
 
 
 class Committer:
-    """Stores deliver_sm items in the callback inbox, then wakes the dlr lane (sync)."""
+    """Stores deliver_sm items in the callback inbox, then wakes the dlr lane (sync).
+
+    Receipts are woken ``settle_s`` after their commit, many rows in one task, by
+    :meth:`wake_due` (called every :data:`WAKE_EVERY_S`): an SMSC sends a receipt milliseconds
+    after its submit_sm_resp, before the send lane has recorded the submit (it records a
+    sub-batch at once), and a report applied that early is only postponed and tried again:
+    measured in benchmark G, nearly every receipt was (docs/benchmarks.md). The rows are
+    committed before the deliver_sm is answered either way; a wake-up lost with this process
+    is made up by the scheduler when the row's lease ends. Inbound parts are woken at once.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings.database_url, pool_size=2)
         self.lease_s = settings.callback_lease_s
+        self.settle_s = settings.smpp_receipt_settle_s
+        # (wake at, monotonic; row ids): appended by commit threads, taken by wake_due.
+        self._held: deque[tuple[float, list[int]]] = deque()
 
     def __call__(self, kind: str, connection: str, items: list[dict[str, Any]]) -> None:
         groups = [items[i : i + MAX_ITEMS_PER_ROW] for i in range(0, len(items), MAX_ITEMS_PER_ROW)]
         with transaction(self.engine) as conn:
             ids = callback_inbox.add(conn, kind, connection, groups, time.time(), self.lease_s)
+        if kind == CallbackKind.REPORT and self.settle_s > 0:
+            self._held.append((time.monotonic() + self.settle_s, ids))
+            return
+        self._wake(kind, ids)
+
+    @property
+    def holding(self) -> bool:
+        """Whether receipt rows wait for their wake-up."""
+        return bool(self._held)
+
+    def wake_due(self, everything: bool = False) -> int:
+        """Wake the dlr lane for the receipt rows whose settling time passed (``everything``:
+        all of them, on the way out); the number of rows."""
+        now = time.monotonic()
+        ids: list[int] = []
+        while self._held and (everything or self._held[0][0] <= now):
+            ids += self._held.popleft()[1]
+        # Rows taken along must have settled too (their own wake-up is still held).
+        fresh_before = time.time() - self.settle_s
+        for i in range(0, len(ids), WAKE_MAX_ROWS):
+            self._wake(CallbackKind.REPORT, ids[i : i + WAKE_MAX_ROWS], fresh_before)
+        return len(ids)
+
+    def _wake(self, kind: str, ids: list[int], fresh_before: float | None = None) -> None:
+        payload: dict[str, Any] = {"ids": ids}
+        if fresh_before is not None:
+            payload["fresh_before"] = fresh_before
         try:
             from workers.app import app
 
             app.send_task(
                 CALLBACK_TASKS[CallbackKind(kind)],
-                args=[{"ids": ids}],
+                args=[payload],
                 queue=queue_name(Lane.DLR),
             )
         except Exception as exc:  # committed: the scheduler publishes it when the lease ends
@@ -81,6 +125,19 @@ class Committer:
     def close(self) -> None:
         """Release the database pool."""
         self.engine.dispose()
+
+
+async def wake_receipts(committer: Committer, stop: asyncio.Event) -> None:
+    """Wake the dlr lane for settled receipt rows until ``stop`` (the holder's way out wakes
+    the rest at once)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WAKE_EVERY_S)
+        if committer.holding:
+            try:
+                await asyncio.to_thread(committer.wake_due)
+            except Exception as exc:  # the rows are stored: their leases cover a lost wake-up
+                log.error("smpp.wake_failed", error=type(exc).__name__)
 
 
 async def run_holders(
@@ -94,19 +151,22 @@ async def run_holders(
     committer = Committer(settings)
     holder_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holders: list[ConnectionHolder] = []
+    waking = asyncio.get_running_loop().create_task(wake_receipts(committer, stop))
     try:
         for cfg in connections:
 
-            async def first_part(message_id: str, name: str = cfg.name) -> str | None:
-                raw = await redis.get(h.part_key(name, message_id))
-                if raw is None:
-                    return None
-                return raw.decode() if isinstance(raw, bytes) else str(raw)
+            async def first_parts(message_ids: list[str], name: str = cfg.name) -> dict[str, str]:
+                raws = await redis.mget([h.part_key(name, i) for i in message_ids])
+                return {
+                    i: raw.decode() if isinstance(raw, bytes) else str(raw)
+                    for i, raw in zip(message_ids, raws, strict=True)
+                    if raw is not None
+                }
 
             def counted(kind: str, name: str = cfg.name) -> None:
                 m.DELIVERIES.labels(name, kind).inc()
 
-            deliveries = Deliveries(cfg.name, committer, first_part, counted)
+            deliveries = Deliveries(cfg.name, committer, first_parts, counted)
             holder = ConnectionHolder(cfg, redis, holder_id, deliveries.handle, options)
             holder.start()
             holders.append(holder)
@@ -115,6 +175,9 @@ async def run_holders(
     finally:
         log.info("smpp.holder_stopping", connections=len(holders))
         await asyncio.gather(*(x.stop() for x in holders), return_exceptions=True)
+        stop.set()
+        await asyncio.gather(waking, return_exceptions=True)
+        await asyncio.to_thread(committer.wake_due, True)  # the receipts of the last second
         await redis.aclose()
         committer.close()
         log.info("smpp.holder_stopped")
@@ -128,7 +191,7 @@ def main(max_binds: int | None = None) -> int:
         start_http_server(settings.smpp_metrics_port, settings.smpp_metrics_host)
     lease_s = settings.smpp_lease_s
     options = HolderOptions(lease_ttl_s=lease_s, renew_s=lease_s / 5, max_binds=max_binds)
-    loop = asyncio.new_event_loop()
+    loop = new_loop()  # uvloop: the holder is a loop of small socket reads and writes
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
