@@ -5,6 +5,7 @@ rows and exactly one first-click webhook per message (issue 21)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -117,3 +118,49 @@ def test_a_batch_of_clicks_writes_every_click_and_one_first_click_webhook(
         ).all()
     assert len(stored) == 5 and sum(1 for r in stored if r.bot) == 1
     assert sorted(hooks) == sorted([(m0, "first"), (m2, "first")])
+
+
+def _two_writers(engine: Engine, clicks: list[Click], now: float) -> tuple[list[Any], list[int]]:
+    """Both orders of ``clicks`` written at once, each in its own transaction."""
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+    created: list[int] = []
+
+    def write(batch: list[Click]) -> None:
+        try:
+            with engine.begin() as conn:
+                start.wait(10)
+                created.append(write_clicks(conn, batch, now))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(o,)) for o in (clicks, clicks[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors, created
+
+
+def test_two_writers_of_the_same_first_clicks_never_deadlock(engine: Engine) -> None:
+    """Two links processes record first clicks of the same messages, in opposite orders, at
+    the same moment: both commit (no deadlock on the unique key) and each message gets one
+    ``message.click`` webhook."""
+    for _ in range(3):
+        account_id, pairs = _seed(engine, 300)
+        now = time.time()
+        clicks = [
+            Click(c, m, account_id, now, "mobile", False, None, "https://shop.example.com/x")
+            for c, m in pairs
+        ]
+        errors, created = _two_writers(engine, clicks, now)
+        assert errors == []
+        assert sum(created) == len(pairs)  # every first click once, whoever wrote it
+        with engine.connect() as conn:
+            hooks = conn.execute(
+                select(webhook_deliveries.c.message_id).where(
+                    webhook_deliveries.c.event == "message.click",
+                    webhook_deliveries.c.message_id.in_([m for _, m in pairs]),
+                )
+            ).all()
+        assert sorted(r[0] for r in hooks) == sorted(m for _, m in pairs)
