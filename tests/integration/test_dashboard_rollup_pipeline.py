@@ -32,8 +32,8 @@ from dispatcher.store.messages import write_submissions
 from dispatcher.store.progress import SendProgress
 from dispatcher.store.reports import REPORT_TIMEOUT, ReportUpdate, apply_reports
 from dispatcher.store.schema import dashboard_pending, messages
+from tests.support.carrier import AcceptingCarrier
 from tests.support.services import fresh_database, fresh_redis
-from workers.connectors.base import Outbound, SubmitResult
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
 from workers.sending.tokens import ConnectionTokens
@@ -43,25 +43,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.pgbouncer]
 HOUR = 3600.0
 T0 = 1_800_000_000.0 + 600  # ten minutes into an hour
 PHONES = [f"+4860011{n:04d}" for n in range(20)]
-
-
-class Carrier:
-    """Accepts every message; its carrier id is ``c-<our id>``."""
-
-    max_batch = 1
-    name = "c"
-
-    async def submit(self, msg: Outbound) -> SubmitResult:
-        return SubmitResult(msg.ref, f"c-{msg.ref}", 200, 1.0)
-
-    async def submit_batch(self, msgs: list[Outbound]) -> list[SubmitResult]:
-        return [await self.submit(m) for m in msgs]
-
-    async def lookup(self, refs: list[str]) -> dict[str, str] | None:
-        return {}
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -96,7 +77,7 @@ def accept_and_send(engine: Engine, account: Account) -> list[str]:
         for r in rows
     ]
     tokens = ConnectionTokens(AsyncLimiter(AsyncMemoryRateLimitBackend()), "c", Rate(1e6))
-    route = Route("c", Carrier(), tokens)  # type: ignore[arg-type]
+    route = Route("c", AcceptingCarrier(), tokens)  # type: ignore[arg-type]
     policy = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=60.0)
     sender = ChunkSender(SendProgress(engine), route, policy, SenderOptions(), clock=lambda: T0 + 1)
     asyncio.run(sender.run(payloads))

@@ -31,9 +31,9 @@ from dispatcher.store.db import make_engine
 from dispatcher.store.messages import write_submissions
 from dispatcher.store.progress import SendProgress
 from dispatcher.store.schema import accounts, dispatch_batches, messages
+from tests.support.carrier import AcceptingCarrier
 from tests.support.services import fresh_database, fresh_redis
 from tests.support.stack import ROOT
-from workers.connectors.base import Outbound, SubmitResult
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
 from workers.sending.tokens import ConnectionTokens
@@ -135,29 +135,6 @@ def test_a_bad_window_is_refused_naming_the_field(engine: Engine, quiet_account:
         assert [e.parameter for e in refused.value.errors] == [parameter]
 
 
-class Recorder:
-    """A carrier connection that accepts everything and remembers what it got."""
-
-    max_batch = 1
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.refs: list[str] = []
-
-    async def submit(self, msg: Outbound) -> SubmitResult:
-        self.refs.append(msg.ref)
-        return SubmitResult(msg.ref, f"c-{msg.ref}", 200, 1.0)
-
-    async def submit_batch(self, msgs: list[Outbound]) -> list[SubmitResult]:
-        return [await self.submit(m) for m in msgs]
-
-    async def lookup(self, refs: list[str]) -> dict[str, str] | None:
-        return {}
-
-    async def close(self) -> None:
-        return None
-
-
 def test_a_queued_message_claimed_after_its_window_closed_waits_without_an_attempt(
     engine: Engine, quiet_account: Account
 ) -> None:
@@ -165,7 +142,7 @@ def test_a_queued_message_claimed_after_its_window_closed_waits_without_an_attem
     attempt refunded, until 08:00; at 08:00 the same claim sends it."""
     mid = submit(engine, quiet_account, warsaw(2026, 12, 7, 20, 59))
     assert row(engine, mid).status == Status.QUEUED
-    carrier = Recorder()
+    carrier = AcceptingCarrier("recorder")
     store = SendProgress(engine)
     tokens = ConnectionTokens(AsyncLimiter(AsyncMemoryRateLimitBackend()), "c", Rate(1e6))
     policy = RetryPolicy(max_attempts=3, base_s=1.0, cap_s=60.0)
