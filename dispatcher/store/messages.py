@@ -209,11 +209,8 @@ def write_submissions(
     priced and charged in this transaction, those the balance cannot pay for are refused.
     ``fair``: the bulk lane admits accounts fairly (docs/campaigns.md): its batches hold one
     account's messages each and carry that account (:func:`batch_messages`). ``optimistic``:
-    charge without locking the balances first (:mod:`dispatcher.store.balances`); may raise
-    :class:`~dispatcher.store.balances.BalanceRaced`, after which the caller rolls back and runs
-    the group again without it. Returns one :class:`StoredSubmission` per input, in order, and
-    the batches to publish.
-    """
+    :mod:`dispatcher.store.balances`. Returns a :class:`StoredSubmission` per input, in order,
+    and the batches to publish."""
     results: dict[str, StoredSubmission] = {}
     fresh: list[NewSubmission] = []
     keyed: list[NewSubmission] = []
@@ -274,9 +271,8 @@ def write_submissions(
     for batch, chunk in batch_messages(queued, chunk_sizes, fair):
         batches.append(batch)
         rows.extend(_message_row(m, batch.id) for m in chunk)
-    # Nothing below reads a result (the optimistic charge's is read after): on PostgreSQL these
-    # statements share one round trip.
-    charged_check = None
+    # Nothing below reads a result (the optimistic charge's, after): one round trip on PostgreSQL.
+    check = None
     with pipelined(conn, len(rows)):
         mark_enqueued(conn, enqueued[0], enqueued[1])
         if plain_rows:
@@ -286,11 +282,9 @@ def write_submissions(
         _insert_many(conn, short_links.name, LINK_COLUMNS, link_rows(linked))
         insert_batches(conn, batches)
         if charges:  # last: an optimistic charge holds its row lock from here to COMMIT
-            charged_check = record_charges(
-                conn, fresh, charges, rows_locked, time.time(), lock=not optimistic
-            )
-    if charged_check is not None:
-        charged_check()
+            check = record_charges(conn, fresh, charges, rows_locked, time.time(), not optimistic)
+    if check is not None:
+        check()
     if cancel:
         cancel_stored(conn, cancel, time.time())
     return [results[s.id] for s in subs], batches
