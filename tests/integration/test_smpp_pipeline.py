@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,8 +158,9 @@ def numbers_add(stack: Stack, *args: str) -> None:
     assert out.returncode == 0, out.stderr
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@contextmanager
+def built_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """An SMSC, a stack with its three connections, and two holders with op's binds up."""
     tmp = tmp_path_factory.mktemp("smpp")
     with running_smsc(accounts=ACCOUNTS, max_binds=0) as smsc:
         path = tmp / "connections.toml"
@@ -188,6 +190,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         finally:
             for k in SECRETS:
                 os.environ.pop(k, None)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with built_world(tmp_path_factory) as w:
+        yield w
+
+
+@pytest.fixture
+def lone_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A world of its own: nothing the module's other tests did to their connections, holders
+    and breakers (killed holders, refused binds, throttling) is left for the test."""
+    with built_world(tmp_path_factory) as w:
+        yield w
 
 
 def test_gsm7_ucs2_and_three_parts_arrive_with_their_coding_ton_npi_and_udh(world: World) -> None:
@@ -416,7 +432,8 @@ def test_a_late_answer_reconciles_the_timed_out_submit(world: World) -> None:
     assert "smpp.late_answer" in logs
 
 
-def test_smsc_killed_mid_window_nothing_twice_nothing_lost(world: World) -> None:
+def test_smsc_killed_mid_window_nothing_twice_nothing_lost(lone_world: World) -> None:
+    world = lone_world
     world.smsc.answer_submits(default="silent")
     outstanding = [world.send(f"+4850000040{i}", f"mid-window {i}") for i in range(3)]
     wait_until(lambda: world.smsc.state()["counters"]["silent"] >= 3, 60, what="3 outstanding")
