@@ -174,7 +174,8 @@ CATALOGUE: dict[str, ErrorKind] = {
         409,
         "Message cannot be cancelled",
         "Only a message no worker has taken yet (`scheduled`, `queued`, `retrying`, `paused`) "
-        "can be cancelled; `message` says its status. One being sent finishes normally.",
+        "can be cancelled; `message` says its status. One being sent finishes normally, and so "
+        "does one whose last attempt may have reached the carrier (a timeout).",
     ),
     "no_results": ErrorKind(
         404,

@@ -38,24 +38,10 @@ class RetryableCarrierError(CarrierError):
 
 
 class AmbiguousCarrierError(RetryableCarrierError):
-    """A timeout or a dropped connection after the request was sent."""
+    """A timeout or a dropped connection after the request was sent; its codes are
+    :data:`dispatcher.contract.AMBIGUOUS_CODES`."""
 
     ambiguous = True
-
-
-# The codes of :class:`AmbiguousCarrierError`: an attempt that ended with one of them may have
-# reached the carrier. Stored on the message, they tell a later attempt on another connection
-# to ask the first one before sending (a unit test keeps this list complete).
-AMBIGUOUS_CODES = frozenset(
-    {
-        "carrier_timeout",
-        "carrier_disconnected",
-        "carrier_io_error",
-        "carrier_unexpected",
-        "carrier_bad_response",
-        "carrier_missing_result",
-    }
-)
 
 
 class NotSentError(RetryableCarrierError):

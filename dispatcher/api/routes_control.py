@@ -158,7 +158,8 @@ async def cancel_sms(
 ) -> JsonResponse:
     """A scheduled, queued, retrying or paused message ends `cancelled`, with its webhook.
 
-    One a worker has taken is sent normally: the answer is `message_not_cancellable`.
+    One a worker has taken is sent normally, and so is one whose last attempt may have reached
+    the carrier (a timeout): the answer is `message_not_cancellable`.
     """
     if len(message_id) > 64:
         raise ApiError("not_found", "no such message in your account", "id", message_id)

@@ -98,6 +98,20 @@ FINAL_STATUSES = frozenset(
 HELD_STATUSES = frozenset({Status.SCHEDULED, Status.RETRYING})
 # States a message can be cancelled or paused in: no worker has claimed it.
 WAITING_STATUSES = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.PAUSED})
+# Error codes of an attempt that may have reached the carrier (a timeout, a connection dropped
+# after the write): workers.errors.AmbiguousCarrierError's (a unit test keeps the list
+# complete). Stored on the message, they tell a later attempt to ask the carrier before
+# sending, and keep a pause or a cancel off the message until the carrier has answered.
+AMBIGUOUS_CODES = frozenset(
+    {
+        "carrier_timeout",
+        "carrier_disconnected",
+        "carrier_io_error",
+        "carrier_unexpected",
+        "carrier_bad_response",
+        "carrier_missing_result",
+    }
+)
 
 # Numeric codes in v2.1 responses. 1, 2, 9 and 21 are the original's; the rest are ours.
 STATUS_CODES: dict[Status, int] = {

@@ -4,7 +4,11 @@ Every change is a compare-and-set on the message's status, like the send path's
 (:mod:`dispatcher.store.progress`): only messages no worker has claimed (``scheduled``,
 ``queued``, ``retrying``, ``paused``) move, and a worker's claim moves only ``queued`` ones. So
 once a pause or a cancel has committed no message of the campaign can be claimed, and whatever
-a worker claimed before it finishes normally.
+a worker claimed before it finishes normally. A waiting message whose last attempt may have
+reached the carrier (its error code is one of :data:`~dispatcher.contract.AMBIGUOUS_CODES`) is
+still under way in that sense: a cancel would call "never sent" a message the carrier may
+have, so neither a pause nor a cancel moves it; its next claim asks the carrier first
+(found by the chaos run: a timed-out attempt the carrier had taken, then cancelled).
 
 - pause: waiting → ``paused`` (``next_attempt_at`` keeps when it was due); the validity clock
   runs on, and the scheduler expires paused messages whose validity ends
@@ -23,13 +27,13 @@ back to waiting after the change (a retry of an attempt that was under way):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select, update
 
-from dispatcher.contract import WAITING_STATUSES, Status
+from dispatcher.contract import AMBIGUOUS_CODES, WAITING_STATUSES, Status
 from dispatcher.store import audit
 from dispatcher.store.schema import campaign_controls, messages, submissions
 from dispatcher.store.sql import dialect_insert, id_in
@@ -115,20 +119,30 @@ def counts(conn: Connection, submission_ids: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def unclaimed(statuses: Iterable[str]) -> ColumnElement[bool]:
+    """Messages in ``statuses`` that no attempt may have reached the carrier with: the ones a
+    pause or a cancel may move (see the module's docstring)."""
+    m = messages.c
+    return and_(
+        m.status.in_(sorted(statuses)),
+        or_(m.error_code.is_(None), m.error_code.not_in(sorted(AMBIGUOUS_CODES))),
+    )
+
+
 def _move(
     conn: Connection,
     submission_ids: Sequence[str],
-    from_statuses: Sequence[str],
+    which: ColumnElement[bool],
     values: dict[str, Any],
 ) -> list[str]:
-    """Compare-and-set the campaign's messages in ``from_statuses``; the ids moved."""
+    """Compare-and-set the campaign's messages matching ``which``; the ids moved."""
     m = messages.c
     moved: list[str] = []
     for i in range(0, len(submission_ids), 500):
         chunk = submission_ids[i : i + 500]
         rows = conn.execute(
             update(messages)
-            .where(and_(id_in(conn, m.submission_id, chunk), m.status.in_(list(from_statuses))))
+            .where(and_(id_in(conn, m.submission_id, chunk), which))
             .values(**values)
             .returning(m.id)
         )
@@ -183,7 +197,7 @@ def pause_campaign(
     """Pause ``campaign``: its unclaimed messages wait. Pausing a paused one changes nothing."""
     subs = _not_cancelled(conn, account_id, campaign, PAUSED, actor, now)
     waiting = [Status.SCHEDULED, Status.QUEUED, Status.RETRYING]
-    moved = _move(conn, subs, waiting, _pause_values(now))
+    moved = _move(conn, subs, unclaimed(waiting), _pause_values(now))
     audit.record(conn, account_id, actor, "campaign.pause", campaign, f"{len(moved)}", now=now)
     return CampaignState(campaign, PAUSED, len(moved), counts(conn, subs))
 
@@ -201,7 +215,7 @@ def resume_campaign(
     moved = _move(
         conn,
         subs,
-        [Status.PAUSED],
+        m.status == Status.PAUSED,
         {
             "status": held,
             "status_at": now,
@@ -219,7 +233,7 @@ def cancel_campaign(
     subs = _campaign(conn, account_id, campaign)
     _state(conn, account_id, campaign, lock=True)
     _set_state(conn, account_id, campaign, CANCELLED, actor, now)
-    moved = _move(conn, subs, sorted(WAITING_STATUSES), _cancel_values(now))
+    moved = _move(conn, subs, unclaimed(WAITING_STATUSES), _cancel_values(now))
     audit.record(conn, account_id, actor, "campaign.cancel", campaign, f"{len(moved)}", now=now)
     return CampaignState(campaign, CANCELLED, len(moved), counts(conn, subs))
 
@@ -236,7 +250,7 @@ def cancel_message(conn: Connection, account_id: int, message_id: str, now: floa
             and_(
                 m.id == message_id,
                 m.account_id == account_id,
-                m.status.in_(sorted(WAITING_STATUSES)),
+                unclaimed(WAITING_STATUSES),
             )
         )
         .values(**_cancel_values(now), final_at=now)
@@ -246,10 +260,16 @@ def cancel_message(conn: Connection, account_id: int, message_id: str, now: floa
         create_status_webhooks(conn, [message_id], now)
         return Status.CANCELLED
     row = conn.execute(
-        select(m.status).where(and_(m.id == message_id, m.account_id == account_id))
+        select(m.status, m.error_code).where(and_(m.id == message_id, m.account_id == account_id))
     ).first()
     if row is None:
         raise ControlRefused("not_found", "no such message in your account")
+    if row[0] in WAITING_STATUSES:
+        raise ControlRefused(
+            "message_not_cancellable",
+            f"the message's last attempt may have reached the carrier ({row[1]}): it is "
+            "checked with the carrier before anything else happens to it",
+        )
     raise ControlRefused(
         "message_not_cancellable",
         f"the message is {row[0]}: only scheduled, queued, retrying or paused ones can be "

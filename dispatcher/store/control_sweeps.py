@@ -24,6 +24,7 @@ from dispatcher.store.control import (
     _move,
     _pause_values,
     _submission_ids,
+    unclaimed,
 )
 from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import NewSubmission
@@ -85,11 +86,13 @@ def controlled_submissions(
     return out
 
 
-def divert(conn: Connection, ids: dict[str, list[str]], now: float) -> int:
+def divert(conn: Connection, ids: dict[str, list[str]], now: float) -> set[str]:
     """Held messages due for release whose campaign is ``paused`` or ``cancelled`` (keys of
-    ``ids``): paused or cancelled instead (compare-and-set). Returns how many moved."""
+    ``ids``): paused or cancelled instead (compare-and-set, :func:`~dispatcher.store.control.
+    unclaimed`). Returns the ids moved: one whose last attempt may have reached the carrier
+    stays, and is released to be checked with the carrier."""
     m = messages.c
-    moved = 0
+    moved: set[str] = set()
     for state, values in ((PAUSED, _pause_values(now)), (CANCELLED, _cancel_values(now))):
         batch = ids.get(state, [])
         for i in range(0, len(batch), _CHUNK):
@@ -98,13 +101,13 @@ def divert(conn: Connection, ids: dict[str, list[str]], now: float) -> int:
                 .where(
                     and_(
                         id_in(conn, m.id, batch[i : i + _CHUNK]),
-                        m.status.in_([Status.SCHEDULED, Status.QUEUED, Status.RETRYING]),
+                        unclaimed([Status.SCHEDULED, Status.QUEUED, Status.RETRYING]),
                     )
                 )
                 .values(**values)
                 .returning(m.id)
             )
-            moved += len(rows.all())
+            moved.update(r[0] for r in rows)
     return moved
 
 
@@ -115,8 +118,8 @@ def apply_controls(conn: Connection, controlled: dict[str, str], now: float) -> 
     paused = [s for s, st in controlled.items() if st == PAUSED]
     cancelled = [s for s, st in controlled.items() if st == CANCELLED]
     waiting = [Status.SCHEDULED, Status.QUEUED, Status.RETRYING]
-    moved = len(_move(conn, paused, waiting, _pause_values(now)))
-    gone = _move(conn, cancelled, [*waiting, Status.PAUSED], _cancel_values(now))
+    moved = len(_move(conn, paused, unclaimed(waiting), _pause_values(now)))
+    gone = _move(conn, cancelled, unclaimed([*waiting, Status.PAUSED]), _cancel_values(now))
     return moved + len(gone)
 
 

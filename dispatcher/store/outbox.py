@@ -85,7 +85,8 @@ def release_due(
 
     ``controlled`` (submission id → ``paused`` | ``cancelled``, docs/campaigns.md): due
     messages of such campaigns (a retry of an attempt under way when the campaign was paused
-    or cancelled) are paused or cancelled instead of released."""
+    or cancelled) are paused or cancelled instead of released, unless their last attempt may
+    have reached the carrier: those are released, and their claim asks the carrier first."""
     m = messages.c
     stmt = (
         select(*_PAYLOAD_COLS, m.submission_id)
@@ -105,8 +106,8 @@ def release_due(
             if r.submission_id in controlled:
                 held_back.setdefault(controlled[r.submission_id], []).append(r.id)
         if held_back:
-            divert(conn, held_back, now)
-            live = [r for r in live if r.submission_id not in controlled]
+            diverted = divert(conn, held_back, now)
+            live = [r for r in live if r.id not in diverted]
     return _rebatch(conn, live, list(HELD_STATUSES), now, chunk_sizes, fair), len(expired)
 
 

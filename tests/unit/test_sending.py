@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.contract import Status
+from dispatcher.contract import AMBIGUOUS_CODES, Status
 from dispatcher.ratelimit import (
     AsyncLimiter,
     AsyncMemoryRateLimitBackend,
@@ -21,7 +21,6 @@ from dispatcher.ratelimit import (
 from dispatcher.store.progress import Claim, Failure, Sent
 from workers.connectors.base import Outbound, SubmitResult
 from workers.errors import (
-    AMBIGUOUS_CODES,
     AmbiguousCarrierError,
     CarrierError,
     PermanentCarrierError,

@@ -8,9 +8,9 @@ import pathlib
 
 import pytest
 
-from dispatcher.contract import Status
+from dispatcher.contract import AMBIGUOUS_CODES, Status
 from workers.connectors.base import CallbackError
-from workers.errors import AMBIGUOUS_CODES, PermanentCarrierError, ThrottledError
+from workers.errors import PermanentCarrierError, ThrottledError
 from workers.smpp import pdu as p
 from workers.smpp.constants import STATUS_BY_NAME, Tag
 from workers.smpp.errors import BindFailed, NotBound, SubmitUnanswered, from_status, translate

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from dispatcher.contract import MessagePayload, Status
+from dispatcher.contract import AMBIGUOUS_CODES, MessagePayload, Status
 from dispatcher.ratelimit import RateLimitUnavailable
 from dispatcher.sms.quiet_hours import SendWindow, next_open, zones_for
 from dispatcher.store.progress import Claim, Failure, Sent
@@ -34,7 +34,6 @@ from workers.connectors.base import Connector, Outbound, SubmitResult
 from workers.connectors.chooser import Plan, RouteChooser
 from workers.connectors.window import InFlightWindow, WindowFull
 from workers.errors import (
-    AMBIGUOUS_CODES,
     CarrierError,
     ClaimExpired,
     PermanentCarrierError,
