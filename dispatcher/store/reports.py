@@ -15,8 +15,13 @@ from dispatcher.store.schema import messages
 from dispatcher.store.sql import id_in
 from dispatcher.store.webhooks import create_status_webhooks
 
-# A report for a message in one of these states came before the submit was recorded.
-NOT_YET_SENT = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING})
+# A report for a message in one of these states came before the submit was recorded: tried
+# again later. ``paused`` among them: a report proves the carrier took an attempt the log has
+# not recorded (one that timed out), and ignoring it left the message ``sent`` for good once
+# the retry's look-up found it (CI's chaos run, with a campaign paused in between).
+NOT_YET_SENT = frozenset(
+    {Status.SCHEDULED, Status.QUEUED, Status.RETRYING, Status.SENDING, Status.PAUSED}
+)
 # Our own guess after the grace period; a real handset report still replaces it.
 REPORT_TIMEOUT = rollups.REPORT_TIMEOUT
 

@@ -60,6 +60,24 @@ def test_forward_only_duplicates_and_early() -> None:
         engine.dispose()  # type: ignore[attr-defined]
 
 
+def test_a_report_for_a_paused_message_is_early_not_ignored() -> None:
+    """A timed-out attempt the carrier took, its message paused before the retry: the report
+    waits for the retry's look-up to record the submit (CI's chaos run: it was ignored, and the
+    message stayed ``sent`` with no report for good)."""
+    with fresh_database() as url:
+        engine, (a,) = _setup(url, 1)
+        set_status(engine, a, Status.PAUSED)
+        now = time.time()
+        with engine.begin() as conn:
+            r = apply_reports(conn, "default", [rep(None, Status.DELIVERED, "DELIVRD", a)], now)
+        assert r.early == [0] and r.ignored == 0 and status_of(engine, a) == "paused"
+        set_status(engine, a, Status.SENT, "c-a")
+        with engine.begin() as conn:
+            r = apply_reports(conn, "default", [rep(None, Status.DELIVERED, "DELIVRD", a)], now)
+        assert r.applied == [a] and status_of(engine, a) == "delivered"
+        engine.dispose()  # type: ignore[attr-defined]
+
+
 def test_no_report_expires_then_a_real_report_still_wins() -> None:
     with fresh_database() as url:
         engine, ids = _setup(url, 1)
