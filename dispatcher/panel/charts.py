@@ -15,6 +15,7 @@ COLOURS = {
     "delivered": "#16a34a",
     "in progress": "#6366f1",
     "failed": "#dc2626",
+    "cancelled": "#9ca3af",
     "priority": "#7c3aed",
     "bulk": "#0ea5e9",
     "p50": "#16a34a",

@@ -34,14 +34,17 @@ from dispatcher.store.schema import (
     messages,
 )
 
-GROUPS = ("delivered", "in progress", "failed")
+GROUPS = ("delivered", "in progress", "failed", "cancelled")
 PERCENTILES = (50.0, 90.0, 99.0)
 
 
 def status_group(status: str) -> str:
-    """delivered | failed (final, not delivered) | in progress (everything else)."""
+    """delivered | failed (final, not delivered) | cancelled (by the customer, never sent) |
+    in progress (everything else)."""
     if status == Status.DELIVERED:
         return "delivered"
+    if status == Status.CANCELLED:
+        return "cancelled"
     return "failed" if status in FAILED else "in progress"
 
 

@@ -144,7 +144,12 @@ def test_the_scheduler_rolls_up_and_late_reports_still_count(engine: Engine) -> 
     ids = accept_and_send(engine, account)
     report(engine, ids[:10], Status.DELIVERED, "DELIVRD", T0 + 10)
     report(engine, ids[10:13], Status.UNDELIVERED, "UNDELIV", T0 + 10)
-    assert groups_at_t0(engine, account.id) == {"delivered": 10, "in progress": 7, "failed": 3}
+    assert groups_at_t0(engine, account.id) == {
+        "delivered": 10,
+        "in progress": 7,
+        "failed": 3,
+        "cancelled": 0,
+    }
     with fresh_redis() as redis_url:
         broker = Broker(redis_url)
         client = redis.Redis.from_url(redis_url)
@@ -159,6 +164,7 @@ def test_the_scheduler_rolls_up_and_late_reports_still_count(engine: Engine) -> 
             "delivered": 10,
             "in progress": 7,
             "failed": 3,
+            "cancelled": 0,
         }
         # Reports after the roll-up reopen their messages: counted at once, live.
         report(engine, ids[13:16], Status.DELIVERED, "DELIVRD", now + 30)
@@ -167,7 +173,12 @@ def test_the_scheduler_rolls_up_and_late_reports_still_count(engine: Engine) -> 
         # The next re-check counts them again as they are; the numbers do not move.
         assert scheduler.tick(now + 90, force_slow=True).rollup_settled == 3
         assert pending(engine) == set()
-        assert groups_at_t0(engine, account.id) == {"delivered": 13, "in progress": 4, "failed": 3}
+        assert groups_at_t0(engine, account.id) == {
+            "delivered": 13,
+            "in progress": 4,
+            "failed": 3,
+            "cancelled": 0,
+        }
         # Validity (60 min) + grace (72 h) later the scheduler expires the unreported four
         # (reopened, then counted again as expired in the same tick).
         later = T0 + HOUR + 72 * HOUR + 60
@@ -179,7 +190,12 @@ def test_the_scheduler_rolls_up_and_late_reports_still_count(engine: Engine) -> 
                 ).scalars()
             )
         assert codes == {REPORT_TIMEOUT}
-        assert groups_at_t0(engine, account.id) == {"delivered": 13, "in progress": 0, "failed": 7}
+        assert groups_at_t0(engine, account.id) == {
+            "delivered": 13,
+            "in progress": 0,
+            "failed": 7,
+            "cancelled": 0,
+        }
         # A real report replaces one guess days later: counted right at once, and after.
         report(engine, ids[16:17], Status.DELIVERED, "DELIVRD", later + 30)
         assert pending(engine) == set(ids[16:17])
@@ -191,6 +207,7 @@ def test_the_scheduler_rolls_up_and_late_reports_still_count(engine: Engine) -> 
             "delivered": 14,
             "in progress": 0,
             "failed": 6,
+            "cancelled": 0,
         }
         assert dict(numbers_now["reasons"]) == {"absent": 3, REPORT_TIMEOUT: 3}
         assert numbers_now["took"][50] == pytest.approx(5.0, rel=0.024)  # T0 → report at T0 + 5

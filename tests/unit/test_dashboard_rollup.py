@@ -25,6 +25,7 @@ from dispatcher.store import rollups
 from dispatcher.store.dashboard import (
     GROUPS,
     PERCENTILES,
+    Volume,
     delivery_times,
     failure_reasons,
     period_range,
@@ -327,3 +328,16 @@ def test_percentiles_from_buckets() -> None:
     assert rollups.representative(0) == 0.05
     # Consecutive buckets are 10^(1/50) apart: the middle is within 2.3 % of either edge.
     assert rollups.representative(11) / rollups.representative(10) == pytest.approx(10**0.02)
+
+
+def test_cancelled_messages_have_a_group_of_their_own() -> None:
+    """A cancelled message is neither in progress nor failed, and the delivery rate leaves it
+    out (it never went to a carrier)."""
+    assert status_group(Status.CANCELLED) == "cancelled"
+    assert [status_group(s) for s in (Status.SENT, Status.QUEUED, Status.PAUSED)] == [
+        "in progress"
+    ] * 3
+    vol = Volume(0.0, 3600.0, 1, {g: [0] for g in GROUPS})
+    vol.by_group["delivered"][0], vol.by_group["failed"][0] = 3, 1
+    vol.by_group["cancelled"][0] = 100
+    assert vol.rate() == [0.75] and vol.total == 104
