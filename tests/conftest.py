@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 
+from dispatcher.store.db import make_engine
+from tests.support.services import fresh_database
 from tests.support.stack import ACTIVE, Stack, running_stack
 
 
@@ -34,6 +37,16 @@ def _processes() -> str:
                 env = {}
             out.append(f"{p.pid} {env.get('REDIS_URL')} {cmd[:120]}")
     return "\n".join(out)
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    """A fresh, migrated database (SQLite by default; PostgreSQL with SMSD_TEST_DB=postgres),
+    dropped after the test."""
+    with fresh_database() as url:
+        eng = make_engine(url, pool_size=4)
+        yield eng
+        eng.dispose()
 
 
 @pytest.fixture(scope="module")

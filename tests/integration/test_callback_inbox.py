@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,6 @@ from workers.reports import apply_stored
 pytestmark = pytest.mark.integration
 TOKEN = "cb-t0k3n"
 REPORT = callback_inbox.REPORT
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 def _rows(engine: Engine) -> list[Any]:

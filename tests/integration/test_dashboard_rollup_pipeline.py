@@ -11,7 +11,6 @@ reads).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,13 +26,12 @@ from dispatcher.ratelimit import AsyncLimiter, AsyncMemoryRateLimitBackend, Rate
 from dispatcher.scheduler.loop import Scheduler
 from dispatcher.store import rollups
 from dispatcher.store.dashboard import delivery_times, failure_reasons, volume
-from dispatcher.store.db import make_engine
 from dispatcher.store.messages import write_submissions
 from dispatcher.store.progress import SendProgress
 from dispatcher.store.reports import REPORT_TIMEOUT, ReportUpdate, apply_reports
 from dispatcher.store.schema import dashboard_pending, messages
 from tests.support.carrier import AcceptingCarrier
-from tests.support.services import fresh_database, fresh_redis
+from tests.support.services import fresh_redis
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
 from workers.sending.tokens import ConnectionTokens
@@ -43,14 +41,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.pgbouncer]
 HOUR = 3600.0
 T0 = 1_800_000_000.0 + 600  # ten minutes into an hour
 PHONES = [f"+4860011{n:04d}" for n in range(20)]
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 def accept_and_send(engine: Engine, account: Account) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,20 +15,10 @@ from sqlalchemy import Engine, event, select, update
 from dispatcher.accounts.account import create_account
 from dispatcher.ids import alphanumeric_token, new_message_id
 from dispatcher.links.redirect import LinkLoader
-from dispatcher.store.db import make_engine
 from dispatcher.store.links import Click, write_clicks
 from dispatcher.store.schema import accounts, link_clicks, messages, short_links, webhook_deliveries
-from tests.support.services import fresh_database
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        eng = make_engine(url, pool_size=4)
-        yield eng
-        eng.dispose()
 
 
 def _seed(engine: Engine, n: int) -> tuple[int, list[tuple[str, str]]]:

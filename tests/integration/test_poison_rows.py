@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -37,14 +37,6 @@ from workers.webhooks.store import SqlDeliveryStore
 pytestmark = pytest.mark.integration
 REPORT = callback_inbox.REPORT
 MAX_FAILURES = 3
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 def parse(raw: Mapping[str, Any]) -> Report:

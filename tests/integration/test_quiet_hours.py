@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,12 +26,11 @@ from dispatcher.intake.broker import Broker
 from dispatcher.intake.submit import RequestRefused, SendRequest, prepare
 from dispatcher.ratelimit import AsyncLimiter, AsyncMemoryRateLimitBackend, Rate
 from dispatcher.scheduler.loop import Scheduler
-from dispatcher.store.db import make_engine
 from dispatcher.store.messages import write_submissions
 from dispatcher.store.progress import SendProgress
 from dispatcher.store.schema import accounts, dispatch_batches, messages
 from tests.support.carrier import AcceptingCarrier
-from tests.support.services import fresh_database, fresh_redis
+from tests.support.services import fresh_redis
 from tests.support.stack import ROOT
 from workers.sending.retry import RetryPolicy
 from workers.sending.sender import ChunkSender, Route, SenderOptions
@@ -50,14 +48,6 @@ def warsaw(year: int, month: int, day: int, hour: int, minute: int) -> float:
 
 AT_2300 = warsaw(2026, 12, 7, 23, 0)
 OPENS = warsaw(2026, 12, 8, 8, 0)
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 @pytest.fixture

@@ -32,19 +32,10 @@ from dispatcher.accounts.quotas import (
 )
 from dispatcher.config import Settings
 from dispatcher.intake.submit import SendRequest, prepare
-from dispatcher.store.db import make_engine
 from dispatcher.store.messages import write_submissions
-from tests.support.services import free_port, fresh_database, fresh_redis
+from tests.support.services import free_port, fresh_redis
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        e = make_engine(url, pool_size=2)
-        yield e
-        e.dispose()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import math
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,23 +31,12 @@ from dispatcher.store.dashboard import (
     status_group,
     volume,
 )
-from dispatcher.store.db import make_engine
 from dispatcher.store.reports import REPORT_TIMEOUT, ReportUpdate, apply_reports
 from dispatcher.store.schema import dashboard_counts, dashboard_pending, messages
-from tests.support.services import fresh_database
 
 NOW = 1_800_000_000.0  # on the hour
 HOUR = 3600.0
 TOOK = (0.05, 0.4, 1.3, 2.0, 3.0, 3.0, 7.5, 31.0, 125.0, 4000.0)
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    """A fresh, migrated database (SQLite by default; PostgreSQL with SMSD_TEST_DB=postgres)."""
-    with fresh_database() as url:
-        eng = make_engine(url, pool_size=2)
-        yield eng
-        eng.dispose()
 
 
 def add(engine: Engine, account_id: int, created_at: float, status: str, **cols: Any) -> str:

@@ -4,17 +4,14 @@ connection they were sent over, and failed attempts name their connection on the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, insert, select
 
 from dispatcher.contract import Status
-from dispatcher.store.db import make_engine
 from dispatcher.store.progress import Failure, SendProgress
 from dispatcher.store.schema import message_events, messages
-from tests.support.services import fresh_database
 from workers.connectors.registry import ConnectorSet
 from workers.sending.reconcile import reconcile
 
@@ -31,14 +28,6 @@ class Carrier:
     async def lookup(self, refs: Sequence[str]) -> dict[str, str] | None:
         self.asked.extend(refs)
         return {r: self.known[r] for r in refs if r in self.known}
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    with fresh_database() as url:
-        eng = make_engine(url, pool_size=1)
-        yield eng
-        eng.dispose()
 
 
 def add(engine: Engine, mid: str, connection: str | None, status: str = Status.SENDING) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from dispatcher.accounts.account import create_account
-from dispatcher.store.db import make_engine
 from dispatcher.store.schema import accounts, messages, webhook_deliveries
 from dispatcher.store.webhooks import (
     create_inbound_webhook,
@@ -21,18 +18,8 @@ from dispatcher.store.webhooks import (
     recover_stale_deliveries,
     signing_secrets,
 )
-from tests.support.services import fresh_database
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    """A fresh, migrated database (SQLite by default; PostgreSQL with SMSD_TEST_DB=postgres)."""
-    with fresh_database() as url:
-        eng = make_engine(url, pool_size=2)
-        yield eng
-        eng.dispose()
 
 
 def add_account(engine: Engine, **webhook: Any) -> int:
