@@ -17,7 +17,7 @@ from dispatcher.config import Settings
 from dispatcher.store.schema import accounts
 from dispatcher.store.webhook_settings import AccountNotFound
 from dispatcher.webhooks.urls import UrlRefused
-from tests.unit.test_webhook_outbox import add_account, engine  # noqa: F401
+from tests.unit.test_webhook_outbox import add_account
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -42,7 +42,7 @@ PUBLIC = Settings(webhook_allow_private=False)
 LOCAL = Settings(webhook_allow_private=True)
 
 
-def test_set_urls_creates_and_prints_the_secret_once(engine: Engine) -> None:  # noqa: F811
+def test_set_urls_creates_and_prints_the_secret_once(engine: Engine) -> None:
     name = name_of(engine, acct := add_account(engine))
     out = apply(
         engine,
@@ -61,7 +61,7 @@ def test_set_urls_creates_and_prints_the_secret_once(engine: Engine) -> None:  #
     assert cleared["webhookUrlSecondary"] is None
 
 
-def test_private_urls_refused_unless_allowed_and_nothing_changes(engine: Engine) -> None:  # noqa: F811
+def test_private_urls_refused_unless_allowed_and_nothing_changes(engine: Engine) -> None:
     name = name_of(engine, acct := add_account(engine))
     for url in ("http://127.0.0.1/h", "http://169.254.169.254/", "ftp://x.example/"):
         with pytest.raises(UrlRefused):
@@ -72,7 +72,7 @@ def test_private_urls_refused_unless_allowed_and_nothing_changes(engine: Engine)
     assert r.webhook_url is None and r.webhook_url_secondary is None and r.webhook_secret is None
 
 
-def test_rotation_keeps_the_old_secret_for_the_overlap(engine: Engine) -> None:  # noqa: F811
+def test_rotation_keeps_the_old_secret_for_the_overlap(engine: Engine) -> None:
     name = name_of(engine, acct := add_account(engine))
     first = apply(engine, LOCAL, parse(name, "--show-secret"))["secret"]
     out = apply(engine, LOCAL, parse(name, "--rotate-secret", "--overlap-hours", "2"))
@@ -84,7 +84,7 @@ def test_rotation_keeps_the_old_secret_for_the_overlap(engine: Engine) -> None: 
     assert immediate["previousSecretValidUntil"] is None
 
 
-def test_on_sent_flag_and_unknown_account(engine: Engine) -> None:  # noqa: F811
+def test_on_sent_flag_and_unknown_account(engine: Engine) -> None:
     name = name_of(engine, acct := add_account(engine))
     assert apply(engine, LOCAL, parse(name, "--on-sent"))["onSent"] is True
     assert row(engine, acct).webhook_on_sent is True
@@ -95,7 +95,7 @@ def test_on_sent_flag_and_unknown_account(engine: Engine) -> None:  # noqa: F811
 
 
 def test_command_prints_json_and_exit_codes(
-    engine: Engine,  # noqa: F811
+    engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -26,7 +26,7 @@ from dispatcher.store.schema import (
 from dispatcher.store.webhooks import create_status_webhooks, recover_stale_deliveries
 from tests.support.receiver import Answer, Receiver
 from tests.support.services import free_port
-from tests.unit.test_webhook_outbox import add_account, add_message, engine  # noqa: F401
+from tests.unit.test_webhook_outbox import add_account, add_message
 from workers.webhooks.backoff import WebhookBackoff
 from workers.webhooks.deliver import DeliverOptions, DeliverReport, WebhookDeliverer
 from workers.webhooks.http import AiohttpPoster, make_session
@@ -119,7 +119,7 @@ def secrets_of(eng: Engine, acct: int) -> list[str]:
     return [s for s in (r.webhook_secret, r.webhook_secret_previous) if s]
 
 
-def test_delivered_signed_and_recorded(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_delivered_signed_and_recorded(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     acct = add_account(engine, webhook_url=rx.url("/a"))
     did = webhook_for(engine, clock, acct)
@@ -143,7 +143,7 @@ def test_delivered_signed_and_recorded(engine: Engine, rx: Receiver) -> None:  #
     assert len(rx.requests("/a")) == 1
 
 
-def test_503_is_retried_with_backoff_then_delivered(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_503_is_retried_with_backoff_then_delivered(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/b", 503, 200)
     acct = add_account(engine, webhook_url=rx.url("/b"))
@@ -165,7 +165,7 @@ def test_503_is_retried_with_backoff_then_delivered(engine: Engine, rx: Receiver
     assert endpoint(engine, rx.url("/b"))["consecutive_failures"] == 0
 
 
-def test_429_retry_after_is_honoured(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_429_retry_after_is_honoured(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/c", Answer(429, "slow down", {"Retry-After": "120"}))
     acct = add_account(engine, webhook_url=rx.url("/c"))
@@ -176,7 +176,7 @@ def test_429_retry_after_is_honoured(engine: Engine, rx: Receiver) -> None:  # n
     assert d["last_status_code"] == 429
 
 
-def test_4xx_fails_without_retry_or_fallback(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_4xx_fails_without_retry_or_fallback(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/d", Answer(400, "bad payload " + "x" * 2000))
     acct = add_account(engine, webhook_url=rx.url("/d"), webhook_url_secondary=rx.url("/d2"))
@@ -188,7 +188,7 @@ def test_4xx_fails_without_retry_or_fallback(engine: Engine, rx: Receiver) -> No
     assert rx.requests("/d2") == []
 
 
-def test_redirects_are_not_followed(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_redirects_are_not_followed(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/r", Answer(302, "", {"Location": rx.url("/elsewhere")}))
     acct = add_account(engine, webhook_url=rx.url("/r"))
@@ -201,7 +201,7 @@ def test_redirects_are_not_followed(engine: Engine, rx: Receiver) -> None:  # no
 
 @pytest.mark.parametrize("failure", [Answer(503), Answer(200, delay_s=1.5), "closed-port"])
 def test_main_failure_uses_the_secondary_in_the_same_attempt(
-    engine: Engine,  # noqa: F811
+    engine: Engine,
     rx: Receiver,
     failure: Any,
 ) -> None:
@@ -222,7 +222,7 @@ def test_main_failure_uses_the_secondary_in_the_same_attempt(
     assert endpoint(engine, main)["consecutive_failures"] == 1
 
 
-def test_both_failing_is_retried(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_both_failing_is_retried(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/m", 500)
     rx.script("/s", 502)
@@ -233,7 +233,7 @@ def test_both_failing_is_retried(engine: Engine, rx: Receiver) -> None:  # noqa:
 
 
 def test_410_disables_the_endpoint_and_later_deliveries_fail_at_once(
-    engine: Engine,  # noqa: F811
+    engine: Engine,
     rx: Receiver,
 ) -> None:
     clock = Clock()
@@ -251,7 +251,7 @@ def test_410_disables_the_endpoint_and_later_deliveries_fail_at_once(
     assert a["error"] == "endpoint_disabled" and "410" in a["body"] and a["status_code"] is None
 
 
-def test_410_on_main_falls_back_to_the_secondary(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_410_on_main_falls_back_to_the_secondary(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/gone", 410)
     acct = add_account(engine, webhook_url=rx.url("/gone"), webhook_url_secondary=rx.url("/ok"))
@@ -263,7 +263,7 @@ def test_410_on_main_falls_back_to_the_secondary(engine: Engine, rx: Receiver) -
     assert [t["error"] for t in attempts(engine, later)] == ["endpoint_disabled", None]
 
 
-def test_failing_endpoint_is_suspended_then_resumed(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_failing_endpoint_is_suspended_then_resumed(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/flaky", 503)
     acct = add_account(engine, webhook_url=rx.url("/flaky"))
@@ -291,7 +291,7 @@ def test_failing_endpoint_is_suspended_then_resumed(engine: Engine, rx: Receiver
     assert endpoint(engine, rx.url("/flaky"))["state"] == "active"
 
 
-def test_retry_window_ends_in_failed(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_retry_window_ends_in_failed(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     rx.script("/down", 503)
     acct = add_account(engine, webhook_url=rx.url("/down"))
@@ -304,7 +304,7 @@ def test_retry_window_ends_in_failed(engine: Engine, rx: Receiver) -> None:  # n
     assert len(rx.requests("/down")) == 2
 
 
-def test_private_url_is_refused_at_send_time(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_private_url_is_refused_at_send_time(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     acct = add_account(engine)
     did = webhook_for(engine, clock, acct, webhook_url=rx.url("/private"))
@@ -316,7 +316,7 @@ def test_private_url_is_refused_at_send_time(engine: Engine, rx: Receiver) -> No
         assert conn.execute(select(webhook_endpoints)).all() == []
 
 
-def test_claims_once_and_recovers_after_a_crash(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_claims_once_and_recovers_after_a_crash(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     acct = add_account(engine, webhook_url=rx.url("/once"))
     did = webhook_for(engine, clock, acct)
@@ -335,7 +335,7 @@ def test_claims_once_and_recovers_after_a_crash(engine: Engine, rx: Receiver) ->
     assert delivery(engine, did)["attempts"] == 2
 
 
-def test_rotation_signs_with_both_secrets(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_rotation_signs_with_both_secrets(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     acct = add_account(engine, webhook_url=rx.url("/rot"))
     with engine.begin() as conn:
@@ -358,7 +358,7 @@ def test_rotation_signs_with_both_secrets(engine: Engine, rx: Receiver) -> None:
     assert len(rx.requests("/rot")[1].headers["webhook-signature"].split(" ")) == 1
 
 
-def test_many_deliveries_in_one_task(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_many_deliveries_in_one_task(engine: Engine, rx: Receiver) -> None:
     clock = Clock()
     acct = add_account(engine, webhook_url=rx.url("/many"))
     ids = [webhook_for(engine, clock, acct) for _ in range(30)]
@@ -404,7 +404,7 @@ def test_the_task_is_registered_under_the_contract_name() -> None:
     assert deliver_webhooks.acks_late and deliver_webhooks.reject_on_worker_lost
 
 
-def test_outcomes_are_observed_for_metrics(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_outcomes_are_observed_for_metrics(engine: Engine, rx: Receiver) -> None:
     from workers.metrics import record_webhook_outcomes
 
     clock = Clock()
@@ -417,7 +417,7 @@ def test_outcomes_are_observed_for_metrics(engine: Engine, rx: Receiver) -> None
     record_webhook_outcomes(seen)  # the metrics module reads our records as they are
 
 
-def test_runtime_builds_and_delivers(engine: Engine, rx: Receiver) -> None:  # noqa: F811
+def test_runtime_builds_and_delivers(engine: Engine, rx: Receiver) -> None:
     from dispatcher.config import Settings
     from workers.webhooks.runtime import WebhookRuntime
 
