@@ -21,11 +21,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, text, update
 
-from dispatcher.contract import Status
+from dispatcher.contract import AMBIGUOUS_CODES, Status
 from dispatcher.store.db import transaction, translated
 from dispatcher.store.schema import accounts, message_events, messages
 from dispatcher.store.sql import id_in
 from dispatcher.store.webhooks import create_status_webhooks
+
+# The error code of a message the reconciler found the carrier does not have.
+NOT_AT_CARRIER = "not_at_carrier"
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,13 +97,33 @@ def expire_overdue(
     conn: Connection, ids: Sequence[str], now: float, waiting: Sequence[str] = (Status.QUEUED,)
 ) -> list[str]:
     """Waiting (by default queued) → expired for those of ``ids`` whose validity has passed;
-    they are never sent. Creates their status webhooks."""
+    they are never sent. Creates their status webhooks.
+
+    One whose last attempt may have reached the carrier (an ambiguous error code) is not
+    "never sent": it goes back to ``sending``, where the reconciler asks the carrier about it
+    as about any claim left by a lost worker (found → ``sent``; not found → expired on the
+    next release; no look-up possible → ``failed``, ``send_state_unknown``). Returns the ids
+    expired."""
     if not ids:
         return []
     m = messages.c
+    overdue = and_(m.id.in_(list(ids)), m.status.in_(list(waiting)), m.valid_until <= now)
+    unsure = [
+        (r[0], r[1])
+        for r in conn.execute(
+            update(messages)
+            .where(and_(overdue, m.error_code.in_(sorted(AMBIGUOUS_CODES))))
+            .values(status=Status.SENDING, status_at=now)
+            .returning(m.id, m.error_code)
+        )
+    ]
+    add_events(
+        conn,
+        ((i, now, "validity_end_unverified", Status.SENDING, {"code": c}) for i, c in unsure),
+    )
     rows = conn.execute(
         update(messages)
-        .where(and_(m.id.in_(list(ids)), m.status.in_(list(waiting)), m.valid_until <= now))
+        .where(overdue)
         .values(
             status=Status.EXPIRED,
             status_at=now,
@@ -340,10 +363,19 @@ def settle_reconciled(
     if not missing:
         return n_sent, 0
     m = messages.c
+    # The carrier said it has none: whatever the last attempt's code was, it is settled now
+    # (no look-up before the retry; a pause, a cancel or the expiry may move it).
     result = conn.execute(
         update(messages)
         .where(and_(m.id.in_(list(missing)), m.status == Status.SENDING))
-        .values(status=Status.RETRYING, status_at=now, next_attempt_at=now)
+        .values(
+            status=Status.RETRYING,
+            status_at=now,
+            next_attempt_at=now,
+            error_code=NOT_AT_CARRIER,
+            error_description="the carrier has no record of the last attempt",
+            error_permanent=False,
+        )
     )
     add_events(
         conn, ((i, now, "reconciled", Status.RETRYING, {"carrier": "not_found"}) for i in missing)

@@ -1,12 +1,16 @@
-"""A pause or a cancel never moves a message whose last attempt may have reached the carrier
-(docs/campaigns.md, "How it holds"), on a real database (SQLite or PostgreSQL), no workers.
+"""A message whose last attempt may have reached the carrier (an ambiguous error code) is
+never called "never sent": a pause or a cancel does not move it (docs/campaigns.md, "How it
+holds"), and its validity's end hands it to the reconciler instead of expiring it. On a real
+database (SQLite or PostgreSQL), no workers.
 
 Found by CI's chaos run: a message whose attempt timed out (the carrier had taken it) waited
 ``retrying``; a cancel made it ``cancelled``, a final state that says it never reached a carrier,
 and no check with the carrier followed. Here each door of the control is given one such message
 beside ones that certainly did not reach the carrier: the campaign's cancel and pause, one
 message's cancel, the scheduler's sweep for a campaign changed a moment ago, and the release of
-due retries of a controlled campaign.
+due retries of a controlled campaign. The expiry: found by reading the hand-back path (a
+message held until its carrier can be asked, "or the validity ends"), which expired it
+``validity_expired``, refunded, while the carrier may have delivered it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import Row
 
 from dispatcher.accounts.account import Account, create_account
 from dispatcher.config import Settings
@@ -25,7 +30,8 @@ from dispatcher.intake.submit import SendRequest, prepare
 from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store import control, control_sweeps
 from dispatcher.store.db import make_engine
-from dispatcher.store.outbox import release_due
+from dispatcher.store.outbox import release_due, stale_claims
+from dispatcher.store.progress import NOT_AT_CARRIER, Sent, expire_overdue, settle_reconciled
 from dispatcher.store.schema import messages
 from tests.support.services import fresh_database, fresh_redis
 
@@ -170,3 +176,50 @@ def test_due_retries_of_a_cancelled_campaign(world: World) -> None:
     assert [m["id"] for b in batches for m in b.payloads] == [ids[0]]
     after = world.statuses(ids)
     assert after == {ids[0]: Status.QUEUED, ids[1]: Status.CANCELLED}
+
+
+def row(w: World, mid: str) -> Row[tuple[str, str | None]]:
+    with w.engine.connect() as conn:
+        return conn.execute(
+            select(messages.c.status, messages.c.error_code).where(messages.c.id == mid)
+        ).one()
+
+
+def test_the_validity_s_end_hands_an_unverified_message_to_the_reconciler(world: World) -> None:
+    ids = world.campaign("spring", n=3)
+    past = time.time() - 1
+    world.set(ids[0], Status.RETRYING, TIMED_OUT, due=past)
+    world.set(ids[1], Status.RETRYING, REFUSED, due=past)
+    world.set(ids[2], Status.QUEUED, "carrier_disconnected")  # released: the claim finds it late
+    with world.engine.begin() as conn:
+        conn.execute(update(messages).where(messages.c.id.in_(ids)).values(valid_until=past))
+    with world.engine.begin() as conn:
+        now = time.time()
+        batches, expired = release_due(conn, now, {Lane.BULK: 100, Lane.PRIORITY: 100})
+        assert not batches and expired == 1
+        assert expire_overdue(conn, [ids[2]], now) == []  # the sender's path for a late claim
+    assert world.statuses(ids) == {
+        ids[0]: Status.SENDING,
+        ids[1]: Status.EXPIRED,
+        ids[2]: Status.SENDING,
+    }
+    with world.engine.connect() as conn:
+        assert set(stale_claims(conn, time.time() + 1)) == {ids[0], ids[2]}
+    # The carrier has the first, not the third.
+    with world.engine.begin() as conn:
+        found, missing = settle_reconciled(conn, [Sent(ids[0], "c-0", 200, 0.0)], [ids[2]], now)
+    assert (found, missing) == (1, 1)
+    assert tuple(row(world, ids[0])) == (Status.SENT, TIMED_OUT)
+    assert tuple(row(world, ids[2])) == (Status.RETRYING, NOT_AT_CARRIER)
+    with world.engine.begin() as conn:  # settled: the next release expires it
+        _, expired = release_due(conn, time.time(), {Lane.BULK: 100, Lane.PRIORITY: 100})
+    assert expired == 1 and world.statuses([ids[2]]) == {ids[2]: Status.EXPIRED}
+
+
+def test_a_message_the_reconciler_did_not_find_can_be_cancelled(world: World) -> None:
+    (mid,) = world.campaign("spring", n=1)
+    world.set(mid, Status.SENDING, TIMED_OUT)
+    with world.engine.begin() as conn:
+        settle_reconciled(conn, [], [mid], time.time())
+    with world.engine.begin() as conn:
+        assert control.cancel_message(conn, world.account.id, mid, time.time()) == "cancelled"
