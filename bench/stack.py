@@ -161,17 +161,20 @@ def postgres_pids(pg: Any = None) -> dict[str, list[int]]:
 
 
 class WalCounter:
-    """WAL written for the benchmark database from construction on, read as it goes.
+    """WAL written for the benchmark database from construction on.
 
     ``pg_walinspect`` lists the records between two positions; those with a block of the
     benchmark database count (their full-page images apart: a page's first change after a
     checkpoint logs the whole page, and on a shared server any session's ``CHECKPOINT``
     causes them). Commit records name no database and are left out (a few dozen bytes per
-    transaction, and transactions here carry hundreds of messages). Call :meth:`step` often
-    (every second or so): a checkpoint lets PostgreSQL recycle the files behind it, and other
-    sessions checkpoint whenever they like; a step that finds them gone marks the figure
-    incomplete. The queries run from a database of their own, ``<bench db>_meter``, so their
-    backend is not counted as the benchmark's.
+    transaction, and transactions here carry hundreds of messages). A temporary physical
+    replication slot holds the WAL from the start, so the records are read once, at
+    :meth:`stop`, after the measurement: reading them every half second during it took CPU
+    from the processes measured. Without a slot (none free, ``wal_level = minimal``) call
+    :meth:`step` often, as :class:`Meter` does: other sessions' checkpoints recycle the files
+    behind it, and a step that finds them gone marks the figure incomplete. The queries run
+    from a database of their own, ``<bench db>_meter``, so their backend is not counted as the
+    benchmark's.
     """
 
     def __init__(self) -> None:
@@ -187,6 +190,15 @@ class WalCounter:
         self._conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         oid = self._conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (BENCH_DB,))
         self._pattern = f"%/{oid.fetchall()[0][0]}/%"
+        # Temporary: dropped with this connection, so a benchmark that dies keeps no WAL.
+        try:
+            self._conn.execute(
+                "SELECT pg_create_physical_replication_slot(%s, true, true)",
+                (f"smsd_bench_wal_{os.getpid()}",),
+            )
+            self.reserved = True
+        except psycopg.Error:
+            self.reserved = False
         self.start = self._pos = self._lsn("pg_current_wal_flush_lsn()")
         self.bench = 0
         self.fpi = 0
@@ -585,7 +597,7 @@ class CpuMeter:
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as pg:
             while not self._halt.wait(self.interval):
                 self._read(pg)
-                if self._wal is not None:
+                if self._wal is not None and not self._wal.reserved:
                     self._wal.step()
 
     def start(self) -> None:
