@@ -69,8 +69,7 @@ EVENT_WORDS = {
     "not_sent": "Not sent",
     "deferred": "Deferred: the carrier connection was at its rate limit",
     "reconciled": "Checked with the carrier after a worker stopped",
-    "validity_end_unverified": "Validity ended; the last attempt is being checked with the "
-    "carrier",
+    "validity_end_unverified": "Validity ended; the last attempt is being checked with the carrier",
     "sent": "Accepted by the carrier",
     "report": "Delivery report",
     "report_ignored": "Late delivery report (kept, changes nothing)",
