@@ -169,12 +169,12 @@ class WalCounter:
     causes them). Commit records name no database and are left out (a few dozen bytes per
     transaction, and transactions here carry hundreds of messages). A temporary physical
     replication slot holds the WAL from the start, so the records are read once, at
-    :meth:`stop`, after the measurement: reading them every half second during it took CPU
-    from the processes measured. Without a slot (none free, ``wal_level = minimal``) call
-    :meth:`step` often, as :class:`Meter` does: other sessions' checkpoints recycle the files
-    behind it, and a step that finds them gone marks the figure incomplete. The queries run
-    from a database of their own, ``<bench db>_meter``, so their backend is not counted as the
-    benchmark's.
+    :meth:`stop`, after the measurement: reading them every half second during it would
+    take CPU from the processes measured. Without a slot (none free, ``wal_level = minimal``)
+    call :meth:`step` often, as :class:`CpuMeter` does: other sessions' checkpoints recycle
+    the files behind it, and a step that finds them gone marks the figure incomplete. The
+    queries run from a database of their own, ``<bench db>_meter``, so their backend is not
+    counted as the benchmark's.
     """
 
     def __init__(self) -> None:
