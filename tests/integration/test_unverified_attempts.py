@@ -29,11 +29,10 @@ from dispatcher.intake.broker import Broker
 from dispatcher.intake.submit import SendRequest, prepare
 from dispatcher.intake.writer import SubmissionWriter
 from dispatcher.store import control, control_sweeps
-from dispatcher.store.db import make_engine
 from dispatcher.store.outbox import release_due, stale_claims
 from dispatcher.store.progress import NOT_AT_CARRIER, Sent, expire_overdue, settle_reconciled
 from dispatcher.store.schema import messages
-from tests.support.services import fresh_database, fresh_redis
+from tests.support.services import fresh_redis
 
 pytestmark = pytest.mark.integration
 
@@ -80,14 +79,12 @@ class World:
 
 
 @pytest.fixture
-def world() -> Iterator[World]:
-    with fresh_database() as db_url, fresh_redis() as redis_url:
-        engine = make_engine(db_url)
+def world(engine: Engine) -> Iterator[World]:
+    with fresh_redis() as redis_url:
         account, _ = create_account(engine, "shop", sender_policy="open")
         w = World(engine, redis_url, account)
         yield w
         w.broker.close()
-        engine.dispose()
 
 
 def mixed(w: World, name: str) -> tuple[list[str], list[str]]:
