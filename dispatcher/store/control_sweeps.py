@@ -88,9 +88,9 @@ def controlled_submissions(
 
 def divert(conn: Connection, ids: dict[str, list[str]], now: float) -> set[str]:
     """Held messages due for release whose campaign is ``paused`` or ``cancelled`` (keys of
-    ``ids``): paused or cancelled instead (compare-and-set, :func:`~dispatcher.store.control.
-    unclaimed`). Returns the ids moved: one whose last attempt may have reached the carrier
-    stays, and is released to be checked with the carrier."""
+    ``ids``): paused or cancelled instead (compare-and-set on :func:`unclaimed`). Returns the
+    ids moved: one whose last attempt may have reached the carrier stays, and is released to
+    be checked with the carrier."""
     m = messages.c
     moved: set[str] = set()
     for state, values in ((PAUSED, _pause_values(now)), (CANCELLED, _cancel_values(now))):
