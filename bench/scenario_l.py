@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from bench.common import Ctx
+from bench.profiling import Profiler
 from bench.stack import DATABASE_URL, PY, ROOT, BenchStack, CpuMeter, db_query, free_port
 from bench.stack import wait_until as bench_wait
 
@@ -145,9 +146,11 @@ def run(ctx: Ctx) -> dict[str, Any]:
         bench_wait(lambda: _ok(base + "/readyz"), 60, "links ready")
         warm = wrk(base, codes_file, 2)
         before = _clicks()
-        meter = CpuMeter(st)
+        meter, prof = CpuMeter(st), Profiler(ctx.profile, ctx.profdir, f"{ctx.run_id}-L")
         meter.start()
+        prof.start({"links": st.procs["links"].popen.pid})
         res = wrk(base, codes_file, seconds)
+        profile = prof.stop()
         cpu = meter.stop()
         paced = _paced(base, codes_file, seconds)
         # Every answered redirect is a click the writer records (it flushes every 0.1 s).
@@ -178,6 +181,7 @@ def run(ctx: Ctx) -> dict[str, Any]:
         "click_webhooks_created": int(webhooks),
         "messages_clicked": int(clicked),
         "cpu": cpu,
+        "profile": profile,
         "baseline": None,
         "ratio": None,
         "baseline_note": "n/a: the naive design has no short links",

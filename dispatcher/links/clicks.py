@@ -7,13 +7,18 @@ One transaction per batch instead of one per click is what lets one process redi
 thousands of clicks a second (docs/short-links.md). A failed write keeps the clicks and tries
 again; beyond ``max_pending`` the oldest are dropped and counted. A process that is killed
 loses the clicks of its last interval at most; one that is stopped writes them first.
+
+The recorder remembers (bounded, oldest out) the messages whose first-click webhook is
+committed, so that a first-click account's repeat clicks skip the message look-up and the
+insert the unique key would refuse: a link is often clicked several times.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 
 import structlog
 from prometheus_client import Counter
@@ -48,6 +53,7 @@ class ClickRecorder:
         interval_s: float = 0.1,
         batch: int = 2000,
         max_pending: int = 200_000,
+        remembered_firsts: int = 200_000,
     ) -> None:
         self.engine = engine
         self.interval_s = interval_s
@@ -56,6 +62,7 @@ class ClickRecorder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._firsts = _Recent(remembered_firsts)
 
     def add(self, click: Click) -> None:
         """Queue ``click`` (never blocks; called on the event loop)."""
@@ -84,15 +91,16 @@ class ClickRecorder:
             take = [self._pending.popleft() for _ in range(min(self.batch, len(self._pending)))]
             try:
                 with transaction(self.engine) as conn:
-                    hooks = write_clicks(conn, take, time.time())
+                    done = write_clicks(conn, take, time.time(), self._firsts)
             except StoreUnavailable as exc:
                 self._pending.extendleft(reversed(take))
                 log.warning("click write failed, will retry", error=str(exc))
                 return written
+            self._firsts.update(done.firsts)  # committed: only now may later batches skip them
             counted = sum(1 for c in take if not c.bot)
             CLICKS_WRITTEN.labels("true").inc(counted)
             CLICKS_WRITTEN.labels("false").inc(len(take) - counted)
-            CLICK_WEBHOOKS.inc(hooks)
+            CLICK_WEBHOOKS.inc(done.webhooks)
             written += len(take)
         return written
 
@@ -102,3 +110,21 @@ class ClickRecorder:
             self._wake.clear()
             self.flush()
         self.flush()
+
+
+class _Recent:
+    """A set of at most ``size`` strings; adding beyond it forgets the oldest."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def update(self, items: Iterable[str]) -> None:
+        """Remember ``items``."""
+        for item in items:
+            self._items[item] = None
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)

@@ -9,7 +9,7 @@ transaction, so a recorded click and its webhook are never one without the other
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,9 +17,10 @@ from sqlalchemy import Connection, and_, func, select
 
 from dispatcher.contract import EVENT_MESSAGE_CLICK
 from dispatcher.ids import alphanumeric_token
+from dispatcher.store.bulk import copy_rows
 from dispatcher.store.records import NewMessage
-from dispatcher.store.schema import accounts, link_clicks, messages, short_links
-from dispatcher.store.webhooks import delivery_row, targets
+from dispatcher.store.schema import link_clicks, messages, short_links
+from dispatcher.store.webhooks import delivery_row, insert_new, targets
 from dispatcher.times import iso_ms as iso
 from dispatcher.webhooks.payloads import dumps
 
@@ -125,99 +126,116 @@ def find_link(conn: Connection, code: str) -> LinkTarget | None:
 def find_links(conn: Connection, codes: Sequence[str]) -> dict[str, LinkTarget]:
     """The links stored under ``codes`` (expired or not), by code; unknown codes are absent.
 
-    One statement for the lot, as driver SQL: the redirect service looks up every code its
-    clients asked for since its last look-up at once (:mod:`dispatcher.links.redirect`).
+    The redirect service looks up every code its clients asked for since its last look-up at
+    once (:mod:`dispatcher.links.redirect`).
     """
-    out: dict[str, LinkTarget] = {}
-    unique = list(dict.fromkeys(codes))
-    cols = "code, url, message_id, account_id, expires_at"
-    for i in range(0, len(unique), _CHUNK):
-        chunk = unique[i : i + _CHUNK]
-        if conn.dialect.name == "postgresql":  # one array parameter: one prepared statement
-            sql = f"SELECT {cols} FROM short_links WHERE code = ANY(%s)"
-            rows = conn.exec_driver_sql(sql, (chunk,))
+    rows = _select_in(conn, _LINKS, list(dict.fromkeys(codes)))
+    return {
+        code: LinkTarget(code, url, message_id, int(account_id), float(expires_at))
+        for code, url, message_id, account_id, expires_at in rows
+    }
+
+
+_LINKS = "SELECT code, url, message_id, account_id, expires_at FROM short_links WHERE code "
+_ACCOUNT_HOOKS = (
+    "SELECT id, webhook_url, webhook_url_secondary, click_webhooks FROM accounts WHERE id "
+)
+_MESSAGE_INFO = "SELECT id, external_id, phone, sender, webhook_url FROM messages WHERE id "
+
+
+def _select_in(conn: Connection, query: str, values: Sequence[Any]) -> list[Any]:
+    """The rows of ``query`` (ending in the column to match) for ``values``, in chunks.
+
+    Driver SQL, with one array parameter on PostgreSQL: one prepared statement for any number
+    of values, where an ``IN`` list is a new statement (planned anew) for each length.
+    """
+    out: list[Any] = []
+    for i in range(0, len(values), _CHUNK):
+        chunk = list(values[i : i + _CHUNK])
+        if conn.dialect.name == "postgresql":
+            out.extend(conn.exec_driver_sql(query + "= ANY(%s)", (chunk,)))
         else:
             marks = ", ".join("?" * len(chunk))
-            rows = conn.exec_driver_sql(
-                f"SELECT {cols} FROM short_links WHERE code IN ({marks})", tuple(chunk)
-            )
-        for code, url, message_id, account_id, expires_at in rows:
-            out[code] = LinkTarget(code, url, message_id, int(account_id), float(expires_at))
+            out.extend(conn.exec_driver_sql(query + f"IN ({marks})", tuple(chunk)))
     return out
 
 
-def write_clicks(conn: Connection, clicks: Sequence[Click], now: float) -> int:
+@dataclass(frozen=True, slots=True)
+class ClicksWritten:
+    """What :func:`write_clicks` did: webhooks created, and the messages whose first-click
+    webhook now exists (created now or before), which later batches may skip."""
+
+    webhooks: int
+    firsts: frozenset[str]
+
+
+def write_clicks(
+    conn: Connection,
+    clicks: Sequence[Click],
+    now: float,
+    known_firsts: Container[str] = frozenset(),
+) -> ClicksWritten:
     """Record ``clicks`` and create their ``message.click`` webhooks; the caller commits.
 
-    Previews (``bot``) are recorded but send no webhook. Returns the webhooks created.
+    Previews (``bot``) are recorded but send no webhook. ``known_firsts``: messages whose
+    first-click webhook is known to exist (committed), so that first-click accounts' repeat
+    clicks of them skip the look-up and the insert the unique key would refuse anyway.
     """
     if not clicks:
-        return 0
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    conn.exec_driver_sql(
-        f"INSERT INTO link_clicks ({', '.join(CLICK_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(CLICK_COLUMNS))})",
+        return ClicksWritten(0, frozenset())
+    copy_rows(
+        conn,
+        link_clicks.name,
+        CLICK_COLUMNS,
         [(c.code, c.message_id, c.account_id, c.at, c.client, c.bot, c.ip_hash) for c in clicks],
     )
     counted = [c for c in clicks if not c.bot]
-    return _click_webhooks(conn, counted, now) if counted else 0
+    if not counted:
+        return ClicksWritten(0, frozenset())
+    return _click_webhooks(conn, counted, now, known_firsts)
 
 
-def _click_webhooks(conn: Connection, clicks: Sequence[Click], now: float) -> int:
-    m, a = messages.c, accounts.c
-    ids = sorted({c.message_id for c in clicks})
-    info: dict[str, Any] = {}
-    for i in range(0, len(ids), _CHUNK):
-        rows = conn.execute(
-            select(
-                m.id,
-                m.account_id,
-                m.external_id,
-                m.phone,
-                m.sender,
-                m.webhook_url,
-                a.webhook_url.label("account_url"),
-                a.webhook_url_secondary.label("account_url_secondary"),
-                a.click_webhooks,
-            )
-            .join(accounts, a.id == m.account_id)
-            .where(and_(m.id.in_(ids[i : i + _CHUNK]), a.click_webhooks != ClickWebhooks.NONE))
-        )
-        info.update({r.id: r for r in rows})
+def _click_webhooks(
+    conn: Connection, clicks: Sequence[Click], now: float, known_firsts: Container[str]
+) -> ClicksWritten:
+    account_ids = sorted({c.account_id for c in clicks})
+    hooks = {r.id: r for r in _select_in(conn, _ACCOUNT_HOOKS, account_ids)}
+    wanted: list[Click] = []
+    for c in clicks:
+        a = hooks.get(c.account_id)
+        if a is None or a.click_webhooks == ClickWebhooks.NONE:
+            continue
+        if a.click_webhooks == ClickWebhooks.FIRST and c.message_id in known_firsts:
+            continue
+        wanted.append(c)
+    message_ids = sorted({c.message_id for c in wanted})
+    info = {r.id: r for r in _select_in(conn, _MESSAGE_INFO, message_ids)}
     new: list[dict[str, Any]] = []
     firsts: set[str] = set()
-    for c in clicks:
-        r = info.get(c.message_id)
+    for c in wanted:
+        a, m = hooks[c.account_id], info.get(c.message_id)
         target = (
-            None if r is None else targets(r.webhook_url, r.account_url, r.account_url_secondary)
+            None if m is None else targets(m.webhook_url, a.webhook_url, a.webhook_url_secondary)
         )
-        if r is None or target is None:
+        if m is None or target is None:
             continue
-        if r.click_webhooks == ClickWebhooks.FIRST:
+        if a.click_webhooks == ClickWebhooks.FIRST:
             if c.message_id in firsts:
                 continue
             firsts.add(c.message_id)
             key = FIRST_CLICK_KEY
         else:
             key = "c" + secrets.token_hex(7)
-        body = dumps(click_payload(r._mapping, c, c.url))
-        new.append(delivery_row(r.account_id, r.id, EVENT_MESSAGE_CLICK, key, *target, body, now))
+        body = dumps(click_payload(m._mapping, c, c.url))
+        new.append(delivery_row(a.id, m.id, EVENT_MESSAGE_CLICK, key, *target, body, now))
     if not new:
-        return 0
+        return ClicksWritten(0, frozenset(firsts))
     # In key order: two links processes writing first clicks of the same messages in arrival
     # order deadlocked on the unique key (PostgreSQL's log during benchmark L).
     new.sort(key=lambda row: (row["message_id"], row["status_key"]))
-    # Driver SQL, many rows in one call: compiling a many-row INSERT per batch cost more CPU
-    # than the redirects it recorded (docs/short-links.md). A repeat of a message's first
-    # click is skipped by the unique (message_id, event, status_key).
-    columns = tuple(new[0])
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    result = conn.exec_driver_sql(
-        f"INSERT INTO webhook_deliveries ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))}) ON CONFLICT DO NOTHING",
-        [tuple(row.values()) for row in new],
-    )
-    return max(0, int(result.rowcount))
+    # A repeat of a message's first click is skipped by the unique (message_id, event,
+    # status_key).
+    return ClicksWritten(len(insert_new(conn, new)), frozenset(firsts))
 
 
 def click_payload(m: Any, click: Click, url: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, select, update
@@ -22,6 +21,7 @@ from dispatcher.billing.pricebook import PriceBook
 from dispatcher.contract import Lane, Status
 from dispatcher.ids import new_message_id
 from dispatcher.store.balances import Charge, charge, record_charges
+from dispatcher.store.bulk import copy_rows, insert_many
 from dispatcher.store.control_sweeps import cancel_stored, hold_controlled
 from dispatcher.store.links import LINK_COLUMNS, link_rows, settle_codes
 from dispatcher.store.records import Batch, NewMessage, NewSubmission, StoredSubmission
@@ -141,32 +141,10 @@ def _message_row(m: NewMessage, batch_id: str | None) -> tuple[Any, ...]:
 
 def insert_message_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert message rows (tuples in :data:`MESSAGE_COLUMNS` order); COPY on PostgreSQL."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
-        raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
-        cols = ", ".join(MESSAGE_COLUMNS)
-        with raw.cursor() as cur, cur.copy(f"COPY messages ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    _insert_many(conn, messages.name, MESSAGE_COLUMNS, rows)
-
-
-@lru_cache(maxsize=64)
-def _insert_sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
-    mark = "%s" if dialect == "postgresql" else "?"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-
-
-def _insert_many(
-    conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """A plain multi-row INSERT as driver SQL: the accept path's hot statements skip
-    SQLAlchemy's per-execution statement and parameter processing (psycopg prepares them after
-    a few uses); errors still arrive as SQLAlchemy's."""
-    if rows:
-        conn.exec_driver_sql(_insert_sql(conn.dialect.name, table, columns), list(rows))
+    if len(rows) >= COPY_THRESHOLD:
+        copy_rows(conn, messages.name, MESSAGE_COLUMNS, rows)
+    else:
+        insert_many(conn, messages.name, MESSAGE_COLUMNS, rows)
 
 
 @contextmanager
@@ -277,9 +255,9 @@ def write_submissions(
         mark_enqueued(conn, enqueued[0], enqueued[1])
         if plain_rows:
             columns = tuple(plain_rows[0])
-            _insert_many(conn, submissions.name, columns, [tuple(r.values()) for r in plain_rows])
+            insert_many(conn, submissions.name, columns, [tuple(r.values()) for r in plain_rows])
         insert_message_rows(conn, rows)
-        _insert_many(conn, short_links.name, LINK_COLUMNS, link_rows(linked))
+        insert_many(conn, short_links.name, LINK_COLUMNS, link_rows(linked))
         insert_batches(conn, batches)
         if charges:  # last: an optimistic charge holds its row lock from here to COMMIT
             check = record_charges(conn, fresh, charges, rows_locked, time.time(), not optimistic)
@@ -371,7 +349,7 @@ def insert_batches(conn: Connection, batches: Iterable[Batch], now: float | None
     """Record outbox rows for ``batches`` (not yet enqueued)."""
     at = now if now is not None else time.time()
     rows = [(b.id, b.lane, len(b.payloads), at, None, b.account) for b in batches]
-    _insert_many(conn, dispatch_batches.name, _BATCH_COLUMNS, rows)
+    insert_many(conn, dispatch_batches.name, _BATCH_COLUMNS, rows)
 
 
 def mark_enqueued(conn: Connection, batch_ids: Sequence[str], now: float) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select, update
+from sqlalchemy import exc as sa_exc
 
 from dispatcher.accounts.account import create_account
 from dispatcher.ids import alphanumeric_token, new_message_id
+from dispatcher.links.clicks import ClickRecorder
 from dispatcher.links.redirect import LinkLoader
 from dispatcher.store.links import Click, write_clicks
 from dispatcher.store.schema import accounts, link_clicks, messages, short_links, webhook_deliveries
@@ -95,9 +97,14 @@ def test_a_batch_of_clicks_writes_every_click_and_one_first_click_webhook(
         Click(c2, m2, account_id, now, "desktop", False, "ab" * 16, "https://shop.example.com/x?2"),
     ]
     with engine.begin() as conn:
-        assert write_clicks(conn, clicks, now) == 2  # m0 once, m2; the preview of m1 none
+        written = write_clicks(conn, clicks, now)
+    assert written.webhooks == 2  # m0 once, m2; the preview of m1 none
+    assert written.firsts == {m0, m2}
     with engine.begin() as conn:  # a later batch: m0's first click was already reported
-        assert write_clicks(conn, clicks[:1], now) == 0
+        again = write_clicks(conn, clicks[:1], now)
+    assert again.webhooks == 0 and again.firsts == {m0}  # refused by the unique key
+    with engine.begin() as conn:  # known to this writer: no look-up, no insert, no new first
+        assert write_clicks(conn, clicks[:1], now, known_firsts={m0}).firsts == set()
     with engine.connect() as conn:
         stored = conn.execute(select(link_clicks.c.message_id, link_clicks.c.bot)).all()
         hooks = conn.execute(
@@ -105,8 +112,54 @@ def test_a_batch_of_clicks_writes_every_click_and_one_first_click_webhook(
                 webhook_deliveries.c.event == "message.click"
             )
         ).all()
-    assert len(stored) == 5 and sum(1 for r in stored if r.bot) == 1
+    assert len(stored) == 6 and sum(1 for r in stored if r.bot) == 1
     assert sorted(hooks) == sorted([(m0, "first"), (m2, "first")])
+
+
+def test_known_first_clicks_do_not_hold_back_an_all_clicks_account(engine: Engine) -> None:
+    account_id, [(code, mid)] = _seed(engine, 1)
+    with engine.begin() as conn:
+        conn.execute(
+            update(accounts).where(accounts.c.id == account_id).values(click_webhooks="all")
+        )
+    now = time.time()
+    click = Click(code, mid, account_id, now, "mobile", False, None, "https://shop.example.com/x")
+    for _ in range(2):
+        with engine.begin() as conn:
+            written = write_clicks(conn, [click], now, known_firsts={mid})
+        assert written.webhooks == 1 and written.firsts == set()
+
+
+def test_the_recorder_remembers_a_first_click_only_once_it_is_committed(
+    engine: Engine,
+) -> None:
+    account_id, [(code, mid)] = _seed(engine, 1)
+    recorder = ClickRecorder(engine)
+    click = Click(code, mid, account_id, time.time(), "mobile", False, None, "https://x.example/")
+
+    def refuse(_conn: Any) -> None:
+        raise sa_exc.OperationalError("COMMIT", None, Exception("connection lost"))
+
+    event.listen(engine, "commit", refuse)
+    recorder.add(click)
+    assert recorder.flush() == 0  # the commit failed: the click waits, nothing is remembered
+    event.remove(engine, "commit", refuse)
+    assert mid not in recorder._firsts
+    assert recorder.flush() == 1
+    assert mid in recorder._firsts
+    recorder.add(click)  # a repeat: recorded, and no look-up of the message
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    assert recorder.flush() == 1
+    assert not [s for s in statements if "FROM messages" in s], statements
+    with engine.connect() as conn:
+        clicks = conn.execute(select(link_clicks.c.message_id)).all()
+        hooks = conn.execute(
+            select(webhook_deliveries.c.message_id).where(
+                webhook_deliveries.c.event == "message.click"
+            )
+        ).all()
+    assert len(clicks) == 2 and len(hooks) == 1
 
 
 def _two_writers(engine: Engine, clicks: list[Click], now: float) -> tuple[list[Any], list[int]]:
@@ -119,7 +172,7 @@ def _two_writers(engine: Engine, clicks: list[Click], now: float) -> tuple[list[
         try:
             with engine.begin() as conn:
                 start.wait(10)
-                created.append(write_clicks(conn, batch, now))
+                created.append(write_clicks(conn, batch, now).webhooks)
         except BaseException as exc:
             errors.append(exc)
 
