@@ -39,7 +39,7 @@ from dispatcher.billing.money import format_minor
 from dispatcher.billing.pricebook import PriceBook
 from dispatcher.store.records import NewSubmission
 from dispatcher.store.schema import balances, ledger, messages
-from dispatcher.store.sql import dialect_insert
+from dispatcher.store.sql import dialect_insert, sqlite_write_lock
 
 INSUFFICIENT = "insufficient_balance"
 NO_PRICE = "no_price"
@@ -102,8 +102,8 @@ def lock_balances(conn: Connection, account_ids: Sequence[int]) -> dict[int, _Ro
             "WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
             (ids,),
         )
-    else:  # SQLite: a write takes the database lock first, held until commit
-        conn.execute(update(balances).where(b.account_id.in_(ids)).values(balance=b.balance))
+    else:
+        sqlite_write_lock(conn, balances)
         rows = conn.execute(
             select(b.account_id, b.balance, b.credit_limit, b.currency).where(b.account_id.in_(ids))
         )

@@ -36,7 +36,7 @@ from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select,
 from dispatcher.contract import AMBIGUOUS_CODES, WAITING_STATUSES, Status
 from dispatcher.store import audit
 from dispatcher.store.schema import campaign_controls, messages, submissions
-from dispatcher.store.sql import dialect_insert, id_in
+from dispatcher.store.sql import dialect_insert, id_in, sqlite_write_lock
 from dispatcher.store.webhooks import create_status_webhooks
 
 RUNNING, PAUSED, CANCELLED = "running", "paused", "cancelled"
@@ -78,8 +78,9 @@ def _submission_ids(conn: Connection, account_id: int, campaign: str) -> list[st
 def _state(conn: Connection, account_id: int, campaign: str, lock: bool = False) -> str:
     c = campaign_controls.c
     stmt = select(c.state).where(and_(c.account_id == account_id, c.campaign == campaign))
-    if lock and conn.dialect.name == "postgresql":
+    if lock:  # a pause, resume or cancel racing another (a cancel is final) waits for it
         stmt = stmt.with_for_update()
+        sqlite_write_lock(conn, campaign_controls)
     row = conn.execute(stmt).first()
     return RUNNING if row is None else str(row[0])
 

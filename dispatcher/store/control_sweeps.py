@@ -29,7 +29,7 @@ from dispatcher.store.control import (
 from dispatcher.store.progress import expire_overdue
 from dispatcher.store.records import NewSubmission
 from dispatcher.store.schema import campaign_controls, messages
-from dispatcher.store.sql import id_in
+from dispatcher.store.sql import id_in, sqlite_write_lock
 from dispatcher.store.webhooks import create_status_webhooks
 
 
@@ -72,12 +72,15 @@ def controlled_submissions(
     if changed_since is not None:
         where = and_(c.state.in_([PAUSED, CANCELLED]), c.changed_at >= changed_since)
     stmt = select(c.account_id, c.campaign, c.state).where(where)
+    # Locks until the caller commits: a resume (or a pause) then waits for this transaction,
+    # or this one sees its result. Without them a tick that read "paused" just before a resume
+    # paused its messages again just after it, for good: the campaign said "running" and
+    # nothing would release them (found by the pause/resume integration test, on PostgreSQL
+    # first, later on SQLite; tests/integration/test_control_race.py).
     if conn.dialect.name == "postgresql":
-        # Shared locks until the caller commits: a resume (or a pause) takes its campaign's
-        # row for update first, so it waits for this transaction, or this one sees its result.
-        # Without them a tick that read "paused" just before a resume paused its messages
-        # again just after it (found by the pause/resume integration test).
+        # Shared row locks: a resume takes its campaign's row for update first.
         stmt = stmt.with_for_update(read=True)
+    sqlite_write_lock(conn, campaign_controls)
     controls = conn.execute(stmt).all()
     out: dict[str, str] = {}
     for account_id, campaign, state in controls:
