@@ -140,7 +140,8 @@ def _message_row(m: NewMessage, batch_id: str | None) -> tuple[Any, ...]:
 
 
 def insert_message_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert message rows (tuples in :data:`MESSAGE_COLUMNS` order); COPY on PostgreSQL."""
+    """Insert message rows (tuples in :data:`MESSAGE_COLUMNS` order); ``COPY`` from
+    :data:`COPY_THRESHOLD` rows (on PostgreSQL: :func:`~dispatcher.store.bulk.copy_rows`)."""
     if len(rows) >= COPY_THRESHOLD:
         copy_rows(conn, messages.name, MESSAGE_COLUMNS, rows)
     else:
